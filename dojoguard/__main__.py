@@ -1,0 +1,3 @@
+from dojoguard.cli import main
+
+main()

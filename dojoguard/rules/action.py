@@ -1,0 +1,276 @@
+"""The Action: what a teacher did, as a plain value the rules can judge.
+
+The proxy builds Actions from real ClassDojo traffic; ``dojoguard decide``
+reads the same shape from JSON (documented in docs/actions.md). Nothing here
+knows about HTTP or mitmproxy.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+
+class Kind(enum.StrEnum):
+    MESSAGE_SEND = "message.send"
+    STORY_POST = "story.post"
+    COMMENT_POST = "comment.post"
+    POINTS_AWARD = "points.award"
+    ATTACHMENT_UPLOAD = "attachment.upload"
+    PORTFOLIO_POST = "portfolio.post"
+    UNCLASSIFIED_WRITE = "unclassified.write"
+
+
+class Channel(enum.StrEnum):
+    MESSAGE = "message"
+    CLASS_STORY = "class_story"
+    SCHOOL_STORY = "school_story"
+    COMMENT = "comment"
+    PORTFOLIO = "portfolio"
+    POINTS = "points"
+    UNKNOWN = "unknown"
+
+
+class AttachmentKind(enum.StrEnum):
+    PHOTO = "photo"
+    VIDEO = "video"
+    FILE = "file"
+
+
+class ActionError(ValueError):
+    """An action document that cannot be understood; ``path`` says where."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+@dataclass(frozen=True)
+class ImageFindings:
+    """What the image check found in one picture. Counts only: no pixels, no templates."""
+
+    faces_found: int = 0
+    faces_permitted: int = 0
+    faces_not_permitted: int = 0
+    faces_unidentified: int = 0
+    gps_present: bool = False
+    unreadable: bool = False
+    # Why the check could not be completed (unreadable, too large, engine error).
+    error: str | None = None
+    # Face boxes [top, right, bottom, left] in the original image's pixels,
+    # after EXIF orientation; used for redaction, never logged.
+    boxes_not_permitted: tuple[tuple[int, int, int, int], ...] = ()
+
+    @property
+    def is_complete(self) -> bool:
+        return not self.unreadable and self.error is None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    kind: AttachmentKind
+    id: str | None = None
+    content_type: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    # None means "not analysed": rules treat that as a check not completed.
+    findings: ImageFindings | None = None
+
+
+@dataclass(frozen=True)
+class Points:
+    value: int | None = None
+    skill: str | None = None
+    skill_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: Kind
+    channel: Channel
+    at: datetime
+    teacher_id: str | None = None
+    teacher_name: str | None = None
+    device_address: str | None = None
+    class_id: str | None = None
+    students: tuple[str, ...] = ()
+    text: str | None = None
+    points: Points | None = None
+    attachments: tuple[Attachment, ...] = ()
+    # Where the action came from (catalogue entry id, method, path template):
+    # for the audit trail and discovery, never for rule logic.
+    endpoint: str | None = None
+    # Problems met while building the action (unparseable body, unknown skill):
+    # a non-empty tuple means the proxy could not see everything.
+    problems: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def with_time(self, at: datetime) -> "Action":
+        return replace(self, at=at)
+
+    # -- JSON -------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"kind": str(self.kind), "channel": str(self.channel), "at": self.at.isoformat()}
+        if self.teacher_id or self.teacher_name:
+            doc["teacher"] = {k: v for k, v in (("id", self.teacher_id), ("name", self.teacher_name)) if v}
+        if self.device_address:
+            doc["device"] = {"address": self.device_address}
+        if self.class_id:
+            doc["class"] = {"id": self.class_id}
+        if self.students:
+            doc["students"] = list(self.students)
+        if self.text is not None:
+            doc["text"] = self.text
+        if self.points is not None:
+            doc["points"] = {k: v for k, v in (("value", self.points.value), ("skill", self.points.skill),
+                                               ("skill_id", self.points.skill_id)) if v is not None}
+        if self.attachments:
+            doc["attachments"] = [_attachment_dict(a) for a in self.attachments]
+        if self.endpoint:
+            doc["endpoint"] = self.endpoint
+        if self.problems:
+            doc["problems"] = list(self.problems)
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: Any, *, default_at: datetime | None = None) -> "Action":
+        if not isinstance(doc, dict):
+            raise ActionError("", "an action must be a JSON object")
+        known = {"kind", "channel", "at", "teacher", "device", "class", "students", "text", "points",
+                 "attachments", "endpoint", "problems"}
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise ActionError(unknown[0], f"unknown field; known fields: {', '.join(sorted(known))}")
+        kind = _enum(Kind, doc.get("kind"), "kind")
+        channel = _enum(Channel, doc.get("channel", "unknown"), "channel")
+        at = _time(doc["at"], "at") if "at" in doc else default_at
+        if at is None:
+            raise ActionError("at", "missing; give an ISO time such as 2026-11-30T10:00:00+00:00")
+        teacher = _obj(doc.get("teacher"), "teacher")
+        device = _obj(doc.get("device"), "device")
+        klass = _obj(doc.get("class"), "class")
+        points = doc.get("points")
+        if points is not None:
+            points = _obj(points, "points")
+            value = points.get("value")
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ActionError("points.value", "must be a whole number")
+            points = Points(value=value, skill=_str(points.get("skill"), "points.skill"),
+                            skill_id=_str(points.get("skill_id"), "points.skill_id"))
+        students = doc.get("students", [])
+        if not isinstance(students, list) or not all(isinstance(s, str) for s in students):
+            raise ActionError("students", "must be a list of pupil ids")
+        attachments = doc.get("attachments", [])
+        if not isinstance(attachments, list):
+            raise ActionError("attachments", "must be a list")
+        problems = doc.get("problems", [])
+        if not isinstance(problems, list):
+            raise ActionError("problems", "must be a list of strings")
+        return cls(
+            kind=kind,
+            channel=channel,
+            at=at,
+            teacher_id=_str(teacher.get("id"), "teacher.id"),
+            teacher_name=_str(teacher.get("name"), "teacher.name"),
+            device_address=_str(device.get("address"), "device.address"),
+            class_id=_str(klass.get("id"), "class.id"),
+            students=tuple(students),
+            text=_str(doc.get("text"), "text"),
+            points=points,
+            attachments=tuple(_attachment(a, f"attachments[{i}]") for i, a in enumerate(attachments)),
+            endpoint=_str(doc.get("endpoint"), "endpoint"),
+            problems=tuple(str(p) for p in problems),
+        )
+
+
+def _attachment_dict(a: Attachment) -> dict[str, Any]:
+    doc: dict[str, Any] = {"kind": str(a.kind)}
+    for key in ("id", "content_type", "size", "sha256"):
+        if getattr(a, key) is not None:
+            doc[key] = getattr(a, key)
+    if a.findings is not None:
+        f = a.findings
+        doc["findings"] = {
+            "faces_found": f.faces_found,
+            "faces_permitted": f.faces_permitted,
+            "faces_not_permitted": f.faces_not_permitted,
+            "faces_unidentified": f.faces_unidentified,
+            "gps_present": f.gps_present,
+            "unreadable": f.unreadable,
+        }
+        if f.error:
+            doc["findings"]["error"] = f.error
+    return doc
+
+
+_FINDING_INTS = ("faces_found", "faces_permitted", "faces_not_permitted", "faces_unidentified")
+
+
+def _attachment(doc: Any, path: str) -> Attachment:
+    doc = _obj(doc, path)
+    findings = doc.get("findings")
+    if findings is not None:
+        findings = _obj(findings, f"{path}.findings")
+        unknown = set(findings) - set(_FINDING_INTS) - {"gps_present", "unreadable", "error"}
+        if unknown:
+            raise ActionError(f"{path}.findings.{sorted(unknown)[0]}", "unknown finding")
+        for key in _FINDING_INTS:
+            value = findings.get(key, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ActionError(f"{path}.findings.{key}", "must be a whole number, 0 or more")
+        findings = ImageFindings(
+            **{k: findings.get(k, 0) for k in _FINDING_INTS},
+            gps_present=bool(findings.get("gps_present", False)),
+            unreadable=bool(findings.get("unreadable", False)),
+            error=_str(findings.get("error"), f"{path}.findings.error"),
+        )
+    size = doc.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+        raise ActionError(f"{path}.size", "must be a whole number of bytes")
+    return Attachment(
+        kind=_enum(AttachmentKind, doc.get("kind"), f"{path}.kind"),
+        id=_str(doc.get("id"), f"{path}.id"),
+        content_type=_str(doc.get("content_type"), f"{path}.content_type"),
+        size=size,
+        sha256=_str(doc.get("sha256"), f"{path}.sha256"),
+        findings=findings,
+    )
+
+
+def _enum(cls, value, path):
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise ActionError(path, f"{value!r} is not one of: {allowed}") from None
+
+
+def _obj(value, path) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ActionError(path, "must be an object")
+    return value
+
+
+def _str(value, path) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ActionError(path, "must be a string")
+    return value
+
+
+def _time(value, path) -> datetime:
+    if not isinstance(value, str):
+        raise ActionError(path, "must be an ISO time string")
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise ActionError(path, f"{value!r} is not an ISO time such as 2026-11-30T10:00:00+00:00") from None
+    if at.tzinfo is None:
+        raise ActionError(path, "needs a UTC offset (e.g. +00:00 or Z) so the time is not ambiguous")
+    return at

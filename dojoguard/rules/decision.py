@@ -1,0 +1,84 @@
+"""The Decision: what the policy says about one Action, and why."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Verdict(enum.StrEnum):
+    """Ordered from least to most strict: the strictest matching verdict wins."""
+
+    ALLOW = "allow"
+    WARN = "warn"
+    REDACT = "redact"
+    DEFER = "defer"
+    HOLD = "hold"
+    BLOCK = "block"
+
+    @property
+    def strictness(self) -> int:
+        return _ORDER[self]
+
+    @classmethod
+    def strictest(cls, verdicts) -> "Verdict":
+        return max(verdicts, key=lambda v: _ORDER[v], default=cls.ALLOW)
+
+
+_ORDER = {v: i for i, v in enumerate(Verdict)}
+
+
+@dataclass(frozen=True)
+class Match:
+    """One rule that matched: its verdict, the teacher-facing notice and the clause it enforces."""
+
+    rule_id: str
+    verdict: Verdict
+    reason: str
+    notice: str
+    clause: str = ""
+    # Set when an exemption stopped this rule from applying.
+    exempted_by: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {"rule": self.rule_id, "verdict": str(self.verdict), "reason": self.reason,
+               "notice": self.notice, "clause": self.clause}
+        if self.exempted_by:
+            doc["exempted_by"] = self.exempted_by
+        return doc
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    matches: tuple[Match, ...]
+    policy_revision: str
+    at: datetime
+    # Teacher-facing text: the notices of the rules that set the verdict.
+    notice: str = ""
+    exemptions_used: tuple[str, ...] = ()
+    # Rules an exemption switched off (listed, not applied).
+    exempted: tuple[Match, ...] = ()
+    # True when no rule matched and the policy's explicit default decided.
+    by_default: bool = False
+    decision_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        return tuple(m.rule_id for m in self.matches)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "verdict": str(self.verdict),
+            "notice": self.notice,
+            "matched": [m.to_dict() for m in self.matches],
+            "exemptions_used": list(self.exemptions_used),
+            "exempted": [m.to_dict() for m in self.exempted],
+            "by_default": self.by_default,
+            "policy_revision": self.policy_revision,
+            "at": self.at.isoformat(),
+        }

@@ -1,0 +1,26 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+FACES_ENV = "DOJOGUARD_FACES_DIR"
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """The folder of real photographs with ground truth (set DOJOGUARD_FACES_DIR).
+
+    The photographs are not part of the project; tests that need them are
+    skipped, saying why, when the setting is missing.
+    """
+    value = os.environ.get(FACES_ENV)
+    if not value:
+        pytest.skip(f"{FACES_ENV} is not set: point it at the real photographs folder to run face tests")
+    path = Path(value)
+    if not (path / "dlib-pascal").is_dir():
+        pytest.skip(f"{FACES_ENV}={value} does not hold dlib-pascal/: face tests skipped")
+    return path

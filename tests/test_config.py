@@ -1,0 +1,71 @@
+"""Tests for the deployment settings loader."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from dojoguard import config
+from dojoguard.cli import cli
+from dojoguard.yamlfile import FileProblems
+
+
+def write(tmp_path, text):
+    path = tmp_path / "config.yaml"
+    path.write_text(text, "utf-8")
+    return path
+
+
+def test_embedded_defaults_load_and_validate():
+    """The embedded defaults are a complete, valid configuration."""
+    loaded = config.load(None)
+    assert loaded["proxy"]["listen"] == "127.0.0.1:8080"
+    assert str(loaded.timezone) == "Europe/London"
+
+
+def test_file_is_laid_over_defaults(tmp_path):
+    """A school's file need only hold what it changes; the rest stays default."""
+    loaded = config.load(write(tmp_path, "proxy:\n  listen: 0.0.0.0:3128\n"), base_dir=tmp_path)
+    assert loaded["proxy"]["listen"] == "0.0.0.0:3128"
+    assert loaded["proxy"]["unknown_writes"] == "audit"
+    assert loaded.path("audit", "database") == tmp_path / "dojoguard-data" / "audit.sqlite"
+
+
+def test_every_problem_is_reported_at_once_with_positions(tmp_path):
+    """Unknown keys get a did-you-mean hint; bad values, zones and networks are all listed together."""
+    path = write(tmp_path, "proxy:\n  listn: 1\n  mode: foo\n  client_networks: [10.0.0.300/8]\n"
+                           "timezone: Europe/Londn\n")
+    with pytest.raises(FileProblems) as caught:
+        config.load(path)
+    problems = {p.code: p for p in caught.value.problems}
+    assert problems["DG-CONFIG-UNKNOWN"].line == 2 and "listen" in problems["DG-CONFIG-UNKNOWN"].hint
+    assert problems["DG-CONFIG-INVALID"].line == 3
+    assert problems["DG-CONFIG-TIMEZONE"].line == 5
+    assert problems["DG-CONFIG-NETWORK"].line == 4
+
+
+def test_yaml_traps_are_explained(tmp_path):
+    """`yes` is text, not a boolean, and the hint says so; 16:00 stays a time, not 960."""
+    with pytest.raises(FileProblems) as caught:
+        config.load(write(tmp_path, "rules:\n  reload: yes\n"))
+    assert "true or false" in caught.value.problems[0].hint
+    loaded = config.load(write(tmp_path, "reports:\n  weekly_time: 16:00\n"))
+    assert loaded["reports"]["weekly_time"] == "16:00"
+
+
+def test_config_check_command_exit_codes(tmp_path):
+    """`config check` exits 0 on a good file and 2 with every problem on a bad one."""
+    runner = CliRunner()
+    good = runner.invoke(cli, ["config", "check", str(write(tmp_path, "timezone: Europe/London\n"))])
+    assert good.exit_code == 0, good.output
+    bad = runner.invoke(cli, ["config", "check", str(write(tmp_path, "timzone: UTC\n"))])
+    assert bad.exit_code == 2
+    assert "Did you mean 'timezone'" in bad.output
+
+
+def test_config_show_prints_the_commented_defaults():
+    """`config show` prints the embedded file, comments included, and it loads back."""
+    result = CliRunner().invoke(cli, ["config", "show"])
+    assert result.exit_code == 0
+    assert result.output.startswith("# yaml-language-server")
+    assert "# Client networks allowed" in result.output
