@@ -64,6 +64,8 @@ class Decision:
     exempted: tuple[Match, ...] = ()
     # True when no rule matched and the policy's explicit default decided.
     by_default: bool = False
+    # For a `defer` verdict: when the deferring rule's window next opens.
+    release_at: datetime | None = None
     decision_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -81,4 +83,5 @@ class Decision:
             "by_default": self.by_default,
             "policy_revision": self.policy_revision,
             "at": self.at.isoformat(),
+            "release_at": self.release_at.isoformat() if self.release_at else None,
         }
