@@ -1,0 +1,192 @@
+"""Signed checkpoints: a small file, signed with Ed25519, stating the chain's head at a moment.
+
+Someone outside the proxy who keeps these files (or receives them by email)
+can later prove the log was not rewritten or cut short: a rebuilt chain would
+not reach the hashes they hold, and only the signing key, kept apart from the
+database, can make a new checkpoint. Verifiers need only the public key file.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from dojoguard.audit.record import canonical, format_time
+
+FORMAT = "dojoguard-audit-checkpoint/1"
+PUBLIC_KEY_NAME = "audit-signing.pub"
+
+
+class CheckpointError(Exception):
+    """A key or checkpoint file that cannot be used, with what to do about it."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    log_id: str
+    seq: int
+    hash: str
+    record_at: str
+    written_at: str
+    key_fingerprint: str
+    signature: str
+    source: str = ""
+
+    def payload(self) -> dict[str, Any]:
+        return {"format": FORMAT, "log_id": self.log_id, "seq": self.seq, "hash": self.hash,
+                "record_at": self.record_at, "written_at": self.written_at,
+                "key_fingerprint": self.key_fingerprint}
+
+    def to_json(self) -> str:
+        return json.dumps({**self.payload(), "signature": self.signature}, indent=2, sort_keys=True) + "\n"
+
+
+def fingerprint(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "SHA256:" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+def load_or_create_key(path: Path) -> Ed25519PrivateKey:
+    """The signing key at ``path``, created (0600, folder 0700) if it does not exist yet."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return load_key(path)  # created by another process meanwhile
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return key
+    return load_key(path)
+
+
+def load_key(path: Path) -> Ed25519PrivateKey:
+    mode = os.stat(path).st_mode
+    if mode & 0o077:
+        raise CheckpointError(f"{path}: the signing key is readable by other users "
+                              f"(mode {oct(mode & 0o777)}). Hint: chmod 600 {path}")
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not an Ed25519 private key in PEM form ({exc})") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise CheckpointError(f"{path}: not an Ed25519 key")
+    return key
+
+
+def public_key_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read the public key ({exc})") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise CheckpointError(f"{path}: not an Ed25519 public key")
+    return key
+
+
+def export_public_key(key: Ed25519PrivateKey, folder: Path) -> Path:
+    """Write the public key beside the checkpoints (for verifiers); returns its path."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / PUBLIC_KEY_NAME
+    pem = public_key_pem(key)
+    if not path.exists() or path.read_bytes() != pem:
+        _write_atomic(path, pem, 0o644)
+    return path
+
+
+def sign(key: Ed25519PrivateKey, *, log_id: str, seq: int, hash_: str, record_at: datetime,
+         written_at: datetime) -> Checkpoint:
+    unsigned = Checkpoint(log_id, seq, hash_, format_time(record_at), format_time(written_at),
+                          fingerprint(key.public_key()), "")
+    signature = key.sign(canonical(unsigned.payload()).encode("utf-8"))
+    return Checkpoint(**{**unsigned.__dict__, "signature": base64.b64encode(signature).decode("ascii")})
+
+
+def write(checkpoint: Checkpoint, folder: Path) -> Path:
+    """Export ``checkpoint`` into ``folder`` (atomically); returns the file's path."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stamp = checkpoint.written_at.replace("-", "").replace(":", "").split(".")[0] + "Z"
+    path = folder / f"checkpoint-{checkpoint.seq:012d}-{stamp}.json"
+    _write_atomic(path, checkpoint.to_json().encode("utf-8"), 0o644)
+    return path
+
+
+def read(path: Path) -> Checkpoint:
+    try:
+        doc = json.loads(Path(path).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint file ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a dojoguard audit checkpoint (format {FORMAT!r} expected)")
+    try:
+        return Checkpoint(str(doc["log_id"]), int(doc["seq"]), str(doc["hash"]), str(doc["record_at"]),
+                          str(doc["written_at"]), str(doc["key_fingerprint"]), str(doc["signature"]),
+                          source=str(path))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint is missing a field ({exc})") from exc
+
+
+def is_signed_by(checkpoint: Checkpoint, public_key: Ed25519PublicKey) -> bool:
+    try:
+        signature = base64.b64decode(checkpoint.signature, validate=True)
+        public_key.verify(signature, canonical(checkpoint.payload()).encode("utf-8"))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("checkpoint-*.json"))
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_checkpoint(log, key_path: Path, folder: Path) -> tuple[Checkpoint, Path]:
+    """Sign the log's current head, export it to ``folder``, and record that in the log.
+
+    The exported checkpoint covers the head *before* its own
+    ``checkpoint.written`` record, which the next checkpoint then covers.
+    """
+    key = load_or_create_key(key_path)
+    export_public_key(key, folder)
+    with log.lock:
+        head = log.head()
+        if head is None:
+            raise CheckpointError("the audit log is empty: nothing to checkpoint")
+        checkpoint = sign(key, log_id=log.log_id, seq=head.seq, hash_=head.hash, record_at=head.at,
+                          written_at=log.clock.now())
+        path = write(checkpoint, folder)
+        log.append_event("checkpoint.written", {"seq": checkpoint.seq, "hash": checkpoint.hash,
+                                                "file": path.name, "key_fingerprint": checkpoint.key_fingerprint})
+    return checkpoint, path

@@ -1,0 +1,255 @@
+"""``dojoguard audit``: verify the log, sign checkpoints, produce reports, purge, and look at records."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from dojoguard.audit import checkpoint as checkpoints
+from dojoguard.audit import retention
+from dojoguard.audit.checkpoint import CheckpointError
+from dojoguard.audit.log import AuditLog, AuditWriteError
+from dojoguard.audit.record import format_time
+from dojoguard.audit.render import FORMATS, render
+from dojoguard.audit.report import build_report, day_label, period_bounds
+from dojoguard.audit.verification import verify
+from dojoguard.clitools import fail, pass_env
+from dojoguard.environment import Environment
+from dojoguard.yamlfile import FileProblems
+
+database_option = click.option(
+    "--database", "database", type=click.Path(dir_okay=False, path_type=Path),
+    help="Audit database to use instead of the configured one (e.g. a copy).")
+
+
+def _config(env: Environment):
+    try:
+        return env.config
+    except FileProblems as exc:
+        raise fail(exc) from None
+
+
+def _open(env: Environment, database: Path | None, *, must_exist: bool = True) -> AuditLog:
+    path = database or _config(env).path("audit", "database")
+    if must_exist and not path.exists():
+        raise click.ClickException(f"no audit log at {path}. Hint: give --database, or check audit.database "
+                                   f"in the settings.")
+    try:
+        return AuditLog.open(path, clock=env.clock, emit_decisions=False)
+    except AuditWriteError as exc:
+        raise fail(exc) from None
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The tamper-evident audit log: verify it, sign checkpoints, report to leaders.
+
+    \b
+    Example:
+      dojoguard audit verify
+    """
+
+
+@audit_group.command("verify")
+@click.option("--checkpoint", "checkpoint_files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Signed checkpoint file to check against the log (repeatable). "
+                   "Default: every checkpoint in audit.checkpoint_dir.")
+@click.option("--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The log's public key (audit-signing.pub). Default: the one beside the checkpoints.")
+@database_option
+@pass_env
+def verify_command(env: Environment, checkpoint_files, public_key, database) -> None:
+    """Check the whole hash chain and the signed checkpoints; exit 1 naming the first bad record.
+
+    \b
+    Example:
+      dojoguard audit verify --checkpoint checkpoint-000000012345-20261127T235000Z.json \\
+          --public-key audit-signing.pub
+    """
+    cfg = _config(env)
+    folder = cfg.path("audit", "checkpoint_dir")
+    files = list(checkpoint_files) or checkpoints.files(folder)
+    try:
+        key = _public_key(cfg, folder, public_key) if files else None
+    except CheckpointError as exc:
+        raise fail(exc) from None
+    with _open(env, database) as log:
+        result = verify(log, checkpoint_files=files, public_key=key)
+    chain = result.chain
+    out = env.stdout
+    for problem in result.problems:
+        click.echo(f"checkpoint problem: {problem}", file=out)
+    for c in result.checkpoints:
+        click.echo(f"checkpoint {Path(c.source).name} (record {c.seq}): {c.status}: {c.detail}", file=out)
+    if chain.first_break is not None:
+        click.echo(f"FAILED: {chain.first_break}", file=out)
+        click.echo(f"{chain.records} record(s) before it verified.", file=out)
+        sys.exit(1)
+    if not result.is_ok:
+        click.echo("FAILED: the chain is intact but a checkpoint does not match it (see above).", file=out)
+        sys.exit(1)
+    span = f"records {chain.first_seq} to {chain.last_seq}" if chain.records else "no records"
+    cut = f", starting from the retention cut after record {chain.anchor[0]}" if chain.anchor else ""
+    matched = sum(1 for c in result.checkpoints if c.status == "ok")
+    click.echo(f"ok: {chain.records} record(s) verified ({span}{cut}); {matched} checkpoint(s) match; "
+               f"{result.seconds:.2f} s", file=out)
+
+
+def _public_key(cfg, folder: Path, given: Path | None):
+    if given is not None:
+        return checkpoints.load_public_key(given)
+    exported = folder / checkpoints.PUBLIC_KEY_NAME
+    if exported.exists():
+        return checkpoints.load_public_key(exported)
+    key_path = cfg.path("audit", "signing_key")
+    if key_path.exists():
+        return checkpoints.load_key(key_path).public_key()
+    raise CheckpointError(f"no public key found (looked for {exported} and {key_path}). "
+                          f"Hint: give --public-key audit-signing.pub")
+
+
+@audit_group.command("checkpoint")
+@pass_env
+def checkpoint_command(env: Environment) -> None:
+    """Sign the log's current head now and export it to audit.checkpoint_dir.
+
+    The signing key (audit.signing_key) is created on first use, readable by
+    its owner only; the public key is written beside the checkpoints.
+
+    \b
+    Example:
+      dojoguard audit checkpoint
+    """
+    cfg = _config(env)
+    with _open(env, None, must_exist=False) as log:
+        try:
+            checkpoint, path = checkpoints.write_checkpoint(log, cfg.path("audit", "signing_key"),
+                                                            cfg.path("audit", "checkpoint_dir"))
+        except (CheckpointError, AuditWriteError, OSError) as exc:
+            raise fail(exc) from None
+    click.echo(f"wrote {path} (record {checkpoint.seq}, key {checkpoint.key_fingerprint})", file=env.stdout)
+
+
+@audit_group.command("public-key")
+@pass_env
+def public_key_command(env: Environment) -> None:
+    """Print the public key that verifies checkpoints (give it to whoever keeps them).
+
+    \b
+    Example:
+      dojoguard audit public-key > audit-signing.pub
+    """
+    cfg = _config(env)
+    try:
+        key = checkpoints.load_or_create_key(cfg.path("audit", "signing_key"))
+    except (CheckpointError, OSError) as exc:
+        raise fail(exc) from None
+    click.echo(checkpoints.public_key_pem(key).decode("ascii"), nl=False, file=env.stdout)
+    click.echo(f"fingerprint: {checkpoints.fingerprint(key.public_key())}", file=env.stderr)
+
+
+@audit_group.command("report")
+@click.option("--from", "first", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day (YYYY-MM-DD).")
+@click.option("--to", "last", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day, included.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write ('-' for standard output).")
+@database_option
+@pass_env
+def report_command(env: Environment, first: datetime, last: datetime, fmt: str, output: Path, database) -> None:
+    """Write the leaders' report for a period: HTML (self-contained), CSV or JSON.
+
+    \b
+    Example:
+      dojoguard audit report --from 2026-11-23 --to 2026-11-27 --format html -o week.html
+    """
+    cfg = _config(env)
+    with _open(env, database) as log:
+        try:
+            start, end = period_bounds(first.date(), last.date(), cfg.timezone)
+            report = build_report(log, start, end, tz=cfg.timezone, now=env.clock.now(),
+                                  label=day_label(first.date(), last.date()),
+                                  policy_reviewed=cfg["reports"]["policy_reviewed"],
+                                  checkpoint_dir=cfg.path("audit", "checkpoint_dir"))
+        except ValueError as exc:
+            raise fail(exc) from None
+    data = render(report, fmt)
+    if str(output) == "-":
+        click.echo(data.decode("utf-8"), nl=False, file=env.stdout)
+        return
+    output.write_bytes(data)
+    click.echo(f"wrote {output} ({report.decisions} decisions, {first.date()} to {last.date()})", file=env.stderr)
+
+
+@audit_group.command("purge")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; change nothing.")
+@click.option("--before", type=click.DateTime(["%Y-%m-%d"]),
+              help="Remove records before this day instead of audit.retention_days ago.")
+@pass_env
+def purge_command(env: Environment, dry_run: bool, before: datetime | None) -> None:
+    """Remove records older than the retention period, recording the purge in the chain.
+
+    \b
+    Example:
+      dojoguard audit purge --dry-run
+    """
+    cfg = _config(env)
+    cut = (datetime.combine(before.date(), datetime.min.time(), cfg.timezone) if before
+           else retention.cutoff(env.clock.now(), cfg["audit"]["retention_days"]))
+    with _open(env, None) as log:
+        try:
+            result = retention.purge(log, cut, dry_run=dry_run)
+        except AuditWriteError as exc:
+            raise fail(exc) from None
+    verb = "would remove" if dry_run else "removed"
+    if result.records:
+        click.echo(f"{verb} {result.records} record(s) ({result.first_seq} to {result.last_seq}) written "
+                   f"before {format_time(cut)}", file=env.stdout)
+    else:
+        click.echo(f"nothing to remove: no record is older than {format_time(cut)}", file=env.stdout)
+
+
+@audit_group.command("tail")
+@click.option("-n", "count", default=20, show_default=True, type=click.IntRange(1, 100000))
+@click.option("--type", "types", multiple=True, help="Only records of this type (e.g. decision, policy.rejected).")
+@database_option
+@pass_env
+def tail_command(env: Environment, count: int, types, database) -> None:
+    """Print the latest records as JSON lines (they hold ids, hashes and counts, never content).
+
+    \b
+    Example:
+      dojoguard audit tail -n 5 --type decision
+    """
+    with _open(env, database) as log:
+        head = log.head()
+        after = max(0, (head.seq if head else 0) - (count if not types else 10**12))
+        records = list(log.records(after_seq=after, types=tuple(types) or None))[-count:]
+    for record in records:
+        click.echo(json.dumps(record.to_dict(), sort_keys=True), file=env.stdout)
+
+
+@audit_group.command("show")
+@click.argument("record_id")
+@database_option
+@pass_env
+def show_command(env: Environment, record_id: str, database) -> None:
+    """Show one record by its id (the decision id a teacher was shown, for example).
+
+    \b
+    Example:
+      dojoguard audit show 3f2a9c0e8b7d4e1fa0c2b4d6e8f01234
+    """
+    with _open(env, database) as log:
+        record = log.get(record_id)
+    if record is None:
+        raise click.ClickException(f"no record with id {record_id!r}")
+    click.echo(json.dumps(record.to_dict(), indent=2, sort_keys=True), file=env.stdout)
+
+
+COMMANDS = [audit_group]

@@ -1,0 +1,120 @@
+"""The system events the audit trail records, each with the fields it carries.
+
+Every event name written to the log must be listed here (``check`` refuses
+others), and every one is documented in docs/audit.md. The fields listed are
+the ones callers are expected to give; extra non-content fields are kept, so a
+caller can add context without a change here, but content never passes
+(see ``privacy``). Pupil ids given in ``pupil``/``pupils`` fields are replaced
+by pseudonyms before the record is sealed (see ``pseudonyms``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dojoguard.audit.privacy import refuse_content
+
+DECISION = "decision"
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    summary: str
+    fields: dict[str, str]
+    # Shown in the report's "system health" section.
+    is_health: bool = False
+
+
+_EVENTS = (
+    Event("audit.created", "The audit log was created; the first record of every log.",
+          {"log_id": "random id of this log, repeated in every checkpoint", "schema": "storage version"}),
+    Event("proxy.started", "The proxy started with this policy.",
+          {"policy_revision": "hash of the policy in force", "mode": "proxy mode"}),
+    Event("proxy.stopped", "The proxy stopped cleanly.", {"reason": "why, when known"}),
+    Event("policy.reloaded", "A changed rule, exemption or catalogue file was loaded and is now in force.",
+          {"policy_revision": "hash of the new policy", "previous_revision": "hash of the policy it replaced",
+           "source": "file or folder it came from", "rules": "number of rules"}),
+    Event("policy.rejected", "An edited rule file was invalid; the last good policy stayed in force.",
+          {"source": "file or folder", "problems": "number of problems", "codes": "their error codes",
+           "policy_revision": "hash of the policy still in force"}, is_health=True),
+    Event("exemption.granted", "The headteacher granted an exemption.",
+          {"exemption": "exemption id", "rules": "rule ids it switches off", "teacher": "teacher id (if scoped)",
+           "class": "class id (if scoped)", "starts": "start time", "ends": "end time",
+           "granted_by": "who granted it (staff id)", "reason": "the recorded reason"}),
+    Event("exemption.used", "An exemption switched a rule off for one action.",
+          {"exemption": "exemption id", "decision_id": "the decision it applied to", "rules": "rule ids"}),
+    Event("exemption.revoked", "An exemption was withdrawn before it ended.",
+          {"exemption": "exemption id", "revoked_by": "staff id"}),
+    Event("exemption.expired", "An exemption reached its end time.", {"exemption": "exemption id"}),
+    Event("consent.changed", "A pupil's consent for a purpose changed.",
+          {"pupil": "pupil (pseudonymised)", "purpose": "consent purpose", "from": "previous state",
+           "to": "new state", "source": "mis import, or who changed it"}),
+    Event("consent.imported", "Consent data was imported from the MIS.",
+          {"source": "import file", "pupils": "number of pupils", "changed": "number of changes"}),
+    Event("pupil.erased", "A person was erased from the registry; a pupil's pseudonym key is destroyed.",
+          {"pupil": "pupil (pseudonymised, unlinkable once erased)",
+           "staff": "staff id, when a member of staff was erased instead", "templates_removed": "face templates deleted",
+           "requested_by": "staff id"}),
+    Event("write.unclassified", "A write to ClassDojo matched no catalogue entry.",
+          {"method": "HTTP method", "host": "host", "path": "path with ids replaced",
+           "verdict": "what happened to it", "decision_id": "its decision, if any"}, is_health=True),
+    Event("connection.uninspectable", "A ClassDojo connection could not be inspected (TLS not intercepted).",
+          {"host": "host", "device": "client address", "action": "refused or passed", "error": "TLS error class"},
+          is_health=True),
+    Event("audit.write_failed", "Recorded after the log came back: earlier writes failed and were blocked.",
+          {"failures": "number of failed writes", "since": "first failure", "error": "error class"},
+          is_health=True),
+    Event("retention.purged", "Records older than the retention period were removed.",
+          {"before": "cut-off time", "records": "records removed", "first_seq": "first removed",
+           "last_seq": "last removed", "last_hash": "hash of the last removed record (the chain's anchor)"}),
+    Event("checkpoint.written", "A signed checkpoint of the chain was exported.",
+          {"seq": "last record covered", "hash": "its hash", "file": "exported file name",
+           "key_fingerprint": "signing key fingerprint"}),
+    Event("hold.created", "An action was held for a leader to review.",
+          {"hold": "hold id", "decision_id": "decision", "rules": "rule ids"}),
+    Event("hold.approved", "A leader approved a held action and it was sent.",
+          {"hold": "hold id", "decision_id": "decision", "by": "staff id"}),
+    Event("hold.rejected", "A leader rejected a held action.",
+          {"hold": "hold id", "decision_id": "decision", "by": "staff id", "reason": "why"}),
+    Event("hold.expired", "A held action was not decided in time and was discarded.",
+          {"hold": "hold id", "decision_id": "decision"}),
+    Event("hold.released", "An approved held action was sent on to ClassDojo.",
+          {"hold": "hold id", "decision_id": "decision", "attempts": "attempts needed", "status": "HTTP status"}),
+    Event("hold.retrying", "Sending an approved held action failed; it will be tried again.",
+          {"hold": "hold id", "decision_id": "decision", "attempts": "attempts so far", "error": "why"}),
+    Event("hold.failed", "An approved held action could not be sent after every attempt.",
+          {"hold": "hold id", "decision_id": "decision", "attempts": "attempts made", "error": "why"},
+          is_health=True),
+    Event("hold.retried", "A leader asked for a failed item to be tried again.",
+          {"hold": "hold id", "decision_id": "decision", "by": "staff id"}),
+    Event("defer.retrying", "Sending a deferred action failed; it will be tried again.",
+          {"hold": "deferred item id", "decision_id": "decision", "attempts": "attempts so far", "error": "why"}),
+    Event("defer.released", "A deferred action was sent when its window opened.",
+          {"hold": "deferred item id", "decision_id": "decision", "attempts": "attempts needed"}),
+    Event("defer.failed", "A deferred action could not be sent after every attempt.",
+          {"hold": "deferred item id", "decision_id": "decision", "attempts": "attempts made",
+           "error": "error class"}, is_health=True),
+    Event("report.sent", "A scheduled report was written and/or emailed.",
+          {"period_from": "start", "period_to": "end", "file": "file name", "recipients": "number emailed"}),
+    Event("job.failed", "A scheduled job could not finish (it is retried).",
+          {"job": "job name", "error": "error class and message"}, is_health=True),
+    Event("policy.review_due", "The policy's annual review date has passed.",
+          {"reviewed": "date of the last review", "due": "date the review was due"}, is_health=True),
+)
+
+EVENTS: dict[str, Event] = {e.name: e for e in _EVENTS}
+HEALTH_EVENTS = frozenset(e.name for e in _EVENTS if e.is_health)
+
+
+class UnknownEvent(ValueError):
+    """An event name that is not in the catalogue."""
+
+
+def check(name: str, fields: dict) -> None:
+    """Refuse unknown event names and any content-bearing field."""
+    if name not in EVENTS:
+        raise UnknownEvent(f"unknown audit event {name!r}; known events: {', '.join(sorted(EVENTS))}")
+    if not isinstance(fields, dict):
+        raise TypeError("event fields must be a dict")
+    refuse_content(fields)

@@ -1,0 +1,317 @@
+"""The append-only, hash-chained audit log.
+
+Every write goes through one pipeline, in one SQLite transaction:
+``redact`` (refuse content, pseudonymise pupils) -> ``enrich`` (sequence
+number, id, time) -> ``seal`` (hash over the canonical encoding, chained to
+the previous record) -> ``append`` (insert and commit with synchronous=FULL).
+A record is durable before ``append_*`` returns; if it cannot be written the
+caller gets ``AuditWriteError`` and must not act as if it had been recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from dojoguard.audit import events, schema
+from dojoguard.audit.entry import decision_fields
+from dojoguard.audit.privacy import refuse_content
+from dojoguard.audit.pseudonyms import Pseudonyms
+from dojoguard.audit.record import GENESIS, AuditRecord, canonical, format_time, parse_time, seal
+from dojoguard.clock import Clock, SystemClock
+from dojoguard.rules.action import Action
+from dojoguard.rules.decision import Decision
+
+SCHEMA_VERSION = 1
+_COLUMNS = "seq, id, at, type, body, prev, hash"
+
+
+class AuditWriteError(Exception):
+    """A record could not be made durable (disk full, read-only, locked, corrupt)."""
+
+
+class AuditLog:
+    """One open audit database. Safe to share between threads."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock, emit_decisions: bool):
+        self._conn = conn
+        self.path = path
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._pseudonyms = Pseudonyms(conn)
+        self._emit = emit_decisions
+        self._logger = structlog.get_logger("dojoguard.audit")
+        self.log_id = self._meta("log_id")
+
+    # -- opening ---------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, *, clock: Clock | None = None, busy_timeout_s: float = 5.0,
+             emit_decisions: bool = True) -> "AuditLog":
+        """Open (creating if needed, owner-only) the log at ``path``; raises ``AuditWriteError``."""
+        path = Path(path)
+        try:
+            _create_private(path)
+            conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise AuditWriteError(f"cannot open the audit log {path}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("PRAGMA foreign_keys=ON")
+            schema.migrate(conn)
+            log = cls(conn, path, clock or SystemClock(), emit_decisions)
+            if log.log_id is None:
+                log._create()
+            return log
+        except sqlite3.Error as exc:
+            conn.close()
+            raise AuditWriteError(f"cannot open the audit log {path}: {_explain(exc)}") from exc
+
+    def _create(self) -> None:
+        log_id = uuid.uuid4().hex
+        with self._lock:
+            self._transaction(lambda: self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('log_id', ?)",
+                                                         (log_id,)))
+            self.log_id = self._meta("log_id")
+            if self.head() is None:
+                self.append_event("audit.created", {"log_id": self.log_id, "schema": SCHEMA_VERSION})
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "AuditLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------
+
+    def append_decision(self, action: Action, decision: Decision) -> AuditRecord:
+        """Record one decision (durable on return). Never stores text, images or names."""
+        fields = decision_fields(action, decision)
+        record = self._write("decision", decision.decision_id, fields)
+        if self._emit:
+            self._logger.info("decision", seq=record.seq, decision_id=record.record_id,
+                              verdict=fields["verdict"], kind=fields["kind"], channel=fields["channel"],
+                              teacher=fields.get("teacher"), device=fields.get("device"),
+                              class_id=fields.get("class"), rules=fields["rules"],
+                              pupils=len(fields["pupils"]), policy_revision=fields["policy_revision"])
+        return record
+
+    def append_event(self, event: str, fields: dict[str, Any]) -> AuditRecord:
+        """Record a system event from ``events.EVENTS``; content-bearing fields are refused."""
+        events.check(event, fields)
+        if event == "pupil.erased":
+            return self._erase(fields)
+        return self._write(event, uuid.uuid4().hex, fields)
+
+    def _erase(self, fields: dict[str, Any]) -> AuditRecord:
+        pupil = fields.get("pupil")
+        if not isinstance(pupil, str) or not pupil:
+            # A member of staff (recorded by staff id): there is no pseudonym key to destroy.
+            return self._write("pupil.erased", uuid.uuid4().hex, fields)
+        def forget(pending: dict[str, bytes]) -> None:
+            pending.pop(pupil, None)  # a pupil first seen in this very record
+            self._pseudonyms.forget(pupil)
+
+        record = self._write("pupil.erased", uuid.uuid4().hex, fields, after=forget)
+        try:
+            # Push the deleted key out of the write-ahead log too.
+            with self._lock:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            pass  # the key row is already deleted; the WAL is overwritten in time
+        return record
+
+    def _write(self, type_: str, record_id: str, fields: dict[str, Any], after=None) -> AuditRecord:
+        refuse_content(fields)
+        with self._lock:
+            pending: dict[str, bytes] = {}
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    record = self.insert(type_, record_id, fields, pending)
+                    if after is not None:
+                        after(pending)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
+            except sqlite3.IntegrityError as exc:
+                raise AuditWriteError(f"record {record_id} not written: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise AuditWriteError(f"audit record not written: {_explain(exc)}") from exc
+            self._pseudonyms.committed(pending)
+        return record
+
+    def insert(self, type_: str, record_id: str, fields: dict[str, Any], pending: dict[str, bytes]) -> AuditRecord:
+        """Redact, enrich, seal and insert one record inside the caller's open write transaction."""
+        conn = self._conn
+        redacted = self._pseudonyms.replace_ids(fields, pending)                     # redact
+        last = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)                 # enrich
+        at_text = format_time(self.clock.now())
+        body = canonical(redacted)
+        hash_ = seal(seq, record_id, at_text, type_, prev, body)                     # seal
+        conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",              # append
+                     (seq, record_id, at_text, type_, body, prev, hash_))
+        return AuditRecord(seq, record_id, parse_time(at_text), type_, redacted, prev, hash_)
+
+    def write_in_transaction(self, step) -> AuditRecord:
+        """Run ``step(log, pending)`` inside one write transaction; it returns the record it inserted.
+
+        For operations that must change the database and record that they did
+        so atomically (the retention purge).
+        """
+        with self._lock:
+            pending: dict[str, bytes] = {}
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    record = step(self, pending)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(self._conn)
+                    raise
+            except sqlite3.Error as exc:
+                raise AuditWriteError(f"audit record not written: {_explain(exc)}") from exc
+            self._pseudonyms.committed(pending)
+        return record
+
+    def _transaction(self, step) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                step()
+                self._conn.execute("COMMIT")
+            except BaseException:
+                _rollback(self._conn)
+                raise
+        except sqlite3.Error as exc:
+            raise AuditWriteError(_explain(exc)) from exc
+
+    # -- reading ---------------------------------------------------------
+
+    def head(self) -> AuditRecord | None:
+        """The last record, or None for an empty log."""
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_COLUMNS} FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        return AuditRecord.from_row(row) if row else None
+
+    def get(self, record_id: str) -> AuditRecord | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_COLUMNS} FROM records WHERE id = ?", (record_id,)).fetchone()
+        return AuditRecord.from_row(row) if row else None
+
+    def records(self, *, start: datetime | None = None, end: datetime | None = None,
+                after_seq: int = 0, types: tuple[str, ...] | None = None) -> Iterator[AuditRecord]:
+        """Records in order, optionally within [start, end) and of the given types."""
+        for row in self.rows(start=start, end=end, after_seq=after_seq, types=types):
+            yield AuditRecord.from_row(row)
+
+    def rows(self, *, start=None, end=None, after_seq: int = 0, types=None, conn=None) -> list[tuple]:
+        """Raw stored rows (seq, id, at, type, body, prev, hash), for fast readers (``conn``: a snapshot)."""
+        where, args = ["seq > ?"], [after_seq]
+        if start is not None:
+            where.append("at >= ?")
+            args.append(format_time(start))
+        if end is not None:
+            where.append("at < ?")
+            args.append(format_time(end))
+        if types:
+            where.append(f"type IN ({', '.join('?' * len(types))})")
+            args.extend(types)
+        sql = f"SELECT {_COLUMNS} FROM records WHERE {' AND '.join(where)} ORDER BY seq"
+        if conn is not None:
+            return conn.execute(sql, args).fetchall()
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def count(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+
+    def pupil_lookup(self, pupil_ids) -> dict[str, str]:
+        """Pseudonym -> pupil id, for pupils not erased (used by reports a leader asks for)."""
+        with self._lock:
+            return self._pseudonyms.lookup(pupil_ids)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A separate read-only connection for long reads (verification, reports).
+
+        In WAL mode readers never block the writer, so a report over a year
+        of records does not hold up a teacher's post while it runs.
+        """
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            conn.execute("BEGIN")  # one consistent view for the whole read
+            yield conn
+        finally:
+            conn.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The underlying connection, for the verifier, the purge and the job state (hold ``lock``)."""
+        return self._conn
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def _meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+
+def _create_private(path: Path) -> None:
+    """Create the folder (0700) and an empty database file (0600) unless they exist."""
+    missing = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700)
+        os.chmod(folder, 0o700)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+        os.chmod(path, 0o600)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass  # nothing to roll back: the failure happened before BEGIN took hold
+
+
+def _explain(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    lowered = text.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return f"{text} (another process holds the audit database's write lock)"
+    if "readonly" in lowered or "read-only" in lowered:
+        return f"{text} (the audit database or its folder is read-only)"
+    if "unable to open" in lowered:
+        return f"{text} (the audit database or its folder is read-only or missing for this user)"
+    if "full" in lowered or "disk i/o" in lowered:
+        return f"{text} (the disk is full or failing)"
+    return text

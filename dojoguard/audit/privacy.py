@@ -1,0 +1,79 @@
+"""What may never be written to the audit trail or the application logs.
+
+The audit log and the logs are read by IT staff, SIEMs and, for the audit
+trail, anyone a checkpoint is sent to. They describe what happened, never what
+was said or shown: no message text, no image bytes, no face templates, no
+names. These keys are refused (audit) or stripped (logs) wherever they appear,
+at any depth, so a careless caller cannot leak content by accident.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Field names that carry content or a person's name. Matched exactly, after
+# lower-casing, and also as the last word of a snake_case name
+# (``teacher_name``, ``message_body``).
+CONTENT_KEYS = frozenset({
+    "text", "body", "message", "content", "caption", "subject", "comment",
+    "image", "photo", "picture", "video", "bytes", "pixels", "thumbnail",
+    "template", "templates", "encoding", "encodings", "embedding", "face",
+    "name", "names", "first_name", "last_name", "full_name", "display_name",
+    "email", "password", "token", "cookie", "authorization",
+})
+
+# Longest string value accepted in an audit field: identifiers, hashes and
+# reasons fit easily; a pasted message does not.
+MAX_VALUE_CHARS = 1000
+
+
+class ContentRefused(ValueError):
+    """A field that would put content or a name into the audit trail."""
+
+
+def is_content_key(key: str) -> bool:
+    lowered = str(key).lower()
+    if lowered in CONTENT_KEYS:
+        return True
+    last = lowered.rsplit("_", 1)[-1]
+    return last in {"text", "body", "message", "name", "names", "image", "template", "templates",
+                    "encoding", "encodings", "bytes", "password", "token", "email"}
+
+
+def refuse_content(fields: Any, path: str = "") -> None:
+    """Raise ``ContentRefused`` naming the first field that is content-bearing or too long."""
+    if isinstance(fields, dict):
+        for key, value in fields.items():
+            where = f"{path}.{key}" if path else str(key)
+            if not isinstance(key, str):
+                raise ContentRefused(f"{where}: field names must be text")
+            if is_content_key(key):
+                raise ContentRefused(f"{where}: content-bearing field refused (the audit trail holds "
+                                     f"no message text, images, templates or names)")
+            refuse_content(value, where)
+    elif isinstance(fields, (list, tuple)):
+        for i, value in enumerate(fields):
+            refuse_content(value, f"{path}[{i}]")
+    elif isinstance(fields, str):
+        if len(fields) > MAX_VALUE_CHARS:
+            raise ContentRefused(f"{path}: value of {len(fields)} characters refused "
+                                 f"(at most {MAX_VALUE_CHARS}; content belongs in a hash, not the log)")
+    elif fields is None or isinstance(fields, (bool, int, float)):
+        return
+    else:
+        raise ContentRefused(f"{path}: {type(fields).__name__} values cannot be recorded")
+
+
+def strip_content(fields: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``fields`` with every content-bearing key replaced by a marker (for logs)."""
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key != "event" and is_content_key(key):
+            out[key] = "[withheld]"
+        elif isinstance(value, dict):
+            out[key] = strip_content(value)
+        elif isinstance(value, (list, tuple)):
+            out[key] = [strip_content(v) if isinstance(v, dict) else v for v in value]
+        else:
+            out[key] = value
+    return out

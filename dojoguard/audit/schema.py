@@ -1,0 +1,76 @@
+"""The audit database's tables, as named migrations applied in order, each in its own transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+
+def _create_records(conn: sqlite3.Connection) -> None:
+    conn.execute("""
+        CREATE TABLE records (
+            seq  INTEGER PRIMARY KEY,
+            id   TEXT NOT NULL UNIQUE,
+            at   TEXT NOT NULL,
+            type TEXT NOT NULL,
+            body TEXT NOT NULL,
+            prev TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""")
+    conn.execute("CREATE INDEX records_at ON records(at)")
+    # Guards against mistakes, not against an attacker (who can drop them):
+    # the hash chain and signed checkpoints are what detect deliberate edits.
+    conn.execute("""
+        CREATE TRIGGER records_append_only BEFORE UPDATE ON records
+        BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END""")
+    conn.execute("""
+        CREATE TRIGGER records_delete_only_by_purge BEFORE DELETE ON records
+        WHEN (SELECT value FROM meta WHERE key = 'purging') IS NOT '1'
+        BEGIN SELECT RAISE(ABORT, 'audit records are removed only by the retention purge'); END""")
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+def _create_pupil_keys(conn: sqlite3.Connection) -> None:
+    # Outside the chain on purpose: deleting a pupil's key erases the link
+    # between their pseudonym and their id without touching a sealed record.
+    conn.execute("CREATE TABLE pupil_keys (pupil TEXT PRIMARY KEY, key BLOB NOT NULL)")
+
+
+def _create_job_runs(conn: sqlite3.Connection) -> None:
+    # Which scheduled run each job last completed, so a run missed while the
+    # proxy was down is caught up when it starts again.
+    conn.execute("""
+        CREATE TABLE job_runs (
+            job          TEXT PRIMARY KEY,
+            last_due     TEXT,
+            last_attempt TEXT,
+            last_error   TEXT
+        )""")
+
+
+MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
+    ("0001_create_records", _create_records),
+    ("0002_create_pupil_keys", _create_pupil_keys),
+    ("0003_create_job_runs", _create_job_runs),
+)
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply every migration not yet applied; returns the names applied now."""
+    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+    applied = []
+    for name, step in MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            step(conn)
+            conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, datetime.now(UTC).isoformat()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied

@@ -1,0 +1,176 @@
+"""Tests for the leaders' report: the counts, the period, escaping, CSV safety, and what a browser shows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from dojoguard.audit.render import render
+from dojoguard.audit.report import build_report, day_label, period_bounds, review_due
+from dojoguard.rules.decision import Verdict
+
+from .conftest import START, invoke, make_action, make_decision, populate, write_config
+
+LONDON = ZoneInfo("Europe/London")
+HOSTILE_RULE = "<script>document.title='pwned'</script>"
+HOSTILE_REASON = "<img src=x onerror=\"document.title='pwned'\">"
+HOSTILE_TEACHER = "\"><script>document.title='pwned'</script>"
+
+
+def week(log, **kw):
+    start, end = period_bounds(date(2026, 11, 23), date(2026, 11, 29), LONDON)
+    return build_report(log, start, end, tz=LONDON, now=START + timedelta(days=7),
+                        label=day_label(date(2026, 11, 23), date(2026, 11, 29)), **kw)
+
+
+def test_counts_by_verdict_rule_class_and_teacher(log, clock):
+    """Each decision in the period is counted once under its verdict, rules, class and teacher."""
+    log.append_decision(make_action(teacher_id="t-1", class_id="c-A"), make_decision(Verdict.BLOCK, rule="r-1"))
+    log.append_decision(make_action(teacher_id="t-1", class_id="c-B"), make_decision(Verdict.HOLD, rule="r-2"))
+    log.append_decision(make_action(teacher_id="t-2", class_id="c-A"), make_decision(Verdict.ALLOW))
+    report = week(log)
+    assert report.decisions == 3
+    assert report.by_verdict["block"] == 1 and report.by_verdict["hold"] == 1 and report.by_verdict["allow"] == 1
+    assert {r.key: r.total for r in report.by_teacher} == {"t-1": 2, "t-2": 1}
+    assert {r.key: r.total for r in report.by_class} == {"c-A": 2, "c-B": 1}
+    assert {r.key: r.verdicts["block"] for r in report.by_rule}["r-1"] == 1
+    assert [i.verdict for i in report.stopped] == ["block", "hold"]
+    assert report.chain_ok and report.chain_records == 4
+
+
+def test_period_is_local_days_and_heatmap_uses_local_hours(log, clock):
+    """A record at 23:30 UTC on Sunday 22 November (GMT) is outside; 08:15 local Monday lands in Mon 08:00."""
+    clock.set(datetime(2026, 11, 22, 23, 30, tzinfo=UTC))
+    log.append_decision(make_action(), make_decision(Verdict.BLOCK))
+    clock.set(datetime(2026, 11, 23, 8, 15, tzinfo=UTC))
+    log.append_decision(make_action(), make_decision(Verdict.BLOCK))
+    report = week(log)
+    assert report.decisions == 1
+    assert report.heatmap[0][8] == 1 and sum(map(sum, report.heatmap)) == 1
+
+
+def test_events_fill_exemptions_consent_health_and_policy_sections(log, clock):
+    """Exemptions, consent changes, erasures and health events appear in their own sections."""
+    populate(log, clock, days=2, teachers=2, per_teacher_day=3)
+    report = week(log, policy_reviewed="2025-09-01")
+    assert len(report.exemptions_granted) == 1
+    assert len(report.consent_changes) == 1 and len(report.erasures) == 1
+    assert report.health["write.unclassified"] == 2 and report.health["policy.rejected"] == 1
+    assert report.is_review_overdue and report.review_due == "2026-09-01"
+    assert len(report.revisions) == 1 and report.revisions[0].decisions == report.decisions
+
+
+def test_review_due_is_a_year_after_the_review():
+    """The annual review falls due a year after the recorded review (28 February after a 29 February)."""
+    assert review_due("2025-09-01") == date(2026, 9, 1)
+    assert review_due("2024-02-29") == date(2025, 2, 28)
+
+
+def hostile_log(log):
+    log.append_decision(make_action(teacher_id=HOSTILE_TEACHER, class_id="<b>c</b>"),
+                        make_decision(Verdict.BLOCK, rule=HOSTILE_RULE, reason=HOSTILE_REASON))
+
+
+def test_html_escapes_everything_from_teachers_and_rule_files(log):
+    """Markup in a rule id, reason, teacher id or class id is shown as text, never as HTML."""
+    hostile_log(log)
+    html = render(week(log), "html").decode("utf-8")
+    assert "<script>" not in html and "<img src=x" not in html and "<b>c</b>" not in html
+    assert "&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=" in html
+
+
+def test_html_is_self_contained(log, clock):
+    """The HTML file loads nothing from the network: charts are inline data, no external references."""
+    populate(log, clock, days=1, teachers=2, per_teacher_day=2)
+    html = render(week(log), "html").decode("utf-8")
+    assert html.count('src="data:image/png;base64,') == 3
+    assert "http://" not in html and "https://" not in html.replace("https://dojoguard.invalid", "")
+
+
+def test_csv_has_every_record_and_neutralises_formulas(log):
+    """The CSV lists each record of the period, and a cell starting with = is prefixed so it stays text."""
+    log.append_decision(make_action(teacher_id="=HYPERLINK(\"http://x\")"), make_decision(rule="@rule"))
+    log.append_event("policy.reloaded", {"policy_revision": "abc", "rules": 3})
+    text = render(week(log), "csv").decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["type"] for r in rows] == ["audit.created", "decision", "policy.reloaded"]
+    assert rows[1]["teacher"] == "'=HYPERLINK(\"http://x\")" and rows[1]["rules"] == "'@rule"
+    assert rows[2]["details"] == "policy_revision=abc; rules=3"
+
+
+def test_json_holds_the_same_figures(log, clock):
+    """The JSON report carries the same counts as the HTML for machines."""
+    populate(log, clock, days=1, teachers=2, per_teacher_day=4)
+    report = week(log)
+    doc = json.loads(render(report, "json"))
+    assert doc["decisions"] == report.decisions == 8
+    assert doc["by_verdict"] == report.by_verdict
+    assert len(doc["heatmap"]["counts"]) == 7 and len(doc["heatmap"]["counts"][0]) == 24
+
+
+def test_report_command_writes_each_format(tmp_path, clock):
+    """`audit report` writes HTML, CSV and JSON files for the days asked for."""
+    cfg_path = tmp_path / "config.yaml"
+    write_config(tmp_path)
+    from dojoguard.audit.log import AuditLog
+    with AuditLog.open(tmp_path / "data" / "audit.sqlite", clock=clock, emit_decisions=False) as log:
+        populate(log, clock, days=2, teachers=2, per_teacher_day=2)
+    for fmt in ("html", "csv", "json"):
+        out = tmp_path / f"report.{fmt}"
+        result, output = invoke(cfg_path, "audit", "report", "--from", "2026-11-23", "--to", "2026-11-27",
+                                "--format", fmt, "-o", out, clock=clock)
+        assert result.exit_code == 0, output
+        assert out.stat().st_size > 100
+    assert json.loads((tmp_path / "report.json").read_text())["decisions"] == 8
+    result, output = invoke(cfg_path, "audit", "report", "--from", "2026-11-27", "--to", "2026-11-23",
+                            "-o", tmp_path / "x.html", clock=clock)
+    assert result.exit_code == 1 and "before it starts" in output
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("Chromium is not installed (scripts/setup --test installs Debian's chromium): "
+                    "the report is not rendered in a browser")
+    return path
+
+
+def headless(tmp_path, *args, timeout=90):
+    return subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                           "--disable-sync", f"--user-data-dir={tmp_path / 'chrome-profile'}", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(tmp_path, log, clock):
+    """In a real browser the report shows its headline figures and sections, and no injected script runs."""
+    populate(log, clock, days=5, teachers=4, per_teacher_day=5)
+    hostile_log(log)
+    report = week(log, policy_reviewed="2025-09-01")
+    page = tmp_path / "report.html"
+    page.write_bytes(render(report, "html"))
+    result = headless(tmp_path, "--dump-dom", page.as_uri())
+    dom = result.stdout
+    assert "ClassDojo policy report" in dom, result.stderr[-2000:]
+    assert "<title>ClassDojo policy report" in dom and "pwned" not in dom.split("</title>")[0]
+    blocked = report.by_verdict["block"]
+    assert f'<div class="n" id="count-block">{blocked}</div>' in dom
+    assert '<div class="n" id="chain-status">intact</div>' in dom
+    assert "The policy review is overdue" in dom
+    for heading in ("Decisions by outcome", "Rules that stepped in", "When the policy stepped in",
+                    "Blocked, held and delayed items", "By class", "By teacher", "Exemptions",
+                    "Consent changes and erasures", "System health", "Policy revisions and review"):
+        assert heading in dom
+    assert "&lt;script&gt;document.title" in dom  # the hostile rule id is shown as text
+    shot = tmp_path / "report.png"
+    headless(tmp_path, "--hide-scrollbars", "--window-size=1100,1600", f"--screenshot={shot}", page.as_uri())
+    assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20000
