@@ -14,6 +14,7 @@ import click
 
 from dojoguard import __version__
 from dojoguard import config as config_module
+from dojoguard.clitools import ProblemsReported, environment, fail, pass_env  # noqa: F401 (re-exported)
 from dojoguard.environment import Environment
 from dojoguard.yamlfile import FileProblems
 
@@ -27,36 +28,6 @@ COMMAND_MODULES = (
     "dojoguard.holds.cli",
     "dojoguard.demo.cli",
 )
-
-
-class ProblemsReported(click.ClickException):
-    """Every problem of a file, printed one per line, exit status 2."""
-
-    exit_code = 2
-
-    def __init__(self, problems):
-        self.problems = problems
-        super().__init__(f"{len(problems)} problem(s) found")
-
-    def show(self, file=None):
-        file = file or sys.stderr
-        for problem in self.problems:
-            click.echo(str(problem), file=file)
-        click.echo(f"Error: {self.message}", file=file)
-
-
-def fail(exc: Exception) -> click.ClickException:
-    """Translate a core exception into the CLI's error, keeping every detail."""
-    if isinstance(exc, FileProblems):
-        return ProblemsReported(exc.problems)
-    return click.ClickException(str(exc))
-
-
-def environment(ctx: click.Context) -> Environment:
-    return ctx.ensure_object(Environment)
-
-
-pass_env = click.make_pass_decorator(Environment, ensure=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -1,0 +1,181 @@
+"""`dojoguard held`: leaders review held posts and see the queue of deferred messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from dojoguard.clitools import fail, pass_env
+from dojoguard.environment import Environment
+from dojoguard.holds.export import media
+from dojoguard.holds.store import HoldError, HoldKind, HoldState, HoldStore
+
+
+def _store(env: Environment) -> HoldStore:
+    return HoldStore.open(env.config.path("holds", "database"))
+
+
+def _audit(env: Environment, event: str, fields: dict) -> None:
+    # Imported here so that `held list` works even while the audit log is unreachable;
+    # steps that change an item must be recorded, so their failure stops the command.
+    from dojoguard.audit.log import AuditLog
+
+    log = AuditLog.open(env.config.path("audit", "database"), clock=env.clock)
+    try:
+        log.append_event(event, fields)
+    finally:
+        log.close()
+
+
+@click.group("held")
+def held() -> None:
+    """Review held posts and the queue of deferred messages.
+
+    \b
+    Example:
+      dojoguard held list
+      dojoguard held approve 3f9c2a1b7d20 --by "Mrs Head"
+    """
+
+
+@held.command("list")
+@click.option("--kind", type=click.Choice([k.value for k in HoldKind]), help="Only holds or only deferred.")
+@click.option("--failed", is_flag=True, help="Only items whose release failed.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_env
+def list_items(env: Environment, kind: str | None, failed: bool, as_json: bool) -> None:
+    """List held and queued items, oldest first.
+
+    \b
+    Example:
+      dojoguard held list --kind hold
+    """
+    store = _store(env)
+    items = store.list(kind=HoldKind(kind) if kind else None, state=HoldState.FAILED if failed else None)
+    store.close()
+    if as_json:
+        for item in items:
+            click.echo(json.dumps(item.summary()))
+        return
+    if not items:
+        click.echo("Nothing is held or queued.")
+        return
+    tz = env.config.timezone
+    click.echo(f"{'ID':<13} {'KIND':<6} {'STATE':<9} {'SINCE':<17} {'TEACHER':<25} {'WHAT':<18} WHY")
+    for item in items:
+        since = item.created_at.astimezone(tz).strftime("%a %d %b %H:%M")
+        click.echo(f"{item.id:<13} {item.kind:<6} {item.state:<9} {since:<17} {item.teacher_id or 'unknown':<25} "
+                   f"{item.action_kind:<18} {item.reason}")
+
+
+@held.command("show")
+@click.argument("item_id")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also save the photo(s) or video it carries into this folder, for review.")
+@pass_env
+def show(env: Environment, item_id: str, export_dir: Path | None) -> None:
+    """Show what an item is, who sent it, when and why it is held.
+
+    \b
+    Example:
+      dojoguard held show 3f9c2a1b7d20 --export ./review
+    """
+    store = _store(env)
+    try:
+        item = store.get(item_id)
+        request = store.request(item_id)
+    except HoldError as exc:
+        raise fail(exc) from None
+    finally:
+        store.close()
+    for key, value in item.summary().items():
+        click.echo(f"{key:>15}: {value if value is not None else '-'}")
+    click.echo(f"{'endpoint':>15}: {request.method} {request.host}{request.path.split('?', 1)[0]}")
+    if export_dir:
+        export_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        found = media(request)
+        if not found:
+            click.echo("No photo or video found in this item.")
+        for number, (ext, data) in enumerate(found, start=1):
+            path = export_dir / f"{item.id}-{number}{ext}"
+            path.write_bytes(data)
+            path.chmod(0o600)
+            click.echo(f"Saved {path}")
+
+
+@held.command("approve")
+@click.argument("item_id")
+@click.option("--by", "by", required=True, help="Who approved it (recorded).")
+@pass_env
+def approve(env: Environment, item_id: str, by: str) -> None:
+    """Approve a held item: the running proxy sends it on to ClassDojo within seconds.
+
+    \b
+    Example:
+      dojoguard held approve 3f9c2a1b7d20 --by "Mrs Head"
+    """
+    store = _store(env)
+    try:
+        item = store.get(item_id)
+        if item.kind != HoldKind.HOLD or item.state != HoldState.PENDING:
+            raise HoldError(f"item {item_id} is a {item.kind} in state {item.state}; "
+                            "only pending holds can be approved")
+        _audit(env, "hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": by})
+        store.approve(item_id)
+    except HoldError as exc:
+        raise fail(exc) from None
+    finally:
+        store.close()
+    click.echo(f"Approved {item_id}: the proxy will send it on.")
+
+
+@held.command("reject")
+@click.argument("item_id")
+@click.option("--reason", required=True, help="Why it was rejected (recorded; the teacher can be told).")
+@click.option("--by", "by", required=True, help="Who rejected it (recorded).")
+@pass_env
+def reject(env: Environment, item_id: str, reason: str, by: str) -> None:
+    """Reject a held or queued item: it is discarded and never reaches ClassDojo.
+
+    \b
+    Example:
+      dojoguard held reject 3f9c2a1b7d20 --reason "Pupil without photo consent" --by "Mrs Head"
+    """
+    store = _store(env)
+    try:
+        item = store.get(item_id)
+        _audit(env, "hold.rejected", {"hold": item.id, "kind": str(item.kind), "decision_id": item.decision_id,
+                                      "by": by, "reason": reason})
+        store.remove(item_id)
+    except HoldError as exc:
+        raise fail(exc) from None
+    finally:
+        store.close()
+    click.echo(f"Rejected {item_id}: discarded.")
+
+
+@held.command("retry")
+@click.argument("item_id")
+@click.option("--by", "by", required=True, help="Who asked for the retry (recorded).")
+@pass_env
+def retry(env: Environment, item_id: str, by: str) -> None:
+    """Queue a failed release again (e.g. after the teacher logged in again).
+
+    \b
+    Example:
+      dojoguard held retry 3f9c2a1b7d20 --by "IT office"
+    """
+    store = _store(env)
+    try:
+        item = store.retry(item_id, env.clock.now())
+        _audit(env, "hold.retried", {"hold": item.id, "decision_id": item.decision_id, "by": by})
+    except HoldError as exc:
+        raise fail(exc) from None
+    finally:
+        store.close()
+    click.echo(f"{item_id} is queued again.")
+
+
+COMMANDS = [held]

@@ -1,0 +1,118 @@
+"""Tests for the held/deferred request store."""
+
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dojoguard.holds.store import HoldError, HoldKind, HoldState, HoldStore, StoredRequest
+from dojoguard.rules.action import Action, Channel, Kind
+from dojoguard.rules.decision import Decision, Match, Verdict
+
+FRIDAY_1730 = datetime(2026, 11, 27, 17, 30, tzinfo=UTC)
+MONDAY_0800 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+
+
+def request(body=b'{"body":"See you tomorrow"}', path="/api/message-thread/abc/message"):
+    return StoredRequest("POST", "https", "teach.classdojo.com", 443, path, "HTTP/1.1",
+                         (("Content-Type", "application/json"), ("Cookie", "dojo_login.sid=s%3Aabc.sig")),
+                         body, "10.0.0.5")
+
+
+def decision(verdict=Verdict.DEFER):
+    return Decision(verdict, (Match("messaging-hours", verdict, "outside 8.00am-5pm", "Queued"),), "rev1",
+                    FRIDAY_1730)
+
+
+ACTION = Action(Kind.MESSAGE_SEND, Channel.MESSAGE, FRIDAY_1730, teacher_id="t1", class_id="c1")
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = HoldStore.open(tmp_path / "holds.sqlite")
+    yield s
+    s.close()
+
+
+def test_store_file_is_owner_only(tmp_path):
+    """The store holds whole requests with cookies, so only the service may read it."""
+    HoldStore.open(tmp_path / "h.sqlite").close()
+    assert stat.S_IMODE((tmp_path / "h.sqlite").stat().st_mode) == 0o600
+
+
+def test_kept_request_round_trips_exactly(store):
+    """Headers, cookies and body come back byte for byte, ready to send."""
+    item = store.keep("defer", request(), decision(), ACTION, MONDAY_0800)
+    assert not item.is_duplicate and item.state == HoldState.PENDING
+    assert store.request(item.id) == request()
+    assert item.rule_ids == ("messaging-hours",) and item.teacher_id == "t1"
+
+
+def test_retrying_the_same_message_does_not_queue_it_twice(store):
+    """A teacher who presses send again gets the item already queued, marked duplicate."""
+    first = store.keep("defer", request(), decision(), ACTION, MONDAY_0800)
+    again = store.keep("defer", request(), decision(), ACTION, MONDAY_0800)
+    other = store.keep("defer", request(b'{"body":"different"}'), decision(), ACTION, MONDAY_0800)
+    assert again.is_duplicate and again.id == first.id
+    assert other.id != first.id
+    assert len(store.list()) == 2
+
+
+def test_deferred_items_fall_due_at_their_time(store):
+    """A deferred item is not due before its release time and is due from it."""
+    item = store.keep("defer", request(), decision(), ACTION, MONDAY_0800)
+    assert store.due(MONDAY_0800 - timedelta(seconds=1)) == []
+    assert [i.id for i in store.due(MONDAY_0800)] == [item.id]
+
+
+def test_holds_are_due_only_once_approved(store):
+    """A held item waits for a leader however long it takes; approval makes it due."""
+    item = store.keep("hold", request(), decision(Verdict.HOLD), ACTION, None)
+    assert store.due(MONDAY_0800 + timedelta(days=3)) == []
+    store.approve(item.id)
+    assert [i.id for i in store.due(MONDAY_0800)] == [item.id]
+    with pytest.raises(HoldError):
+        store.approve(item.id)
+
+
+def test_failed_attempts_back_off_and_then_give_up(store):
+    """A failed release waits until its retry time; the last permitted failure marks it failed."""
+    item = store.keep("defer", request(), decision(), ACTION, MONDAY_0800)
+    store.record_attempt(item.id, "HTTP 401", give_up=False, retry_at=MONDAY_0800 + timedelta(minutes=1))
+    assert store.due(MONDAY_0800) == []
+    assert store.due(MONDAY_0800 + timedelta(minutes=1))
+    failed = store.record_attempt(item.id, "HTTP 401", give_up=True, retry_at=MONDAY_0800 + timedelta(minutes=3))
+    assert failed.state == HoldState.FAILED and failed.attempts == 2 and failed.last_error == "HTTP 401"
+    assert store.due(MONDAY_0800 + timedelta(days=1)) == []
+    assert [i.id for i in store.list(state=HoldState.FAILED)] == [item.id]
+    assert store.retry(item.id, MONDAY_0800).state == HoldState.PENDING
+
+
+def test_items_survive_reopening(tmp_path):
+    """A restart loses nothing: a reopened store has every item and its request."""
+    store = HoldStore.open(tmp_path / "h.sqlite")
+    item = store.keep("defer", request(), decision(), ACTION, MONDAY_0800)
+    store.close()
+    reopened = HoldStore.open(tmp_path / "h.sqlite")
+    assert reopened.get(item.id).release_at == MONDAY_0800
+    assert reopened.request(item.id).content == request().content
+    reopened.close()
+
+
+def test_removed_items_are_gone_with_their_request(store):
+    """Once released or rejected, nothing of the request is kept."""
+    item = store.keep("hold", request(), decision(Verdict.HOLD), ACTION, None)
+    store.remove(item.id)
+    with pytest.raises(HoldError):
+        store.get(item.id)
+    with pytest.raises(HoldError):
+        store.request(item.id)
+
+
+def test_expired_lists_items_older_than_the_maximum_age(store):
+    """Items older than the configured age are listed for expiry; younger ones are not."""
+    item = store.keep("hold", request(), decision(Verdict.HOLD), ACTION, None)
+    assert store.expired(FRIDAY_1730 + timedelta(days=6), timedelta(days=7)) == []
+    assert [i.id for i in store.expired(FRIDAY_1730 + timedelta(days=8), timedelta(days=7))] == [item.id]
