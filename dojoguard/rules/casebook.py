@@ -1,0 +1,148 @@
+"""Companion rule tests: named cases, each an action and the decision it must get.
+
+Every rule file has a companion (``rules.yaml`` -> ``rules.tests.yaml``);
+``dojoguard rules test`` runs every case and reports PASS or FAIL for each.
+A case may carry its own exemptions, written exactly as in the exemptions
+file, to show an exemption inside and outside its window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from dojoguard import yamlfile
+from dojoguard.rules import codes, schemacheck
+from dojoguard.rules.action import Action, ActionError
+from dojoguard.rules.codes import Code
+from dojoguard.rules.decision import Decision
+from dojoguard.rules.exemptions import NONE, Exemptions, parse_exemptions
+from dojoguard.rules.policy import Policy
+from dojoguard.yamlfile import FileProblems, Located, Problem
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    action: Action
+    expect: dict
+    exemptions: Exemptions = NONE
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Casebook:
+    file: str
+    cases: tuple[Case, ...]
+    calendar: Path | None = None
+    device_groups: dict[str, list[str]] | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    case: Case
+    decision: Decision
+    failures: tuple[str, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def load_casebook(path: str | Path) -> Casebook:
+    """Read and check a rule-test file; raises ``FileProblems`` with every problem found."""
+    path = Path(path)
+    if not path.exists():
+        raise FileProblems([Problem(Code.RULETEST_MISSING, "no companion test file", str(path),
+                                    hint=f"Create {path.name} beside the rule file, with `cases:` "
+                                         "(see docs/rules.md, 'Companion tests').")])
+    located = yamlfile.load(path)
+    if located.data is None:
+        located.data = {}
+    problems = schemacheck.check(located, "ruletests.schema.json", codes.RULETEST)
+    if problems:
+        raise FileProblems(problems)
+    data = located.data
+    defaults = data.get("action_defaults") or {}
+    cases = []
+    for i, doc in enumerate(data["cases"]):
+        where = ("cases", i)
+        try:
+            action = Action.from_dict({**defaults, **doc["action"]})
+        except ActionError as exc:
+            problems.append(located.problem(where + ("action",), Code.RULETEST_ACTION,
+                                            f"case {doc['name']!r}: the action is not valid: {exc}",
+                                            "See docs/actions.md for the action format."))
+            continue
+        exemptions = NONE
+        if "exemptions" in doc:
+            try:
+                exemptions = parse_exemptions(_subtree(located, where + ("exemptions",)))
+            except FileProblems as exc:
+                problems.extend(exc.problems)
+                continue
+        release = doc["expect"].get("release_at")
+        if release is not None:
+            try:
+                datetime.fromisoformat(release)
+            except ValueError:
+                problems.append(located.problem(where + ("expect", "release_at"), Code.RULETEST_VALUE,
+                                                f"{release!r} is not an ISO time",
+                                                'Write it like "2026-12-01T08:00:00+00:00".'))
+                continue
+        cases.append(Case(doc["name"], action, doc["expect"], exemptions, located.mark(where)[0]))
+    if problems:
+        raise FileProblems(problems)
+    calendar = path.parent / data["calendar"] if "calendar" in data else None
+    return Casebook(str(path), tuple(cases), calendar, data.get("device_groups"))
+
+
+def run_cases(casebook: Casebook, policy: Policy) -> list[Outcome]:
+    """Evaluate every case against ``policy`` and compare with what it expects."""
+    outcomes = []
+    for case in casebook.cases:
+        decision = policy.evaluate(case.action, case.exemptions)
+        outcomes.append(Outcome(case, decision, tuple(compare(case.expect, decision, policy))))
+    return outcomes
+
+
+def compare(expect: dict, decision: Decision, policy: Policy) -> list[str]:
+    """What differs between the expected and the actual decision (empty: the case passes)."""
+    failures = []
+    matched = set(decision.rule_ids)
+    exempted = {m.rule_id for m in decision.exempted}
+    if str(decision.verdict) != expect["verdict"]:
+        failures.append(f"expected {expect['verdict']}, got {decision.verdict}")
+    for rule_id in expect.get("rules", []):
+        if policy.rule(rule_id) is None:
+            failures.append(f"the policy has no rule {rule_id!r}")
+        elif rule_id not in matched:
+            failures.append(f"rule {rule_id} did not match")
+    for rule_id in expect.get("not_rules", []):
+        if rule_id in matched:
+            failures.append(f"rule {rule_id} matched but should not")
+    for rule_id in expect.get("exempted", []):
+        if rule_id not in exempted:
+            failures.append(f"rule {rule_id} was not exempted")
+    if "by_default" in expect and expect["by_default"] != decision.by_default:
+        failures.append(f"expected by_default {expect['by_default']}, got {decision.by_default}")
+    if "release_at" in expect:
+        wanted = datetime.fromisoformat(expect["release_at"])
+        if decision.release_at is None or decision.release_at != wanted:
+            got = decision.release_at.isoformat() if decision.release_at else "none"
+            failures.append(f"expected release at {wanted.isoformat()}, got {got}")
+    if failures and decision.matches:
+        failures.append("matched: " + ", ".join(f"{m.rule_id} ({m.verdict})" for m in decision.matches))
+    return failures
+
+
+def _subtree(located: Located, prefix: tuple) -> Located:
+    """The part of a document under ``prefix``, keeping its positions in the file."""
+    data = located.data
+    for key in prefix:
+        data = data[key]
+    n = len(prefix)
+    marks = {path[n:]: mark for path, mark in located.marks.items() if path[:n] == prefix}
+    key_marks = {path[n:]: mark for path, mark in located.key_marks.items() if path[:n] == prefix}
+    return Located(data, located.file, marks, key_marks)

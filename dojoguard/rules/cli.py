@@ -1,0 +1,364 @@
+"""Commands of the rules package: `rules check`, `rules test`, `decide` and `exempt`."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+
+from dojoguard.clitools import fail, pass_env
+from dojoguard.environment import Environment
+from dojoguard.rules import grants
+from dojoguard.rules.action import Action, ActionError
+from dojoguard.rules.casebook import Outcome, load_casebook, run_cases
+from dojoguard.rules.codes import Code
+from dojoguard.rules.exemptions import Exemption, load_exemptions
+from dojoguard.rules.policy import BUILTIN, TESTS_SUFFIX, Policy, builtin_path, companion_tests, load_policy
+from dojoguard.yamlfile import FileProblems, Problem
+
+
+# -- settings ---------------------------------------------------------------
+
+def _settings(env: Environment):
+    try:
+        return env.config
+    except FileProblems as exc:
+        raise fail(exc) from None
+
+
+def _policy_source(env: Environment, path: str | None) -> str | Path:
+    if path is not None:
+        return path if path == BUILTIN else Path(path)
+    value = _settings(env)["rules"]["policy"]
+    return BUILTIN if value == BUILTIN else env.config.path("rules", "policy")
+
+
+def _load(env: Environment, source, *, calendar=None, device_groups=None, use_config: bool = True) -> Policy:
+    config = _settings(env)
+    if use_config:
+        calendar = calendar if calendar is not None else config.path("rules", "calendar")
+        device_groups = device_groups if device_groups is not None else config["proxy"]["device_groups"]
+    try:
+        return load_policy(source, calendar=calendar, device_groups=device_groups, timezone=config["timezone"])
+    except FileProblems as exc:
+        raise fail(exc) from None
+
+
+def _when(text: str, tz: ZoneInfo, now: datetime, *, end_of_day: bool = False) -> datetime:
+    """An ISO time, a date (its start, or its end for --until) or "now"; local time when no offset."""
+    if text == "now":
+        return now
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        if len(text) == 10:
+            start = datetime.combine(day + timedelta(days=1) if end_of_day else day, time(0, 0), tz)
+            return start
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a time; write e.g. 2026-12-10T17:00, 2026-12-10 or now") \
+            from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=tz)
+
+
+# -- rules ------------------------------------------------------------------
+
+@click.group("rules")
+def rules_group() -> None:
+    """Check the policy's rule files and run their companion tests.
+
+    \b
+    Example:
+      dojoguard rules check
+      dojoguard rules test
+    """
+
+
+@rules_group.command("check")
+@click.argument("path", required=False)
+@click.option("--calendar", type=click.Path(dir_okay=False, path_type=Path),
+              help="School calendar to check with the rules (default: the configured one).")
+@pass_env
+def rules_check(env: Environment, path: str | None, calendar: Path | None) -> None:
+    """Validate a rule file or folder (default: the configured policy); non-zero exit with every problem.
+
+    PATH is a rule file, a folder of rule files, or "builtin" (St Wilfrid's rules).
+
+    \b
+    Example:
+      dojoguard rules check /etc/dojoguard/rules/st-wilfrids.yaml
+    """
+    policy = _load(env, _policy_source(env, path), calendar=calendar)
+    click.echo(f"ok: {policy.name or 'policy'}: {len(policy.rules)} rules, {len(policy.windows)} windows, "
+               f"{len(policy.lists)} lists; revision {policy.revision[:16]}")
+    for warning in _calendar_warnings(policy, env.clock.now()):
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _calendar_warnings(policy: Policy, now: datetime) -> list[str]:
+    covers = policy.calendar.covers
+    if covers is None:
+        return []
+    today = now.astimezone(policy.timezone).date()
+    if covers[1] < today:
+        return [f"the school calendar ends on {covers[1]}; after it no school holidays are known. "
+                "Add next year's terms."]
+    if covers[1] - today < timedelta(days=60):
+        return [f"the school calendar ends on {covers[1]}; add next year's terms soon."]
+    return []
+
+
+@rules_group.command("test")
+@click.argument("path", required=False)
+@pass_env
+def rules_test(env: Environment, path: str | None) -> None:
+    """Run every companion test case: PASS or FAIL for each; non-zero on any failure or when none ran.
+
+    PATH is a rule file (its companion is NAME.tests.yaml beside it), a
+    .tests.yaml file, a folder, or "builtin". Cases use the calendar and
+    device groups named in the test file, not the deployment's, so they
+    mean the same on every machine.
+
+    \b
+    Example:
+      dojoguard rules test builtin
+    """
+    source = _policy_source(env, path)
+    passed = failed = 0
+    for policy_source, tests_file in _test_pairs(source):
+        try:
+            casebook = load_casebook(tests_file)
+        except FileProblems as exc:
+            raise fail(exc) from None
+        policy = _load(env, policy_source, calendar=casebook.calendar, device_groups=casebook.device_groups,
+                       use_config=False)
+        for outcome in run_cases(casebook, policy):
+            _report(outcome, casebook.file)
+            passed += outcome.passed
+            failed += not outcome.passed
+    click.echo(f"{passed} passed, {failed} failed")
+    if failed:
+        raise click.ClickException(f"{failed} case(s) failed")
+    if not passed:
+        raise click.ClickException("no case ran: add cases to the companion test file")
+
+
+def _test_pairs(source) -> list[tuple[str | Path, Path]]:
+    if source == BUILTIN:
+        return [(BUILTIN, companion_tests(builtin_path()))]
+    path = Path(source)
+    if path.name.endswith(TESTS_SUFFIX):
+        return [(path.with_name(path.name.removesuffix(TESTS_SUFFIX) + ".yaml"), path)]
+    if path.is_dir():
+        tests = sorted(path.glob(f"*{TESTS_SUFFIX}"))
+        if not tests:
+            raise fail(FileProblems([Problem(Code.RULETEST_MISSING, "no companion test files (*.tests.yaml)",
+                                             str(path), hint="Every rule file needs a NAME.tests.yaml beside it.")]))
+        return [(path, t) for t in tests]
+    return [(path, companion_tests(path))]
+
+
+def _report(outcome: Outcome, file: str) -> None:
+    if outcome.passed:
+        click.echo(f"PASS  {outcome.case.name}")
+        return
+    click.echo(f"FAIL  {outcome.case.name}  ({file}:{outcome.case.line})")
+    for failure in outcome.failures:
+        click.echo(f"      {failure}")
+
+
+# -- decide -----------------------------------------------------------------
+
+@click.command("decide")
+@click.option("--action", "action_file", required=True, type=click.File("r", encoding="utf-8"),
+              help="The action as JSON (docs/actions.md); - reads standard input.")
+@click.option("--at", "at_text", help="Decide as if at this time (ISO; local time when no offset).")
+@click.option("--policy", "policy_path", help='Rule file or folder, or "builtin" (default: the configured policy).')
+@click.option("--exemptions", "exemptions_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Exemptions file (default: the configured one).")
+@pass_env
+def decide(env: Environment, action_file, at_text: str | None, policy_path: str | None,
+           exemptions_path: Path | None) -> None:
+    """Print, as JSON, the decision the proxy would make about an action.
+
+    \b
+    Example:
+      echo '{"kind": "message.send", "channel": "message", "text": "PE tomorrow!",
+             "device": {"address": "10.20.1.5"}}' | dojoguard decide --action - --at 2026-11-30T18:00
+    """
+    config = _settings(env)
+    tz = config.timezone
+    now = env.clock.now()
+    try:
+        doc = json.loads(action_file.read())
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"the action is not JSON: {exc}") from None
+    try:
+        action = Action.from_dict(doc, default_at=now)
+    except ActionError as exc:
+        raise click.ClickException(f"the action is not valid: {exc} (see docs/actions.md)") from None
+    if at_text is not None:
+        action = action.with_time(_when(at_text, tz, now))
+    policy = _load(env, _policy_source(env, policy_path))
+    try:
+        exemptions = load_exemptions(exemptions_path or config.path("rules", "exemptions"),
+                                     max_days=config["exemptions"]["max_days"])
+    except FileProblems as exc:
+        raise fail(exc) from None
+    click.echo(json.dumps(policy.evaluate(action, exemptions).to_dict(), indent=2, ensure_ascii=False))
+
+
+# -- exempt -----------------------------------------------------------------
+
+@click.group("exempt")
+def exempt_group() -> None:
+    """Grant, list and revoke the headteacher's exemptions from rules.
+
+    \b
+    Example:
+      dojoguard exempt list
+    """
+
+
+class AuditFailed(Exception):
+    """The audit event could not be written, so the change was not made."""
+
+
+def _audit(env: Environment, event: str, fields: dict) -> None:
+    # The audit package is imported only here: the rule engine itself never writes the log.
+    try:
+        from dojoguard.audit.log import AuditLog
+
+        log = AuditLog.open(env.config.path("audit", "database"), clock=env.clock)
+        try:
+            log.append_event(event, fields)
+        finally:
+            log.close()
+    except Exception as exc:  # any failure: the change must not apply unaudited
+        raise AuditFailed(str(exc)) from exc
+
+
+@exempt_group.command("grant")
+@click.option("--rule", "rules", multiple=True, required=True, help="Rule id to set aside (repeatable).")
+@click.option("--teacher", "teachers", multiple=True, help="ClassDojo teacher id it covers (repeatable).")
+@click.option("--class", "classes", multiple=True, help="ClassDojo class id it covers (repeatable).")
+@click.option("--everyone", is_flag=True, help="It covers every teacher.")
+@click.option("--from", "from_text", required=True, help="Start: ISO time, a date, or now.")
+@click.option("--until", "until_text", required=True, help="End: ISO time, or a date (the end of that day).")
+@click.option("--reason", required=True, help="The exceptional circumstance.")
+@click.option("--by", "granted_by", required=True, help="Who gave permission (the headteacher).")
+@pass_env
+def exempt_grant(env: Environment, rules, teachers, classes, everyone, from_text, until_text, reason,
+                 granted_by) -> None:
+    """Grant an exemption, time-boxed (at most exemptions.max_days) and recorded in the audit log.
+
+    \b
+    Example:
+      dojoguard exempt grant --rule messaging-hours --class 5f1a2b3c4d5e6f7081920a1c \\
+        --from 2026-12-10T17:00 --until 2026-12-10T20:00 \\
+        --reason "Christmas concert: reminders to parents" --by "Mrs Patel (headteacher)"
+    """
+    config = _settings(env)
+    now = env.clock.now()
+    starts = _when(from_text, config.timezone, now)
+    ends = _when(until_text, config.timezone, now, end_of_day=True)
+    policy = _load(env, _policy_source(env, None))
+    path = config.path("rules", "exemptions")
+
+    def record(exemption: Exemption) -> None:
+        _audit(env, "exemption.granted", {
+            "exemption": exemption.id, "rules": list(exemption.rules),
+            "teacher": list(exemption.teachers) or None, "class": list(exemption.classes) or None,
+            "everyone": exemption.everyone, "starts": exemption.starts.isoformat(),
+            "ends": exemption.ends.isoformat(), "granted_by": exemption.granted_by, "reason": exemption.reason})
+
+    try:
+        exemption = grants.grant(path, policy=policy, rules=list(rules), teachers=list(teachers),
+                                 classes=list(classes), everyone=everyone, starts=starts, ends=ends,
+                                 granted_by=granted_by, reason=reason, now=now,
+                                 max_days=config["exemptions"]["max_days"], before_commit=record)
+    except (grants.GrantError, FileProblems) as exc:
+        raise fail(exc) from None
+    except AuditFailed as exc:
+        raise click.ClickException(f"not granted: the audit log could not be written ({exc})") from None
+    click.echo(f"granted {exemption.id}: {', '.join(exemption.rules)} for {_whom(exemption)}, "
+               f"{_local(exemption.starts, config.timezone)} until {_local(exemption.ends, config.timezone)}")
+
+
+@exempt_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Also show expired and revoked exemptions.")
+@pass_env
+def exempt_list(env: Environment, show_all: bool) -> None:
+    """List the exemptions in force or still to come (--all: every record).
+
+    \b
+    Example:
+      dojoguard exempt list --all
+    """
+    config = _settings(env)
+    now = env.clock.now()
+    try:
+        exemptions = load_exemptions(config.path("rules", "exemptions"))
+    except FileProblems as exc:
+        raise fail(exc) from None
+    shown = [e for e in exemptions.records if show_all or e.status(now) in ("active", "upcoming")]
+    if not shown:
+        click.echo("no exemptions" + ("" if show_all else " in force or to come (--all shows past ones)"))
+        return
+    for e in shown:
+        click.echo(f"{e.id}  {e.status(now):8}  {', '.join(e.rules)}  for {_whom(e)}")
+        click.echo(f"    {_local(e.starts, config.timezone)} until {_local(e.ends, config.timezone)}; "
+                   f"granted by {e.granted_by}: {e.reason}")
+        if e.revoked is not None:
+            click.echo(f"    revoked {_local(e.revoked.at, config.timezone)} by {e.revoked.by}: {e.revoked.reason}")
+
+
+@exempt_group.command("revoke")
+@click.argument("exemption_id")
+@click.option("--by", "revoked_by", required=True, help="Who revokes it.")
+@click.option("--reason", required=True, help="Why it is withdrawn.")
+@pass_env
+def exempt_revoke(env: Environment, exemption_id: str, revoked_by: str, reason: str) -> None:
+    """Withdraw an exemption from now on; the record is kept, marked revoked, and audited.
+
+    \b
+    Example:
+      dojoguard exempt revoke ex-20261210-1 --by "Mrs Patel" --reason "Concert cancelled"
+    """
+    config = _settings(env)
+
+    def record(exemption: Exemption) -> None:
+        _audit(env, "exemption.revoked", {"exemption": exemption.id, "revoked_by": revoked_by})
+
+    try:
+        exemption = grants.revoke(config.path("rules", "exemptions"), exemption_id, by=revoked_by,
+                                  reason=reason, now=env.clock.now(), before_commit=record)
+    except (grants.GrantError, FileProblems) as exc:
+        raise fail(exc) from None
+    except AuditFailed as exc:
+        raise click.ClickException(f"not revoked: the audit log could not be written ({exc})") from None
+    click.echo(f"revoked {exemption.id}")
+
+
+def _whom(e: Exemption) -> str:
+    if e.everyone:
+        return "everyone"
+    parts = []
+    if e.teachers:
+        parts.append("teacher " + ", ".join(e.teachers))
+    if e.classes:
+        parts.append("class " + ", ".join(e.classes))
+    return "; ".join(parts)
+
+
+def _local(at: datetime, tz: ZoneInfo) -> str:
+    return at.astimezone(tz).strftime("%a %d %b %Y %H:%M %Z")
+
+
+COMMANDS = [rules_group, decide, exempt_group]

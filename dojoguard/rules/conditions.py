@@ -1,0 +1,332 @@
+"""Compiling rule conditions, once at load, into small functions of (action, facts).
+
+Parse once, evaluate many: every name a condition uses (window, list, group)
+is looked up here, so evaluation never fails on a missing name and never
+parses anything. Several keys in one condition mapping must all hold; they
+are tested cheapest first.
+
+Missing data never silently allows: a condition that asks "is this outside
+the allowed set?" is true when the value is unknown (``skill_not_in``,
+``not_in_group``, ``image: check_incomplete``), and a condition that asks
+"is this in the allowed set?" is false.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from dojoguard.rules.action import Action, AttachmentKind, Channel, Kind, Points
+from dojoguard.rules.codes import Code
+from dojoguard.rules.pattern import PatternError, compile_guarded
+from dojoguard.rules.phrases import list_pattern, normalise
+from dojoguard.rules.window import Window
+from dojoguard.yamlfile import Located, Problem
+
+if TYPE_CHECKING:
+    from dojoguard.rules.devices import DeviceGroups
+    from dojoguard.rules.facts import Facts, TextIndex
+
+Test = Callable[[Action, "Facts"], bool]
+
+_UNKNOWN_POINTS = Points()
+
+
+class Compiler:
+    """Builds tests from condition mappings, adding a problem for every unknown name."""
+
+    def __init__(self, located: Located, *, windows: dict[str, Window], lists: dict[str, tuple[str, ...]],
+                 devices: DeviceGroups, teacher_groups: dict[str, frozenset[str]], problems: list[Problem],
+                 text: TextIndex):
+        self.located = located
+        self.text = text
+        self.windows = windows
+        self.lists = lists
+        self.devices = devices
+        self.teacher_groups = teacher_groups
+        self.problems = problems
+        self.windows_used: set[str] = set()
+
+    # -- names ------------------------------------------------------------
+
+    def _name(self, path: tuple, name: str, known: dict, what: str) -> bool:
+        if name in known:
+            return True
+        label = what.replace("_", " ")
+        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+        hint = f"Did you mean {close[0]!r}?" if close else \
+            (f"Defined {label}s: {', '.join(sorted(known))}." if known else f"Define it under `{what}s:`.")
+        self.problems.append(self.located.problem(path, Code.RULES_UNDEFINED, f"no {label} named {name!r}", hint))
+        return False
+
+    def _names(self, path: tuple, value: Any, known: dict, what: str) -> frozenset[str]:
+        names = [value] if isinstance(value, str) else list(value)
+        for i, name in enumerate(names):
+            self._name(path if isinstance(value, str) else path + (i,), name, known, what)
+        return frozenset(names)
+
+    # -- conditions -------------------------------------------------------
+
+    def compile(self, cond: dict, path: tuple, *, root: bool = False) -> Test:
+        """The test for ``cond``. At a rule's root, ``kind`` is left out: the engine only
+        offers a rule actions of the kinds it names (see ``kinds_of``)."""
+        tests = [(COST[key], self._one(key, value, path + (key,))) for key, value in cond.items()
+                 if not (root and key == "kind")]
+        if not tests:
+            return _always
+        tests.sort(key=lambda pair: pair[0])
+        return _all([t for _, t in tests])
+
+    def _one(self, key: str, value: Any, path: tuple) -> Test:
+        method = getattr(self, "_" + key)
+        return method(value, path)
+
+    def _kind(self, value, path) -> Test:
+        kinds = frozenset(Kind(v) for v in _many(value))
+        return lambda a, f: a.kind in kinds
+
+    def _channel(self, value, path) -> Test:
+        channels = frozenset(Channel(v) for v in _many(value))
+        return lambda a, f: a.channel in channels
+
+    def _inside(self, value, path) -> Test:
+        window = self._window(value, path)
+        return lambda a, f: window is not None and window.is_open_at(a.at)
+
+    def _outside(self, value, path) -> Test:
+        window = self._window(value, path)
+        return lambda a, f: window is None or not window.is_open_at(a.at)
+
+    def _window(self, name: str, path: tuple) -> Window | None:
+        self.windows_used.add(name)
+        return self.windows[name] if self._name(path, name, self.windows, "window") else None
+
+    def _text_longer_than(self, value, path) -> Test:
+        limit = int(value)
+        return lambda a, f: a.text is not None and len(a.text) > limit
+
+    def _phrases(self, value, path) -> Test:
+        return self._text_lists(value, path, disguised=False)
+
+    def _language(self, value, path) -> Test:
+        return self._text_lists(value, path, disguised=True)
+
+    def _text_lists(self, value, path, *, disguised: bool) -> Test:
+        kind = "language" if disguised else "phrases"
+        keys = tuple(self.text.add((kind, name), list_pattern(self.lists[name], disguised=disguised))
+                     for name in sorted(self._names(path, value, self.lists, "list")) if self.lists.get(name))
+        if len(keys) == 1:
+            key = keys[0]
+            return lambda a, f: f.text_hit(key)
+        return lambda a, f: any(f.text_hit(k) for k in keys)
+
+    def _regex(self, value, path) -> Test:
+        try:
+            compile_guarded(value)
+        except PatternError as exc:
+            code = Code.RULES_REGEX_LENGTH if exc.too_long else Code.RULES_REGEX
+            hint = ("Shorten the pattern, or use a phrase list for long lists of words." if exc.too_long else
+                    "Patterns use RE2 syntax: no look-ahead, look-behind or back-references (\\1). "
+                    "See docs/rules.md, `regex`.")
+            self.problems.append(self.located.problem(path, code, str(exc), hint))
+            return lambda a, f: False
+        key = self.text.add(("regex", value), value)
+        return lambda a, f: f.text_hit(key)
+
+    def _points(self, value: dict, path) -> Test:
+        tests: list[Test] = []
+        if "sign" in value:
+            signs = frozenset(_many(value["sign"]))
+            tests.append(lambda a, f: _sign(_points_of(a)) in signs)
+        if "skill_in" in value:
+            entries = self._skills(value["skill_in"], path + ("skill_in",))
+            tests.append(lambda a, f: (p := _points_of(a)) is not None and p.skill is not None
+                         and normalise(p.skill) in entries)
+        if "skill_not_in" in value:
+            entries = self._skills(value["skill_not_in"], path + ("skill_not_in",))
+            tests.append(lambda a, f: (p := _points_of(a)) is not None
+                         and (p.skill is None or normalise(p.skill) not in entries))
+        if "unknown" in value:
+            wanted = bool(value["unknown"])
+            tests.append(lambda a, f: (p := _points_of(a)) is not None
+                         and (p.value is None and p.skill is None) == wanted)
+        return _all(tests)
+
+    def _skills(self, name: str, path: tuple) -> frozenset[str]:
+        return frozenset(self.lists[name]) if self._name(path, name, self.lists, "list") else frozenset()
+
+    def _device(self, value: dict, path) -> Test:
+        devices = self.devices
+        tests: list[Test] = []
+        if "in_group" in value:
+            names = self._names(path + ("in_group",), value["in_group"], devices.groups, "device_group")
+            tests.append(lambda a, f: not names.isdisjoint(devices.of(a.device_address)))
+        if "not_in_group" in value:
+            names = self._names(path + ("not_in_group",), value["not_in_group"], devices.groups, "device_group")
+            tests.append(lambda a, f: names.isdisjoint(devices.of(a.device_address)))
+        if "unknown" in value:
+            wanted = bool(value["unknown"])
+            tests.append(lambda a, f: (not devices.is_known(a.device_address)) == wanted)
+        return _all(tests)
+
+    def _teacher(self, value: dict, path) -> Test:
+        tests: list[Test] = []
+        for key, inside in (("in_group", True), ("not_in_group", False)):
+            if key in value:
+                names = self._names(path + (key,), value[key], self.teacher_groups, "teacher_group")
+                ids = frozenset().union(*(self.teacher_groups.get(n, ()) for n in names))
+                if inside:
+                    tests.append(lambda a, f, ids=ids: a.teacher_id is not None and a.teacher_id in ids)
+                else:
+                    tests.append(lambda a, f, ids=ids: a.teacher_id is None or a.teacher_id not in ids)
+        return _all(tests)
+
+    def _attachment(self, value, path) -> Test:
+        kinds = frozenset(AttachmentKind(v) for v in _many(value))
+        return lambda a, f: any(att.kind in kinds for att in a.attachments)
+
+    def _image(self, value, path) -> Test:
+        wanted = frozenset(_many(value))
+        return lambda a, f: bool(a.attachments) and _image_matches(a, wanted)
+
+    def _unclassified(self, value, path) -> Test:
+        wanted = bool(value)
+        return lambda a, f: (a.kind is Kind.UNCLASSIFIED_WRITE) == wanted
+
+    def _incomplete(self, value, path) -> Test:
+        wanted = bool(value)
+        return lambda a, f: bool(a.problems) == wanted
+
+    def _all(self, value, path) -> Test:
+        return _all([self.compile(c, path + (i,)) for i, c in enumerate(value)])
+
+    def _any(self, value, path) -> Test:
+        tests = [self.compile(c, path + (i,)) for i, c in enumerate(value)]
+
+        def any_of(a, f):
+            for test in tests:
+                if test(a, f):
+                    return True
+            return False
+
+        return any_of
+
+    def _not(self, value, path) -> Test:
+        test = self.compile(value, path)
+        return lambda a, f: not test(a, f)
+
+
+# Cheapest first: attribute compares, then small walks, then clock, then text scans.
+COST = {"kind": 0, "channel": 0, "unclassified": 0, "incomplete": 0, "text_longer_than": 1, "points": 1,
+        "attachment": 1, "image": 1, "teacher": 1, "device": 2, "inside": 3, "outside": 3, "not": 4,
+        "all": 4, "any": 4, "phrases": 5, "language": 5, "regex": 6}
+
+
+def _always(a, f) -> bool:
+    return True
+
+
+def _all(tests: list[Test]) -> Test:
+    if len(tests) == 1:
+        return tests[0]
+
+    def all_of(a, f):
+        for test in tests:
+            if not test(a, f):
+                return False
+        return True
+
+    return all_of
+
+
+def _many(value) -> list:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _points_of(action: Action) -> Points | None:
+    if action.points is not None:
+        return action.points
+    # An award whose points could not be read at all is an award of unknown points.
+    return _UNKNOWN_POINTS if action.kind is Kind.POINTS_AWARD else None
+
+
+def _sign(points: Points | None) -> str | None:
+    if points is None:
+        return None
+    value = points.value
+    if value is None:
+        return "unknown"
+    return "positive" if value > 0 else "negative" if value < 0 else "zero"
+
+
+def _image_matches(action: Action, wanted: frozenset[str]) -> bool:
+    for att in action.attachments:
+        if att.kind is not AttachmentKind.PHOTO:
+            continue
+        findings = att.findings
+        if findings is None or not findings.is_complete:
+            if "check_incomplete" in wanted:
+                return True
+            continue
+        if ("faces_found" in wanted and findings.faces_found > 0
+                or "faces_not_permitted" in wanted and findings.faces_not_permitted > 0
+                or "faces_unidentified" in wanted and findings.faces_unidentified > 0
+                or "gps_present" in wanted and findings.gps_present):
+            return True
+    return False
+
+
+def kinds_of(cond: dict) -> frozenset[Kind] | None:
+    """The kinds an action must have for ``cond`` to hold, or None when any kind might."""
+    found: frozenset[Kind] | None = None
+
+    def narrow(current, more):
+        if more is None:
+            return current
+        return more if current is None else current & more
+
+    for key, value in cond.items():
+        if key == "kind":
+            found = narrow(found, frozenset(Kind(v) for v in _many(value)))
+        elif key == "unclassified" and value is True:
+            found = narrow(found, frozenset({Kind.UNCLASSIFIED_WRITE}))
+        elif key == "all":
+            for child in value:
+                found = narrow(found, kinds_of(child))
+        elif key == "any":
+            children = [kinds_of(child) for child in value]
+            if all(c is not None for c in children):
+                found = narrow(found, frozenset().union(*children))
+    return found
+
+
+# What an action must carry for a condition to have any chance of holding.
+# NEEDS_TEXT_HIT: the text screen found something (a phrase, word or pattern).
+NEEDS_ATTACHMENTS, NEEDS_PROBLEMS, NEEDS_POINTS, NEEDS_TEXT, NEEDS_TEXT_HIT = 1, 2, 4, 8, 16
+NEEDS_COMBINATIONS = 32
+
+
+def needs_of(cond: dict) -> int:
+    """The NEEDS_* bits an action must carry for ``cond`` to hold (0: none known)."""
+    bits = 0
+    for key, value in cond.items():
+        if key in ("attachment", "image"):
+            bits |= NEEDS_ATTACHMENTS
+        elif key == "incomplete" and value is True:
+            bits |= NEEDS_PROBLEMS
+        elif key == "points":
+            bits |= NEEDS_POINTS
+        elif key in ("phrases", "language", "regex"):
+            bits |= NEEDS_TEXT | NEEDS_TEXT_HIT
+        elif key == "text_longer_than":
+            bits |= NEEDS_TEXT
+        elif key == "all":
+            for child in value:
+                bits |= needs_of(child)
+        elif key == "any":
+            common = ~0
+            for child in value:
+                common &= needs_of(child)
+            bits |= common
+    return bits

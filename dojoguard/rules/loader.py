@@ -1,0 +1,310 @@
+"""Loading a policy: rule files, list files and calendar, checked and compiled in one go.
+
+Loading is atomic: ``load_policy`` returns a complete new ``Policy`` or raises
+``FileProblems`` with every problem of every file, so a running proxy can
+keep its last good policy when an edit is broken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import zoneinfo
+from importlib import resources
+from pathlib import Path
+
+from dojoguard import yamlfile
+from dojoguard.rules import codes, schemacheck
+from dojoguard.rules.calendar import EMPTY, BankHolidays, SchoolCalendar, load_calendar
+from dojoguard.rules.codes import Code
+from dojoguard.rules.conditions import Compiler, kinds_of, needs_of
+from dojoguard.rules.decision import Match, Verdict
+from dojoguard.rules.devices import DeviceGroups
+from dojoguard.rules.engine import Policy, Rule
+from dojoguard.rules.facts import Indexes
+from dojoguard.rules.phrases import WordList, normalise, read_list_file
+from dojoguard.rules.window import Window, build_window, minutes
+from dojoguard.yamlfile import FileProblems, Located, Problem
+
+BUILTIN = "builtin"
+BUILTIN_FILE = "st-wilfrids.yaml"
+TESTS_SUFFIX = ".tests.yaml"
+
+def builtin_path() -> Path:
+    return Path(str(resources.files("dojoguard.rules").joinpath(BUILTIN_FILE)))
+
+
+def policy_files(source: str | Path) -> list[Path]:
+    """The rule files a policy source names (a file, a folder of them, or "builtin")."""
+    if str(source) == BUILTIN:
+        return [builtin_path()]
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.yaml") if not p.name.endswith(TESTS_SUFFIX))
+        if not files:
+            raise FileProblems([Problem(Code.RULES_FOLDER, "the folder holds no rule files (*.yaml)", str(path),
+                                        hint="Point `rules.policy` at a rule file, or put .yaml rule files here.")])
+        return files
+    return [path]
+
+
+def load_policy(source: str | Path, *, calendar: str | Path | None = None,
+                device_groups: dict[str, list[str]] | None = None,
+                timezone: str = "Europe/London") -> Policy:
+    """Load and check a whole policy; raises ``FileProblems`` listing every problem found."""
+    files = policy_files(source)
+    problems: list[Problem] = []
+    documents: list[Located] = []
+    digest = hashlib.sha256()
+    for path in files:
+        try:
+            located = yamlfile.load(path)
+        except FileProblems as exc:
+            problems.extend(exc.problems)
+            continue
+        if located.data is None:
+            located.data = {}
+        found = schemacheck.check(located, "schema.json", codes.RULES)
+        problems.extend(found)
+        if not found:
+            documents.append(located)
+            digest.update(b"rules\0" + path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    try:
+        tz = zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.append(Problem(Code.RULES_TIMEZONE, f"unknown time zone {timezone!r}", "<timezone>",
+                                hint="Use an IANA name such as Europe/London."))
+        tz = zoneinfo.ZoneInfo("UTC")
+    school_calendar = EMPTY
+    if calendar is not None:
+        try:
+            school_calendar = load_calendar(calendar)
+        except FileProblems as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise FileProblems(problems)
+    builder = _Builder(documents, tz, school_calendar, device_groups or {}, digest)
+    policy = builder.build()
+    if builder.problems:
+        raise FileProblems(builder.problems)
+    return policy
+
+
+class _Builder:
+    """Turns schema-checked documents into a Policy, collecting every problem on the way."""
+
+    def __init__(self, documents: list[Located], tz: zoneinfo.ZoneInfo, calendar: SchoolCalendar,
+                 device_overrides: dict[str, list[str]], digest):
+        self.documents = documents
+        self.tz = tz
+        self.calendar = calendar
+        self.device_overrides = device_overrides
+        self.digest = digest
+        self.problems: list[Problem] = []
+        self.read: list[Path] = [Path(d.file) for d in documents]
+        self.defined: dict[tuple[str, str], Located] = {}
+        self.indexes = Indexes()
+
+    def _once(self, located: Located, section: str, name: str) -> bool:
+        earlier = self.defined.get((section, name))
+        if earlier is not None:
+            line = earlier.mark((section, name))[0]
+            self.problems.append(located.problem((section, name), Code.RULES_DUPLICATE_ID,
+                                                 f"{section}: {name!r} is defined twice",
+                                                 f"It is already defined in {earlier.file}:{line}; keep one.",
+                                                 key=True))
+            return False
+        self.defined[(section, name)] = located
+        return True
+
+    def build(self) -> Policy:
+        region = "england-and-wales"
+        name = ""
+        default = None
+        for located in self.documents:
+            data = located.data
+            region = data.get("bank_holidays", region)
+            name = name or (data.get("policy") or {}).get("name", "")
+            if "default" in data:
+                if default is not None:
+                    self.problems.append(located.problem(("default",), Code.RULES_DEFAULT,
+                                                         "the default verdict is set in two files",
+                                                         f"It is already set in {default[1].file}; keep one.",
+                                                         key=True))
+                default = (data["default"], located)
+        if default is None:
+            first = self.documents[0] if self.documents else Located({}, "<policy>")
+            self.problems.append(first.problem((), Code.RULES_DEFAULT, "the policy has no default verdict",
+                                               "Add `default: {verdict: allow}` (or block) so the outcome when "
+                                               "no rule matches is explicit."))
+            default = ({"verdict": "block"}, first)
+        bank = BankHolidays(region)
+        windows = self._windows(bank)
+        lists = self._lists()
+        devices = self._devices()
+        teachers = self._teachers()
+        rules, compilers = self._rules(windows, lists, devices, teachers)
+        if not rules and not self.problems:
+            self.problems.append(self.documents[0].problem((), Code.RULES_EMPTY, "the policy has no rules",
+                                                           "Add rules under `rules:`."))
+        for kind, name in self.indexes.text.build():
+            where = lists[name].file if kind != "regex" and name in lists else None
+            self.problems.append(Problem(Code.LIST_SIZE, f"{kind} {name!r} is too large to search in linear time",
+                                         where or self.documents[0].file, hint="Split it into several lists."))
+        self.digest.update(json.dumps({
+            "timezone": str(self.tz), "calendar": self.calendar.digest,
+            "device_groups": self.device_overrides}, sort_keys=True).encode())
+        return Policy(name=name, revision=self.digest.hexdigest(), rules=tuple(rules),
+                      default_verdict=Verdict(default[0]["verdict"]), default_notice=default[0].get("notice", ""),
+                      windows=windows, lists=lists, timezone=self.tz, calendar=self.calendar,
+                      files=tuple(self.read) + ((Path(self.calendar.file),) if self.calendar.file else ()),
+                      indexes=self.indexes)
+
+    def _windows(self, bank: BankHolidays) -> dict[str, Window]:
+        windows = {}
+        for located in self.documents:
+            for name, spec in (located.data.get("windows") or {}).items():
+                if not self._once(located, "windows", name):
+                    continue
+                start, end = minutes(spec["from"]), minutes(spec["to"])
+                if spec["from"] == "24:00" or end <= start:
+                    self.problems.append(located.problem(("windows", name, "to"), Code.RULES_WINDOW,
+                                                         f"window {name!r} closes ({spec['to']}) before it "
+                                                         f"opens ({spec['from']})",
+                                                         "A window is one stretch of each day, `from` earlier than "
+                                                         "`to`; for quiet hours use `outside:` a daytime window."))
+                    continue
+                windows[name] = build_window(name, spec, self.tz, self.calendar, bank)
+        return windows
+
+    def _lists(self) -> dict[str, WordList]:
+        lists = {}
+        for located in self.documents:
+            folder = Path(located.file).parent
+            for name, spec in (located.data.get("lists") or {}).items():
+                if not self._once(located, "lists", name):
+                    continue
+                if "phrases" in spec:
+                    entries = tuple(normalise(p) for p in spec["phrases"])
+                    lists[name] = WordList(name, entries)
+                    continue
+                path = folder / spec["file"]
+                try:
+                    inside = path.resolve().is_relative_to(folder.resolve())
+                except OSError:
+                    inside = False
+                if not inside:
+                    self.problems.append(located.problem(("lists", name, "file"), Code.LIST_PATH,
+                                                         f"{spec['file']!r} is outside the rule file's folder",
+                                                         "Keep list files beside the rules, e.g. lists/absence.txt."))
+                    continue
+                before = len(self.problems)
+                entries = read_list_file(path, str(path), self.problems)
+                if len(self.problems) > before and self.problems[-1].code == Code.LIST_MISSING:
+                    line, column = located.mark(("lists", name, "file"))
+                    missing = self.problems.pop()
+                    self.problems.append(Problem(missing.code, f"list file {spec['file']!r} not found",
+                                                 located.file, line, column, missing.hint))
+                if entries is not None:
+                    lists[name] = WordList(name, entries, str(path))
+                    self.read.append(path)
+                    self.digest.update(b"list\0" + name.encode() + b"\0" + path.read_bytes() + b"\0")
+        return lists
+
+    def _devices(self) -> DeviceGroups:
+        groups: dict[str, tuple] = {}
+        for located in self.documents:
+            for name, cidrs in (located.data.get("device_groups") or {}).items():
+                if not self._once(located, "device_groups", name):
+                    continue
+                groups[name] = self._networks(cidrs, lambda i, n=name, loc=located: loc.problem(
+                    ("device_groups", n, i), Code.RULES_NETWORK, f"{cidrs[i]!r} is not a network",
+                    "Write a CIDR block such as 10.20.0.0/16."))
+        for name, cidrs in self.device_overrides.items():
+            # The deployment's own network layout replaces the rule file's example.
+            groups[name] = self._networks(list(cidrs), lambda i, n=name, c=cidrs: Problem(
+                Code.RULES_NETWORK, f"device group {n!r}: {c[i]!r} is not a network", "<device_groups>",
+                hint="Write a CIDR block such as 10.20.0.0/16."))
+        return DeviceGroups(groups)
+
+    def _networks(self, cidrs: list[str], problem) -> tuple:
+        networks = []
+        for i, cidr in enumerate(cidrs):
+            try:
+                networks.append(ipaddress.ip_network(str(cidr), strict=False))
+            except ValueError:
+                self.problems.append(problem(i))
+        return tuple(networks)
+
+    def _teachers(self) -> dict[str, frozenset[str]]:
+        groups = {}
+        for located in self.documents:
+            for name, ids in (located.data.get("teacher_groups") or {}).items():
+                if self._once(located, "teacher_groups", name):
+                    groups[name] = frozenset(ids)
+        return groups
+
+    def _rules(self, windows, lists, devices, teachers) -> tuple[list[Rule], list[Compiler]]:
+        rules: list[Rule] = []
+        compilers = []
+        seen: dict[str, tuple[str, int]] = {}
+        word_lists = {name: wl.entries for name, wl in lists.items()}
+        # Names that failed to load are still "defined": their own problem is already reported.
+        for located in self.documents:
+            for name, spec in (located.data.get("lists") or {}).items():
+                word_lists.setdefault(name, ())
+            compiler = Compiler(located, windows={**windows, **{n: None for n in (located.data.get("windows") or {})
+                                                                if n not in windows}},
+                                lists=word_lists, devices=devices, teacher_groups=teachers, problems=self.problems,
+                                text=self.indexes.text)
+            compilers.append(compiler)
+            for i, spec in enumerate(located.data.get("rules") or []):
+                path = ("rules", i)
+                line = located.mark(path)[0]
+                if spec["id"] in seen:
+                    first_file, first_line = seen[spec["id"]]
+                    self.problems.append(located.problem(path + ("id",), Code.RULES_DUPLICATE_ID,
+                                                         f"rule id {spec['id']!r} is used twice",
+                                                         f"It is first used at {first_file}:{first_line}; "
+                                                         "rename one."))
+                    continue
+                seen[spec["id"]] = (located.file, line)
+                verdict = Verdict(spec["verdict"])
+                release = self._release_window(located, path, spec, verdict, windows)
+                test = compiler.compile(spec["when"], path + ("when",), root=True)
+                description = spec.get("description") or spec["clause"]
+                match = Match(spec["id"], verdict, description.strip(), spec["notice"].strip(),
+                              spec["clause"].strip())
+                rules.append(Rule(spec["id"], verdict, match.notice, match.clause, match.reason, test,
+                                  kinds_of(spec["when"]), needs_of(spec["when"]), release,
+                                  spec.get("exemptable", True), located.file,
+                                  line, match))
+        return rules, compilers
+
+    def _release_window(self, located, path, spec, verdict, windows) -> Window | None:
+        name = spec.get("release_window")
+        if verdict is Verdict.DEFER and name is None:
+            self.problems.append(located.problem(path + ("verdict",), Code.RULES_DEFER,
+                                                 f"rule {spec['id']!r} defers but does not say until when",
+                                                 "Add `release_window: <window name>`: the action is released "
+                                                 "when that window next opens."))
+            return None
+        if name is None:
+            return None
+        if verdict is not Verdict.DEFER:
+            self.problems.append(located.problem(path + ("release_window",), Code.RULES_DEFER,
+                                                 "`release_window` only applies to verdict defer",
+                                                 "Remove it, or set `verdict: defer`.", key=True))
+            return None
+        if name not in windows:
+            self.problems.append(located.problem(path + ("release_window",), Code.RULES_UNDEFINED,
+                                                 f"no window named {name!r}",
+                                                 f"Defined windows: {', '.join(sorted(windows)) or 'none'}."))
+            return None
+        return windows[name]
+
+
+def companion_tests(policy_file: Path) -> Path:
+    """The companion test file of a rule file: rules.yaml -> rules.tests.yaml."""
+    return policy_file.with_name(policy_file.name.removesuffix(".yaml") + TESTS_SUFFIX)

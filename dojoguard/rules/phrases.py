@@ -1,0 +1,108 @@
+"""Phrase lists: loading the files IT staff edit, and finding their phrases in a text fast.
+
+Each list is compiled once, at load, into one RE2 pattern (linear time
+whatever the text). Matching is case-insensitive and whole-word: "ill" does not
+match "skills", "off sick" matches "Off  Sick" across a line break.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import re2
+
+from dojoguard.rules.codes import Code
+from dojoguard.yamlfile import Problem
+
+MAX_LIST_BYTES = 256 * 1024
+MAX_ENTRY_CHARS = 200
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    """The form phrases are compared in: case-folded, one space between words, straight apostrophes."""
+    return _SPACES.sub(" ", text.replace("\u2019", "'").casefold()).strip()
+
+
+@dataclass(frozen=True)
+class WordList:
+    """One named list: its entries (normalised) and where they came from."""
+
+    name: str
+    entries: tuple[str, ...]
+    file: str | None = None
+
+
+def read_list_file(path: Path, shown: str, problems: list[Problem]) -> tuple[str, ...] | None:
+    """The entries of a list file (one per line, # comments), or None with problems added."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_LIST_BYTES:
+            problems.append(Problem(Code.LIST_SIZE, f"the list is {size:,} bytes; the limit is {MAX_LIST_BYTES:,}",
+                                    shown, hint="Split it into several lists."))
+            return None
+        raw = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        problems.append(Problem(Code.LIST_MISSING, "list file not found", shown,
+                                hint="Check the `file:` path; it is relative to the rule file's folder."))
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(Code.LIST_ENCODING, f"not UTF-8 text (byte {exc.start})", shown,
+                                hint="Save the list as UTF-8."))
+        return None
+    entries = []
+    before = len(problems)
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        if len(entry) > MAX_ENTRY_CHARS or any(ord(c) < 32 for c in entry):
+            problems.append(Problem(Code.LIST_ENTRY, "entry too long or holds control characters", shown, number, 1,
+                                    f"Keep each entry on one line, at most {MAX_ENTRY_CHARS} characters."))
+            continue
+        entries.append(normalise(entry))
+    if len(problems) > before:
+        return None
+    if not entries:
+        problems.append(Problem(Code.LIST_EMPTY, "the list has no entries", shown,
+                                hint="Add one phrase per line; lines starting with # are comments."))
+        return None
+    return tuple(entries)
+
+
+# A phrase is a whole word (or words) when nothing letter- or digit-like touches it.
+_BEFORE = r"(?:^|[^\pL\pN])"
+_AFTER = r"(?:$|[^\pL\pN])"
+
+# Characters a disguised letter may be written with.
+_LOOKALIKES = {"a": "a4@", "e": "e3", "i": "i1!", "l": "l1", "o": "o0", "s": "s5$", "t": "t7"}
+
+
+def list_pattern(entries: tuple[str, ...], *, disguised: bool = False) -> str:
+    """One RE2 pattern matching any entry as whole words, in any case (and disguised, if asked).
+
+    Longer entries come first so "off sick" is preferred to "sick"; spaces match
+    any run of white space, an apostrophe matches a straight or curly one.
+    """
+    alternatives = [_phrase_pattern(entry, disguised) for entry in sorted(set(entries), key=len, reverse=True)]
+    return f"{_BEFORE}(?i:{'|'.join(alternatives)}){_AFTER}"
+
+
+def _phrase_pattern(entry: str, disguised: bool) -> str:
+    words = []
+    for word in entry.split(" "):
+        pieces = []
+        for piece in word.split("'"):
+            if disguised:
+                pieces.append("".join(f"[{re2.escape(_LOOKALIKES[c])}]" if c in _LOOKALIKES else re2.escape(c)
+                                      for c in piece))
+            else:
+                pieces.append(re2.escape(piece))
+        words.append("['\u2019]".join(pieces))
+    return r"\s+".join(words)
