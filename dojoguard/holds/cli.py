@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -13,8 +15,16 @@ from dojoguard.holds.export import media
 from dojoguard.holds.store import HoldError, HoldKind, HoldState, HoldStore
 
 
-def _store(env: Environment) -> HoldStore:
-    return HoldStore.open(env.config.path("holds", "database"))
+@contextmanager
+def _opened(env: Environment) -> Iterator[HoldStore]:
+    """The store, closed afterwards; a missing item or wrong step becomes a clear CLI error."""
+    store = HoldStore.open(env.config.path("holds", "database"))
+    try:
+        yield store
+    except HoldError as exc:
+        raise fail(exc) from None
+    finally:
+        store.close()
 
 
 def _audit(env: Environment, event: str, fields: dict) -> None:
@@ -52,9 +62,8 @@ def list_items(env: Environment, kind: str | None, failed: bool, as_json: bool) 
     Example:
       dojoguard held list --kind hold
     """
-    store = _store(env)
-    items = store.list(kind=HoldKind(kind) if kind else None, state=HoldState.FAILED if failed else None)
-    store.close()
+    with _opened(env) as store:
+        items = store.list(kind=HoldKind(kind) if kind else None, state=HoldState.FAILED if failed else None)
     if as_json:
         for item in items:
             click.echo(json.dumps(item.summary()))
@@ -82,14 +91,9 @@ def show(env: Environment, item_id: str, export_dir: Path | None) -> None:
     Example:
       dojoguard held show 3f9c2a1b7d20 --export ./review
     """
-    store = _store(env)
-    try:
+    with _opened(env) as store:
         item = store.get(item_id)
         request = store.request(item_id)
-    except HoldError as exc:
-        raise fail(exc) from None
-    finally:
-        store.close()
     for key, value in item.summary().items():
         click.echo(f"{key:>15}: {value if value is not None else '-'}")
     click.echo(f"{'endpoint':>15}: {request.method} {request.host}{request.path.split('?', 1)[0]}")
@@ -116,18 +120,13 @@ def approve(env: Environment, item_id: str, by: str) -> None:
     Example:
       dojoguard held approve 3f9c2a1b7d20 --by "Mrs Head"
     """
-    store = _store(env)
-    try:
+    with _opened(env) as store:
         item = store.get(item_id)
         if item.kind != HoldKind.HOLD or item.state != HoldState.PENDING:
             raise HoldError(f"item {item_id} is a {item.kind} in state {item.state}; "
                             "only pending holds can be approved")
         _audit(env, "hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": by})
         store.approve(item_id)
-    except HoldError as exc:
-        raise fail(exc) from None
-    finally:
-        store.close()
     click.echo(f"Approved {item_id}: the proxy will send it on.")
 
 
@@ -143,16 +142,11 @@ def reject(env: Environment, item_id: str, reason: str, by: str) -> None:
     Example:
       dojoguard held reject 3f9c2a1b7d20 --reason "Pupil without photo consent" --by "Mrs Head"
     """
-    store = _store(env)
-    try:
+    with _opened(env) as store:
         item = store.get(item_id)
         _audit(env, "hold.rejected", {"hold": item.id, "kind": str(item.kind), "decision_id": item.decision_id,
                                       "by": by, "reason": reason})
         store.remove(item_id)
-    except HoldError as exc:
-        raise fail(exc) from None
-    finally:
-        store.close()
     click.echo(f"Rejected {item_id}: discarded.")
 
 
@@ -167,14 +161,9 @@ def retry(env: Environment, item_id: str, by: str) -> None:
     Example:
       dojoguard held retry 3f9c2a1b7d20 --by "IT office"
     """
-    store = _store(env)
-    try:
+    with _opened(env) as store:
         item = store.retry(item_id, env.clock.now())
         _audit(env, "hold.retried", {"hold": item.id, "decision_id": item.decision_id, "by": by})
-    except HoldError as exc:
-        raise fail(exc) from None
-    finally:
-        store.close()
     click.echo(f"{item_id} is queued again.")
 
 

@@ -1,0 +1,130 @@
+"""Tests for the `dojoguard held` commands leaders use."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from dojoguard.audit.log import AuditLog
+from dojoguard.cli import cli
+from dojoguard.clock import FixedClock
+from dojoguard.environment import Environment
+from dojoguard.holds.store import HoldState, HoldStore, StoredRequest
+from dojoguard.rules.action import Action, Channel, Kind
+from dojoguard.rules.decision import Decision, Match, Verdict
+
+NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+def jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(out, "JPEG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n", "utf-8")
+    return config, tmp_path / "data"
+
+
+def held_photo(data_dir, kind="hold"):
+    boundary = "----dojo"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"IMG_1.jpg\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + jpeg() + f"\r\n--{boundary}--\r\n".encode()
+    request = StoredRequest("POST", "https", "teach.classdojo.com", 443, "/api/upload", "HTTP/1.1",
+                            (("Content-Type", f"multipart/form-data; boundary={boundary}"),), body, "10.20.1.5")
+    verdict = Verdict.HOLD if kind == "hold" else Verdict.DEFER
+    decision = Decision(verdict, (Match("video-review", verdict, "needs a leader", "Held"),), "rev", NOW)
+    action = Action(Kind.ATTACHMENT_UPLOAD, Channel.CLASS_STORY, NOW, teacher_id="t1", class_id="c1")
+    store = HoldStore.open(data_dir / "holds.sqlite")
+    item = store.keep(kind, request, decision, action, None if kind == "hold" else NOW)
+    store.close()
+    return item
+
+
+def run(config, *args):
+    return CliRunner().invoke(cli, ["--config", str(config), *args], obj=Environment(clock=FixedClock(NOW)))
+
+
+def audit_events(data_dir):
+    log = AuditLog.open(data_dir / "audit.sqlite")
+    try:
+        return [(r.type, r.fields) for r in log.records()]
+    finally:
+        log.close()
+
+
+def test_list_shows_who_what_and_why_without_content(deployment):
+    """`held list` names the item, teacher, action and reason, and never the body."""
+    config, data = deployment
+    item = held_photo(data)
+    result = run(config, "held", "list")
+    assert result.exit_code == 0, result.output
+    assert item.id in result.output and "t1" in result.output and "needs a leader" in result.output
+    as_json = json.loads(run(config, "held", "list", "--json").output.splitlines()[0])
+    assert as_json["id"] == item.id and as_json["content_type"].startswith("multipart/form-data")
+
+
+def test_show_exports_the_photo_for_review_only_when_asked(deployment, tmp_path):
+    """`held show --export` writes the held photo, owner-only, into the folder named."""
+    config, data = deployment
+    item = held_photo(data)
+    result = run(config, "held", "show", item.id, "--export", str(tmp_path / "review"))
+    assert result.exit_code == 0, result.output
+    (saved,) = (tmp_path / "review").iterdir()
+    assert saved.read_bytes() == jpeg() and (saved.stat().st_mode & 0o077) == 0
+
+
+def test_approve_is_recorded_then_marks_the_item_for_sending(deployment):
+    """Approval is written to the audit log with who approved, and the item becomes due."""
+    config, data = deployment
+    item = held_photo(data)
+    result = run(config, "held", "approve", item.id, "--by", "Mrs Head")
+    assert result.exit_code == 0, result.output
+    store = HoldStore.open(data / "holds.sqlite")
+    assert store.get(item.id).state == HoldState.APPROVED
+    store.close()
+    assert ("hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": "Mrs Head"}) in [
+        (t, {k: f[k] for k in ("hold", "decision_id", "by")}) for t, f in audit_events(data) if t == "hold.approved"]
+
+
+def test_reject_discards_the_request_and_records_why(deployment):
+    """A rejected item is deleted with its request; the reason and who rejected it are recorded."""
+    config, data = deployment
+    item = held_photo(data)
+    result = run(config, "held", "reject", item.id, "--reason", "No consent for one pupil", "--by", "Mrs Head")
+    assert result.exit_code == 0, result.output
+    assert run(config, "held", "show", item.id).exit_code != 0
+    rejected = [f for t, f in audit_events(data) if t == "hold.rejected"]
+    assert rejected[0]["reason"] == "No consent for one pupil"
+
+
+def test_deferred_items_cannot_be_approved_and_unknown_ids_are_clear_errors(deployment):
+    """Only pending holds can be approved; an unknown id says so and changes nothing."""
+    config, data = deployment
+    item = held_photo(data, kind="defer")
+    refused = run(config, "held", "approve", item.id, "--by", "Mrs Head")
+    assert refused.exit_code == 1 and "only pending holds" in refused.output
+    missing = run(config, "held", "approve", "nope", "--by", "Mrs Head")
+    assert missing.exit_code == 1 and "no held or queued item" in missing.output
+    assert not [t for t, _ in audit_events(data) if t == "hold.approved"]
+
+
+def test_retry_requeues_a_failed_release(deployment):
+    """`held retry` puts a failed item back in the queue and records who asked."""
+    config, data = deployment
+    item = held_photo(data, kind="defer")
+    store = HoldStore.open(data / "holds.sqlite")
+    store.record_attempt(item.id, "HTTP 401", give_up=True, retry_at=NOW)
+    store.close()
+    assert run(config, "held", "list", "--failed").output.count(item.id) == 1
+    result = run(config, "held", "retry", item.id, "--by", "IT office")
+    assert result.exit_code == 0, result.output
+    assert "failed" not in run(config, "held", "list").output.split(item.id, 1)[1].split("\n")[0]
