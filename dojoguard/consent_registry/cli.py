@@ -1,0 +1,441 @@
+"""``dojoguard consent ...`` and ``dojoguard image check``: the registry and the image check from the shell."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from dojoguard.clitools import fail, pass_env
+from dojoguard.consent_registry import enrolment, importer
+from dojoguard.consent_registry.imagecheck import ImageCheck, ImageChecker, settings_from
+from dojoguard.consent_registry.registry import (
+    BIOMETRIC,
+    LinkState,
+    PersonKind,
+    Registry,
+    RegistryError,
+    State,
+)
+from dojoguard.environment import Environment
+from dojoguard.yamlfile import FileProblems
+
+
+def _registry(env: Environment) -> Registry:
+    cfg = _config(env)
+    try:
+        return Registry.open(cfg.path("consent", "database"), clock=env.clock, purposes=cfg["consent"]["purposes"])
+    except RegistryError as exc:
+        raise fail(exc) from None
+
+
+def _config(env: Environment):
+    try:
+        return env.config
+    except FileProblems as exc:
+        raise fail(exc) from None
+
+
+@contextmanager
+def _audit(env: Environment):
+    """The audit log, opened before a change so a change is never made that cannot be recorded."""
+    from dojoguard.audit.log import AuditLog
+
+    try:
+        log = AuditLog.open(_config(env).path("audit", "database"), clock=env.clock)
+    except Exception as exc:  # noqa: BLE001 - no audit, no change
+        raise click.ClickException(f"cannot open the audit log, so nothing was changed: {exc}") from None
+    try:
+        yield log
+    finally:
+        log.close()
+
+
+def _record(log, event: str, fields: dict) -> None:
+    try:
+        log.append_event(event, fields)
+    except Exception as exc:  # noqa: BLE001
+        raise click.ClickException(f"the change was saved but could not be recorded in the audit log: {exc}. "
+                                   "Record it by hand and check the audit log.") from None
+
+
+def _subject(person) -> dict:
+    # Registry ids only: the audit trail never holds names.
+    return {"pupil": str(person.id)} if person.kind is PersonKind.PUPIL else {"staff": str(person.id)}
+
+
+@click.group("consent")
+def consent_group() -> None:
+    """Pupils, staff and consents: import from the MIS, link to ClassDojo, enrol, erase.
+
+    \b
+    Example:
+      dojoguard consent import sims-consents.csv --format sims --dry-run
+    """
+
+
+@consent_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice([f.value for f in importer.Format]), required=True,
+              help="Which MIS export this is (column layouts in docs/consent.md).")
+@click.option("--dry-run", is_flag=True, help="Check the file and report what would change; save nothing.")
+@pass_env
+def consent_import(env: Environment, file: Path, fmt: str, dry_run: bool) -> None:
+    """Import pupils and consents from an MIS export (all or nothing).
+
+    Every row is checked first; one bad row means nothing is imported, and
+    every problem is listed with its line. Importing the same file again
+    changes nothing.
+
+    \b
+    Example:
+      dojoguard consent import arbor-consents.csv --format arbor
+    """
+    settings = _config(env)["consent"]["import"]
+    with _registry(env) as registry:
+        if dry_run:
+            report = _run_import(registry, file, fmt, settings, True)
+        else:
+            with _audit(env) as log:
+                report = _run_import(registry, file, fmt, settings, False)
+                before = {}
+                for change in report.changes:
+                    person = registry.person(change.person_id)
+                    history = [h for h in registry.history(change.person_id) if h.purpose == change.purpose]
+                    before[change] = str(history[-2].state) if len(history) > 1 else "unknown"
+                    _record(log, "consent.changed", {**_subject(person), "purpose": change.purpose,
+                                                     "from": before[change], "to": str(change.state),
+                                                     "source": change.source})
+                _record(log, "consent.imported", {"source": file.name, "pupils": report.rows,
+                                                  "changed": len(report.changes)})
+    for line in report.summary():
+        click.echo(line)
+
+
+def _run_import(registry, file, fmt, settings, dry_run):
+    try:
+        return importer.import_file(registry, file, fmt, settings, dry_run=dry_run)
+    except (FileProblems, RegistryError) as exc:
+        raise fail(exc) from None
+    except sqlite3.IntegrityError as exc:
+        raise click.ClickException(f"nothing was imported: the file conflicts with the registry ({exc}). "
+                                   "Hint: a UPN already belongs to another pupil.") from None
+
+
+@consent_group.command("set")
+@click.argument("person")
+@click.argument("purpose")
+@click.argument("state", type=click.Choice([s.value for s in State]))
+@click.option("--source", required=True, help='Where the decision came from ("paper form", "email"; "pupil" '
+                                              "for a pupil's own word on biometrics).")
+@click.option("--by", "informed_by", required=True, help="Who recorded or informed it (staff id or name).")
+@pass_env
+def consent_set(env: Environment, person: str, purpose: str, state: str, source: str, informed_by: str) -> None:
+    """Record one consent for a pupil or member of staff (by registry id, MIS id or UPN).
+
+    Anything but "granted" means not permitted. With --source pupil and the
+    purpose biometric_matching, "refused" records the pupil's own objection,
+    which overrides any parental consent; "granted" lifts it. Withdrawing
+    biometric consent deletes the person's face templates at once.
+
+    \b
+    Example:
+      dojoguard consent set A123456789012 class_story granted --source "paper form" --by jsmith
+    """
+    with _registry(env) as registry, _audit(env) as log:
+        try:
+            who = registry.find(person)
+            before = registry.consents(who.id).get(purpose)
+            templates = registry.template_count(who.id)
+            changed = registry.set_consent(who.id, purpose, state, source=source, informed_by=informed_by)
+        except RegistryError as exc:
+            raise fail(exc) from None
+        if changed:
+            was = "objection" if purpose == BIOMETRIC and source == "pupil" and state != "granted" else None
+            _record(log, "consent.changed", {**_subject(who), "purpose": purpose,
+                                             "from": str(before.state) if before else "unknown",
+                                             "to": was or state, "source": source})
+            removed = templates - registry.template_count(who.id)
+            click.echo(f"registry id {who.id}: {purpose} is now {state} (source {source})")
+            if removed:
+                click.echo(f"deleted {removed} face template(s)")
+        else:
+            click.echo(f"registry id {who.id}: {purpose} was already {state}; nothing changed")
+
+
+@consent_group.command("withdraw-biometric")
+@click.argument("person")
+@click.option("--source", required=True, help='Who withdrew it: "parent", "pupil" (their own objection), ...')
+@click.option("--by", "informed_by", required=True, help="Who recorded it (staff id or name).")
+@pass_env
+def consent_withdraw_biometric(env: Environment, person: str, source: str, informed_by: str) -> None:
+    """Withdraw biometric consent (or record the pupil's objection) and delete face templates now.
+
+    \b
+    Example:
+      dojoguard consent withdraw-biometric 42 --source pupil --by jsmith
+    """
+    with _registry(env) as registry, _audit(env) as log:
+        try:
+            who = registry.find(person)
+            before = registry.consents(who.id)[BIOMETRIC]
+            registry.set_consent(who.id, BIOMETRIC, State.REFUSED, source=source, informed_by=informed_by)
+            removed = registry.delete_templates(who.id)
+        except RegistryError as exc:
+            raise fail(exc) from None
+        _record(log, "consent.changed", {**_subject(who), "purpose": BIOMETRIC, "from": str(before.state),
+                                         "to": "objection" if source == "pupil" else "refused", "source": source,
+                                         "templates_removed": removed})
+    click.echo(f"registry id {who.id}: biometric matching withdrawn; {removed} face template(s) deleted")
+
+
+@consent_group.command("show")
+@click.argument("person")
+@click.option("--history", is_flag=True, help="Also list every recorded change.")
+@pass_env
+def consent_show(env: Environment, person: str, history: bool) -> None:
+    """Show one person's record, consents, ClassDojo links and template count.
+
+    \b
+    Example:
+      dojoguard consent show A123456789012 --history
+    """
+    with _registry(env) as registry:
+        try:
+            who = registry.find(person)
+        except RegistryError as exc:
+            raise fail(exc) from None
+        click.echo(f"registry id {who.id} ({who.kind}): {who.name}")
+        click.echo(f"  MIS id {who.mis_id}, UPN {who.upn or '-'}, year {who.year or '-'}, "
+                   f"registration group {who.reg_group or '-'}")
+        for consent in registry.consents(who.id).values():
+            detail = f" ({consent.source}, by {consent.informed_by}, {consent.recorded_at})" if consent.source else ""
+            click.echo(f"  {consent.purpose:<20} {consent.state}{detail}")
+        if who.biometric_objection:
+            click.echo("  objection to biometric processing recorded: no matching, whatever the parents said")
+        links = [p for p in registry.dojo_pupils() if p.person_id == who.id]
+        for link in links:
+            click.echo(f"  ClassDojo pupil {link.dojo_pupil_id} ({link.link_state})")
+        click.echo(f"  face templates: {registry.template_count(who.id)}")
+        if history:
+            for h in registry.history(who.id):
+                click.echo(f"  {h.recorded_at}  {h.purpose} -> {h.state} ({h.source}, by {h.informed_by})")
+
+
+@consent_group.command("links")
+@click.option("--confirm", "confirm", multiple=True, metavar="DOJO_PUPIL_ID",
+              help="Accept the proposed link of this ClassDojo pupil (repeatable).")
+@click.option("--set", "set_", multiple=True, metavar="DOJO_PUPIL_ID=PERSON",
+              help="Link a ClassDojo pupil to a registry pupil (registry id, MIS id or UPN); "
+                   "an empty PERSON unlinks. Repeatable.")
+@click.option("--class", "class_", multiple=True, metavar="CLASS_ID=REG_GROUP",
+              help="Link a ClassDojo class to a registration group. Repeatable.")
+@click.option("--all", "show_all", is_flag=True, help="List every link, not only those needing a person.")
+@pass_env
+def consent_links(env: Environment, confirm, set_, class_, show_all: bool) -> None:
+    """List ClassDojo pupils and classes whose link to the MIS needs confirming, or fix links.
+
+    Links are proposed automatically from the rosters the proxy sees. Doubtful
+    and missing ones are listed here; until they are confirmed, a photo for
+    their class cannot be allowed on the "whole class is permitted" rule.
+
+    \b
+    Example:
+      dojoguard consent links --confirm 5f1c2a --set 5f1c2b=A123456789012 --class 61aa=3O
+    """
+    with _registry(env) as registry:
+        try:
+            for item in class_:
+                class_id, _, group = item.partition("=")
+                registry.set_class_link(class_id, group or None)
+                click.echo(f"class {class_id} -> {group or 'no registration group'}")
+            for dojo_id in confirm:
+                link = registry.confirm_link(dojo_id)
+                click.echo(f"confirmed {dojo_id} -> registry id {link.person_id}")
+            for item in set_:
+                dojo_id, _, ref = item.partition("=")
+                link = registry.set_link(dojo_id, ref or None)
+                click.echo(f"set {dojo_id} -> {('registry id ' + str(link.person_id)) if ref else 'nobody'}")
+        except RegistryError as exc:
+            raise fail(exc) from None
+        if confirm or set_ or class_:
+            return
+        states = None if show_all else (LinkState.NONE, LinkState.DOUBTFUL)
+        pupils = registry.dojo_pupils(states=states)
+        for p in pupils:
+            target = ""
+            if p.person_id is not None:
+                person = registry.person(p.person_id)
+                target = f" -> registry id {person.id} {person.name} ({person.reg_group or '-'})"
+            score = f" score {p.link_score:.2f}" if p.link_score is not None else ""
+            click.echo(f"{p.link_state:<9} {p.dojo_pupil_id} {p.first_name} {p.last_name}{target}{score} "
+                       f"[classes {', '.join(p.class_ids)}]")
+        for class_id, name, group, state in registry.classes():
+            if show_all or state in (LinkState.NONE, LinkState.DOUBTFUL):
+                click.echo(f"class {state:<9} {class_id} {name!r} -> {group or 'no registration group'}")
+        if not pupils:
+            click.echo("every ClassDojo pupil seen so far is linked" if not show_all else "no ClassDojo pupils seen yet")
+
+
+@consent_group.command("enrol")
+@click.argument("photos_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@pass_env
+def consent_enrol(env: Environment, photos_dir: Path) -> None:
+    """Build face templates from a folder of photos, for eligible people only.
+
+    Name each photo after its person (registry id, MIS id or UPN): 42.jpg, or
+    a folder 42/ with several photos. Only people with photo permission and
+    written biometric consent, and no objection, are enrolled; problems with
+    one photo are listed and the rest carry on.
+
+    \b
+    Example:
+      dojoguard consent enrol /srv/enrolment-photos
+    """
+    cfg = _config(env)
+    settings = settings_from(cfg["images"])
+    with _registry(env) as registry:
+        photos = enrolment.photos_in(photos_dir)
+        results = []
+        with click.progressbar(length=len(photos), label="Enrolling", file=env.stderr) as bar:
+            for result in enrolment.enrol(registry, photos_dir, settings):
+                results.append(result)
+                bar.update(1)
+    enrolled = sum(r.outcome in (enrolment.Outcome.ENROLLED, enrolment.Outcome.ALREADY) for r in results)
+    for r in results:
+        if r.outcome not in (enrolment.Outcome.ENROLLED, enrolment.Outcome.ALREADY):
+            click.echo(f"{r.photo.relative_to(photos_dir)}: {r.outcome}")
+    click.echo(f"{enrolled} of {len(results)} photo(s) enrolled")
+
+
+@consent_group.command("erase")
+@click.argument("person")
+@click.option("--by", "requested_by", required=True, help="Who asked for the erasure (staff id).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_env
+def consent_erase(env: Environment, person: str, requested_by: str, yes: bool) -> None:
+    """Erase a person: record, consents, history, ClassDojo links and face templates.
+
+    The audit log records that an erasure happened (registry id, number of
+    templates removed, who asked), never what was erased.
+
+    \b
+    Example:
+      dojoguard consent erase A123456789012 --by dpo --yes
+    """
+    with _registry(env) as registry:
+        try:
+            who = registry.find(person)
+        except RegistryError as exc:
+            raise fail(exc) from None
+        if not yes:
+            click.confirm(f"Erase registry id {who.id} and everything held about them?", abort=True)
+        with _audit(env) as log:
+            templates = registry.template_count(who.id)
+            registry.erase(who.id)
+            fields = {"pupil": str(who.id)} if who.kind is PersonKind.PUPIL else {"pupil": f"staff-{who.id}"}
+            _record(log, "pupil.erased", {**fields, "templates_removed": templates, "requested_by": requested_by})
+    click.echo(f"registry id {who.id} erased ({templates} face template(s) removed)")
+
+
+# -- image check --------------------------------------------------------------
+
+def _verdict(env: Environment, check: ImageCheck, channel: str, class_id: str | None, data: bytes,
+             device: str | None):
+    """The decision the current policy gives a post carrying this picture, or (None, why not)."""
+    try:
+        from dojoguard.rules.action import Action, Attachment, Channel, Kind
+        from dojoguard.rules.policy import load_policy
+    except ImportError as exc:
+        return None, f"the rules engine is not available ({exc})"
+    cfg = _config(env)
+    try:
+        policy = load_policy(cfg["rules"]["policy"], calendar=cfg.path("rules", "calendar"),
+                             device_groups=cfg["proxy"]["device_groups"], timezone=cfg["timezone"])
+    except FileProblems as exc:
+        return None, f"the policy does not load ({len(exc.problems)} problem(s); run `dojoguard rules check`)"
+    kind = Kind.STORY_POST if channel in ("class_story", "school_story") else Kind.ATTACHMENT_UPLOAD
+    attachment = Attachment(kind=check.kind, content_type=None, size=len(data),
+                            sha256=hashlib.sha256(data).hexdigest(), findings=check.findings)
+    action = Action(kind=kind, channel=Channel(channel), at=env.clock.now(), class_id=class_id,
+                    device_address=device, attachments=(attachment,))
+    return policy.evaluate(action), None
+
+
+@click.group("image")
+def image_group() -> None:
+    """Check pictures the way the proxy does.
+
+    \b
+    Example:
+      dojoguard image check trip.jpg --channel class_story --class 5f1c
+    """
+
+
+@image_group.command("check")
+@click.argument("photo", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--channel", default="class_story", show_default=True,
+              type=click.Choice(["class_story", "school_story", "portfolio", "message", "comment"]),
+              help="Where the picture would be posted.")
+@click.option("--class", "class_id", default=None, help="ClassDojo class id (the audience for Class Story).")
+@click.option("--device", default=None, metavar="ADDRESS",
+              help="The posting device's address, for rules about devices (none: an unknown device).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, with every face box.")
+@pass_env
+def image_check(env: Environment, photo: Path, channel: str, class_id: str | None, device: str | None,
+                as_json: bool) -> None:
+    """Print what the image check finds in a picture and the verdict the current policy would give.
+
+    Face boxes are [top, right, bottom, left] in the original picture's
+    pixels, after EXIF orientation.
+
+    \b
+    Example:
+      dojoguard image check trip.jpg --channel class_story --class 5f1c --json
+    """
+    cfg = _config(env)
+    data = photo.read_bytes()
+    registry_path = cfg.path("consent", "database")
+    checker = ImageChecker(cfg["images"], registry_path if registry_path.exists() else None,
+                           cfg["consent"]["channel_purposes"], workers=1)
+    try:
+        check = asyncio.run(checker.check(data, channel=channel, class_id=class_id, content_type=None))
+    finally:
+        checker.close()
+    decision, why_not = _verdict(env, check, channel, class_id, data, device)
+    f = check.findings
+    if as_json:
+        doc = {"file": photo.name, "kind": str(check.kind), "format": check.format, "layer": check.layer,
+               "findings": {"faces_found": f.faces_found, "faces_permitted": f.faces_permitted,
+                            "faces_not_permitted": f.faces_not_permitted,
+                            "faces_unidentified": f.faces_unidentified, "gps_present": f.gps_present,
+                            "unreadable": f.unreadable, "error": f.error},
+               "boxes": [list(b) for b in check.boxes],
+               "boxes_not_permitted": [list(b) for b in f.boxes_not_permitted],
+               "verdict": str(decision.verdict) if decision else None,
+               "decision": decision.to_dict() if decision else None,
+               "verdict_unavailable": why_not}
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(f"{photo.name}: {check.kind}, {check.format or 'unknown format'}")
+        click.echo(f"  faces found {f.faces_found}, permitted {f.faces_permitted}, "
+                   f"not permitted {f.faces_not_permitted}, unidentified {f.faces_unidentified}")
+        click.echo(f"  GPS location {'present' if f.gps_present else 'absent'}; decided by: {check.layer}")
+        if f.unreadable or f.error:
+            click.echo(f"  check not completed{' (unreadable)' if f.unreadable else ''}: {f.error}")
+        if decision:
+            click.echo(f"verdict: {decision.verdict}" + (f" - {decision.notice}" if decision.notice else ""))
+            for m in decision.matches:
+                click.echo(f"  rule {m.rule_id}: {m.verdict}")
+        else:
+            click.echo(f"verdict: unavailable: {why_not}")
+    if decision is None:
+        raise SystemExit(1)
+
+
+COMMANDS = [consent_group, image_group]

@@ -1,0 +1,193 @@
+"""Safe decoding of uploaded pictures into the RGB pixels a face detector can use.
+
+Uploads are hostile input: a few hundred bytes can declare a 100,000 x
+100,000 image, a file can stop half way, or claim to be a JPEG and be
+something else. Every such case raises ``DecodeError`` with a stable code,
+which the image check reports as "unreadable" (fail closed). The pixel cap is
+checked from the header, before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import ExifTags, Image, ImageFile, ImageOps, ImageSequence
+
+# The formats a teacher's device plausibly uploads as a photo. MPO is how
+# Pillow names JPEGs with extra pictures (iPhone gain maps, stereo pairs).
+PHOTO_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "HEIF", "AVIF", "TIFF", "BMP"})
+# Extra pictures in an MPO file are derived from the first (gain maps,
+# thumbnails): only the first is checked, and redaction writes only it.
+SINGLE_PICTURE_FORMATS = frozenset({"MPO"})
+
+_registered = False
+
+
+class DecodeError(Exception):
+    """A picture that cannot be decoded safely. ``code`` is stable, the message is for people."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One picture ready for detection, and how to map its pixels back to the original."""
+
+    pixels: np.ndarray  # RGB, uint8, C-contiguous (dlib silently misbehaves otherwise)
+    scale: float        # original pixels (after EXIF orientation) per processing pixel
+    size: tuple[int, int]  # original (width, height) after EXIF orientation
+
+
+@dataclass(frozen=True)
+class Decoded:
+    format: str
+    frames: tuple[Frame, ...]
+    gps_present: bool
+
+
+def register_formats() -> None:
+    """Teach Pillow HEIC/HEIF (iPhone and iPad photos); idempotent."""
+    global _registered
+    if not _registered:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        _registered = True
+
+
+def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
+    """Open (header only) and refuse anything over the pixel cap or not a photo format."""
+    register_formats()
+    # Never decode a cut-off file with grey filler, whatever another library
+    # in this process set (face_recognition switches it on at import).
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise DecodeError("too-large", f"image dimensions exceed the safety limit ({exc})") from None
+    except Image.DecompressionBombWarning as exc:
+        raise DecodeError("too-large", f"image dimensions exceed the safety limit ({exc})") from None
+    except Image.UnidentifiedImageError:
+        raise DecodeError("not-an-image", "the data is not a picture in a known format") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DecodeError("corrupt", f"the picture's header is damaged ({exc})") from None
+    if image.format not in PHOTO_FORMATS:
+        raise DecodeError("unsupported-format", f"{image.format} pictures are not accepted")
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise DecodeError("corrupt", "the picture declares no pixels")
+    if width * height > max_pixels:
+        raise DecodeError("too-large", f"{width}x{height} is over the limit of {max_pixels / 1e6:.0f} megapixels")
+    return image
+
+
+def has_gps(image: Image.Image) -> bool:
+    """Whether EXIF (or XMP) carries a location. Unparseable EXIF counts as location present."""
+    try:
+        exif = image.getexif()
+        if ExifTags.IFD.GPSInfo in exif:
+            gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+            if gps or exif.get(ExifTags.IFD.GPSInfo):
+                return True
+    except Exception:  # noqa: BLE001 - damaged metadata: assume the worst
+        return True
+    xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp") or b""
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8", "replace")
+    return b"GPSLatitude" in xmp or b"GPSLongitude" in xmp
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB from any mode: CMYK, 16-bit, float, palette, with or without alpha."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = float(values.max()) if values.size else 0.0
+        if top > 255:
+            values = values * (255.0 / (65535.0 if top <= 65535 else top))
+        grey = np.clip(values, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info):
+        # Transparent areas shown on white, as ClassDojo's own pages would.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _draft_target(image: Image.Image, long_side: int) -> None:
+    # Pillow's draft picks the smallest JPEG DCT scale (1/2, 1/4, 1/8) whose
+    # result is still at least the requested size: far cheaper than a full decode.
+    if image.format not in ("JPEG", "MPO") or long_side <= 0:
+        return
+    width, height = image.size
+    factor = long_side / max(width, height)
+    if factor < 1:
+        image.draft("RGB", (math.ceil(width * factor), math.ceil(height * factor)))
+
+
+def prepare(image: Image.Image, *, long_side: int, original_size: tuple[int, int]) -> Frame:
+    """Orient, convert and scale one loaded frame to at most ``long_side`` pixels on its long side."""
+    oriented = ImageOps.exif_transpose(image) or image
+    rgb = to_rgb(oriented)
+    width, height = original_size
+    if long_side > 0 and max(rgb.size) > long_side:
+        factor = long_side / max(rgb.size)
+        new_size = (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor)))
+        rgb = rgb.resize(new_size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    scale = max(width, height) / max(rgb.size)
+    return Frame(np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)), scale, (width, height))
+
+
+def oriented_size(image: Image.Image) -> tuple[int, int]:
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # noqa: BLE001 - damaged metadata: use the stored size
+        orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def decode(data: bytes, *, max_pixels: int, long_side: int, max_frames: int = 20) -> Decoded:
+    """Decode every frame of a picture for detection, or raise ``DecodeError``."""
+    image = open_image(data, max_pixels=max_pixels)
+    fmt = image.format
+    gps = has_gps(image)
+    size = oriented_size(image)
+    n_frames = 1 if fmt in SINGLE_PICTURE_FORMATS else getattr(image, "n_frames", 1)
+    if n_frames > max_frames:
+        raise DecodeError("too-many-frames", f"an animation of {n_frames} frames is more than the "
+                                             f"{max_frames} that can be checked")
+    frames = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if n_frames == 1:
+                _draft_target(image, long_side)
+                image.load()
+                frames.append(prepare(image, long_side=long_side, original_size=size))
+            else:
+                for frame in ImageSequence.Iterator(image):
+                    frame.load()
+                    frames.append(prepare(frame.copy(), long_side=long_side, original_size=size))
+                    if len(frames) >= n_frames:
+                        break
+    except DecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError("too-large", f"image dimensions exceed the safety limit ({exc})") from None
+    except MemoryError:
+        raise DecodeError("too-large", "the picture needs more memory than is allowed") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:
+        raise DecodeError("corrupt", f"the picture is truncated or damaged ({exc})") from None
+    return Decoded(fmt, tuple(frames), gps)

@@ -1,0 +1,157 @@
+"""The registry's schema, as named, ordered migrations recorded in the database.
+
+A migration is never edited once released: a change to the schema is a new
+function appended to ``MIGRATIONS``. Each runs in its own transaction and is
+recorded in ``schema_migrations`` in the same transaction, so a failure leaves
+the database at the previous version, never half-changed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+
+
+def create_people_and_consents(db: sqlite3.Connection) -> None:
+    _run(db, """
+        CREATE TABLE people (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('pupil', 'staff')),
+            mis_id TEXT NOT NULL,
+            upn TEXT,
+            first_name TEXT NOT NULL,
+            last_name TEXT NOT NULL,
+            year TEXT,
+            reg_group TEXT,
+            -- The person's own objection to biometric processing: overrides
+            -- any parental consent (Protection of Freedoms Act 2012 s.26).
+            biometric_objection INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (kind, mis_id)
+        );
+        CREATE UNIQUE INDEX people_upn ON people (upn) WHERE upn IS NOT NULL;
+        CREATE INDEX people_reg_group ON people (reg_group);
+
+        CREATE TABLE consents (
+            person_id INTEGER NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+            purpose TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('granted', 'refused', 'requested', 'unknown')),
+            source TEXT NOT NULL,
+            informed_by TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            PRIMARY KEY (person_id, purpose)
+        );
+
+        CREATE TABLE consent_history (
+            id INTEGER PRIMARY KEY,
+            person_id INTEGER NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+            purpose TEXT NOT NULL,
+            state TEXT NOT NULL,
+            source TEXT NOT NULL,
+            informed_by TEXT NOT NULL,
+            recorded_at TEXT NOT NULL
+        );
+        CREATE INDEX consent_history_person ON consent_history (person_id);
+    """)
+
+
+def create_classdojo_links(db: sqlite3.Connection) -> None:
+    _run(db, """
+        CREATE TABLE dojo_classes (
+            class_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            reg_group TEXT,
+            link_state TEXT NOT NULL DEFAULT 'none'
+                CHECK (link_state IN ('none', 'proposed', 'doubtful', 'confirmed')),
+            learned_at TEXT NOT NULL
+        );
+
+        CREATE TABLE dojo_pupils (
+            dojo_pupil_id TEXT PRIMARY KEY,
+            first_name TEXT NOT NULL,
+            last_name TEXT NOT NULL,
+            person_id INTEGER REFERENCES people (id) ON DELETE SET NULL,
+            link_state TEXT NOT NULL DEFAULT 'none'
+                CHECK (link_state IN ('none', 'proposed', 'doubtful', 'confirmed')),
+            link_score REAL,
+            learned_at TEXT NOT NULL
+        );
+        CREATE INDEX dojo_pupils_person ON dojo_pupils (person_id);
+
+        CREATE TABLE dojo_roster (
+            class_id TEXT NOT NULL REFERENCES dojo_classes (class_id) ON DELETE CASCADE,
+            dojo_pupil_id TEXT NOT NULL REFERENCES dojo_pupils (dojo_pupil_id) ON DELETE CASCADE,
+            PRIMARY KEY (class_id, dojo_pupil_id)
+        );
+    """)
+
+
+def create_templates_and_erasures(db: sqlite3.Connection) -> None:
+    _run(db, """
+        CREATE TABLE templates (
+            id INTEGER PRIMARY KEY,
+            person_id INTEGER NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+            -- Enrolment and checking must use the same landmark model: distances
+            -- shift by about 0.12 between them.
+            model TEXT NOT NULL,
+            template BLOB NOT NULL,
+            photo_sha256 TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (person_id, photo_sha256, model)
+        );
+
+        -- That an erasure happened, never what was erased.
+        CREATE TABLE erasures (
+            id INTEGER PRIMARY KEY,
+            person_id INTEGER NOT NULL,
+            erased_at TEXT NOT NULL
+        );
+    """)
+
+
+def _run(db: sqlite3.Connection, script: str) -> None:
+    # Statement by statement, because executescript() commits first and would
+    # take the migration out of its transaction.
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {statement.strip()[:60]}")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    create_people_and_consents,
+    create_classdojo_links,
+    create_templates_and_erasures,
+)
+
+
+def migrate(db: sqlite3.Connection, now: datetime) -> list[str]:
+    """Apply every migration not yet recorded, in order; returns the names applied."""
+    db.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+               "seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, applied_at TEXT NOT NULL)")
+    done = {name for (name,) in db.execute("SELECT name FROM schema_migrations")}
+    known = [m.__name__ for m in MIGRATIONS]
+    unknown = done - set(known)
+    if unknown:
+        raise RuntimeError(f"the registry was written by a newer dojoguard (migrations {sorted(unknown)})")
+    applied = []
+    for seq, migration in enumerate(MIGRATIONS, start=1):
+        if migration.__name__ in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            migration(db)
+            db.execute("INSERT INTO schema_migrations (seq, name, applied_at) VALUES (?, ?, ?)",
+                       (seq, migration.__name__, now.isoformat()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        applied.append(migration.__name__)
+    return applied

@@ -1,0 +1,49 @@
+"""The code an image-check worker process runs: load the face engine once, then analyse pictures.
+
+Workers are started by ``ImageChecker`` with the "spawn" method, so nothing
+of the proxy's threads or open files is inherited, and each holds its own
+detector (dlib's is not thread-safe).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+
+import numpy as np
+
+from dojoguard.consent_registry import decoding, faces
+
+
+def initialise() -> None:
+    """Runs once per worker. Raising here breaks the pool, so every check fails closed."""
+    # One core per worker: the pool, not the libraries, decides parallelism.
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    decoding.register_formats()
+    faces.engine()
+
+
+def check(data: bytes, settings: faces.Settings, allowed: np.ndarray | None, match_faces: bool) -> faces.Analysis:
+    return faces.analyse(data, settings, allowed, match_faces)
+
+
+def ping() -> int:
+    return os.getpid()
+
+
+def peak_rss_mb() -> float:
+    """This worker's peak resident memory so far, in megabytes.
+
+    VmHWM belongs to this process's own memory map. ru_maxrss is not used
+    where VmHWM exists: Linux carries it across fork and exec, so a worker
+    started by a large parent would report the parent's size.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,182 @@
+"""Detection and recognition on real photographs with ground truth, at the shipped settings."""
+
+from __future__ import annotations
+
+import io
+import math
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dojoguard import config
+from dojoguard.consent_registry import faces, redaction
+from dojoguard.consent_registry.imagecheck import settings_from
+from tests.consent_registry.conftest import jpeg
+
+pytestmark = [pytest.mark.slow, pytest.mark.faces]
+
+SHIPPED = settings_from(config.load()["images"])
+CAP = 64_000_000
+
+
+def ground_truth(faces_dir):
+    truth = {}
+    for name in ("training.xml", "testing.xml"):
+        for image in ET.parse(faces_dir / "dlib-pascal" / name).getroot().iter("image"):
+            truth[image.get("file")] = [
+                (int(b.get("top")), int(b.get("left")) + int(b.get("width")),
+                 int(b.get("top")) + int(b.get("height")), int(b.get("left"))) for b in image.iter("box")]
+    return truth
+
+
+def iou(a, b) -> float:
+    top, right, bottom, left = max(a[0], b[0]), min(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
+    inter = max(0, right - left) * max(0, bottom - top)
+    area = lambda r: (r[1] - r[3]) * (r[2] - r[0])  # noqa: E731
+    return inter / (area(a) + area(b) - inter) if inter else 0.0
+
+
+def score(found, truth):
+    unused, hits = list(truth), 0
+    for box in found:
+        best = max(unused, key=lambda t: iou(box, t), default=None)
+        if best is not None and iou(box, best) >= 0.3:
+            unused.remove(best)
+            hits += 1
+    return hits, len(truth), len(found)
+
+
+def detect(data: bytes, settings=SHIPPED):
+    analysis = faces.analyse(data, settings, None, False)
+    assert analysis.error is None, analysis.error
+    return list(analysis.boxes)
+
+
+def place(image: Image.Image, boxes, size):
+    """``image`` scaled to fit ``size`` on grey, with its boxes mapped the same way."""
+    factor = min(size[0] / image.width, size[1] / image.height)
+    scaled = image.convert("RGB").resize((round(image.width * factor), round(image.height * factor)),
+                                         Image.Resampling.BICUBIC)
+    frame = Image.new("RGB", size, (128, 128, 128))
+    ox, oy = (size[0] - scaled.width) // 2, (size[1] - scaled.height) // 2
+    frame.paste(scaled, (ox, oy))
+    return frame, [(round(t * factor) + oy, round(r * factor) + ox, round(b * factor) + oy, round(l * factor) + ox)
+                   for t, r, b, l in boxes]
+
+
+def test_pascal_detection_at_native_size(faces_dir):
+    """On the annotated PASCAL photos (faces of 37-110 px) recall is at least 0.97 and precision 0.95."""
+    counts = [score(detect((faces_dir / "dlib-pascal" / name).read_bytes()), boxes)
+              for name, boxes in ground_truth(faces_dir).items()]
+    hits, truth, found = map(sum, zip(*counts))
+    assert hits / truth >= 0.97 and hits / found >= 0.95
+
+
+def test_twelve_megapixel_class_photo(faces_dir):
+    """Nine group photos tiled into one 4032x3024 picture: small faces are still found (recall >= 0.97)."""
+    truth = ground_truth(faces_dir)
+    frame = Image.new("RGB", (4032, 3024), (128, 128, 128))
+    all_boxes = []
+    for i, (name, boxes) in enumerate(sorted(truth.items())[:9]):
+        tile, tile_boxes = place(Image.open(faces_dir / "dlib-pascal" / name), boxes, (1344, 1008))
+        ox, oy = (i % 3) * 1344, (i // 3) * 1008
+        frame.paste(tile, (ox, oy))
+        all_boxes += [(t + oy, r + ox, b + oy, l + ox) for t, r, b, l in tile_boxes]
+    hits, total, found = score(detect(jpeg(frame)), all_boxes)
+    assert hits / total >= 0.97 and hits / found >= 0.95
+
+
+def test_no_human_faces_in_animals_and_objects(faces_dir):
+    """Dogs, a cat, a rocket, coffee and the deep field contain no human face."""
+    pictures = sorted((faces_dir / "no-faces").iterdir()) + [faces_dir / "dlib-pascal" / "dogs.jpg"]
+    assert {p.name: len(detect(p.read_bytes())) for p in pictures} == {p.name: 0 for p in pictures}
+
+
+def test_sideways_phone_photo_found_in_upright_pixels(faces_dir):
+    """A real photo stored sideways with EXIF orientation 6 gives the same upright boxes as the upright photo."""
+    upright = Image.open(faces_dir / "people" / "knn_examples" / "test" / "obama_and_biden.jpg").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    sideways = jpeg(upright.transpose(Image.Transpose.ROTATE_90), exif=exif, quality=95)
+    expected = sorted(detect(jpeg(upright, quality=95)))
+    got = sorted(detect(sideways))
+    assert len(got) == len(expected) >= 2
+    assert all(iou(a, b) > 0.7 for a, b in zip(got, expected))
+
+
+def test_thorough_mode_finds_tilted_heads(faces_dir):
+    """A head tilted 45 degrees is missed by standard mode and found, in the right place, by thorough mode."""
+    portrait = Image.open(faces_dir / "people" / "obama.jpg").convert("RGB")
+    (upright,) = detect(jpeg(portrait))
+    tilted = portrait.rotate(45, expand=True, fillcolor=(255, 255, 255))
+    data = jpeg(tilted)
+    thorough = faces.Settings(processing_size=SHIPPED.processing_size, upsample=SHIPPED.upsample, thorough=True)
+    assert detect(data) == []
+    (box,) = detect(data, thorough)
+    # Where the upright face's centre lands after a 45-degree anticlockwise turn about the centre.
+    dx = (upright[1] + upright[3]) / 2 - portrait.width / 2
+    dy = (upright[0] + upright[2]) / 2 - portrait.height / 2
+    c, s = math.cos(math.radians(45)), math.sin(math.radians(45))
+    expected = (tilted.width / 2 + dx * c + dy * s, tilted.height / 2 - dx * s + dy * c)
+    found = ((box[1] + box[3]) / 2, (box[0] + box[2]) / 2)
+    face_size = upright[1] - upright[3]
+    assert math.dist(found, expected) < 0.3 * face_size
+
+
+@pytest.fixture(scope="module")
+def enrolled(faces_dir):
+    """Templates of the five knn_examples people, from their training photos."""
+    people = {}
+    for person in sorted((faces_dir / "people" / "knn_examples" / "train").iterdir()):
+        for photo in sorted(person.iterdir()):
+            templates, problem = faces.templates_of(photo.read_bytes(), SHIPPED)
+            assert problem is None and len(templates) == 1
+            people.setdefault(person.name, []).append(templates[0])
+    return people
+
+
+def identify(data: bytes, people) -> list[str | None]:
+    templates, _ = faces.templates_of(data, SHIPPED)
+    names = [n for n, ts in people.items() for _ in ts]
+    matrix = np.stack([t for ts in people.values() for t in ts])
+    result = []
+    for t in templates:
+        distances = np.linalg.norm(matrix - t, axis=1)
+        result.append(names[int(np.argmin(distances))] if distances.min() <= SHIPPED.tolerance else None)
+    return result
+
+
+def test_knn_identities_never_wrong(faces_dir, enrolled):
+    """At the shipped tolerance every known face is named correctly and no face gets a wrong name."""
+    test = faces_dir / "people" / "knn_examples" / "test"
+    expected = {"alex_lacamoire1.jpg": ["alex_lacamoire"], "johnsnow_test1.jpg": ["kit_harington"],
+                "kit_with_rose.jpg": ["kit_harington", "rose_leslie"], "obama1.jpg": ["obama"],
+                "obama_and_biden.jpg": ["biden", "obama"]}
+    for name, people in expected.items():
+        got = [g for g in identify((test / name).read_bytes(), enrolled)]
+        assert sorted(g for g in got if g is not None) == people, name
+
+
+def test_strangers_match_no_one(faces_dir, enrolled):
+    """Faces of people never enrolled (PASCAL crowds, another actor) are not matched to anyone."""
+    strangers = [faces_dir / "people" / "lin-manuel-miranda.png"] + sorted((faces_dir / "dlib-pascal").glob("200*.jpg"))
+    got = [g for p in strangers for g in identify(p.read_bytes(), enrolled)]
+    assert len(got) >= 30 and set(got) == {None}
+
+
+def test_layered_check_blocks_and_redacts_the_unpermitted_face(faces_dir, enrolled):
+    """Obama permitted and enrolled, Biden not: the photo has permitted and unpermitted faces, and
+    redacting removes every face but Obama's."""
+    data = (faces_dir / "people" / "knn_examples" / "test" / "obama_and_biden.jpg").read_bytes()
+    allowed = np.stack(enrolled["obama"])
+    analysis = faces.analyse(data, SHIPPED, allowed, True)
+    assert analysis.error is None and sum(analysis.permitted) == 1 and len(analysis.boxes) >= 2
+    from dojoguard.rules.action import ImageFindings
+    hidden = tuple(b for b, ok in zip(analysis.boxes, analysis.permitted) if not ok)
+    out = redaction.redact(data, ImageFindings(faces_found=len(analysis.boxes), faces_permitted=1,
+                                               faces_not_permitted=len(hidden), faces_unidentified=len(hidden),
+                                               boxes_not_permitted=hidden), max_pixels=CAP)
+    assert identify(out, enrolled) == ["obama"]
+    assert Image.open(io.BytesIO(out)).format == "JPEG"
