@@ -1,0 +1,261 @@
+"""How much dojoguard costs over plain mitmproxy, measured against the local ClassDojo stand-in.
+
+Figures (each printed beside the baseline measured in the same run):
+
+1. N small JSON message writes over one keep-alive HTTPS connection through
+   (a) plain ``mitmdump`` with no addon and (b) ``dojoguard run`` with the
+   default policy; median and p99 latency and requests/s; targets: median
+   ratio (b/a) <= 1.25, p99 ratio <= 1.5.
+2. dojoguard's text-message p99 while 8 clients upload 12-megapixel photos at
+   the same time, against its idle p99 from (1); target <= 2x.
+3. dojoguard's resident memory after 20,000 requests against after 1,000;
+   target within 10%.
+
+Both proxies decrypt and re-encrypt every request with their own CA and reach
+the same stand-in. The dojoguard run uses --clock-file at a Monday 10:00 so
+the default policy lets the messages through (after 17:00 it would answer
+them itself, which would flatter it).
+
+Run:  python benchmarks/proxy_bench.py            (full counts)
+      python benchmarks/proxy_bench.py --quick    (small counts, while developing)
+Set DOJOGUARD_FACES_DIR to upload a real class photo scaled to 12 MP;
+otherwise a synthetic 12 MP photo is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing
+import os
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+from dojoguard.clock import FileClock
+from dojoguard.standin import data
+from dojoguard.standin.harness import ProxyProcess, free_port
+
+MESSAGE_PATH = f"/api/message-thread/{data.THREAD_ID}/message"
+MONDAY_10 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+# Requests per turn when the two proxies take turns.
+ROUND = 100
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def send_messages(client: httpx.Client, url: str, count: int) -> tuple[list[float], float]:
+    """Latencies (ms) of ``count`` sequential message writes, and the requests/s achieved."""
+    latencies = []
+    started = time.perf_counter()
+    for i in range(count):
+        t0 = time.perf_counter()
+        response = client.post(url, json={"body": "Reading books are due back tomorrow, thank you"})
+        latencies.append((time.perf_counter() - t0) * 1000)
+        if response.status_code != 200:
+            raise RuntimeError(f"message {i} answered {response.status_code}: {response.text[:300]}")
+    return latencies, count / (time.perf_counter() - started)
+
+
+def summary(latencies: list[float], rate: float) -> dict:
+    return {"median_ms": statistics.median(latencies), "p99_ms": percentile(latencies, 99), "rps": rate}
+
+
+def client_for(proxy_url: str, ca: Path) -> httpx.Client:
+    return httpx.Client(proxy=proxy_url, verify=ssl.create_default_context(cafile=str(ca)), timeout=120)
+
+
+class Mitmdump:
+    """Plain mitmdump, no addon: the baseline."""
+
+    def __init__(self, folder: Path, standin_ca: Path):
+        self.port = free_port()
+        self.confdir = folder / "mitmdump-conf"
+        exe = Path(sys.executable).with_name("mitmdump")
+        self.process = subprocess.Popen(
+            [str(exe), "--listen-host", "127.0.0.1", "--listen-port", str(self.port), "--set",
+             f"confdir={self.confdir}", "--set", f"ssl_verify_upstream_trusted_ca={standin_ca}", "-q"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                if (self.confdir / "mitmproxy-ca-cert.pem").exists():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("mitmdump did not start")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(20)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def twelve_megapixel_photo() -> bytes:
+    """A 4032x3024 JPEG of phone-camera size: a real group photo if available, with sensor-like noise."""
+    import numpy as np
+    rng = np.random.default_rng(7)
+    faces = os.environ.get("DOJOGUARD_FACES_DIR")
+    if faces and (Path(faces) / "dlib-pascal" / "2008_002470.jpg").exists():
+        image = Image.open(Path(faces) / "dlib-pascal" / "2008_002470.jpg").convert("RGB").resize((4032, 3024))
+        source = "a real group photo scaled to 4032x3024, with noise"
+    else:
+        image = Image.new("RGB", (4032, 3024), (120, 140, 160))
+        source = "a synthetic 4032x3024 picture"
+    # Upscaling leaves smooth areas that compress far better than a real photo; noise brings the
+    # file to the 3-5 MB a phone produces, which is what the proxy has to read and forward.
+    pixels = np.asarray(image, dtype=np.int16) + rng.normal(0, 12, (3024, 4032, 3)).astype(np.int16)
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    print(f"upload photo: {source}, {len(out.getvalue()) / 1e6:.1f} MB")
+    return out.getvalue()
+
+
+def upload_loop(proxy_url: str, ca: str, photo: bytes, stop, counter) -> None:
+    """One uploading client (its own process, so its TLS work does not share the measuring client's GIL)."""
+    with client_for(proxy_url, Path(ca)) as c:
+        while not stop.is_set():
+            r = c.post("https://teach.classdojo.com/api/upload", files={"file": ("class.jpg", photo, "image/jpeg")})
+            if r.status_code not in (200, 403):
+                raise RuntimeError(f"upload answered {r.status_code}")
+            with counter.get_lock():
+                counter.value += 1
+
+
+def uploads_under_load(proxy: ProxyProcess, photo: bytes, texts: int, uploaders: int) -> tuple[list[float], int]:
+    context = multiprocessing.get_context("spawn")
+    stop, counter = context.Event(), context.Value("i", 0)
+    workers = [context.Process(target=upload_loop, args=(proxy.url, str(proxy.ca_cert), photo, stop, counter))
+               for _ in range(uploaders)]
+    for w in workers:
+        w.start()
+    time.sleep(5.0)  # let the uploads saturate the image workers
+    with client_for(proxy.url, proxy.ca_cert) as c:
+        latencies, _ = send_messages(c, f"https://teach.classdojo.com{MESSAGE_PATH}", texts)
+    stop.set()
+    for w in workers:
+        w.join(180)
+        if w.exitcode != 0:
+            raise RuntimeError("an uploading client failed")
+    return latencies, counter.value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small counts, for development")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--loaded-texts", type=int, default=300)
+    parser.add_argument("--uploaders", type=int, default=8)
+    parser.add_argument("--memory-requests", type=int, default=20000)
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="where dojoguard keeps its databases (default: a temporary folder on this disk); "
+                             "a tmpfs folder such as /dev/shm/x separates the proxy's own cost from the "
+                             "audit log's fsync")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.loaded_texts, args.memory_requests = 300, 60, 3000
+    warmup = 100
+    folder = Path(tempfile.mkdtemp(prefix="dojoguard-bench-"))
+    standin_port = free_port()
+    standin_proc = subprocess.Popen([sys.executable, "-m", "dojoguard.standin", "--port", str(standin_port),
+                                     "--folder", str(folder / "standin")], stdout=subprocess.PIPE, text=True)
+    standin_proc.stdout.readline()
+    standin_ca = folder / "standin" / "standin-ca.pem"
+    config = folder / "config.yaml"
+    # The benchmark client runs on this machine: it is the "school device" here.
+    data_dir = args.data_dir or folder / "data"
+    print(f"dojoguard data folder: {data_dir}")
+    config.write_text(json.dumps({"data_dir": str(data_dir), "logging": {"level": "warning"},
+                                  "images": {"workers": 1},
+                                  "proxy": {"device_groups": {"school-devices": ["127.0.0.0/8"]}}}))
+    clock = folder / "clock"
+    FileClock.write(clock, MONDAY_10)
+    results = {}
+    try:
+        # (a) plain mitmdump, reaching the stand-in by its own name, and (b) dojoguard with the
+        # default policy, both running; the clients take turns in rounds so that whatever else the
+        # machine is doing falls on both alike.
+        baseline = Mitmdump(folder, standin_ca)
+        proxy = ProxyProcess(config, folder, standin_port, standin_ca, clock_file=clock)
+        try:
+            proxy.start()
+            a_client = client_for(f"http://127.0.0.1:{baseline.port}", baseline.confdir / "mitmproxy-ca-cert.pem")
+            b_client = client_for(proxy.url, proxy.ca_cert)
+            a_url = f"https://localhost:{standin_port}{MESSAGE_PATH}"
+            b_url = f"https://teach.classdojo.com{MESSAGE_PATH}"
+            b_client.post("https://teach.classdojo.com/api/session", json={"login": "t", "password": data.PASSWORD})
+            send_messages(a_client, a_url, warmup)
+            send_messages(b_client, b_url, warmup)
+            a_lat, b_lat, a_time, b_time = [], [], 0.0, 0.0
+            for _ in range(args.requests // ROUND):
+                lat, rate = send_messages(a_client, a_url, ROUND)
+                a_lat += lat
+                a_time += ROUND / rate
+                lat, rate = send_messages(b_client, b_url, ROUND)
+                b_lat += lat
+                b_time += ROUND / rate
+            results["mitmdump"] = summary(a_lat, len(a_lat) / a_time)
+            results["dojoguard"] = summary(b_lat, len(b_lat) / b_time)
+            a_client.close()
+            b_client.close()
+            baseline.stop()
+            loaded, uploads = uploads_under_load(proxy, twelve_megapixel_photo(), args.loaded_texts, args.uploaders)
+            results["loaded"] = {"p99_ms": percentile(loaded, 99), "median_ms": statistics.median(loaded),
+                                 "uploads": uploads}
+        finally:
+            baseline.stop()
+            proxy.stop()
+        # Memory: a fresh proxy, RSS after 1,000 and after N requests.
+        with ProxyProcess(config, folder / "mem", standin_port, standin_ca, clock_file=clock) as proxy:
+            with client_for(proxy.url, proxy.ca_cert) as c:
+                url = f"https://teach.classdojo.com{MESSAGE_PATH}"
+                send_messages(c, url, 1000)
+                rss_1k = rss_mb(proxy.process.pid)
+                send_messages(c, url, args.memory_requests - 1000)
+                rss_n = rss_mb(proxy.process.pid)
+            results["memory"] = {"rss_1000_mb": rss_1k, f"rss_{args.memory_requests}_mb": rss_n}
+    finally:
+        standin_proc.terminate()
+        standin_proc.wait(10)
+    a, b, loaded = results["mitmdump"], results["dojoguard"], results["loaded"]
+    print(f"\n1. {args.requests} keep-alive HTTPS message writes each (after {warmup} warm-up), "
+          f"in alternating rounds of {ROUND}")
+    print(f"   {'':22}{'median ms':>10}{'p99 ms':>10}{'req/s':>9}")
+    for name, r in (("(a) plain mitmdump", a), ("(b) dojoguard", b)):
+        print(f"   {name:22}{r['median_ms']:10.2f}{r['p99_ms']:10.2f}{r['rps']:9.0f}")
+    print(f"   ratio b/a: median {b['median_ms'] / a['median_ms']:.2f} (target <= 1.25), "
+          f"p99 {b['p99_ms'] / a['p99_ms']:.2f} (target <= 1.5)")
+    print(f"\n2. text p99 while {args.uploaders} clients upload 12 MP photos ({loaded['uploads']} uploads done): "
+          f"{loaded['p99_ms']:.2f} ms (median {loaded['median_ms']:.2f}) vs idle p99 {b['p99_ms']:.2f} ms: "
+          f"ratio {loaded['p99_ms'] / b['p99_ms']:.2f} (target <= 2)")
+    m = results["memory"]
+    after = m[f"rss_{args.memory_requests}_mb"]
+    print(f"\n3. proxy RSS after 1,000 requests {m['rss_1000_mb']:.1f} MB, after {args.memory_requests:,} "
+          f"{after:.1f} MB: ratio {after / m['rss_1000_mb']:.3f} (target <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""The mitmproxy addon: each hook delegates in a few lines to the judge, the learner or the settings.
+
+Fail closed: mitmproxy logs an exception raised in a hook and lets the flow
+go on, so every policy hook catches everything and answers with an explicit,
+recorded block instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from urllib.parse import urlsplit
+
+import structlog
+from mitmproxy import ctx, exceptions, http, tls
+
+from dojoguard.proxy import enforcement, flows, learning
+from dojoguard.proxy.judge import Judge, Outcome, unrecorded_block
+from dojoguard.proxy.recognition import WRITE_METHODS
+from dojoguard.proxy.services import Services, reload_changed
+from dojoguard.proxy.sessions import session_id, set_cookie_session
+from dojoguard.rules.decision import Verdict
+
+log = structlog.get_logger("dojoguard.proxy")
+
+OUTCOME = "dojoguard.outcome"
+LEARN = "dojoguard.learn"
+RELOAD_INTERVAL_S = 2.0
+# How often one device's failed handshakes to one host are recorded.
+UNINSPECTABLE_EVERY_S = 600.0
+
+
+class Guard:
+    def __init__(self, services: Services):
+        self.services = services
+        self.judge = Judge(services)
+        self._uninspectable: dict[tuple[str, str], float] = {}
+        self._reloader: asyncio.Task | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def configure(self, updated: set[str]) -> None:
+        # These sign with a leaked third-party CA key; a school proxy must never offer them.
+        if {"emudhra", "emudhra_old"} & updated and (ctx.options.emudhra or ctx.options.emudhra_old):
+            raise exceptions.OptionsError("dojoguard refuses to run with the emudhra options: they sign "
+                                          "certificates with a leaked third-party key")
+
+    async def running(self) -> None:
+        await self._event("proxy.started", {"policy_revision": self.services.policy.revision,
+                                            "mode": self.services.settings.mode})
+        if self.services.settings.reload:
+            self._reloader = asyncio.create_task(self._watch(), name="dojoguard-reload")
+
+    async def done(self) -> None:
+        if self._reloader:
+            self._reloader.cancel()
+        await self._event("proxy.stopped", {"reason": "shutdown"})
+        self.services.close()
+
+    # -- connections ----------------------------------------------------------
+
+    def client_connected(self, client) -> None:
+        address = client.peername[0] if client.peername else ""
+        if not self.services.settings.serves(str(address)):
+            log.warning("client.refused", device=str(address))
+            client.error = "dojoguard: this network is not served by the proxy"
+
+    def server_connect(self, data) -> None:
+        address = data.server.address
+        if address:
+            target = self.services.settings.resolve.get((str(address[0]).lower(), int(address[1])))
+            if target:
+                data.server.address = target
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        if self.services.settings.uninspectable == "pass":
+            key = (_peer(data.context.client), (data.client_hello.sni or "").lower())
+            if key in self._uninspectable:
+                data.ignore_connection = True
+
+    async def tls_failed_client(self, data: tls.TlsData) -> None:
+        host = (data.context.client.sni or "").lower()
+        if not host or self.services.catalogue.role_of(host) is None:
+            return
+        device = _peer(data.context.client)
+        key, now = (device, host), time.monotonic()
+        last = self._uninspectable.get(key)
+        self._uninspectable[key] = now
+        if len(self._uninspectable) > 10_000:
+            self._uninspectable.pop(next(iter(self._uninspectable)))
+        if last is not None and now - last < UNINSPECTABLE_EVERY_S:
+            return
+        action = "refused" if self.services.settings.uninspectable == "refuse" else "passed"
+        log.warning("connection.uninspectable", host=host, device=device, action=action)
+        await self._event("connection.uninspectable", {"host": host, "device": device, "action": action,
+                                                       "error": _error_class(data.conn.error)})
+
+    # -- requests -------------------------------------------------------------
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if not self._is_guarded_write(flow):
+            return
+        declared = flow.request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.services.settings.max_write_bytes:
+            started = time.perf_counter()
+            try:
+                outcome = await self.judge.too_large(flows.request_of(flow, with_body=False))
+            except Exception as exc:  # noqa: BLE001 - fail closed, as in request()
+                log.exception("judge.failed", error=type(exc).__name__)
+                outcome = await self._fail_closed(flow, None, exc)
+            self._apply(flow, outcome, started)
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live or not self._is_guarded_write(flow):
+            return
+        started = time.perf_counter()
+        request = None
+        try:
+            request = flows.request_of(flow)
+            outcome = await self.judge.judge(request, stored=lambda: flows.stored_request(flow))
+        except Exception as exc:  # noqa: BLE001 - fail closed: an exception must never let a write through
+            log.exception("judge.failed", error=type(exc).__name__)
+            outcome = await self._fail_closed(flow, request, exc)
+        self._apply(flow, outcome, started)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        # Answers to writes are small and read (upload ids); so are the reads we learn from.
+        # Everything else (long-polls, photo and video downloads) streams through unbuffered.
+        if flow.request.method.upper() in WRITE_METHODS or OUTCOME in flow.metadata:
+            return
+        if self._learnable(flow) is None:
+            flow.response.stream = True
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None:
+            return
+        try:
+            await self._learn(flow)
+        except Exception as exc:  # noqa: BLE001 - learning is best effort; a miss means "unknown", which fails closed
+            log.warning("learn.failed", error=type(exc).__name__)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        # mitmproxy keeps every message for the socket's lifetime; we need none of them.
+        if flow.websocket is not None and len(flow.websocket.messages) > 1:
+            del flow.websocket.messages[:-1]
+
+    # -- pieces ---------------------------------------------------------------
+
+    def _learnable(self, flow: http.HTTPFlow):
+        """The catalogue's learn entry for this read, if any (looked up once per flow)."""
+        if LEARN not in flow.metadata:
+            role = self.services.catalogue.role_of(flow.request.pretty_host, flow.request.port)
+            flow.metadata[LEARN] = self.services.catalogue.learning_entry(
+                flow.request.method.upper(), role, urlsplit(flow.request.path).path)
+        return flow.metadata[LEARN]
+
+    def _is_guarded_write(self, flow: http.HTTPFlow) -> bool:
+        method = flow.request.method.upper()
+        if method not in WRITE_METHODS:
+            return False
+        catalogue = self.services.catalogue
+        role = catalogue.role_of(flow.request.pretty_host, flow.request.port)
+        return role is not None and not catalogue.passes(method, role, urlsplit(flow.request.path).path)
+
+    async def _fail_closed(self, flow: http.HTTPFlow, request, exc: BaseException) -> Outcome:
+        try:
+            return await self.judge.fail_closed(request or flows.request_of(flow, with_body=False), exc)
+        except Exception:  # noqa: BLE001 - even recording failed: still block, with a fresh decision id
+            log.exception("judge.fail_closed_failed")
+            return unrecorded_block(self.services)
+
+    def _apply(self, flow: http.HTTPFlow, outcome: Outcome, started: float) -> None:
+        decision = outcome.decision
+        flow.metadata[OUTCOME] = outcome
+        if decision.verdict in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT):
+            if outcome.body is not None:
+                flow.request.content = outcome.body
+            status = "forwarded"
+        else:
+            flows.refuse(flow, *enforcement.refusal(decision))
+            status = "refused"
+        log.info("request.judged", decision_id=decision.decision_id, verdict=str(decision.verdict),
+                 rules=list(decision.rule_ids), kind=str(outcome.action.kind), endpoint=outcome.action.endpoint,
+                 outcome=status, teacher=outcome.action.teacher_id, device=outcome.action.device_address,
+                 ms=round((time.perf_counter() - started) * 1000, 1))
+
+    async def _learn(self, flow: http.HTTPFlow) -> None:
+        s = self.services
+        outcome: Outcome | None = flow.metadata.get(OUTCOME)
+        if outcome is not None:
+            # The app's copy of the answer names the decision, so IT can find it when a teacher asks.
+            flow.response.headers[enforcement.DECISION_HEADER] = outcome.decision.decision_id
+        if flow.response.status_code >= 300:
+            return
+        if outcome is not None:
+            if outcome.decision.verdict in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT) and outcome.checked:
+                self.judge.remember_upload(outcome, _json(flow.response))
+            return
+        found = self._learnable(flow)
+        if found is None or flow.response.stream:
+            return
+        entry, params = found
+        doc = _json(flow.response)
+        if doc is None:
+            return
+        sid = set_cookie_session(flow.response.headers.get_all("set-cookie")) or \
+            session_id(flow.request.headers.get("cookie"))
+        await asyncio.to_thread(learning.learn, s, entry.learn, doc, params=params, session=sid, at=s.clock.now())
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_INTERVAL_S)
+            try:
+                await self.reload()
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one bad reload
+                log.exception("reload.failed")
+
+    async def reload(self) -> None:
+        """Load changed rule, exemption and catalogue files; a broken one keeps the last good version."""
+        for r in await asyncio.to_thread(reload_changed, self.services):
+            revision = self.services.policy.revision
+            if r.ok:
+                log.warning("reload.applied", what=r.what, source=r.source)
+                if r.what == "catalogue":
+                    # New hosts are decrypted from the next connection; open ones are not dropped.
+                    ctx.options.update(allow_hosts=self.services.catalogue.intercept_patterns())
+                await self._event("policy.reloaded", {"policy_revision": revision, "source": r.source,
+                                                      "previous_revision": r.previous_revision, "what": r.what})
+            else:
+                log.error("reload.rejected", what=r.what, source=r.source, problems=r.problems,
+                          codes=list(r.codes), kept="the last good version")
+                await self._event("policy.rejected", {"source": r.source, "problems": r.problems,
+                                                      "codes": list(r.codes), "policy_revision": revision,
+                                                      "what": r.what})
+
+    async def _event(self, name: str, fields: dict) -> None:
+        try:
+            await asyncio.to_thread(self.services.audit.append_event, name, fields)
+        except Exception as exc:  # noqa: BLE001 - reported; the events are not decisions
+            log.error("audit.event_failed", event_name=name, error=type(exc).__name__)
+
+
+def _peer(client) -> str:
+    return str(client.peername[0]) if client.peername else ""
+
+
+def _error_class(error: str | None) -> str:
+    # The TLS error text can carry details of the device; keep only its class.
+    text = (error or "").lower()
+    for word in ("unknown ca", "certificate", "handshake", "closed", "timeout"):
+        if word in text:
+            return word
+    return "tls"
+
+
+def _json(response: http.Response):
+    try:
+        return json.loads(response.get_content(strict=False) or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,48 @@
+"""The edge: mitmproxy flows turned into the plain values the rest of dojoguard works with."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from dojoguard.proxy.recognition import Request
+
+
+def request_of(flow: http.HTTPFlow, *, with_body: bool = True) -> Request:
+    """The request as plain values; ``with_body=False`` at the headers stage, before the body is read."""
+    req = flow.request
+    return Request(
+        method=req.method.upper(),
+        host=req.pretty_host.lower(),
+        port=req.port,
+        path=req.path,
+        headers=tuple((k, v) for k, v in req.headers.items(multi=True)),
+        content=(req.get_content(strict=False) or b"") if with_body else b"",
+        client_address=client_address(flow),
+    )
+
+
+def client_address(flow: http.HTTPFlow) -> str:
+    peer = flow.client_conn.peername
+    return str(peer[0]) if peer else ""
+
+
+def stored_request(flow: http.HTTPFlow):
+    """The request exactly as the device sent it, for the hold store (imported lazily: holds may be absent)."""
+    from dojoguard.holds.store import StoredRequest
+
+    req = flow.request
+    return StoredRequest(
+        method=req.method,
+        scheme=req.scheme,
+        host=req.pretty_host,
+        port=req.port,
+        path=req.path,
+        http_version=req.http_version,
+        headers=tuple((k, v) for k, v in req.headers.items(multi=True)),
+        content=req.raw_content or b"",
+        client_address=client_address(flow),
+    )
+
+
+def refuse(flow: http.HTTPFlow, status: int, body: bytes, headers: dict[str, str]) -> None:
+    flow.response = http.Response.make(status, body, headers)

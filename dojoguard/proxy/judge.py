@@ -1,0 +1,379 @@
+"""Judge one ClassDojo write: recognise it, check its images, ask the rules, record the decision.
+
+No mitmproxy here: a ``Request`` goes in, an ``Outcome`` comes out, so the
+whole path can be exercised with plain bytes. Blocking work (SQLite, image
+analysis, fetching) never runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import structlog
+
+from dojoguard.proxy import enforcement
+from dojoguard.proxy.attachments import FetchError, Seen
+from dojoguard.proxy.body import pick, rebuild, sniff_image
+from dojoguard.proxy.body import skeleton as body_skeleton
+from dojoguard.proxy.discovery import template
+from dojoguard.proxy.recognition import Recognition, Ref, Request, recognise
+from dojoguard.proxy.services import Services
+from dojoguard.proxy.sessions import session_id
+from dojoguard.rules.action import Action, Attachment, AttachmentKind, Channel, ImageFindings, Kind, Points
+from dojoguard.rules.decision import Decision, Verdict
+
+log = structlog.get_logger("dojoguard.proxy")
+
+# Bodies larger than this are parsed and hashed in a worker thread, so a 12 MP
+# upload never holds the event loop while other teachers wait; small ones are
+# cheaper to handle inline than to hand over.
+_INLINE_BYTES = 256 * 1024
+
+NOTICE_INCOMPLETE = ("dojoguard could not read everything in this request, so it was not sent. "
+                     "Try again; if it keeps happening, tell the school's IT staff and quote the reference.")
+NOTICE_UNKNOWN_WRITE = ("This ClassDojo action is not one the school's system recognises yet, so it was not sent. "
+                        "Tell the school's IT staff and quote the reference.")
+NOTICE_CANNOT_REDACT = ("This photo needs faces blurred before it can be shared, but it was uploaded before it "
+                        "could be changed. Upload it again from this device, or remove it.")
+NOTICE_NOT_RECORDED = ("The school's ClassDojo safeguards could not record this action, so it was not sent. "
+                       "Try again in a few minutes and tell the school's IT staff.")
+NOTICE_NOT_QUEUED = ("This needs to be held for later, but the school's system could not keep it safely, "
+                     "so it was not sent. Try again later and tell the school's IT staff.")
+NOTICE_TOO_LARGE = "This upload is larger than the school's system can check, so it was not sent."
+NOTICE_INTERNAL = ("Something went wrong while the school's system checked this, so it was not sent. "
+                   "Try again; if it keeps happening, tell the school's IT staff and quote the reference.")
+
+
+@dataclass
+class Checked:
+    """One image and its check, and where it sits in the body (for redaction)."""
+
+    attachment: Attachment
+    check: Any = None
+    where: tuple | None = None
+    data: bytes | None = None
+    # Set when a referred attachment could not be analysed at all (the write then fails closed).
+    problem: str | None = None
+
+
+@dataclass
+class Outcome:
+    action: Action
+    decision: Decision
+    recognition: Recognition | None = None
+    # Set when the forwarded body differs from the one received (blurred faces, GPS removed).
+    body: bytes | None = None
+    checked: list[Checked] = field(default_factory=list)
+    hold_id: str | None = None
+    request: Request | None = None
+
+
+class Judge:
+    def __init__(self, services: Services):
+        self.services = services
+
+    @property
+    def clock(self):
+        return self.services.clock
+
+    # -- the path of one write ------------------------------------------------
+
+    async def judge(self, request: Request, stored: Callable[[], Any] | None = None) -> Outcome:
+        """Decide a write and record the decision; returns what to do with it."""
+        s = self.services
+        now = self.clock.now()
+        if len(request.content) > s.settings.max_write_bytes:
+            return await self.too_large(request)
+        if len(request.content) > _INLINE_BYTES:
+            rec = await asyncio.to_thread(recognise, request, s.catalogue)
+        else:
+            rec = recognise(request, s.catalogue)
+        checked = await self._check_images(rec)
+        checked += await self._check_refs(rec)
+        action = self._action(request, rec, checked, now)
+        decision = s.policy.evaluate(action, s.exemptions)
+        decision = self._floors(decision, action, rec)
+        outcome = Outcome(action, decision, rec, checked=checked, request=request)
+        await self._rewrite(outcome)
+        if outcome.decision.verdict in (Verdict.HOLD, Verdict.DEFER):
+            await self._keep(outcome, stored)
+        return await self.record(outcome)
+
+    async def too_large(self, request: Request) -> Outcome:
+        """A write over ``max_write_body_mb`` cannot be inspected, so it is blocked unread."""
+        s, now = self.services, self.clock.now()
+        action = self._bare_action(request, now, endpoint="oversized")
+        decision = enforcement.proxy_block("proxy.body-too-large", "write body over max_write_body_mb",
+                                           NOTICE_TOO_LARGE, revision=s.policy.revision, at=now)
+        return await self.record(Outcome(action, decision, request=request))
+
+    async def record(self, outcome: Outcome) -> Outcome:
+        """Make the decision durable before anything is answered; an audit failure fails closed."""
+        s = self.services
+        try:
+            await asyncio.to_thread(s.audit.append_decision, outcome.action, outcome.decision)
+        except Exception as exc:  # noqa: BLE001 - any failure to record must block, whatever its type
+            log.error("audit.write_failed", decision_id=outcome.decision.decision_id, error=type(exc).__name__)
+            if outcome.hold_id and s.holds is not None:
+                await asyncio.to_thread(_discard, s.holds, outcome.hold_id)
+            outcome.decision = enforcement.proxy_block("proxy.audit-unavailable", "the audit log could not be "
+                                                       "written", NOTICE_NOT_RECORDED,
+                                                       revision=outcome.decision.policy_revision,
+                                                       at=outcome.decision.at)
+            outcome.body = None
+            return outcome
+        await self._record_events(outcome)
+        return outcome
+
+    async def fail_closed(self, request: Request, error: BaseException) -> Outcome:
+        """The answer when judging itself broke: a block with its own decision id, recorded if possible."""
+        now = self.clock.now()
+        revision = getattr(self.services.policy, "revision", "unknown")
+        decision = enforcement.proxy_block("proxy.internal-error", f"judging failed: {type(error).__name__}",
+                                           NOTICE_INTERNAL, revision=revision, at=now)
+        return await self.record(Outcome(self._bare_action(request, now, endpoint="error"), decision,
+                                         request=request))
+
+    # -- pieces ---------------------------------------------------------------
+
+    def _bare_action(self, request: Request, now: datetime, *, endpoint: str) -> Action:
+        teacher_id, teacher_name = self.services.sessions.teacher(session_id(request.header("cookie")))
+        return Action(kind=Kind.UNCLASSIFIED_WRITE, channel=Channel.UNKNOWN, at=now, teacher_id=teacher_id,
+                      teacher_name=teacher_name, device_address=request.client_address or None,
+                      endpoint=endpoint, problems=("the request could not be inspected",))
+
+    def _action(self, request: Request, rec: Recognition, checked: list[Checked], now: datetime) -> Action:
+        s = self.services
+        teacher_id, teacher_name = s.sessions.teacher(session_id(request.header("cookie")))
+        problems = list(rec.problems) + [c.problem for c in checked if c.problem]
+        points = None
+        if rec.kind is Kind.POINTS_AWARD:
+            value, name = rec.points, None
+            if rec.skill_id:
+                known = s.skills.lookup(rec.class_id, rec.skill_id)
+                if known is not None:
+                    name, value = known  # the learned value wins over whatever the body claims
+                elif value is None:
+                    problems.append("the award names a skill whose point value has not been seen")
+            points = Points(value=value, skill=name, skill_id=rec.skill_id)
+        return Action(
+            kind=rec.kind, channel=rec.channel, at=now, teacher_id=teacher_id, teacher_name=teacher_name,
+            device_address=request.client_address or None, class_id=rec.class_id, students=rec.students,
+            text=rec.text, points=points, attachments=tuple(c.attachment for c in checked),
+            endpoint=f"{rec.endpoint_label} {request.method} {request.host}",
+            problems=tuple(problems),
+        )
+
+    async def _check_images(self, rec: Recognition) -> list[Checked]:
+        if rec.body is None:
+            return []
+        out = []
+        for slot in rec.body.images:
+            attachment, check = await self._analyse(slot.data, slot.content_type, rec.channel, rec.class_id)
+            if rec.kind is Kind.ATTACHMENT_UPLOAD and check is not None:
+                attachment = replace(attachment, findings=detection_only(check))
+            out.append(Checked(attachment, check, slot.where, slot.data))
+        return out
+
+    async def _analyse(self, data: bytes, content_type: str | None, channel: Channel,
+                       class_id: str | None) -> tuple[Attachment, Any]:
+        checker = self.services.checker
+        digest = await _sha256(data)
+        kind = _kind(content_type or sniff_image(data))
+        if checker is None:
+            findings = ImageFindings(error="image checks are not available")
+            return Attachment(kind, content_type=content_type, size=len(data), sha256=digest, findings=findings), None
+        check = await checker.check(data, channel=str(channel), class_id=class_id, content_type=content_type)
+        kind = _kind(getattr(check, "kind", None) or content_type)
+        return Attachment(kind, content_type=content_type, size=len(data), sha256=digest,
+                          findings=check.findings), check
+
+    async def _check_refs(self, rec: Recognition) -> list[Checked]:
+        out = []
+        for ref in rec.refs:
+            out.append(await self._check_ref(ref, rec))
+        return out
+
+    async def _check_ref(self, ref: Ref, rec: Recognition) -> Checked:
+        """Findings for an attachment a post names: remembered if they still apply, else fetched and analysed."""
+        s = self.services
+        seen = s.memory.recall(ref.id, ref.url)
+        url = ref.url or (seen.url if seen else None)
+        if seen is not None and seen.applies_to(rec.channel, rec.class_id):
+            return Checked(replace(seen.attachment, id=ref.id or seen.attachment.id))
+        if not url or s.catalogue.role_of(_host(url)) is None:
+            return _unanalysed(ref, "the attachment was never seen by the proxy and cannot be fetched")
+        try:
+            data, ctype = await asyncio.to_thread(s.fetcher.fetch, url)
+        except FetchError as exc:
+            return _unanalysed(ref, str(exc))
+        attachment, check = await self._analyse(data, ctype, rec.channel, rec.class_id)
+        s.memory.remember([k for k in (ref.id, url) if k], Seen(attachment, rec.channel, rec.class_id, url))
+        return Checked(replace(attachment, id=ref.id), check)
+
+    def remember_upload(self, outcome: Outcome, response: Any) -> None:
+        """After an upload went through, remember its findings under the id and URL ClassDojo gave it."""
+        rec = outcome.recognition
+        if rec is None or rec.endpoint is None or not outcome.checked or outcome.request is None:
+            return
+        keys = {}
+        for name, locations in rec.endpoint.remember.items():
+            for loc in locations:
+                value = outcome.request.url if loc == "request:url" else pick(response, loc)
+                if isinstance(value, str) and value:
+                    keys[name] = value
+                    break
+        if keys:
+            attachment = outcome.checked[0].attachment
+            self.services.memory.remember(list(keys.values()),
+                                          Seen(replace(attachment, id=keys.get("id")), rec.channel, rec.class_id,
+                                               keys.get("url")))
+
+    def _floors(self, decision: Decision, action: Action, rec: Recognition) -> Decision:
+        """Proxy-level fail-closed checks laid over the rules' decision (they only ever tighten it)."""
+        if action.problems:
+            decision = enforcement.tighten(decision, "proxy.incomplete-action", "the request could not be fully "
+                                           "read: " + "; ".join(action.problems), NOTICE_INCOMPLETE)
+        if rec.endpoint is None and self.services.settings.unknown_writes == "block":
+            decision = enforcement.tighten(decision, "proxy.unknown-write", "unknown_writes is block",
+                                           NOTICE_UNKNOWN_WRITE)
+        return decision
+
+    async def _rewrite(self, outcome: Outcome) -> None:
+        """Blur faces (redact) and strip GPS tags in the body that is forwarded."""
+        s = self.services
+        verdict = outcome.decision.verdict
+        if verdict not in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT) or outcome.recognition is None:
+            return
+        replacements: dict[tuple, bytes] = {}
+        for item in outcome.checked:
+            findings = item.attachment.findings
+            if findings is None:
+                continue
+            if verdict is Verdict.REDACT and findings.faces_not_permitted + findings.faces_unidentified > 0:
+                if item.where is None or item.check is None:
+                    outcome.decision = enforcement.tighten(outcome.decision, "proxy.cannot-redact",
+                                                           "the photo to redact was uploaded earlier",
+                                                           NOTICE_CANNOT_REDACT)
+                    return
+                replacements[item.where] = await _call(s.checker.redact, item.data, item.check)
+            elif findings.gps_present and s.settings.images.get("strip_gps", True) and item.where is not None \
+                    and s.checker is not None:
+                replacements[item.where] = await _call(s.checker.strip_gps, item.data)
+        if replacements:
+            outcome.body = rebuild(outcome.recognition.body, replacements)
+
+    async def _keep(self, outcome: Outcome, stored: Callable[[], Any] | None) -> None:
+        s = self.services
+        kind = str(outcome.decision.verdict)
+        if s.holds is None or stored is None:
+            outcome.decision = enforcement.tighten(outcome.decision, "proxy.hold-unavailable",
+                                                   "the hold store is not available", NOTICE_NOT_QUEUED)
+            return
+        try:
+            item = await asyncio.to_thread(s.holds.keep, kind, stored(), outcome.decision, outcome.action,
+                                           outcome.decision.release_at)
+        except Exception as exc:  # noqa: BLE001 - a request that cannot be kept must not be sent or lost silently
+            log.error("hold.keep_failed", decision_id=outcome.decision.decision_id, error=type(exc).__name__)
+            outcome.decision = enforcement.tighten(outcome.decision, "proxy.hold-unavailable",
+                                                   f"the hold store failed: {type(exc).__name__}", NOTICE_NOT_QUEUED)
+            return
+        outcome.hold_id = item.id
+
+    async def _record_events(self, outcome: Outcome) -> None:
+        s, d, rec = self.services, outcome.decision, outcome.recognition
+        events: list[tuple[str, dict]] = []
+        for exemption in d.exemptions_used:
+            events.append(("exemption.used", {"exemption": exemption, "decision_id": d.decision_id,
+                                              "rules": [m.rule_id for m in d.exempted]}))
+        if outcome.hold_id and d.verdict is Verdict.HOLD:
+            events.append(("hold.created", {"hold": outcome.hold_id, "decision_id": d.decision_id,
+                                            "rules": list(d.rule_ids)}))
+        if rec is not None and rec.endpoint is None and outcome.request is not None:
+            req = outcome.request
+            events.append(("write.unclassified", {"method": req.method, "host": req.host,
+                                                  "path": template(req.path), "verdict": str(d.verdict),
+                                                  "decision_id": d.decision_id}))
+            skeleton = body_skeleton(rec.body.json) if rec.body is not None and rec.body.format == "json" else None
+            try:
+                await asyncio.to_thread(s.discovery.record, req.method, req.host, req.path,
+                                        req.header("content-type"), skeleton, d.at)
+            except Exception as exc:  # noqa: BLE001 - the summary is a convenience; the decision stands
+                log.error("discovery.record_failed", error=type(exc).__name__)
+        for name, fields in events:
+            try:
+                await asyncio.to_thread(s.audit.append_event, name, fields)
+            except Exception as exc:  # noqa: BLE001 - the decision itself is recorded; say this one is not
+                log.error("audit.event_failed", event_name=name, error=type(exc).__name__)
+
+
+def detection_only(check: Any) -> ImageFindings:
+    """What an upload's check found, without a consent conclusion.
+
+    An upload publishes nothing: the post that names it later says where it
+    goes, and is checked against that audience then. So an upload with faces
+    is not "incomplete" merely because its audience is not known yet; a
+    failure to read or analyse the picture itself still is.
+    """
+    f = check.findings
+    detected = f.error is None or bool(getattr(check, "boxes", ()))
+    return ImageFindings(faces_found=f.faces_found, gps_present=f.gps_present, unreadable=f.unreadable,
+                         error=None if detected else f.error)
+
+
+async def _sha256(data: bytes) -> str:
+    if len(data) > _INLINE_BYTES:
+        return await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+    return hashlib.sha256(data).hexdigest()
+
+
+def _unanalysed(ref: Ref, why: str) -> Checked:
+    # Unknown contents are treated as the strictest kind: a photo whose check did not complete.
+    findings = ImageFindings(error=why)
+    return Checked(Attachment(AttachmentKind.PHOTO, id=ref.id, findings=findings),
+                   problem=f"an attachment could not be analysed: {why}")
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _kind(content_type: str | None) -> AttachmentKind:
+    if content_type and content_type.startswith("image/"):
+        return AttachmentKind.PHOTO
+    if content_type and content_type.startswith("video/"):
+        return AttachmentKind.VIDEO
+    try:
+        return AttachmentKind(content_type)
+    except ValueError:
+        return AttachmentKind.FILE
+
+
+def _discard(holds, item_id: str) -> None:
+    try:
+        holds.remove(item_id)
+    except Exception:  # noqa: BLE001 - best effort: the item was never acknowledged to the teacher
+        log.error("hold.discard_failed", hold=item_id)
+
+
+async def _call(fn, *args):
+    """Run a possibly-blocking image operation off the event loop."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args)
+    return await asyncio.to_thread(fn, *args)
+
+
+def unrecorded_block(services: Services) -> Outcome:
+    """The last resort when even recording a failure failed: an unrecorded block (the log says why)."""
+    now = services.clock.now()
+    decision = enforcement.proxy_block("proxy.internal-error", "judging and recording failed", NOTICE_INTERNAL,
+                                       revision=getattr(services.policy, "revision", "unknown"), at=now)
+    action = Action(kind=Kind.UNCLASSIFIED_WRITE, channel=Channel.UNKNOWN, at=now, endpoint="error",
+                    problems=("the request could not be inspected",))
+    return Outcome(action, decision)

@@ -1,0 +1,74 @@
+"""Start mitmproxy with the dojoguard addon: options from the settings, checks before anything listens."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from mitmproxy import options
+from mitmproxy.tools.dump import DumpMaster
+
+from dojoguard.proxy.addon import Guard
+from dojoguard.proxy.services import Services
+from dojoguard.proxy.settings import Settings
+
+# A generous ceiling on any buffered body (mitmproxy applies it to requests and
+# to responses it reads); dojoguard's own write cap is max_write_body_mb.
+BUFFER_CEILING = "2g"
+
+
+class RefusedToStart(Exception):
+    """A setting that would make the proxy unsafe."""
+
+
+def mitmproxy_options(settings: Settings, services: Services) -> dict:
+    """The mitmproxy options for these settings (a plain dict, so it can be checked in tests)."""
+    mode = settings.mode
+    return {
+        "mode": [mode],
+        "listen_host": settings.listen_host,
+        "listen_port": settings.listen_port,
+        "confdir": str(settings.confdir),
+        # Only ClassDojo (and configured upload hosts) is decrypted; all else is tunnelled untouched.
+        "allow_hosts": services.catalogue.intercept_patterns(),
+        # dojoguard serves exactly the networks in proxy.client_networks (checked by the addon).
+        "block_global": False,
+        # Never stream a request body: a streamed write is forwarded before it is judged.
+        "stream_large_bodies": None,
+        "body_size_limit": BUFFER_CEILING,
+        "ssl_verify_upstream_trusted_ca": settings.upstream_trust,
+        "emudhra": False,
+        "emudhra_old": False,
+        # HTTP/3 is not intercepted: browsers fall back to TCP when UDP 443 is blocked.
+        "http3": False,
+    }
+
+
+def check_options(opts: options.Options) -> None:
+    if getattr(opts, "emudhra", False) or getattr(opts, "emudhra_old", False):
+        raise RefusedToStart("the emudhra options are on: they sign certificates with a leaked third-party key")
+    if opts.stream_large_bodies:
+        raise RefusedToStart("stream_large_bodies is set: streamed writes would bypass the policy")
+
+
+async def serve(settings: Settings, services: Services, *, banner) -> None:
+    """Run until interrupted; ``banner(addresses, wireguard_profiles)`` is called once the proxy listens."""
+    # mitmproxy's own log shows only warnings and errors (a port it cannot bind);
+    # dojoguard's canonical lines come through structlog.
+    master = DumpMaster(options.Options(), with_termlog=True, with_dumper=False)
+    master.options.update(termlog_verbosity="warn", **{k: v for k, v in mitmproxy_options(settings, services).items()
+                                                       if k in master.options})
+    check_options(master.options)
+    master.addons.add(Guard(services))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, master.shutdown)
+    task = asyncio.create_task(master.run())
+    proxyserver = master.addons.get("proxyserver")
+    for _ in range(600):
+        if task.done() or proxyserver.listen_addrs():
+            break
+        await asyncio.sleep(0.05)
+    if not task.done():
+        profiles = [s.client_conf() for s in proxyserver.servers if hasattr(s, "client_conf")]
+        banner(proxyserver.listen_addrs(), [p for p in profiles if p])
+    await task

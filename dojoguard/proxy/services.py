@@ -1,0 +1,209 @@
+"""Everything the addon works with, opened once at start (fail closed) and reloaded when files change.
+
+The rules, audit, consent-registry and holds packages are used only through
+their published entry points. A policy, catalogue, settings or audit problem
+at start stops the proxy; an image checker or hold store that cannot open
+leaves the proxy running with every photo or hold failing closed, and says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from dojoguard.clock import Clock
+from dojoguard.proxy import catalogue as catalogues
+from dojoguard.proxy.attachments import AttachmentMemory, Fetcher
+from dojoguard.proxy.discovery import Discovery
+from dojoguard.proxy.sessions import Sessions
+from dojoguard.proxy.settings import Settings
+from dojoguard.proxy.skills import Skills
+from dojoguard.proxy.state import State
+
+log = structlog.get_logger("dojoguard.proxy")
+
+
+class StartupError(Exception):
+    """The proxy cannot start safely; the message says why."""
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    policy: Any
+    exemptions: Any
+    catalogue: catalogues.Catalogue
+    audit: Any
+    state: State
+    sessions: Sessions
+    skills: Skills
+    discovery: Discovery
+    memory: AttachmentMemory
+    fetcher: Fetcher
+    checker: Any = None
+    registry: Any = None
+    holds: Any = None
+    # What is not available, for the start-up banner and logs.
+    missing: list[str] = field(default_factory=list)
+    stamps: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for name in ("checker", "registry", "holds"):
+            thing = getattr(self, name)
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:  # noqa: BLE001 - closing must reach every service
+                    log.exception("close.failed", service=name)
+        self.audit.close()
+        self.state.close()
+
+
+def load_policy(settings: Settings):
+    from dojoguard.rules.policy import load_policy as load
+
+    return load(settings.policy, calendar=settings.calendar, device_groups=settings.device_groups,
+                timezone=settings.timezone)
+
+
+def load_exemptions(settings: Settings):
+    from dojoguard.rules.exemptions import load_exemptions as load
+
+    return load(settings.exemptions)
+
+
+def load_catalogue(settings: Settings) -> catalogues.Catalogue:
+    return catalogues.load(settings.catalogue, extra_hosts=settings.extra_hosts)
+
+
+def open_services(settings: Settings, clock: Clock, *, images: bool = True) -> Services:
+    """Open everything; raises ``FileProblems`` (bad rule or catalogue file) or ``StartupError``.
+
+    ``images=False`` leaves the image checker out (every photo then fails closed): for tools and
+    tests that never see a photo and should not start face-detection workers.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        policy = load_policy(settings)
+        exemptions = load_exemptions(settings)
+    except ImportError as exc:
+        raise StartupError(f"the rules package is not installed ({exc}); refusing to run without a policy") from None
+    catalogue = load_catalogue(settings)
+    try:
+        from dojoguard.audit.log import AuditLog
+    except ImportError as exc:
+        raise StartupError(f"the audit package is not installed ({exc}); refusing to run unrecorded") from None
+    # The proxy writes the one canonical log line per judged request itself (request.judged).
+    audit = AuditLog.open(settings.audit_path, clock=clock, emit_decisions=False)
+    state = State(settings.state_path)
+    services = Services(
+        settings=settings, clock=clock, policy=policy, exemptions=exemptions, catalogue=catalogue, audit=audit,
+        state=state, sessions=Sessions(state), skills=Skills(state), discovery=Discovery(state),
+        memory=AttachmentMemory(),
+        fetcher=Fetcher(settings.resolve, settings.upstream_trust, settings.max_write_bytes),
+    )
+    if images:
+        services.checker = _optional("image checks (every photo will be blocked)", services, _open_checker,
+                                     settings)
+    else:
+        services.missing.append("image checks (not started; every photo will be blocked)")
+    services.registry = _optional("consent registry learning (rosters are not recorded)", services,
+                                  _open_registry, settings, clock)
+    services.holds = _optional("hold store (holds and deferrals will be blocked)", services, _open_holds, settings)
+    services.stamps = watched_stamps(settings)
+    return services
+
+
+def _optional(what: str, services: Services, opener, *args):
+    try:
+        return opener(*args)
+    except Exception as exc:  # noqa: BLE001 - reported loudly; the proxy fails closed without it
+        services.missing.append(what)
+        log.error("service.unavailable", service=what, error=type(exc).__name__, detail=str(exc)[:200])
+        return None
+
+
+def _open_checker(settings: Settings):
+    from dojoguard.consent_registry.imagecheck import ImageChecker
+
+    return ImageChecker(settings.images, settings.registry_path, settings.channel_purposes)
+
+
+def _open_registry(settings: Settings, clock: Clock):
+    from dojoguard.consent_registry.registry import Registry
+
+    return Registry.open(settings.registry_path, clock=clock, purposes=settings.purposes)
+
+
+def _open_holds(settings: Settings):
+    from dojoguard.holds.store import HoldStore
+
+    return HoldStore.open(settings.holds_path)
+
+
+# -- reloading ------------------------------------------------------------
+
+def _stamp(path: Path | str | None) -> Any:
+    """A cheap fingerprint of a file or folder: (name, mtime, size) of everything in it."""
+    if path is None or str(path) == catalogues.BUILTIN:
+        return None
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in path.rglob("*")
+                                if p.is_file()))
+        st = path.stat()
+        return (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return "missing"
+
+
+def watched_stamps(settings: Settings) -> dict[str, Any]:
+    return {
+        "policy": (_stamp(settings.policy), _stamp(settings.calendar)),
+        "exemptions": _stamp(settings.exemptions),
+        "catalogue": _stamp(settings.catalogue),
+    }
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """One reload attempt: what changed and, when it failed, the problems (the old files stay)."""
+
+    what: str
+    source: str
+    ok: bool
+    codes: tuple[str, ...] = ()
+    problems: int = 0
+    previous_revision: str = ""
+
+
+def reload_changed(services: Services) -> list[Reloaded]:
+    """Reload changed rule, exemption and catalogue files (blocking: run in a thread)."""
+    from dojoguard.yamlfile import FileProblems
+
+    settings, results = services.settings, []
+    stamps = watched_stamps(settings)
+    loaders = (("policy", settings.policy, load_policy), ("exemptions", str(settings.exemptions), load_exemptions),
+               ("catalogue", settings.catalogue, load_catalogue))
+    for what, source, loader in loaders:
+        if stamps[what] == services.stamps.get(what):
+            continue
+        services.stamps[what] = stamps[what]
+        previous = services.policy.revision if what == "policy" else ""
+        try:
+            value = loader(settings)
+        except FileProblems as exc:
+            results.append(Reloaded(what, source, False, tuple(sorted({p.code for p in exc.problems})),
+                                    len(exc.problems), previous))
+            continue
+        except (OSError, ValueError) as exc:
+            results.append(Reloaded(what, source, False, (type(exc).__name__,), 1, previous))
+            continue
+        setattr(services, what, value)
+        results.append(Reloaded(what, source, True, previous_revision=previous))
+    return results

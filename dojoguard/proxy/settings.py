@@ -1,0 +1,110 @@
+"""The proxy's settings, read once from ``config.yaml`` and the ``run`` options into one frozen value."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dojoguard.config import Config
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# host:port:address:port, the address bare or [bracketed] for IPv6.
+_RESOLVE = re.compile(r"([^:\s\[\]]+):(\d{1,5}):(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+):(\d{1,5})")
+
+
+class ResolveError(ValueError):
+    """A --resolve value that is not HOST:PORT:ADDRESS:PORT."""
+
+
+def parse_resolve(value: str) -> tuple[tuple[str, int], tuple[str, int]]:
+    """``HOST:PORT:ADDRESS:PORT`` (as curl's --resolve, with the target port too)."""
+    m = _RESOLVE.fullmatch(value)
+    if not m:
+        raise ResolveError(f"{value!r} is not HOST:PORT:ADDRESS:PORT (e.g. teach.classdojo.com:443:127.0.0.1:8443)")
+    host, port, address, target = m.groups()
+    try:
+        return (host.lower(), int(port)), (address.strip("[]"), int(target))
+    except ValueError:
+        raise ResolveError(f"{value!r}: ports must be numbers") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str
+    listen_host: str
+    listen_port: int
+    confdir: Path
+    client_networks: tuple[Network, ...]
+    extra_hosts: tuple[str, ...]
+    uninspectable: str
+    unknown_writes: str
+    max_write_bytes: int
+    catalogue: str
+    upstream_trust: str | None
+    timezone: str
+    data_dir: Path
+    policy: str
+    exemptions: Path
+    calendar: Path | None
+    reload: bool
+    device_groups: dict[str, list[str]]
+    audit_path: Path
+    registry_path: Path
+    holds_path: Path
+    state_path: Path
+    images: dict[str, Any]
+    purposes: tuple[str, ...]
+    channel_purposes: dict[str, str]
+    resolve: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Config, *, listen: str | None = None, mode: str | None = None,
+                    confdir: str | Path | None = None, resolve: tuple[str, ...] = (),
+                    upstream_trust: str | Path | None = None) -> "Settings":
+        proxy = config["proxy"]
+        host, _, port = (listen or proxy["listen"]).rpartition(":")
+        confdir_path = Path(confdir) if confdir else config.path("proxy", "confdir")
+        trust = upstream_trust or (str(config.path("proxy", "upstream_trust")) if proxy["upstream_trust"] else None)
+        catalogue = proxy["catalogue"]
+        return cls(
+            mode=mode or proxy["mode"],
+            listen_host=host.strip("[]"),
+            listen_port=int(port),
+            confdir=confdir_path,
+            client_networks=tuple(ipaddress.ip_network(n, strict=False) for n in proxy["client_networks"]),
+            extra_hosts=tuple(proxy["extra_hosts"]),
+            uninspectable=proxy["uninspectable"],
+            unknown_writes=proxy["unknown_writes"],
+            max_write_bytes=int(proxy["max_write_body_mb"]) * 1024 * 1024,
+            catalogue=catalogue if catalogue == "builtin" else str(config.path("proxy", "catalogue")),
+            upstream_trust=str(trust) if trust else None,
+            timezone=config["timezone"],
+            data_dir=config.data_dir,
+            policy=config["rules"]["policy"] if config["rules"]["policy"] == "builtin"
+            else str(config.path("rules", "policy")),
+            exemptions=config.path("rules", "exemptions"),
+            calendar=config.path("rules", "calendar"),
+            reload=bool(config["rules"]["reload"]),
+            device_groups=dict(proxy["device_groups"]),
+            audit_path=config.path("audit", "database"),
+            registry_path=config.path("consent", "database"),
+            holds_path=config.path("holds", "database"),
+            state_path=config.path("proxy", "state"),
+            images=dict(config["images"]),
+            purposes=tuple(config["consent"]["purposes"]),
+            channel_purposes=dict(config["consent"]["channel_purposes"]),
+            resolve=dict(parse_resolve(r) for r in resolve),
+        )
+
+    def serves(self, address: str) -> bool:
+        """Whether a client at ``address`` may use the proxy (the proxy is not an open relay)."""
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.client_networks)

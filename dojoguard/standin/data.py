@@ -1,0 +1,34 @@
+"""The made-up school the stand-in serves: one teacher, one class, three pupils, their skills."""
+
+from __future__ import annotations
+
+TEACHER = {"_id": "5f0000000000000000000a01", "title": "Mrs.", "firstName": "Ex", "lastName": "Ample",
+           "emailAddress": "teacher@example.org"}
+PASSWORD = "correct horse"
+# A login with this password is answered with the one-time-code challenge first.
+OTC_PASSWORD = "needs a code"
+OTC_CODE = "123456"
+
+CLASS_ID = "5f0000000000000000000c01"
+SCHOOL_ID = "5f0000000000000000000e01"
+CLASS = {
+    "_id": CLASS_ID,
+    "name": "3B",
+    "year": "2026",
+    "schoolId": SCHOOL_ID,
+    "collaborators": [dict(TEACHER, sharingStatus="owner", isMe=True)],
+}
+PUPILS = [
+    {"_id": "5f0000000000000000000501", "firstName": "Ada", "lastName": "L.", "positivePoints": 12,
+     "negativePoints": 2},
+    {"_id": "5f0000000000000000000502", "firstName": "Bo", "lastName": "K.", "positivePoints": 7,
+     "negativePoints": 0},
+    {"_id": "5f0000000000000000000503", "firstName": "Cy", "lastName": "M.", "positivePoints": 3,
+     "negativePoints": 1},
+]
+BEHAVIORS = [
+    {"_id": "5f00000000000000000b0101", "name": "Helping others", "points": 1, "positive": True},
+    {"_id": "5f00000000000000000b0102", "name": "Working hard", "points": 2, "positive": True},
+    {"_id": "5f00000000000000000b01f1", "name": "Off task", "points": -1, "positive": False},
+]
+THREAD_ID = "5f00000000000000000d0001"

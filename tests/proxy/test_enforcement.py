@@ -1,0 +1,32 @@
+"""What the app is told when a write is stopped."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from dojoguard.proxy import enforcement
+from dojoguard.rules.decision import Decision, Match, Verdict
+
+AT = datetime(2026, 11, 30, 18, tzinfo=UTC)
+
+
+def test_refusal_is_classdojo_shaped_with_notice_and_reference():
+    """A block answers 403 with error.code/detail/fallbackMessage, the notice and the decision id."""
+    decision = Decision(Verdict.BLOCK, (Match("r", Verdict.BLOCK, "why", "Not after 5pm."),), "rev", AT,
+                        notice="Not after 5pm.")
+    status, body, headers = enforcement.refusal(decision)
+    error = json.loads(body)["error"]
+    assert status == 403 and error["code"] == "DOJOGUARD_BLOCKED"
+    assert error["fallbackMessage"] == f"Not after 5pm. (Reference: {decision.decision_id})"
+    assert headers[enforcement.DECISION_HEADER] == decision.decision_id
+
+
+def test_tighten_keeps_the_decision_id_and_matches():
+    """A proxy-level block keeps the rules' matches and decision id, and takes over the notice."""
+    decision = Decision(Verdict.DEFER, (Match("r", Verdict.DEFER, "why", "Later."),), "rev", AT, notice="Later.",
+                        release_at=AT)
+    tightened = enforcement.tighten(decision, "proxy.x", "reason", "Stopped.")
+    assert tightened.decision_id == decision.decision_id
+    assert tightened.verdict is Verdict.BLOCK and tightened.rule_ids == ("r", "proxy.x")
+    assert tightened.notice == "Stopped." and tightened.release_at is None

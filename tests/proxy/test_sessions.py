@@ -1,0 +1,43 @@
+"""Sessions are mapped to teachers by keyed hash, and the map survives a restart."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+from dojoguard.proxy.sessions import Sessions, session_id, set_cookie_session
+from dojoguard.proxy.state import State
+
+AT = datetime(2026, 11, 30, 10, tzinfo=UTC)
+
+
+def test_session_id_from_cookie_header():
+    """The teacher session cookie is found and URL-decoded; other cookies are ignored."""
+    assert session_id("a=1; dojo_teach_login.sid=s%3Aabc.sig; dojo_login.sid=s%3Aabc.sig") == "s:abc.sig"
+    assert session_id("dojo_log_session_id=x") is None
+    assert session_id(None) is None
+
+
+def test_session_id_from_set_cookie():
+    """The session a login response sets is read from Set-Cookie."""
+    assert set_cookie_session(["dojo_log_session_id=x; Path=/",
+                               "dojo_login.sid=s%3Anew.sig; Path=/; HttpOnly; Secure"]) == "s:new.sig"
+
+
+def test_map_is_keyed_by_hash_and_survives_restart(tmp_path):
+    """A learned session names its teacher after a restart, and the database never holds the cookie."""
+    state = State(tmp_path / "proxy.sqlite")
+    Sessions(state).remember("s:abc.sig", "t1", "Mrs. Ex Ample", AT)
+    state.close()
+    again = Sessions(State(tmp_path / "proxy.sqlite"))
+    assert again.teacher("s:abc.sig") == ("t1", "Mrs. Ex Ample")
+    assert again.teacher("s:other") == (None, None)
+    dump = "\n".join(sqlite3.connect(tmp_path / "proxy.sqlite").iterdump())
+    assert "abc" not in dump
+
+
+def test_a_different_key_cannot_link_sessions(tmp_path):
+    """Two installations with different keys hash the same session differently."""
+    a = Sessions(State(tmp_path / "a.sqlite"))
+    b = Sessions(State(tmp_path / "b.sqlite"))
+    assert a._hash("s:abc") != b._hash("s:abc")

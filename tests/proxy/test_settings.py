@@ -1,0 +1,37 @@
+"""The proxy's settings: --resolve values and the served client networks."""
+
+from __future__ import annotations
+
+import pytest
+
+from dojoguard import config
+from dojoguard.proxy.settings import ResolveError, Settings, parse_resolve
+from tests.proxy.conftest import write_config
+
+
+def test_resolve_parses_like_curl():
+    """HOST:PORT:ADDR:PORT maps a host and port to a stand-in address."""
+    assert parse_resolve("teach.classdojo.com:443:127.0.0.1:8443") == (("teach.classdojo.com", 443),
+                                                                        ("127.0.0.1", 8443))
+    assert parse_resolve("api.classdojo.com:443:[::1]:8443")[1] == ("::1", 8443)
+
+
+@pytest.mark.parametrize("bad", ["teach.classdojo.com:443", "a:b:c:d", ":443:127.0.0.1:1"])
+def test_bad_resolve_is_refused(bad):
+    """A malformed --resolve is an error with an example."""
+    with pytest.raises(ResolveError):
+        parse_resolve(bad)
+
+
+def test_only_configured_networks_are_served(tmp_path):
+    """Client addresses are served only inside proxy.client_networks (IPv4-mapped IPv6 included)."""
+    settings = Settings.from_config(config.load(write_config(tmp_path, client_networks=["10.20.0.0/16"])))
+    assert settings.serves("10.20.3.4") and settings.serves("::ffff:10.20.3.4")
+    assert not settings.serves("127.0.0.1") and not settings.serves("garbage")
+
+
+def test_paths_live_under_the_data_folder(tmp_path):
+    """Databases are placed under data_dir; the write cap is in bytes."""
+    settings = Settings.from_config(config.load(write_config(tmp_path)))
+    assert settings.state_path == tmp_path / "data" / "proxy.sqlite"
+    assert settings.max_write_bytes == 50 * 1024 * 1024

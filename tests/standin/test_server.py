@@ -1,0 +1,78 @@
+"""The ClassDojo stand-in answers ClassDojo's shapes over real TLS and records what it receives."""
+
+from __future__ import annotations
+
+import ssl
+
+import httpx
+import pytest
+
+from dojoguard.standin import StandIn, data
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    with StandIn(tmp_path_factory.mktemp("standin"), poll_interval_s=0.05) as s:
+        yield s
+
+
+@pytest.fixture
+def client(standin):
+    context = ssl.create_default_context(cafile=str(standin.ca_cert))
+    transport = httpx.HTTPTransport(verify=context)
+    with httpx.Client(transport=transport, base_url=f"https://localhost:{standin.port}") as c:
+        yield c
+
+
+def test_login_sets_both_teacher_session_cookies(client):
+    """A teacher login answers the session shape and sets dojo_login.sid and dojo_teach_login.sid alike."""
+    response = client.post("/api/session?duration=long", json={"login": "t", "password": data.PASSWORD},
+                           headers={"Host": "teach.classdojo.com"})
+    assert response.json() == {"type": "teacher", "teacher": data.TEACHER}
+    assert response.cookies["dojo_login.sid"] == response.cookies["dojo_teach_login.sid"]
+    assert client.get("/api/session", headers={"Host": "teach.classdojo.com"}).status_code == 200
+
+
+def test_one_time_code_flow(client):
+    """An anomalous login first gets the ERR_MUST_USE_OTC 401, then succeeds with the code."""
+    first = client.post("/api/session", json={"login": "t", "password": data.OTC_PASSWORD})
+    assert first.status_code == 401 and first.json()["error"]["code"].startswith("ERR_MUST_USE_OTC")
+    second = client.post("/api/session", json={"login": "t", "password": data.OTC_PASSWORD,
+                                                "code": data.OTC_CODE})
+    assert second.status_code == 200
+
+
+def test_roster_and_skills_have_classdojo_shapes(client):
+    """The roster and skills lists come as _items with ids, names and point values."""
+    roster = client.get(f"/api/dojoClass/{data.CLASS_ID}/student").json()["_items"]
+    skills = client.get(f"/api/dojoClass/{data.CLASS_ID}/behavior").json()["_items"]
+    assert [p["_id"] for p in roster] == [p["_id"] for p in data.PUPILS]
+    assert {s["points"] for s in skills} == {1, 2, -1}
+
+
+def test_uploads_are_kept_and_served_back(client):
+    """A multipart upload returns an id and a media URL from which exactly the uploaded file is served."""
+    photo = b"\xff\xd8\xff\r\n\x00data\r\n"
+    upload = client.post("/api/upload", files={"file": ("a.jpg", photo, "image/jpeg")}).json()
+    path = upload["path"].split("sphotos.classdojo.com", 1)[1]
+    served = client.get(path, headers={"Host": "sphotos.classdojo.com"})
+    assert upload["_id"]
+    assert served.content == photo
+
+
+def test_writes_are_recorded(standin, client):
+    """Every request is recorded with its method, host, path and body, so tests can see what arrived."""
+    standin.clear()
+    client.post(f"/api/message-thread/{data.THREAD_ID}/message", json={"body": "hi"},
+                headers={"Host": "api.classdojo.com"})
+    client.get("/api/dojoClass")
+    writes = standin.writes()
+    assert len(writes) == 1 and writes[0].host == "api.classdojo.com" and writes[0].json() == {"body": "hi"}
+    assert len(standin.received) == 2
+
+
+def test_long_poll_is_chunked_over_time(standin, client):
+    """The PubNub-style subscribe sends its chunks one by one."""
+    with client.stream("GET", "/subscribe/x/y/0/0", headers={"Host": "classdojo.pubnub.com"}) as response:
+        chunks = [c for c in response.iter_lines() if c]
+    assert len(chunks) == standin.poll_chunks
