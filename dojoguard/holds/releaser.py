@@ -48,7 +48,7 @@ class Releaser:
     async def run_once(self) -> list[Outcome]:
         """One pass: expire, then send everything due. Safe to call concurrently (it serialises)."""
         async with self._lock:
-            outcomes = [self._expire(item) for item in self.store.expired(self.clock.now(), self.max_age)]
+            outcomes = [await self._expire(item) for item in self.store.expired(self.clock.now(), self.max_age)]
             now = self.clock.now()
             for item in self.store.due(now):
                 outcomes.append(await self._release(item))
@@ -59,7 +59,7 @@ class Releaser:
         result = await asyncio.to_thread(self.send, request)
         prefix = "defer" if item.kind == HoldKind.DEFER else "hold"
         if result.ok:
-            self.audit.append_event(f"{prefix}.released", _fields(item, status=result.status))
+            await self._record(f"{prefix}.released", _fields(item, status=result.status))
             self.store.remove(item.id)
             return Outcome(item, f"{prefix}.released", result.detail)
         attempts = item.attempts + 1
@@ -68,13 +68,19 @@ class Releaser:
                                             retry_at=self.clock.now() + backoff(attempts))
         event = f"{prefix}.failed" if give_up else f"{prefix}.retrying"
         # The error is for IT to act on; kept short (the audit trail refuses long values).
-        self.audit.append_event(event, _fields(updated, status=result.status, error=result.detail[:300]))
+        await self._record(event, _fields(updated, status=result.status, error=result.detail[:300]))
         return Outcome(updated, event, result.detail)
 
-    def _expire(self, item: HeldItem) -> Outcome:
-        self.audit.append_event("hold.expired", _fields(item))
+    async def _expire(self, item: HeldItem) -> Outcome:
+        await self._record("hold.expired", _fields(item))
         self.store.remove(item.id)
         return Outcome(item, "hold.expired", f"older than {self.max_age.days} days")
+
+
+    async def _record(self, event: str, fields: dict) -> None:
+        # The audit write waits for the disk: off the event loop. If it fails the step is not
+        # taken further (the item stays in the store and is tried again next pass).
+        await asyncio.to_thread(self.audit.append_event, event, fields)
 
 
 def _fields(item: HeldItem, **extra) -> dict:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import zoneinfo
 from urllib.parse import urlsplit
 
 import structlog
 from mitmproxy import ctx, exceptions, http, tls
 
 from dojoguard.proxy import enforcement, flows, learning
+from dojoguard.proxy.background import Background
 from dojoguard.proxy.judge import Judge, Outcome, unrecorded_block
 from dojoguard.proxy.recognition import WRITE_METHODS
 from dojoguard.proxy.services import Services, reload_changed
@@ -37,6 +39,8 @@ class Guard:
         self.judge = Judge(services)
         self._uninspectable: dict[tuple[str, str], float] = {}
         self._reloader: asyncio.Task | None = None
+        self.background = Background(services, services.settings.config)
+        self._tz = zoneinfo.ZoneInfo(services.settings.timezone)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -51,10 +55,12 @@ class Guard:
                                             "mode": self.services.settings.mode})
         if self.services.settings.reload:
             self._reloader = asyncio.create_task(self._watch(), name="dojoguard-reload")
+        await self.background.start()
 
     async def done(self) -> None:
         if self._reloader:
             self._reloader.cancel()
+        await self.background.stop()
         await self._event("proxy.stopped", {"reason": "shutdown"})
         self.services.close()
 
@@ -178,7 +184,7 @@ class Guard:
                 flow.request.content = outcome.body
             status = "forwarded"
         else:
-            flows.refuse(flow, *enforcement.refusal(decision))
+            flows.refuse(flow, *enforcement.refusal(decision, tz=self._tz, duplicate=outcome.hold_duplicate))
             status = "refused"
         log.info("request.judged", decision_id=decision.decision_id, verdict=str(decision.verdict),
                  rules=list(decision.rule_ids), kind=str(outcome.action.kind), endpoint=outcome.action.endpoint,

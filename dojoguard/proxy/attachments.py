@@ -55,7 +55,10 @@ class AttachmentMemory:
     def _key(value: str) -> str:
         # Signed CDN URLs differ in their query on every fetch; the path is the file.
         if value.startswith("https://"):
-            parts = urlsplit(value)
+            try:
+                parts = urlsplit(value)
+            except ValueError:  # an unclosed [IPv6] bracket: kept whole, it can match only itself
+                return value
             return f"{parts.netloc.lower()}{parts.path}"
         return value
 
@@ -84,10 +87,13 @@ class Fetcher:
 
     def fetch(self, url: str) -> tuple[bytes, str | None]:
         """(body, content type); raises FetchError. Blocking: call from a worker thread."""
-        parts = urlsplit(url)
-        if parts.scheme != "https" or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            host, port = parts.hostname, parts.port or 443
+        except ValueError:  # a port that is not a number or out of range, an unclosed [IPv6] bracket
+            raise FetchError("the attachment URL cannot be read") from None
+        if parts.scheme != "https" or not host:
             raise FetchError("only https attachment URLs are fetched")
-        host, port = parts.hostname, parts.port or 443
         address = self.resolve.get((host, port), (host, port))
         context = ssl.create_default_context()
         if self.trust:
@@ -103,7 +109,8 @@ class Fetcher:
                 raise FetchError(f"the attachment server answered {response.status}")
             data = response.read(self.max_bytes + 1)
             conn.close()
-        except (OSError, http.client.HTTPException) as exc:
+        # UnicodeError: a host name IDNA cannot encode (an empty or over-long label).
+        except (OSError, http.client.HTTPException, UnicodeError) as exc:
             raise FetchError(f"the attachment could not be fetched ({type(exc).__name__})") from None
         if len(data) > self.max_bytes:
             raise FetchError("the attachment is larger than the inspection limit")

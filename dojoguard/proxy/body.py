@@ -20,6 +20,9 @@ from dojoguard.proxy import multipart
 # Keys whose string values are human text, checked by the text rules.
 TEXT_KEYS = frozenset({"body", "text", "message", "caption", "note", "comment", "description", "title",
                        "subject", "content"})
+# ClassDojo's documents are a few levels deep; anything far deeper is read as unreadable rather
+# than walked (a deep enough document would exhaust Python's stack, in the parser or in the walk).
+MAX_JSON_DEPTH = 64
 # Base64 shorter than this cannot hold a photo worth checking (and would waste time).
 _MIN_BASE64 = 256
 _DATA_URI = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
@@ -79,10 +82,7 @@ def read(content: bytes, content_type: str | None) -> Body:
     if not content:
         return Body("empty", content)
     if ctype == "application/json" or ctype.endswith("+json"):
-        try:
-            doc = json.loads(content)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BodyError(f"the JSON body cannot be read ({type(exc).__name__})") from None
+        doc = _load_json(content, "the JSON body")
         body = Body("json", content, json=doc)
         _walk_json(doc, (), body)
         return body
@@ -99,10 +99,7 @@ def read(content: bytes, content_type: str | None) -> Body:
             elif part.name in TEXT_KEYS:
                 body.texts.append(part.body.decode("utf-8", "replace"))
             elif (part.content_type or "").endswith("json"):
-                try:
-                    _walk_json(json.loads(part.body), ("part", i), body)
-                except ValueError:
-                    raise BodyError(f"multipart part {i} claims JSON but cannot be read") from None
+                _walk_json(_load_json(part.body, f"multipart part {i} (JSON)"), ("part", i), body)
         return body
     kind = sniff_image(content)
     if kind or ctype.startswith(("image/", "video/")):
@@ -117,7 +114,16 @@ def read(content: bytes, content_type: str | None) -> Body:
     return Body("binary", content)
 
 
+def _load_json(content: bytes, what: str) -> Any:
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BodyError(f"{what} cannot be read as JSON ({type(exc).__name__})") from None
+
+
 def _walk_json(node: Any, where: tuple, body: Body) -> None:
+    if len(where) > MAX_JSON_DEPTH:
+        raise BodyError(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(node, dict):
         for key, value in node.items():
             if isinstance(value, str):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from dojoguard.rules.decision import Decision, Match, Verdict
 
@@ -21,15 +21,28 @@ CODES = {
 }
 
 
-def refusal(decision: Decision, *, code: str | None = None, status: int = 403) -> tuple[int, bytes, dict[str, str]]:
+def refusal(decision: Decision, *, code: str | None = None, status: int = 403, tz: tzinfo | None = None,
+            duplicate: bool = False) -> tuple[int, bytes, dict[str, str]]:
     """(status, body, headers) of the answer the app receives instead of ClassDojo's."""
     notice = decision.notice or "This was stopped by the school's ClassDojo policy."
+    if decision.verdict is Verdict.DEFER and decision.release_at is not None:
+        queued = f"Queued: it will be sent at {when(decision.release_at, tz)}."
+        if duplicate:
+            queued += " It was already queued, so it will be sent once."
+        notice = f"{queued} {notice}"
     message = f"{notice} (Reference: {decision.decision_id})"
     doc = {"error": {"code": code or CODES.get(decision.verdict, "DOJOGUARD_BLOCKED"), "detail": message,
                      "fallbackMessage": message, "decisionId": decision.decision_id}}
     headers = {"Content-Type": "application/json; charset=utf-8", DECISION_HEADER: decision.decision_id,
                "Cache-Control": "no-store"}
     return status, json.dumps(doc, ensure_ascii=False).encode(), headers
+
+
+def when(at: datetime, tz: tzinfo | None) -> str:
+    """'8.00am on Monday 30 November', in the school's time zone."""
+    local = at.astimezone(tz) if tz else at
+    hour = local.strftime("%I").lstrip("0") or "12"
+    return f"{hour}.{local:%M}{local.strftime('%p').lower()} on {local:%A} {local.day} {local:%B}"
 
 
 def proxy_block(rule_id: str, reason: str, notice: str, *, revision: str, at: datetime) -> Decision:

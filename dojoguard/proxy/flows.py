@@ -35,13 +35,23 @@ def stored_request(flow: http.HTTPFlow):
         method=req.method,
         scheme=req.scheme,
         host=req.pretty_host,
-        port=req.port,
+        port=original_port(flow),
         path=req.path,
         http_version=req.http_version,
         headers=tuple((k, v) for k, v in req.headers.items(multi=True)),
         content=req.raw_content or b"",
         client_address=client_address(flow),
     )
+
+
+def original_port(flow: http.HTTPFlow) -> int:
+    """The port the device asked for. ``request.port`` may already be the --resolve target's,
+    because mitmproxy connects upstream as soon as the device's CONNECT arrives."""
+    req = flow.request
+    host_header = req.host_header or ""
+    if host_header.rsplit(":", 1)[-1].isdigit() and not host_header.endswith("]"):
+        return int(host_header.rsplit(":", 1)[-1])
+    return 443 if req.scheme == "https" else 80
 
 
 def refuse(flow: http.HTTPFlow, status: int, body: bytes, headers: dict[str, str]) -> None:

@@ -71,6 +71,8 @@ class Outcome:
     body: bytes | None = None
     checked: list[Checked] = field(default_factory=list)
     hold_id: str | None = None
+    # The teacher sent it again while it was already queued: same item, not a new one.
+    hold_duplicate: bool = False
     request: Request | None = None
 
 
@@ -120,7 +122,7 @@ class Judge:
             await asyncio.to_thread(s.audit.append_decision, outcome.action, outcome.decision)
         except Exception as exc:  # noqa: BLE001 - any failure to record must block, whatever its type
             log.error("audit.write_failed", decision_id=outcome.decision.decision_id, error=type(exc).__name__)
-            if outcome.hold_id and s.holds is not None:
+            if outcome.hold_id and not outcome.hold_duplicate and s.holds is not None:
                 await asyncio.to_thread(_discard, s.holds, outcome.hold_id)
             outcome.decision = enforcement.proxy_block("proxy.audit-unavailable", "the audit log could not be "
                                                        "written", NOTICE_NOT_RECORDED,
@@ -285,6 +287,7 @@ class Judge:
                                                    f"the hold store failed: {type(exc).__name__}", NOTICE_NOT_QUEUED)
             return
         outcome.hold_id = item.id
+        outcome.hold_duplicate = item.is_duplicate
 
     async def _record_events(self, outcome: Outcome) -> None:
         s, d, rec = self.services, outcome.decision, outcome.recognition
@@ -341,7 +344,10 @@ def _unanalysed(ref: Ref, why: str) -> Checked:
 
 
 def _host(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:  # an unreadable URL names no host, so it is never fetched (and the post fails closed)
+        return ""
 
 
 def _kind(content_type: str | None) -> AttachmentKind:

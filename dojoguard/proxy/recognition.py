@@ -6,6 +6,7 @@ can be tested with bytes alone.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +18,8 @@ from dojoguard.rules.action import Channel, Kind
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Upload ids are short (24-hex ObjectIds, UUIDs); anything longer in a list of attachments is data.
 _MAX_ID = 128
+# JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 encoder accepts.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def recognise(request: Request, catalogue: Catalogue) -> Recognition:
         rec.problems.append(str(exc))
         return rec
     if rec.endpoint is None:
-        rec.text = "\n".join(rec.body.texts) or None
+        rec.text = _SURROGATE.sub("\ufffd", "\n".join(rec.body.texts)) or None
         return rec
     doc = rec.body.json if rec.body.format == "json" else _form_fields(rec.body)
     query = parse_qs(urlsplit(request.path).query)
@@ -104,10 +107,13 @@ def recognise(request: Request, catalogue: Catalogue) -> Recognition:
     if text is not None and not isinstance(text, str):
         rec.problems.append("the text field is not text")
     rec.text = text if isinstance(text, str) else ("\n".join(rec.body.texts) or None)
+    if rec.text is not None:
+        rec.text = _SURROGATE.sub("\ufffd", rec.text)
     skill = first("skill")
     if isinstance(skill, dict):
         skill = skill.get("_id") or skill.get("id")
     rec.skill_id = skill if isinstance(skill, str) else None
+    _check_identifiers(rec)
     points = first("points")
     if points is not None:
         if isinstance(points, int) and not isinstance(points, bool):
@@ -118,6 +124,27 @@ def recognise(request: Request, catalogue: Catalogue) -> Recognition:
     if rec.kind is Kind.POINTS_AWARD and rec.points is None and rec.skill_id is None:
         rec.problems.append("the award names neither a skill nor a point value")
     return rec
+
+
+def _check_identifiers(rec: Recognition) -> None:
+    """Identifiers that cannot be ClassDojo's (over-long, or not valid Unicode) are dropped as a problem.
+
+    They go into the audit record, which refuses long values and must be
+    encodable: keeping them would turn a hostile id into an unrecorded write.
+    """
+    if rec.class_id is not None and not _is_identifier(rec.class_id):
+        rec.class_id = None
+        rec.problems.append("the class identifier cannot be read")
+    if rec.skill_id is not None and not _is_identifier(rec.skill_id):
+        rec.skill_id = None
+        rec.problems.append("the skill identifier cannot be read")
+    if not all(_is_identifier(s) for s in rec.students):
+        rec.students = tuple(s for s in rec.students if _is_identifier(s))
+        rec.problems.append("a pupil identifier cannot be read")
+
+
+def _is_identifier(value: str) -> bool:
+    return 0 < len(value) <= _MAX_ID and not _SURROGATE.search(value)
 
 
 def _form_fields(body: bodies.Body) -> dict[str, Any]:

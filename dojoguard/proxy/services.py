@@ -73,7 +73,9 @@ def load_policy(settings: Settings):
 def load_exemptions(settings: Settings):
     from dojoguard.rules.exemptions import load_exemptions as load
 
-    return load(settings.exemptions)
+    # A hand-edited exemption longer than the school allows is refused like a broken file.
+    max_days = settings.config["exemptions"]["max_days"] if settings.config is not None else None
+    return load(settings.exemptions, max_days=max_days)
 
 
 def load_catalogue(settings: Settings) -> catalogues.Catalogue:

@@ -59,6 +59,8 @@ class Settings:
     purposes: tuple[str, ...]
     channel_purposes: dict[str, str]
     resolve: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    # The whole configuration, for the background work (scheduled jobs, releases).
+    config: Config | None = None
 
     @classmethod
     def from_config(cls, config: Config, *, listen: str | None = None, mode: str | None = None,
@@ -97,6 +99,7 @@ class Settings:
             purposes=tuple(config["consent"]["purposes"]),
             channel_purposes=dict(config["consent"]["channel_purposes"]),
             resolve=dict(parse_resolve(r) for r in resolve),
+            config=config,
         )
 
     def serves(self, address: str) -> bool:

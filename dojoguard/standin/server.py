@@ -52,6 +52,9 @@ class StandIn:
         self.poll_interval_s = poll_interval_s
         self.received: list[Received] = []
         self.sessions: dict[str, str] = {}
+        # Sessions that have ended (the teacher logged out, or ClassDojo expired them): writes
+        # carrying one are refused with 401, as ClassDojo does.
+        self.expired: set[str] = set()
         # URL -> (content type, body) of everything uploaded, served back by the media routes.
         self.uploads: dict[str, tuple[str, bytes]] = {}
         self._lock = threading.Lock()
@@ -78,6 +81,12 @@ class StandIn:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def expire_sessions(self) -> None:
+        """End every session, as ClassDojo does when a login expires."""
+        with self._lock:
+            self.expired.update(self.sessions)
+            self.sessions.clear()
 
     def record(self, item: Received) -> None:
         with self._lock:
@@ -143,6 +152,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         standin = self.server.standin
         standin.record(Received(self.command, host, self.path, tuple(self.headers.items()), body))
+        if self.command in ("POST", "PUT", "PATCH", "DELETE") and path != "/api/session" \
+                and self._expired_session():
+            self._json(401, {"error": {"type": 401, "code": "ERR_NOT_LOGGED_IN", "detail": "session expired",
+                                       "fallbackMessage": "Please log in again."}})
+            return
         for method, pattern, handler in _ROUTES:
             if method == self.command and re.fullmatch(pattern, path):
                 handler(self, body, host, path)
@@ -162,6 +176,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+
+    def _expired_session(self) -> bool:
+        expired = self.server.standin.expired
+        for part in (self.headers.get("Cookie") or "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name in ("dojo_teach_login.sid", "dojo_login.sid") and unquote(value) in expired:
+                return True
+        return False
 
     def _session(self) -> str | None:
         for part in (self.headers.get("Cookie") or "").split(";"):

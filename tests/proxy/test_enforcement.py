@@ -30,3 +30,18 @@ def test_tighten_keeps_the_decision_id_and_matches():
     assert tightened.decision_id == decision.decision_id
     assert tightened.verdict is Verdict.BLOCK and tightened.rule_ids == ("r", "proxy.x")
     assert tightened.notice == "Stopped." and tightened.release_at is None
+
+
+def test_deferred_answer_says_when_it_will_be_sent_in_school_time():
+    """A deferred message's answer says 'Queued: it will be sent at 8.00am on Monday ...' in local time."""
+    from zoneinfo import ZoneInfo
+
+    monday_8_bst = datetime(2027, 4, 12, 7, 0, tzinfo=UTC)  # 08:00 in London (BST)
+    decision = Decision(Verdict.DEFER, (Match("messaging-hours", Verdict.DEFER, "why", "Out of hours."),), "rev",
+                        AT, notice="Out of hours.", release_at=monday_8_bst)
+    _, body, _ = enforcement.refusal(decision, tz=ZoneInfo("Europe/London"))
+    error = json.loads(body)["error"]
+    assert error["code"] == "DOJOGUARD_DEFERRED"
+    assert error["fallbackMessage"].startswith("Queued: it will be sent at 8.00am on Monday 12 April. Out of hours.")
+    _, again, _ = enforcement.refusal(decision, tz=ZoneInfo("Europe/London"), duplicate=True)
+    assert "already queued, so it will be sent once" in json.loads(again)["error"]["fallbackMessage"]

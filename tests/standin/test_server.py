@@ -76,3 +76,19 @@ def test_long_poll_is_chunked_over_time(standin, client):
     with client.stream("GET", "/subscribe/x/y/0/0", headers={"Host": "classdojo.pubnub.com"}) as response:
         chunks = [c for c in response.iter_lines() if c]
     assert len(chunks) == standin.poll_chunks
+
+
+def test_writes_with_an_expired_session_are_refused_but_login_is_not(standin, client):
+    """After the stand-in expires sessions, a write with the old cookie gets 401; logging in again works."""
+    login = client.post("/api/session", json={"login": "t", "password": data.PASSWORD},
+                        headers={"Host": "teach.classdojo.com"})
+    cookie = login.headers.get_list("set-cookie")[0].split(";")[0]
+    path = f"/api/message-thread/{data.THREAD_ID}/message"
+    assert client.post(path, json={"body": "hi"}, headers={"Host": "teach.classdojo.com", "Cookie": cookie}
+                       ).status_code == 200
+    standin.expire_sessions()
+    refused = client.post(path, json={"body": "hi"}, headers={"Host": "teach.classdojo.com", "Cookie": cookie})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "ERR_NOT_LOGGED_IN"
+    again = client.post("/api/session", json={"login": "t", "password": data.PASSWORD},
+                        headers={"Host": "teach.classdojo.com", "Cookie": cookie})
+    assert again.status_code == 200

@@ -1,0 +1,68 @@
+"""The proxy's own timed work: sending on held and deferred requests, and the scheduled jobs.
+
+Both start when the proxy is running and stop when it shuts down. Neither
+ever blocks the event loop: releases send from a worker thread, and the jobs
+(weekly report, daily checkpoint, purge, review reminder) run on the
+scheduler's own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from dojoguard.holds.releaser import Releaser
+from dojoguard.holds.sender import Sender
+
+log = structlog.get_logger("dojoguard.proxy")
+
+
+class Background:
+    def __init__(self, services: Any, config: Any | None):
+        self.services = services
+        self.config = config
+        self._release_task: asyncio.Task | None = None
+        self._jobs = None
+        self.releaser: Releaser | None = None
+
+    async def start(self) -> None:
+        s = self.services
+        if s.holds is not None and self.config is not None:
+            holds = self.config["holds"]
+            sender = Sender(resolve=dict(s.settings.resolve), upstream_trust=s.settings.upstream_trust)
+            self.releaser = Releaser(s.holds, sender.send, s.audit, s.clock,
+                                     max_attempts=holds["release_attempts"],
+                                     max_age=timedelta(days=holds["max_age_days"]))
+            self._release_task = asyncio.create_task(self._release_loop(float(holds["check_every_s"])),
+                                                     name="dojoguard-release")
+        if self.config is not None:
+            from dojoguard.audit.jobs import start_jobs
+
+            try:
+                self._jobs = await asyncio.to_thread(start_jobs, self.config, s.audit, s.clock)
+            except Exception as exc:  # noqa: BLE001 - reported loudly; the proxy itself keeps judging
+                log.error("jobs.not_started", error=type(exc).__name__, detail=str(exc)[:200])
+
+    async def stop(self) -> None:
+        if self._release_task is not None:
+            self._release_task.cancel()
+            try:
+                await self._release_task
+            except asyncio.CancelledError:
+                pass
+        if self._jobs is not None:
+            # Shutting the jobs down writes the shutdown checkpoint.
+            await asyncio.to_thread(self._jobs.shutdown)
+
+    async def _release_loop(self, every_s: float) -> None:
+        while True:
+            try:
+                for outcome in await self.releaser.run_once():
+                    log.info("hold.release", outcome=outcome.event, hold=outcome.item.id,
+                             decision_id=outcome.item.decision_id, detail=outcome.detail)
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad pass; items stay in the store
+                log.exception("hold.release_failed")
+            await asyncio.sleep(every_s)
