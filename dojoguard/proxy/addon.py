@@ -244,7 +244,7 @@ class Guard:
         try:
             await asyncio.to_thread(self.services.audit.append_event, name, fields)
         except Exception as exc:  # noqa: BLE001 - reported; the events are not decisions
-            log.error("audit.event_failed", event_name=name, error=type(exc).__name__)
+            log.error("audit.event_failed", audit_event=name, error=type(exc).__name__)
 
 
 def _peer(client) -> str:

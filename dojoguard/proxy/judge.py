@@ -79,6 +79,9 @@ class Outcome:
 class Judge:
     def __init__(self, services: Services):
         self.services = services
+        # Writes refused because the audit log could not be written: (count, first time, error class).
+        # Recorded as one audit.write_failed event as soon as the log takes writes again.
+        self._unrecorded: tuple[int, str, str] | None = None
 
     @property
     def clock(self):
@@ -122,6 +125,8 @@ class Judge:
             await asyncio.to_thread(s.audit.append_decision, outcome.action, outcome.decision)
         except Exception as exc:  # noqa: BLE001 - any failure to record must block, whatever its type
             log.error("audit.write_failed", decision_id=outcome.decision.decision_id, error=type(exc).__name__)
+            count, since, _ = self._unrecorded or (0, outcome.decision.at.isoformat(), "")
+            self._unrecorded = (count + 1, since, type(exc).__name__)
             if outcome.hold_id and not outcome.hold_duplicate and s.holds is not None:
                 await asyncio.to_thread(_discard, s.holds, outcome.hold_id)
             outcome.decision = enforcement.proxy_block("proxy.audit-unavailable", "the audit log could not be "
@@ -130,7 +135,12 @@ class Judge:
                                                        at=outcome.decision.at)
             outcome.body = None
             return outcome
-        await self._record_events(outcome)
+        recovered: list[tuple[str, dict]] = []
+        if self._unrecorded is not None:
+            count, since, error = self._unrecorded
+            self._unrecorded = None
+            recovered.append(("audit.write_failed", {"failures": count, "since": since, "error": error}))
+        await self._record_events(outcome, recovered)
         return outcome
 
     async def fail_closed(self, request: Request, error: BaseException) -> Outcome:
@@ -289,9 +299,8 @@ class Judge:
         outcome.hold_id = item.id
         outcome.hold_duplicate = item.is_duplicate
 
-    async def _record_events(self, outcome: Outcome) -> None:
+    async def _record_events(self, outcome: Outcome, events: list[tuple[str, dict]]) -> None:
         s, d, rec = self.services, outcome.decision, outcome.recognition
-        events: list[tuple[str, dict]] = []
         for exemption in d.exemptions_used:
             events.append(("exemption.used", {"exemption": exemption, "decision_id": d.decision_id,
                                               "rules": [m.rule_id for m in d.exempted]}))
@@ -313,7 +322,7 @@ class Judge:
             try:
                 await asyncio.to_thread(s.audit.append_event, name, fields)
             except Exception as exc:  # noqa: BLE001 - the decision itself is recorded; say this one is not
-                log.error("audit.event_failed", event_name=name, error=type(exc).__name__)
+                log.error("audit.event_failed", audit_event=name, error=type(exc).__name__)
 
 
 def detection_only(check: Any) -> ImageFindings:

@@ -27,7 +27,9 @@ PUPILS = [
      "negativePoints": 1},
 ]
 BEHAVIORS = [
-    {"_id": "5f00000000000000000b0101", "name": "Helping others", "points": 1, "positive": True},
+    # A class set up as St Wilfrid's policy asks: skills named after its five areas, plus one
+    # the teacher added that is not among them, and a "needs work" skill ClassDojo ships.
+    {"_id": "5f00000000000000000b0101", "name": "Is polite", "points": 1, "positive": True},
     {"_id": "5f00000000000000000b0102", "name": "Working hard", "points": 2, "positive": True},
     {"_id": "5f00000000000000000b01f1", "name": "Off task", "points": -1, "positive": False},
 ]

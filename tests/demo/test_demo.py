@@ -64,10 +64,10 @@ def test_photo_with_location_is_forwarded_without_gps(played):
     assert arrived.startswith(b"\xff\xd8\xff") and not photos.has_gps(arrived)
 
 
-def test_positive_point_reaches_classdojo_with_a_warning(played):
-    """A positive point goes through; the stand-in's skill is not one of the policy's five areas, so it is warned."""
+def test_positive_point_for_one_of_the_five_areas_reaches_classdojo(played):
+    """A positive point for "Is polite", one of the policy's five areas, goes through with no rule against it."""
     step = played.steps["positive_point"]
-    assert (step.verdict, step.rules, step.reached_classdojo) == ("warn", ("points-five-areas",), True)
+    assert (step.verdict, step.rules, step.reached_classdojo) == ("allow", (), True)
 
 
 def test_needs_work_point_is_blocked(played):

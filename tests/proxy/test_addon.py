@@ -156,6 +156,23 @@ async def test_audit_write_failure_blocks_the_write(services):
     assert "could not record" in error_of(flow)["fallbackMessage"]
 
 
+async def test_writes_refused_while_the_audit_log_was_down_are_counted_once_it_is_back(services):
+    """When the log takes writes again, one audit.write_failed record says how many were refused and since when."""
+    from dojoguard.audit.log import AuditLog
+
+    services.audit.close()
+    guard = Guard(services)
+    with taddons.context(guard):
+        for _ in range(2):
+            refused = await judged(guard, write_flow(MESSAGE, {"body": "hello"}))
+            assert refused.response.status_code == 403
+        services.audit = AuditLog.open(services.settings.audit_path, clock=services.clock)
+        allowed = await judged(guard, write_flow(MESSAGE, {"body": "hello again"}))
+    assert allowed.response is None  # forwarded
+    (event,) = audit_rows(services, "audit.write_failed")
+    assert event["failures"] == 2 and event["since"] and event["error"]
+
+
 async def test_oversized_write_is_refused_before_its_body_is_read(services):
     """A write whose declared length is over max_write_body_mb is blocked at its headers."""
     guard = Guard(services)

@@ -100,9 +100,10 @@ def write_loop(proxy: ProxyProcess, worker: int, acks: list[Ack], stop: threadin
             n += 1
 
 
-@pytest.fixture
-def crashed(tmp_path):
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory):
     """Load, SIGKILL, restart: everything the assertions need."""
+    tmp_path = tmp_path_factory.mktemp("crash")
     cfg = write_config(tmp_path)
     doc = json.loads(cfg.read_text())
     doc["rules"] = {"policy": crash_policy(tmp_path), "reload": False}
