@@ -9,6 +9,7 @@ one check: only boxes and yes/no answers go back.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,11 @@ def engine():
     global _engine
     if _engine is None:
         try:
-            import face_recognition
+            with warnings.catch_warnings():
+                # Its models package still uses pkg_resources (hence the pinned setuptools);
+                # the deprecation notice is for its authors, not for IT staff reading our output.
+                warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+                import face_recognition
         except (SystemExit, ImportError) as exc:
             raise EngineError(f"the face engine cannot load its models ({exc!r})") from None
         # face_recognition switches on Pillow's LOAD_TRUNCATED_IMAGES for the
