@@ -266,13 +266,20 @@ def test_broken_policy_edit_keeps_the_last_good_one_and_a_fix_is_reloaded(world,
 
 
 def test_stops_cleanly_on_sigterm(tmp_path):
-    """SIGTERM stops the proxy with exit status 0 and a proxy.stopped record."""
+    """SIGTERM stops the proxy with exit status 0, a proxy.stopped record and a signed checkpoint."""
     config = write_config(tmp_path)
     with StandIn(tmp_path / "standin") as standin:
         proxy = ProxyProcess(config, tmp_path, standin.port, standin.ca_cert).start()
         assert proxy.stop() == 0
     db = sqlite3.connect(tmp_path / "data" / "audit.sqlite")
     assert db.execute("SELECT count(*) FROM records WHERE type = 'proxy.stopped'").fetchone() == (1,)
+    db.close()
+    # The scheduled jobs ran in the proxy: a signed checkpoint was exported, and it verifies.
+    checkpoints = sorted((tmp_path / "data" / "checkpoints").glob("checkpoint-*.json"))
+    assert checkpoints
+    verified = CliRunner().invoke(cli, ["--config", str(config), "audit", "verify", "--checkpoint",
+                                        str(checkpoints[-1])])
+    assert verified.exit_code == 0, verified.output
 
 
 def _wait_for(check, timeout_s: float = 15.0) -> None:
