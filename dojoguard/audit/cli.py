@@ -169,6 +169,8 @@ def report_command(env: Environment, first: datetime, last: datetime, fmt: str, 
       dojoguard audit report --from 2026-11-23 --to 2026-11-27 --format html -o week.html
     """
     cfg = _config(env)
+    # A year of a large school takes seconds: say what is happening (on stderr, so `-o -` stays clean).
+    click.echo("Reading and verifying the audit log...", file=env.stderr)
     with _open(env, database) as log:
         try:
             start, end = period_bounds(first.date(), last.date(), cfg.timezone)
@@ -178,6 +180,7 @@ def report_command(env: Environment, first: datetime, last: datetime, fmt: str, 
                                   checkpoint_dir=cfg.path("audit", "checkpoint_dir"))
         except ValueError as exc:
             raise fail(exc) from None
+    click.echo(f"Writing the {fmt.upper()} report ({report.decisions:,} decisions)...", file=env.stderr)
     data = render(report, fmt)
     if str(output) == "-":
         click.echo(data.decode("utf-8"), nl=False, file=env.stdout)

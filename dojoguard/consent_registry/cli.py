@@ -99,10 +99,10 @@ def consent_import(env: Environment, file: Path, fmt: str, dry_run: bool) -> Non
     settings = _config(env)["consent"]["import"]
     with _registry(env) as registry:
         if dry_run:
-            report = _run_import(registry, file, fmt, settings, True)
+            report = _run_import(registry, file, fmt, settings, True, env.stderr)
         else:
             with _audit(env) as log:
-                report = _run_import(registry, file, fmt, settings, False)
+                report = _run_import(registry, file, fmt, settings, False, env.stderr)
                 before = {}
                 for change in report.changes:
                     person = registry.person(change.person_id)
@@ -117,14 +117,26 @@ def consent_import(env: Environment, file: Path, fmt: str, dry_run: bool) -> Non
         click.echo(line)
 
 
-def _run_import(registry, file, fmt, settings, dry_run):
+def _run_import(registry, file, fmt, settings, dry_run, stream=None):
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label="Importing", file=stream)
+            bar.__enter__()
+        bar.update(1)
+
     try:
-        return importer.import_file(registry, file, fmt, settings, dry_run=dry_run)
+        return importer.import_file(registry, file, fmt, settings, dry_run=dry_run, progress=progress)
     except (FileProblems, RegistryError) as exc:
         raise fail(exc) from None
     except sqlite3.IntegrityError as exc:
         raise click.ClickException(f"nothing was imported: the file conflicts with the registry ({exc}). "
                                    "Hint: a UPN already belongs to another pupil.") from None
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
 
 @consent_group.command("set")

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from dojoguard.consent_registry.registry import PersonKind, Registry, State
 from dojoguard.yamlfile import FileProblems, Problem
@@ -278,8 +279,11 @@ def _check_duplicates_and_purposes(v: _Validator, records: list[_Record], purpos
 
 
 def import_file(registry: Registry, path: str | Path, fmt: Format | str, settings: dict, *,
-                dry_run: bool = False) -> Report:
-    """Validate then apply one export; raises ``FileProblems`` (every row problem) and changes nothing then."""
+                dry_run: bool = False, progress: Callable[[int, int], None] | None = None) -> Report:
+    """Validate then apply one export; raises ``FileProblems`` (every row problem) and changes nothing then.
+
+    ``progress(done, total)`` is called after each person is applied (for a progress bar).
+    """
     path = Path(path)
     fmt = Format(fmt)
     v = _Validator(path)
@@ -300,7 +304,7 @@ def import_file(registry: Registry, path: str | Path, fmt: Format | str, setting
     source = f"{fmt} import"
     registry.db.execute("BEGIN IMMEDIATE")
     try:
-        for r in records:
+        for done, r in enumerate(records, start=1):
             existed = registry.db.execute("SELECT 1 FROM people WHERE kind = ? AND mis_id = ?",
                                           (str(r.kind), r.mis_id)).fetchone()
             person_id, changed = registry.upsert_person(r.kind, r.mis_id, r.first_name, r.last_name, upn=r.upn,
@@ -318,6 +322,8 @@ def import_file(registry: Registry, path: str | Path, fmt: Format | str, setting
                 if registry.is_permitted(person_id, purpose):
                     registry.record_consent(person_id, purpose, State.UNKNOWN, source=source, informed_by="MIS")
                     report.changes.append(Change(person_id, purpose, State.UNKNOWN, source))
+            if progress is not None:
+                progress(done, len(records))
     except BaseException:
         registry.db.execute("ROLLBACK")
         raise
