@@ -76,6 +76,7 @@ def _connect_from(source: str, proxy: ProxyProcess) -> bytes:
             return b""
 
 
+@pytest.mark.slow
 def test_a_client_outside_the_served_networks_is_refused(running):
     """With client_networks 127.0.0.1/32, a device at 127.0.0.2 gets no tunnel while 127.0.0.1 does (no open relay)."""
     proxy = running["proxy"]
@@ -84,6 +85,7 @@ def test_a_client_outside_the_served_networks_is_refused(running):
     assert "client.refused" in proxy.log()
 
 
+@pytest.mark.slow
 def test_a_refused_client_cannot_send_a_plain_http_request_either(running):
     """A device outside the served networks cannot use the proxy for plain HTTP to any site."""
     proxy = running["proxy"]
@@ -99,6 +101,7 @@ def test_a_refused_client_cannot_send_a_plain_http_request_either(running):
     assert not answer.startswith(b"HTTP/1.1 2")
 
 
+@pytest.mark.slow
 def test_the_served_client_still_gets_classdojo(running):
     """The device inside the served network is judged and forwarded as usual (the refusal is not a blanket one)."""
     context = ssl.create_default_context(cafile=str(running["proxy"].ca_cert))
@@ -111,6 +114,7 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.slow
 def test_keys_and_databases_are_readable_by_the_service_alone(running):
     """After a real start (and a first checkpoint) the CA key, signing key, databases and data folder are owner-only."""
     result = CliRunner().invoke(cli, ["--config", str(running["config"]), "audit", "checkpoint"])
@@ -142,6 +146,7 @@ def _listening_inodes() -> dict[str, str]:
     return found
 
 
+@pytest.mark.slow
 def test_the_proxy_listens_on_its_one_configured_port_only(running):
     """The running proxy has exactly one listening socket, the proxy port: no admin or web interface to reach."""
     pid = running["proxy"].process.pid
@@ -158,6 +163,7 @@ def test_the_proxy_listens_on_its_one_configured_port_only(running):
     assert int(mine[0].rsplit(":", 1)[1], 16) == running["proxy"].port
 
 
+@pytest.mark.slow
 def test_the_admin_commands_work_on_local_files_only(running):
     """Every admin command takes its data from the local settings file; none is reachable through the proxy port."""
     proxy = running["proxy"]
@@ -192,6 +198,39 @@ def test_yaml_tags_cannot_run_code_in_any_file_it_edits(tmp_path, tag):
     assert not marker.exists()
 
 
+# Hostile YAML, whatever file it is put in: (name, text, the code it must be refused with).
+HOSTILE_YAML = [
+    ("alias bomb", "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                   "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+     "DG-YAML-ALIAS"),
+    ("deep nesting", "a: " + "[" * 5000 + "]" * 5000 + "\n", None),
+    ("tabs", "proxy:\n\tlisten: 127.0.0.1:8080\n", None),
+    ("duplicate key", "timezone: Europe/London\ntimezone: UTC\n", None),
+    ("huge", "# padding\n" * 200_000, None),
+    ("not utf-8", "name: caf\xe9\n", None),
+]
+
+
+@pytest.mark.parametrize("what", ["settings", "policy", "exemptions", "catalogue"])
+@pytest.mark.parametrize("name", [h[0] for h in HOSTILE_YAML])
+def test_hostile_yaml_is_refused_quickly_by_every_file_it_edits(tmp_path, what, name):
+    """Alias bombs, deep nesting, tabs, duplicate keys, huge and non-UTF-8 files are refused within a second."""
+    text, code = next((t, c) for n, t, c in HOSTILE_YAML if n == name)
+    path = tmp_path / f"{what}.yaml"
+    path.write_bytes(text.encode("latin-1"))
+    loaders = {"settings": config.load, "policy": load_policy, "exemptions": load_exemptions,
+               "catalogue": catalogue.load}
+    started = time.monotonic()
+    with pytest.raises(yamlfile.FileProblems) as caught:
+        loaders[what](path)
+    assert time.monotonic() - started < 1.0
+    problems = caught.value.problems
+    assert problems and all(p.code.startswith("DG-") and p.message for p in problems)
+    if code:
+        assert code in {p.code for p in problems}
+
+
+@pytest.mark.slow
 def test_a_policy_with_a_code_tag_is_rejected_while_the_proxy_keeps_running(tmp_path):
     """A running proxy given a rule file with a Python tag rejects it, records why, and keeps its last good policy."""
     folder = tmp_path

@@ -158,10 +158,26 @@ def oriented_size(image: Image.Image) -> tuple[int, int]:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
+def _load_or_raise(image: Image.Image) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError) as exc:
+        raise DecodeError("too-large", f"image dimensions exceed the safety limit ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:
+        raise DecodeError("corrupt", f"the picture is truncated or damaged ({exc})") from None
+
+
 def decode(data: bytes, *, max_pixels: int, long_side: int, max_frames: int = 20) -> Decoded:
     """Decode every frame of a picture for detection, or raise ``DecodeError``."""
     image = open_image(data, max_pixels=max_pixels)
     fmt = image.format
+    if fmt not in ("JPEG", "MPO"):
+        # Reading a PNG's metadata loads its pixels, and the metadata readers below
+        # swallow errors: a damaged file would then be left half-decoded with filler.
+        # Loading first makes the damage raise here. (JPEGs are loaded after draft().)
+        _load_or_raise(image)
     gps = has_gps(image)
     size = oriented_size(image)
     n_frames = 1 if fmt in SINGLE_PICTURE_FORMATS else getattr(image, "n_frames", 1)

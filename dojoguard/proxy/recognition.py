@@ -18,6 +18,8 @@ from dojoguard.rules.action import Channel, Kind
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Upload ids are short (24-hex ObjectIds, UUIDs); anything longer in a list of attachments is data.
 _MAX_ID = 128
+# Body formats no text can be read from.
+_UNREADABLE_FOR_TEXT = frozenset({"binary", "image"})
 # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 encoder accepts.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -89,6 +91,10 @@ def recognise(request: Request, catalogue: Catalogue) -> Recognition:
     if rec.endpoint is None:
         rec.text = _SURROGATE.sub("\ufffd", "\n".join(rec.body.texts)) or None
         return rec
+    if "text" in rec.endpoint.fields and rec.body.format in _UNREADABLE_FOR_TEXT:
+        # A write that carries text, sent as bytes the proxy cannot read text from: the text
+        # rules would see nothing, so it is not treated as a write without text.
+        rec.problems.append(f"the {rec.body.format} body of a write that carries text cannot be read as text")
     doc = rec.body.json if rec.body.format == "json" else _form_fields(rec.body)
     query = parse_qs(urlsplit(request.path).query)
     fields = rec.endpoint.fields

@@ -11,9 +11,13 @@ from dojoguard.proxy.addon import Guard
 from dojoguard.proxy.services import Services
 from dojoguard.proxy.settings import Settings
 
-# A generous ceiling on any buffered body (mitmproxy applies it to requests and
-# to responses it reads); dojoguard's own write cap is max_write_body_mb.
-BUFFER_CEILING = "2g"
+# mitmproxy refuses (413) any body it would buffer beyond this. dojoguard's own
+# cap is max_write_body_mb, checked from Content-Length before the body is read;
+# a write sent without one (chunked) is cut off here, a megabyte past the cap,
+# instead of being held in memory to its end. Responses that are buffered
+# (answers to writes, the small JSON reads the proxy learns from) are far
+# smaller; everything else streams and is not limited.
+BUFFER_MARGIN_MB = 1
 
 
 class RefusedToStart(Exception):
@@ -34,7 +38,7 @@ def mitmproxy_options(settings: Settings, services: Services) -> dict:
         "block_global": False,
         # Never stream a request body: a streamed write is forwarded before it is judged.
         "stream_large_bodies": None,
-        "body_size_limit": BUFFER_CEILING,
+        "body_size_limit": f"{settings.max_write_bytes // (1024 * 1024) + BUFFER_MARGIN_MB}m",
         "ssl_verify_upstream_trusted_ca": settings.upstream_trust,
         "emudhra": False,
         "emudhra_old": False,

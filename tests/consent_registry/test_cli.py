@@ -139,12 +139,12 @@ def test_image_check_json(setup, samples, tmp_path):
     from PIL import Image
     photo.write_bytes(jpeg(Image.open(samples / "astronaut.jpg"), exif=gps_exif()))
     result = run(cfg, "image", "check", str(photo), "--channel", "class_story", "--class", "never-seen",
-                 "--device", "10.20.0.5", "--json")
+                 "--device", "127.0.0.1", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output[result.output.index("{"):])
     assert doc["findings"]["faces_found"] == 1 and doc["findings"]["gps_present"]
     top, right, bottom, left = doc["boxes"][0]
     assert 60 <= top < bottom <= 190 and 160 <= left < right <= 290
     assert doc["verdict"] == "block" and "photo-consent" in [m["rule"] for m in doc["decision"]["matched"]]
-    text = run(cfg, "image", "check", str(samples / "coffee.jpg"), "--device", "10.20.0.5")
+    text = run(cfg, "image", "check", str(samples / "coffee.jpg"), "--device", "127.0.0.1")
     assert "faces found 0" in text.output and "verdict: allow" in text.output

@@ -127,23 +127,27 @@ def png_with_html() -> bytes:
     return out.getvalue()
 
 
-# name -> (data, the decoder's code, or None when the visible picture is a valid image to check)
+# JPEG, WebP (lossy) and HEIC carry no checksum over their compressed pixels: damage inside them
+# decodes to damaged pixels, as it does in a browser, and those pixels are what gets checked.
+NO_CHECKSUM = "decodes as damaged pixels"
+# name -> (data, the decoder's code, None when the visible picture is a valid image to check,
+# or NO_CHECKSUM)
 HOSTILE = {
     "gif truncated": (truncated(encode("GIF")), "corrupt"),
     "gif corrupt": (corrupt(encode("GIF")), "corrupt"),
     "gif claims 30000x30000": (gif_claiming(30_000, 30_000), "too-large"),
     "webp truncated": (truncated(encode("WEBP")), "corrupt"),
-    "webp corrupt": (corrupt(encode("WEBP")), "corrupt"),
+    "webp corrupt": (corrupt(encode("WEBP")), NO_CHECKSUM),
     "webp claims 16384x16384": (webp_claiming(16_384, 16_384), "too-large"),
     "heic truncated": (truncated(encode("HEIC")), "corrupt"),
-    "heic corrupt": (corrupt(encode("HEIC")), "corrupt"),
+    "heic corrupt": (corrupt(encode("HEIC")), NO_CHECKSUM),
     "png truncated": (truncated(encode("PNG")), "corrupt"),
     "png corrupt": (corrupt(encode("PNG")), "corrupt"),
     "png claims 1x100000": (png_claiming(1, 100_000), "corrupt"),
     "png claims 30000x30000": (png_claiming(30_000, 30_000), "too-large"),
-    "jpeg corrupt": (corrupt(encode("JPEG")), "corrupt"),
+    "jpeg corrupt": (corrupt(encode("JPEG")), NO_CHECKSUM),
     "jpeg claims 30000x30000": (jpeg_claiming(30_000, 30_000), "too-large"),
-    "jpeg claims 1x65000": (jpeg_claiming(1, 65_000), "corrupt"),
+    "jpeg claims 1x65000": (jpeg_claiming(1, 65_000), NO_CHECKSUM),
     "gif with script": (gif_with_script(), "corrupt"),
     "html labelled a photo": (b"<html><body><img src=x onerror=alert(1)></body></html>", "not-an-image"),
     "jpeg with a zip appended": (jpeg_with_zip(), None),
@@ -151,6 +155,18 @@ HOSTILE = {
 }
 # Codes a damaged file may honestly be reported with (a truncated header reads as "not a picture").
 DAMAGED = {"corrupt", "not-an-image", "too-large"}
+
+
+def _declared_size(data: bytes) -> tuple[int, int]:
+    return Image.open(io.BytesIO(data)).size
+
+
+def test_a_png_damaged_after_its_header_is_corrupt_not_filled_in():
+    """A PNG whose pixel data is damaged raises "corrupt"; reading its metadata must not half-decode it with filler."""
+    for data in (corrupt(encode("PNG")), png_claiming(1, 100_000), truncated(encode("PNG"))):
+        with pytest.raises(decoding.DecodeError) as caught:
+            decoding.decode(data, max_pixels=CAP, long_side=1600)
+        assert caught.value.code == "corrupt"
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
@@ -161,6 +177,13 @@ def test_hostile_pictures_get_a_stable_code_quickly(name):
     if code is None:
         decoded = decoding.decode(data, max_pixels=CAP, long_side=1600)
         assert decoded.frames and decoded.frames[0].size == (96, 64)
+    elif code is NO_CHECKSUM:
+        try:
+            decoded = decoding.decode(data, max_pixels=CAP, long_side=1600)
+        except decoding.DecodeError as exc:
+            assert exc.code in DAMAGED, exc
+        else:
+            assert decoded.frames and decoded.frames[0].size == _declared_size(data)
     else:
         with pytest.raises(decoding.DecodeError) as caught:
             decoding.decode(data, max_pixels=CAP, long_side=1600)
@@ -190,6 +213,8 @@ def test_every_hostile_picture_is_a_clear_finding_from_the_worker_in_bounded_tim
         slowest = max(slowest, time.monotonic() - started)
         if code is None:
             assert result.findings.is_complete, (name, result.findings)
+        elif code is NO_CHECKSUM:
+            assert result.findings.is_complete or result.findings.error, (name, result.findings)
         else:
             assert not result.findings.is_complete and result.findings.error, (name, result.findings)
     assert slowest < CHECK_WITHIN_S

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 EXPECTED = {
     "text_update": "allow", "class_photo": "allow", "photo_without_consent": "block",
-    "photo_with_location": "redact", "positive_point": "warn", "needs_work_point": "block",
+    "photo_with_location": "redact", "positive_point": "allow", "needs_work_point": "block",
     "long_personal_message": "warn", "evening_message": "block", "evening_message_exempt": "allow",
     "unknown_endpoint": "warn",
 }
