@@ -14,14 +14,27 @@ import numpy as np
 
 from dojoguard.consent_registry import decoding, faces
 
+# How far below the proxy's own priority the image workers run (os.nice increment, 0-19).
+WORKER_NICENESS = 10
+
 
 def initialise() -> None:
     """Runs once per worker. Raising here breaks the pool, so every check fails closed."""
     # One core per worker: the pool, not the libraries, decides parallelism.
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
+    # A teacher's text message must not queue behind a photo analysis on a busy machine:
+    # the workers yield the CPU to the proxy's event loop whenever both want it.
+    _lower_priority()
     decoding.register_formats()
     faces.engine()
+
+
+def _lower_priority() -> None:
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:
+        pass  # a platform without nice: the worker runs at normal priority, checks still complete
 
 
 def check(data: bytes, settings: faces.Settings, allowed: np.ndarray | None, match_faces: bool) -> faces.Analysis:

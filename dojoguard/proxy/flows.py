@@ -6,13 +6,29 @@ from mitmproxy import http
 
 from dojoguard.proxy.recognition import Request
 
+HOST = "dojoguard.host"
+
+
+def host_of(flow: http.HTTPFlow) -> str:
+    """The host the device addressed, lower-cased.
+
+    mitmproxy parses and validates the Host header again on every read of
+    ``pretty_host``, which measured as the dearest part of telling a
+    ClassDojo write from other traffic; the request line and headers are
+    fixed once they have arrived, so it is worked out once per flow.
+    """
+    host = flow.metadata.get(HOST)
+    if host is None:
+        host = flow.metadata[HOST] = flow.request.pretty_host.lower()
+    return host
+
 
 def request_of(flow: http.HTTPFlow, *, with_body: bool = True) -> Request:
     """The request as plain values; ``with_body=False`` at the headers stage, before the body is read."""
     req = flow.request
     return Request(
         method=req.method.upper(),
-        host=req.pretty_host.lower(),
+        host=host_of(flow),
         port=req.port,
         path=req.path,
         headers=tuple((k, v) for k, v in req.headers.items(multi=True)),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import queue
+import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable
@@ -76,6 +78,62 @@ class Outcome:
     request: Request | None = None
 
 
+class AuditThread:
+    """One long-lived thread that makes audit records durable, off the event loop.
+
+    Every write waits for its record to be committed (synchronous=FULL)
+    before it is answered, so the hand-over sits on every write's path.
+    ``asyncio.to_thread`` costs a context copy, an executor work item and a
+    chain of wrapped futures each way; this costs one queue put and one
+    ``call_soon_threadsafe``. The audit log serialises writers with its own
+    lock anyway, so one thread loses no parallelism.
+    """
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    async def run(self, fn: Callable, *args) -> Any:
+        """``fn(*args)`` on the audit thread; its result, or its exception raised here."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._ensure_started()
+        self._queue.put((loop, future, fn, args))
+        return await future
+
+    def _ensure_started(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._start:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._work, name="dojoguard-audit", daemon=True)
+                    self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            loop, future, fn, args = self._queue.get()
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting write, which fails closed
+                result, error = None, exc
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:
+                pass  # that event loop has closed: nobody is waiting for this answer any more
+
+
+def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+AUDIT_THREAD = AuditThread()
+
+
 class Judge:
     def __init__(self, services: Services):
         self.services = services
@@ -122,7 +180,7 @@ class Judge:
         """Make the decision durable before anything is answered; an audit failure fails closed."""
         s = self.services
         try:
-            await asyncio.to_thread(s.audit.append_decision, outcome.action, outcome.decision)
+            await AUDIT_THREAD.run(s.audit.append_decision, outcome.action, outcome.decision)
         except Exception as exc:  # noqa: BLE001 - any failure to record must block, whatever its type
             log.error("audit.write_failed", decision_id=outcome.decision.decision_id, error=type(exc).__name__)
             count, since, _ = self._unrecorded or (0, outcome.decision.at.isoformat(), "")
@@ -320,7 +378,7 @@ class Judge:
                 log.error("discovery.record_failed", error=type(exc).__name__)
         for name, fields in events:
             try:
-                await asyncio.to_thread(s.audit.append_event, name, fields)
+                await AUDIT_THREAD.run(s.audit.append_event, name, fields)
             except Exception as exc:  # noqa: BLE001 - the decision itself is recorded; say this one is not
                 log.error("audit.event_failed", audit_event=name, error=type(exc).__name__)
 

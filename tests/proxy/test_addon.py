@@ -404,3 +404,38 @@ async def test_catalogue_edit_is_reloaded_and_a_broken_one_is_kept_out(services,
         assert services.catalogue.role_of("dojo.example.net") == "api"
     assert [r["what"] for r in audit_rows(services, "policy.reloaded")] == ["catalogue"]
     assert audit_rows(services, "policy.rejected")[0]["codes"] == ["DG-CATALOGUE-INVALID"]
+
+
+async def test_a_write_brought_under_the_policy_between_its_headers_and_body_is_judged(services, tmp_path):
+    """A host added by a catalogue reload after a write's headers arrived still has that write judged."""
+    from dataclasses import replace
+
+    from dojoguard.proxy import catalogue
+    from dojoguard.proxy.services import watched_stamps
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(catalogue.builtin_text())
+    services.settings = replace(services.settings, catalogue=str(path))
+    services.stamps = watched_stamps(services.settings)
+    guard = Guard(services)
+    with taddons.context(guard):
+        flow = write_flow(MESSAGE, {"body": "hello"}, host="dojo.example.net")
+        await guard.requestheaders(flow)
+        path.write_text(catalogue.builtin_text().replace(
+            "  - {host: classdojo.pubnub.com, role: realtime, confidence: old}",
+            "  - {host: classdojo.pubnub.com, role: realtime, confidence: old}\n"
+            "  - {host: dojo.example.net, role: api, confidence: inferred}"))
+        await guard.reload()
+        await guard.request(flow)
+    assert [r["endpoint"].endswith("dojo.example.net") for r in audit_rows(services)] == [True]
+
+
+def test_the_start_up_heap_is_kept_out_of_garbage_collection():
+    """Once the proxy runs, the objects it loaded at start-up are frozen out of the collector's generations."""
+    import gc
+
+    from dojoguard.proxy.addon import settle_heap
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

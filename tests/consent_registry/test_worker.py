@@ -1,0 +1,31 @@
+"""The image-check worker processes: they give way to the proxy when the machine is busy."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from dojoguard.consent_registry import worker
+from dojoguard.consent_registry.imagecheck import ImageChecker
+
+PURPOSES = {"class_story": "class_story", "school_story": "school_story", "portfolio": "portfolio",
+            "message": "class_story"}
+SETTINGS = {"processing_size": 1600, "upsample": 1, "tolerance": 0.5, "max_megapixels": 64, "timeout_s": 30,
+            "mode": "standard"}
+
+
+def niceness(pid: int) -> int:
+    # Field 19 of /proc/<pid>/stat (counting from 1) is the nice value; the name in brackets may hold spaces.
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_workers_run_below_the_proxys_priority():
+    """A worker runs WORKER_NICENESS below its parent, so a photo analysis never delays a text message's turn."""
+    checker = ImageChecker(SETTINGS, None, PURPOSES, workers=1)
+    try:
+        pid = asyncio.run(checker.run(worker.ping))
+        assert pid != os.getpid()
+        assert niceness(pid) == min(19, os.nice(0) + worker.WORKER_NICENESS)
+    finally:
+        checker.close()
