@@ -126,7 +126,7 @@ class Guard:
         started = time.perf_counter()
         request = None
         try:
-            request = flows.request_of(flow)
+            request = flows.request_of(flow, limit=self.services.settings.max_write_bytes)
             outcome = await self.judge.judge(request, stored=lambda: flows.stored_request(flow))
         except Exception as exc:  # noqa: BLE001 - fail closed: an exception must never let a write through
             log.exception("judge.failed", error=type(exc).__name__)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 from mitmproxy import http
 
 from dojoguard.proxy.recognition import Request
@@ -23,8 +25,12 @@ def host_of(flow: http.HTTPFlow) -> str:
     return host
 
 
-def request_of(flow: http.HTTPFlow, *, with_body: bool = True) -> Request:
-    """The request as plain values; ``with_body=False`` at the headers stage, before the body is read."""
+def request_of(flow: http.HTTPFlow, *, with_body: bool = True, limit: int | None = None) -> Request:
+    """The request as plain values; ``with_body=False`` at the headers stage, before the body is read.
+
+    A compressed body is inflated at most to ``limit`` bytes and one more, so
+    a small "zip bomb" shows as an over-cap write instead of filling memory.
+    """
     req = flow.request
     return Request(
         method=req.method.upper(),
@@ -32,9 +38,35 @@ def request_of(flow: http.HTTPFlow, *, with_body: bool = True) -> Request:
         port=req.port,
         path=req.path,
         headers=tuple((k, v) for k, v in req.headers.items(multi=True)),
-        content=(req.get_content(strict=False) or b"") if with_body else b"",
+        content=body_of(req, limit) if with_body else b"",
         client_address=client_address(flow),
     )
+
+
+def body_of(req: http.Request, limit: int | None) -> bytes:
+    raw = req.raw_content or b""
+    encoding = (req.headers.get("content-encoding") or "").strip().lower()
+    if not encoding or encoding == "identity":
+        return raw
+    if limit is None:
+        return req.get_content(strict=False) or b""
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return _inflate(raw, limit)
+    # Brotli, zstd or an unknown coding: apps do not compress what they send, and
+    # these cannot be inflated with a bound here. The bytes stay as they came, so
+    # nothing in them can be read and the write fails closed as unreadable.
+    return raw
+
+
+def _inflate(raw: bytes, limit: int) -> bytes:
+    # wbits 47 reads a gzip or a zlib header; a bare deflate stream needs -15.
+    for wbits in (47, -15):
+        inflater = zlib.decompressobj(wbits)
+        try:
+            return inflater.decompress(raw, limit + 1)
+        except zlib.error:
+            continue
+    return raw
 
 
 def client_address(flow: http.HTTPFlow) -> str:

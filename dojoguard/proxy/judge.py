@@ -368,7 +368,7 @@ class Judge:
         if rec is not None and rec.endpoint is None and outcome.request is not None:
             req = outcome.request
             events.append(("write.unclassified", {"method": req.method, "host": req.host,
-                                                  "path": template(req.path), "verdict": str(d.verdict),
+                                                  "path": template(req.path)[:300], "verdict": str(d.verdict),
                                                   "decision_id": d.decision_id}))
             skeleton = body_skeleton(rec.body.json) if rec.body is not None and rec.body.format == "json" else None
             try:
