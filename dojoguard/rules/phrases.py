@@ -94,14 +94,24 @@ def list_pattern(entries: tuple[str, ...], *, disguised: bool = False) -> str:
     return f"{_BEFORE}(?i:{'|'.join(alternatives)}){_AFTER}"
 
 
+def _disguised(piece: str) -> str:
+    """``piece`` with digits and symbols allowed for its letters, but never for all of them:
+    "455" is a room number, not a disguised "ass"."""
+    classes = [f"[{re2.escape(_LOOKALIKES[c])}]" if c in _LOOKALIKES else re2.escape(c) for c in piece]
+    if any(c not in _LOOKALIKES for c in piece):
+        return "".join(classes)  # a letter with no stand-in is always there
+    # RE2 has no look-ahead: spell out "at least one real letter" as one alternative per position.
+    return "(?:" + "|".join("".join(classes[:i]) + re2.escape(c) + "".join(classes[i + 1:])
+                            for i, c in enumerate(piece)) + ")"
+
+
 def _phrase_pattern(entry: str, disguised: bool) -> str:
     words = []
     for word in entry.split(" "):
         pieces = []
         for piece in word.split("'"):
             if disguised:
-                pieces.append("".join(f"[{re2.escape(_LOOKALIKES[c])}]" if c in _LOOKALIKES else re2.escape(c)
-                                      for c in piece))
+                pieces.append(_disguised(piece))
             else:
                 pieces.append(re2.escape(piece))
         words.append("['\u2019]".join(pieces))

@@ -47,6 +47,7 @@ def test_words_next_to_accented_letters_are_not_whole():
 @pytest.mark.parametrize("text, found", [
     ("oh sh1t", True), ("oh $hit", True), ("@ss", True), ("SH!T", True),
     ("class", False), ("passing", False), ("assess", False),
+    ("a55", True), ("Room 455 tomorrow", False), ("(455)", False), ("5$4", False),
 ])
 def test_disguised_words(text, found):
     """Word lists for language also catch digits and symbols standing in for letters, still whole words."""
