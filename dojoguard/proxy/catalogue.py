@@ -9,6 +9,7 @@ it is read with the hardened YAML reader and checked against
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -96,12 +97,21 @@ class Catalogue:
 
     def role_of(self, host: str, port: int = 443) -> str | None:
         """The host's role (exact names win over wildcards); None for a host we do not intercept."""
-        for h in sorted(self.hosts, key=lambda h: h.name.startswith("*.")):
+        for h in self._hosts_in_order:
             if h.matches(host):
                 return h.role
-        if any(re.search(p, f"{host}:{port}", re.IGNORECASE) for p in self.extra_hosts):
+        if any(p.search(f"{host}:{port}") for p in self._extra_patterns):
             return "upload"
         return None
+
+    # Asked on every request: ordered and compiled once per catalogue, not per call.
+    @functools.cached_property
+    def _hosts_in_order(self) -> tuple[Host, ...]:
+        return tuple(sorted(self.hosts, key=lambda h: h.name.startswith("*.")))
+
+    @functools.cached_property
+    def _extra_patterns(self) -> tuple[re.Pattern, ...]:
+        return tuple(re.compile(p, re.IGNORECASE) for p in self.extra_hosts)
 
     def endpoint(self, method: str, role: str | None, path: str) -> tuple[Endpoint, dict[str, str]] | None:
         for entry in self.endpoints:
