@@ -2,8 +2,8 @@
 
 Used for deferred messages when their window opens and for held items a
 leader approved. The request goes straight upstream (not back through the
-proxy, so it is not judged twice), over TLS verified against the system's
-trusted CAs, plus the staging CA when one is configured.
+proxy, so it is not judged twice), over TLS verified as mitmproxy verifies
+upstream (see ``dojoguard.upstream``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import http.client
 import ssl
 from dataclasses import dataclass, field
 
-import certifi
-
 from dojoguard.holds.store import StoredRequest
+from dojoguard.upstream import https_connection, tls_context
 
 # Headers that belong to the original connection, not to the request.
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer",
@@ -36,18 +35,16 @@ class Sender:
     timeout: float = 30.0
 
     def __post_init__(self):
-        self._context = ssl.create_default_context(cafile=certifi.where())
-        if self.upstream_trust:
-            self._context.load_verify_locations(cafile=self.upstream_trust)
+        self._context = tls_context(self.upstream_trust)
 
     def send(self, request: StoredRequest) -> SendResult:
         """Send the request; any failure is a result, not an exception, so it can be retried."""
-        address, port = self.resolve.get((request.host, request.port), (request.host, request.port))
         try:
             if request.scheme == "https":
-                conn = _NamedHTTPSConnection(address, port, server_hostname=request.host,
-                                             timeout=self.timeout, context=self._context)
+                conn = https_connection(request.host, request.port, resolve=self.resolve, context=self._context,
+                                        timeout=self.timeout)
             else:
+                address, port = self.resolve.get((request.host, request.port), (request.host, request.port))
                 conn = http.client.HTTPConnection(address, port, timeout=self.timeout)
             host_header = request.header("host") or request.host
             conn.putrequest(request.method, request.path, skip_host=True, skip_accept_encoding=True)
@@ -68,15 +65,3 @@ class Sender:
             detail += " (the teacher's ClassDojo session may have expired)"
         del body  # ClassDojo's reply may hold personal data: status only.
         return SendResult(response.status, ok, detail)
-
-
-class _NamedHTTPSConnection(http.client.HTTPSConnection):
-    """Dials one address but verifies (and sends SNI for) another name: curl's --resolve."""
-
-    def __init__(self, address: str, port: int, *, server_hostname: str, **kwargs):
-        super().__init__(address, port, **kwargs)
-        self._server_hostname = server_hostname
-
-    def connect(self):
-        http.client.HTTPConnection.connect(self)
-        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_hostname)

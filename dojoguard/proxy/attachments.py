@@ -8,14 +8,15 @@ fetch and analyse it itself.
 
 from __future__ import annotations
 
+import functools
 import http.client
-import socket
 import ssl
 from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from dojoguard.rules.action import Attachment
+from dojoguard.upstream import https_connection, tls_context
 
 # Enough for a school's busiest day of uploads; the oldest are forgotten first.
 MEMORY_SIZE = 20_000
@@ -85,6 +86,11 @@ class Fetcher:
     max_bytes: int
     timeout_s: float = 20.0
 
+    @functools.cached_property
+    def _context(self) -> ssl.SSLContext:
+        # Built once: loading the CA bundle is the dearest part of a fetch.
+        return tls_context(self.trust)
+
     def fetch(self, url: str) -> tuple[bytes, str | None]:
         """(body, content type); raises FetchError. Blocking: call from a worker thread."""
         try:
@@ -94,14 +100,8 @@ class Fetcher:
             raise FetchError("the attachment URL cannot be read") from None
         if parts.scheme != "https" or not host:
             raise FetchError("only https attachment URLs are fetched")
-        address = self.resolve.get((host, port), (host, port))
-        context = ssl.create_default_context()
-        if self.trust:
-            context.load_verify_locations(self.trust)
         try:
-            raw = socket.create_connection(address, timeout=self.timeout_s)
-            conn = http.client.HTTPSConnection(host, port, timeout=self.timeout_s, context=context)
-            conn.sock = context.wrap_socket(raw, server_hostname=host)
+            conn = https_connection(host, port, resolve=self.resolve, context=self._context, timeout=self.timeout_s)
             target = parts.path + (f"?{parts.query}" if parts.query else "")
             conn.request("GET", target, headers={"Host": host, "User-Agent": "dojoguard"})
             response = conn.getresponse()
