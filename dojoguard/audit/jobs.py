@@ -222,6 +222,7 @@ class Jobs:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        self.log.flush()
 
 
 class JobsHandle:

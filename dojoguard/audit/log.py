@@ -6,6 +6,17 @@ number, id, time) -> ``seal`` (hash over the canonical encoding, chained to
 the previous record) -> ``append`` (insert and commit with synchronous=FULL).
 A record is durable before ``append_*`` returns; if it cannot be written the
 caller gets ``AuditWriteError`` and must not act as if it had been recorded.
+
+The proxy opens the log with ``deferred_sync``: a commit then writes the
+record to the write-ahead log (so a crash of the process loses nothing, and
+every way a write can fail, from a full disk to a locked or corrupt
+database, is still reported before the caller goes on), and ``sync(seq)``
+makes it safe from power loss with one ``fdatasync`` of the write-ahead log,
+which covers every record committed before it. The proxy forwards a write
+once its record is committed and answers the app once the record is
+synced, so the flush overlaps the round trip to ClassDojo instead of adding
+to it. A failed flush cannot be retried safely (the kernel may have dropped
+the pages): the log then refuses every later write until it is reopened.
 """
 
 from __future__ import annotations
@@ -42,8 +53,16 @@ class AuditWriteError(Exception):
 class AuditLog:
     """One open audit database. Safe to share between threads."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock, emit_decisions: bool):
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock, emit_decisions: bool,
+                 deferred_sync: bool = False):
         self._conn = conn
+        self.deferred_sync = deferred_sync
+        self._sync_lock = threading.Lock()
+        self._committed = 0      # highest seq committed (written to the WAL)
+        self._synced = 0         # highest seq known to be on disk
+        self._sync_failure: str | None = None
+        self._wal_fd: int | None = None
+        self._wal_id: tuple[int, int] | None = None
         self.path = path
         self.clock = clock
         self._lock = threading.RLock()
@@ -56,8 +75,13 @@ class AuditLog:
 
     @classmethod
     def open(cls, path: str | Path, *, clock: Clock | None = None, busy_timeout_s: float = 5.0,
-             emit_decisions: bool = True) -> "AuditLog":
-        """Open (creating if needed, owner-only) the log at ``path``; raises ``AuditWriteError``."""
+             emit_decisions: bool = True, deferred_sync: bool = False) -> "AuditLog":
+        """Open (creating if needed, owner-only) the log at ``path``; raises ``AuditWriteError``.
+
+        ``deferred_sync``: commits reach the write-ahead log and ``sync`` makes them
+        durable (see the module notes); records written with ``durable=True``
+        (the default) are still synced before ``append_*`` returns.
+        """
         path = Path(path)
         try:
             _create_private(path)
@@ -67,11 +91,12 @@ class AuditLog:
             raise AuditWriteError(f"cannot open the audit log {path}: {exc}") from exc
         try:
             conn.execute("PRAGMA journal_mode=WAL").fetchone()
-            conn.execute("PRAGMA synchronous=FULL")
+            # NORMAL in WAL mode: commits are written, not flushed; checkpoints still flush.
+            conn.execute("PRAGMA synchronous=NORMAL" if deferred_sync else "PRAGMA synchronous=FULL")
             conn.execute("PRAGMA secure_delete=ON")
             conn.execute("PRAGMA foreign_keys=ON")
             schema.migrate(conn)
-            log = cls(conn, path, clock or SystemClock(), emit_decisions)
+            log = cls(conn, path, clock or SystemClock(), emit_decisions, deferred_sync)
             if log.log_id is None:
                 log._create()
             return log
@@ -90,7 +115,16 @@ class AuditLog:
 
     def close(self) -> None:
         with self._lock:
+            if self.deferred_sync and self._sync_failure is None:
+                try:
+                    self.sync(self._committed)
+                except AuditWriteError:
+                    pass  # already reported by sync(); closing must still release the file
             self._conn.close()
+            with self._sync_lock:
+                if self._wal_fd is not None:
+                    os.close(self._wal_fd)
+                    self._wal_fd = None
 
     def __enter__(self) -> "AuditLog":
         return self
@@ -100,10 +134,15 @@ class AuditLog:
 
     # -- writing ---------------------------------------------------------
 
-    def append_decision(self, action: Action, decision: Decision) -> AuditRecord:
-        """Record one decision (durable on return). Never stores text, images or names."""
+    def append_decision(self, action: Action, decision: Decision, *, durable: bool = True) -> AuditRecord:
+        """Record one decision (durable on return unless ``durable=False``). Never stores text, images or names.
+
+        ``durable=False`` (deferred-sync logs only) returns once the record is
+        committed; the caller must ``sync(record.seq)`` before it acts as if
+        the record were safe from power loss.
+        """
         fields = decision_fields(action, decision)
-        record = self._write("decision", decision.decision_id, fields)
+        record = self._write("decision", decision.decision_id, fields, durable=durable)
         if self._emit:
             self._logger.info("decision", seq=record.seq, decision_id=record.record_id,
                               verdict=fields["verdict"], kind=fields["kind"], channel=fields["channel"],
@@ -112,12 +151,12 @@ class AuditLog:
                               pupils=len(fields["pupils"]), policy_revision=fields["policy_revision"])
         return record
 
-    def append_event(self, event: str, fields: dict[str, Any]) -> AuditRecord:
+    def append_event(self, event: str, fields: dict[str, Any], *, durable: bool = True) -> AuditRecord:
         """Record a system event from ``events.EVENTS``; content-bearing fields are refused."""
         events.check(event, fields)
         if event == "pupil.erased":
             return self._erase(fields)
-        return self._write(event, uuid.uuid4().hex, fields)
+        return self._write(event, uuid.uuid4().hex, fields, durable=durable)
 
     def _erase(self, fields: dict[str, Any]) -> AuditRecord:
         pupil = fields.get("pupil")
@@ -137,9 +176,12 @@ class AuditLog:
             pass  # the key row is already deleted; the WAL is overwritten in time
         return record
 
-    def _write(self, type_: str, record_id: str, fields: dict[str, Any], after=None) -> AuditRecord:
+    def _write(self, type_: str, record_id: str, fields: dict[str, Any], after=None,
+               durable: bool = True) -> AuditRecord:
         refuse_content(fields)
         with self._lock:
+            if self._sync_failure is not None:
+                raise AuditWriteError(self._sync_failure)
             pending: dict[str, bytes] = {}
             conn = self._conn
             try:
@@ -157,7 +199,61 @@ class AuditLog:
             except sqlite3.Error as exc:
                 raise AuditWriteError(f"audit record not written: {_explain(exc)}") from exc
             self._pseudonyms.committed(pending)
+            self._committed = record.seq
+        if durable:
+            self.sync(record.seq)
         return record
+
+    def flush(self) -> None:
+        """Make everything committed so far durable, records or not (job state, say)."""
+        self.sync(None)
+
+    def sync(self, seq: int | None) -> None:
+        """Make every record up to ``seq`` safe from power loss (None: flush regardless); raises ``AuditWriteError``.
+
+        A no-op unless the log was opened with ``deferred_sync``. Thread-safe;
+        one flush covers every record committed before it started, so
+        concurrent writers share flushes.
+        """
+        if not self.deferred_sync:
+            return
+        with self._sync_lock:
+            if self._sync_failure is not None:
+                raise AuditWriteError(self._sync_failure)
+            if seq is not None and self._synced >= seq:
+                return
+            target = self._committed
+            try:
+                os.fdatasync(self._wal_file())
+            except OSError as exc:
+                self._sync_failure = (f"the audit log could not be flushed to disk ({exc}); it refuses "
+                                      f"further records until the proxy is restarted")
+                self._logger.error("audit.sync_failed", error=type(exc).__name__, seq=seq)
+                raise AuditWriteError(self._sync_failure) from exc
+            self._synced = max(self._synced, target)
+
+    @property
+    def sync_failure(self) -> str | None:
+        """Why the log refuses records after a failed flush, or None."""
+        return self._sync_failure
+
+    def _wal_file(self) -> int:
+        """A descriptor of the write-ahead log as it is now (SQLite may replace the file)."""
+        wal = f"{self.path}-wal"
+        try:
+            st = os.stat(wal)
+        except FileNotFoundError:
+            # Checkpointed and removed: every record is in the database file itself.
+            wal = str(self.path)
+            st = os.stat(wal)
+        ident = (st.st_dev, st.st_ino)
+        if self._wal_fd is None or self._wal_id != ident:
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
+            self._wal_fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
+            self._wal_id = ident
+        return self._wal_fd
 
     def insert(self, type_: str, record_id: str, fields: dict[str, Any], pending: dict[str, bytes]) -> AuditRecord:
         """Redact, enrich, seal and insert one record inside the caller's open write transaction."""
@@ -191,6 +287,9 @@ class AuditLog:
             except sqlite3.Error as exc:
                 raise AuditWriteError(f"audit record not written: {_explain(exc)}") from exc
             self._pseudonyms.committed(pending)
+            if record is not None:
+                self._committed = max(self._committed, record.seq)
+        self.flush()
         return record
 
     def _transaction(self, step) -> None:

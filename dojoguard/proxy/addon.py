@@ -144,6 +144,14 @@ class Guard:
     async def response(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:
             return
+        outcome: Outcome | None = flow.metadata.get(OUTCOME)
+        if outcome is not None and outcome.durable is not None:
+            # The app hears back only once the decision is safe on disk. The write has reached
+            # ClassDojo by now, so a failed flush cannot stop it: it is reported, and the audit
+            # log refuses (so the proxy blocks) every later write until it is restarted.
+            problem = await outcome.durable
+            if problem is not None:
+                log.error("audit.sync_failed", decision_id=outcome.decision.decision_id, error=problem)
         try:
             await self._learn(flow)
         except Exception as exc:  # noqa: BLE001 - learning is best effort; a miss means "unknown", which fails closed

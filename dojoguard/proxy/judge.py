@@ -8,6 +8,7 @@ analysis, fetching) never runs on the event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 import queue
@@ -76,13 +77,16 @@ class Outcome:
     # The teacher sent it again while it was already queued: same item, not a new one.
     hold_duplicate: bool = False
     request: Request | None = None
+    # Resolves (to None, or the reason) once the decision's record is safe from power
+    # loss; a forwarded write's answer waits for it (see ``Judge.record``).
+    durable: asyncio.Future | None = None
 
 
 class AuditThread:
-    """One long-lived thread that makes audit records durable, off the event loop.
+    """One long-lived thread that commits audit records, off the event loop.
 
-    Every write waits for its record to be committed (synchronous=FULL)
-    before it is answered, so the hand-over sits on every write's path.
+    Every write waits for its record to be committed before it is
+    forwarded, so the hand-over sits on every write's path.
     ``asyncio.to_thread`` costs a context copy, an executor work item and a
     chain of wrapped futures each way; this costs one queue put and one
     ``call_soon_threadsafe``. The audit log serialises writers with its own
@@ -131,7 +135,56 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
         future.set_result(result)
 
 
+class AuditSync:
+    """One thread that makes committed records durable, sharing each flush among the writes waiting.
+
+    ``request`` never raises and its future never fails: it resolves to None
+    once the record is on disk, or to the reason it could not be put there.
+    """
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def request(self, audit, seq: int) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not getattr(audit, "deferred_sync", False):
+            future.set_result(None)  # committed durably already
+            return future
+        if self._thread is None or not self._thread.is_alive():
+            with self._start:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._work, name="dojoguard-audit-sync", daemon=True)
+                    self._thread.start()
+        self._queue.put((loop, future, audit, seq))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while True:  # everyone already waiting shares this flush
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            outcome: dict[int, str | None] = {}
+            for audit in {id(b[2]): b[2] for b in batch}.values():
+                try:
+                    audit.sync(max(b[3] for b in batch if b[2] is audit))
+                    outcome[id(audit)] = None
+                except Exception as exc:  # noqa: BLE001 - reported to every waiting write
+                    outcome[id(audit)] = f"{type(exc).__name__}: {exc}"
+            for loop, future, audit, _ in batch:
+                try:
+                    loop.call_soon_threadsafe(_settle, future, outcome[id(audit)], None)
+                except RuntimeError:
+                    pass  # that event loop has closed
+
+
 AUDIT_THREAD = AuditThread()
+AUDIT_SYNC = AuditSync()
 
 
 class Judge:
@@ -177,10 +230,19 @@ class Judge:
         return await self.record(Outcome(action, decision, request=request))
 
     async def record(self, outcome: Outcome) -> Outcome:
-        """Make the decision durable before anything is answered; an audit failure fails closed."""
+        """Record the decision before anything is forwarded or answered; an audit failure fails closed.
+
+        The record is committed (written to the audit log's write-ahead log)
+        before this returns, so every way the write can fail still blocks.
+        Making it safe from power loss takes one disk flush: a refusal waits
+        for it here; a forwarded write carries it in ``outcome.durable`` and
+        the addon holds the app's answer until it is done, so the flush runs
+        while ClassDojo answers instead of before the write is sent.
+        """
         s = self.services
         try:
-            await AUDIT_THREAD.run(s.audit.append_decision, outcome.action, outcome.decision)
+            record = await AUDIT_THREAD.run(functools.partial(s.audit.append_decision, outcome.action,
+                                                              outcome.decision, durable=False))
         except Exception as exc:  # noqa: BLE001 - any failure to record must block, whatever its type
             log.error("audit.write_failed", decision_id=outcome.decision.decision_id, error=type(exc).__name__)
             count, since, _ = self._unrecorded or (0, outcome.decision.at.isoformat(), "")
@@ -198,7 +260,14 @@ class Judge:
             count, since, error = self._unrecorded
             self._unrecorded = None
             recovered.append(("audit.write_failed", {"failures": count, "since": since, "error": error}))
-        await self._record_events(outcome, recovered)
+        last = await self._record_events(outcome, recovered)
+        durable = AUDIT_SYNC.request(s.audit, max(record.seq, last))
+        if outcome.decision.verdict in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT):
+            outcome.durable = durable
+        else:
+            problem = await durable
+            if problem is not None:
+                log.error("audit.sync_failed", decision_id=outcome.decision.decision_id, error=problem)
         return outcome
 
     async def fail_closed(self, request: Request, error: BaseException) -> Outcome:
@@ -357,7 +426,8 @@ class Judge:
         outcome.hold_id = item.id
         outcome.hold_duplicate = item.is_duplicate
 
-    async def _record_events(self, outcome: Outcome, events: list[tuple[str, dict]]) -> None:
+    async def _record_events(self, outcome: Outcome, events: list[tuple[str, dict]]) -> int:
+        """Record the events that go with a decision (committed, synced with it); the last seq, or 0."""
         s, d, rec = self.services, outcome.decision, outcome.recognition
         for exemption in d.exemptions_used:
             events.append(("exemption.used", {"exemption": exemption, "decision_id": d.decision_id,
@@ -376,11 +446,14 @@ class Judge:
                                         req.header("content-type"), skeleton, d.at)
             except Exception as exc:  # noqa: BLE001 - the summary is a convenience; the decision stands
                 log.error("discovery.record_failed", error=type(exc).__name__)
+        last = 0
         for name, fields in events:
             try:
-                await AUDIT_THREAD.run(s.audit.append_event, name, fields)
+                written = await AUDIT_THREAD.run(functools.partial(s.audit.append_event, name, fields, durable=False))
+                last = max(last, written.seq)
             except Exception as exc:  # noqa: BLE001 - the decision itself is recorded; say this one is not
                 log.error("audit.event_failed", audit_event=name, error=type(exc).__name__)
+        return last
 
 
 def detection_only(check: Any) -> ImageFindings:

@@ -100,7 +100,9 @@ def open_services(settings: Settings, clock: Clock, *, images: bool = True) -> S
     except ImportError as exc:
         raise StartupError(f"the audit package is not installed ({exc}); refusing to run unrecorded") from None
     # The proxy writes the one canonical log line per judged request itself (request.judged).
-    audit = AuditLog.open(settings.audit_path, clock=clock, emit_decisions=False)
+    # Deferred sync: a write is forwarded once its record is committed and answered once
+    # the record is flushed to disk (see Judge.record).
+    audit = AuditLog.open(settings.audit_path, clock=clock, emit_decisions=False, deferred_sync=True)
     state = State(settings.state_path)
     services = Services(
         settings=settings, clock=clock, policy=policy, exemptions=exemptions, catalogue=catalogue, audit=audit,

@@ -253,3 +253,78 @@ def test_erasing_a_pupil_never_seen_before_leaves_no_key(log):
     assert log.pupil_lookup(["s-new"]) == {}
     later = log.append_decision(make_action(students=("s-new",)), make_decision())
     assert later.fields["pupils"] != [erased.fields["pupil"]]
+
+
+# -- deferred sync (the proxy's mode) -------------------------------------------
+
+@pytest.fixture
+def deferred(tmp_path, clock):
+    opened = AuditLog.open(tmp_path / "data" / "audit.sqlite", clock=clock, emit_decisions=False,
+                           deferred_sync=True)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def flushes(monkeypatch):
+    """Counts the real fdatasync calls the log makes (they still run)."""
+    calls = []
+    real = os.fdatasync
+
+    def counting(fd):
+        calls.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
+    return calls
+
+
+def test_deferred_log_commits_without_flushing_and_sync_flushes_once(deferred, flushes):
+    """A record written with durable=False is committed (another connection sees it) before any flush;
+    one sync covers every record committed before it, and syncing again costs nothing."""
+    assert deferred.connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: commit, no flush
+    records = [deferred.append_decision(make_action(), make_decision(), durable=False) for _ in range(3)]
+    assert flushes == []
+    other = sqlite3.connect(deferred.path)
+    try:
+        seen = {i for (i,) in other.execute("SELECT id FROM records WHERE type = 'decision'")}
+    finally:
+        other.close()
+    assert seen == {r.record_id for r in records}
+    deferred.sync(records[0].seq)
+    assert len(flushes) == 1
+    deferred.sync(records[-1].seq)  # already covered by the first flush
+    assert len(flushes) == 1
+    assert os.path.samefile(f"/proc/self/fd/{flushes[0]}", f"{deferred.path}-wal")
+
+
+def test_deferred_log_still_flushes_durable_writes_before_returning(deferred, flushes):
+    """Events and decisions written the ordinary way are on disk when append_* returns, as in FULL mode."""
+    deferred.append_event("proxy.started", {"policy_revision": "abc", "mode": "regular"})
+    assert len(flushes) == 1
+    deferred.append_decision(make_action(), make_decision())
+    assert len(flushes) == 2
+
+
+def test_failed_flush_refuses_every_later_record(deferred, monkeypatch, tmp_path, clock):
+    """A flush that fails (a failing disk) is reported, and the log then refuses all records: the proxy
+    blocks every write rather than carry on with a log whose last records may be lost."""
+    record = deferred.append_decision(make_action(), make_decision(), durable=False)
+
+    def failing(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(AuditWriteError, match="could not be flushed"):
+        deferred.sync(record.seq)
+    monkeypatch.undo()
+    assert deferred.sync_failure
+    with pytest.raises(AuditWriteError, match="could not be flushed"):
+        deferred.append_decision(make_action(), make_decision(), durable=False)
+    with pytest.raises(AuditWriteError):
+        deferred.sync(record.seq)  # never retried: the kernel may have dropped the pages
+    deferred.close()
+    with AuditLog.open(deferred.path, clock=clock, deferred_sync=True) as reopened:
+        assert reopened.sync_failure is None
+        assert reopened.get(record.record_id) is not None
+        assert verify_chain(reopened.connection).is_intact

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -11,7 +12,7 @@ from mitmproxy import connection, exceptions
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
-from dojoguard.proxy.addon import Guard
+from dojoguard.proxy.addon import OUTCOME, Guard
 from dojoguard.proxy.discovery import Discovery
 from dojoguard.proxy.enforcement import DECISION_HEADER
 from tests.proxy.conftest import CLASS_ID, MONDAY_18, THREAD_ID, read_flow, write_flow
@@ -171,6 +172,44 @@ async def test_writes_refused_while_the_audit_log_was_down_are_counted_once_it_i
     assert allowed.response is None  # forwarded
     (event,) = audit_rows(services, "audit.write_failed")
     assert event["failures"] == 2 and event["since"] and event["error"]
+
+
+async def test_the_answer_to_a_forwarded_write_waits_until_its_record_is_on_disk(services):
+    """A write is forwarded once its record is committed; the app hears back only once it is flushed."""
+    guard = Guard(services)
+    with taddons.context(guard):
+        flow = await judged(guard, write_flow(MESSAGE, {"body": "Reading books tomorrow"}))
+        assert flow.response is None  # forwarded
+        outcome = flow.metadata[OUTCOME]
+        assert await outcome.durable is None  # the real flush succeeded
+        gate = asyncio.get_running_loop().create_future()
+        outcome.durable = gate  # now hold the flush back
+        flow.response = tutils.tresp()
+        answer = asyncio.create_task(guard.response(flow))
+        await asyncio.sleep(0.05)
+        assert not answer.done() and DECISION_HEADER not in flow.response.headers
+        gate.set_result(None)
+        await answer
+    assert flow.response.headers[DECISION_HEADER] == outcome.decision.decision_id
+
+
+async def test_a_failed_flush_blocks_every_later_write(services, monkeypatch):
+    """If the disk cannot flush the log, the write already sent is answered (it reached ClassDojo and
+    cannot be called back), and every later write is blocked as unrecordable."""
+    def failing(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    guard = Guard(services)
+    with taddons.context(guard):
+        sent = await judged(guard, write_flow(MESSAGE, {"body": "Reading books tomorrow"}))
+        assert sent.response is None
+        sent.response = tutils.tresp()
+        await guard.response(sent)
+        assert (await sent.metadata[OUTCOME].durable).startswith("AuditWriteError")
+        later = await judged(guard, write_flow(MESSAGE, {"body": "And a second note"}))
+    assert later.response.status_code == 403
+    assert "could not record" in error_of(later)["fallbackMessage"]
 
 
 async def test_oversized_write_is_refused_before_its_body_is_read(services):
