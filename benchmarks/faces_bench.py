@@ -14,23 +14,28 @@ Needs the real photographs folder (``--faces-dir`` or DOJOGUARD_FACES_DIR):
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import io
 import os
-import statistics
-import sys
-import time
-import xml.etree.ElementTree as ET
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
-import numpy as np
-from PIL import Image
+# One core, as the image workers run: OpenBLAS (when dlib links it) must not
+# spread one check over both cores. Set before numpy or dlib load it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from dojoguard import config
-from dojoguard.consent_registry import faces, worker
-from dojoguard.consent_registry.imagecheck import ImageChecker, settings_from
+import argparse  # noqa: E402 - after the thread setting above
+import asyncio  # noqa: E402
+import io  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import xml.etree.ElementTree as ET  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from dojoguard import config  # noqa: E402
+from dojoguard.consent_registry import faces, worker  # noqa: E402
+from dojoguard.consent_registry.imagecheck import ImageChecker, settings_from  # noqa: E402
 
 FRAME = (4032, 3024)
 IOU = 0.3
@@ -290,6 +295,7 @@ def main() -> int:
     chosen = settings_from(images)
     print(f"chosen settings (config images.*): processing_size {chosen.processing_size}, "
           f"upsample {chosen.upsample}, tolerance {chosen.tolerance}, mode {images['mode']}")
+    print(f"face engine: {faces.engine_build()}")
     sweep = [(chosen.processing_size, chosen.upsample)]
     if not args.quick:
         sweep += [(s, u) for s, u in ((1600, 0), (2048, 0), (2048, 1), (1280, 1), (1024, 2))

@@ -78,6 +78,15 @@ def engine():
     return _engine
 
 
+def engine_build() -> str:
+    """How dlib was built, in words: linking BLAS makes templates several times faster."""
+    import dlib
+
+    blas = "with BLAS" if getattr(dlib, "DLIB_USE_BLAS", False) else "without BLAS (templates ~5x slower)"
+    simd = "AVX" if getattr(dlib, "USE_AVX_INSTRUCTIONS", False) else "no AVX"
+    return f"dlib {dlib.__version__}, {blas}, {simd}"
+
+
 def _overlap(a, b) -> float:
     """Intersection over the smaller box: a box mostly inside another is the same face found twice."""
     top, right = max(a[0], b[0]), min(a[1], b[1])
