@@ -9,6 +9,7 @@ at any depth, so a careless caller cannot leak content by accident.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 # Field names that carry content or a person's name. Matched exactly, after
@@ -31,6 +32,8 @@ class ContentRefused(ValueError):
     """A field that would put content or a name into the audit trail."""
 
 
+# The same few dozen field names come by on every record and log line.
+@lru_cache(maxsize=4096)
 def is_content_key(key: str) -> bool:
     lowered = str(key).lower()
     if lowered in CONTENT_KEYS:
@@ -42,26 +45,54 @@ def is_content_key(key: str) -> bool:
 
 def refuse_content(fields: Any, path: str = "") -> None:
     """Raise ``ContentRefused`` naming the first field that is content-bearing or too long."""
-    if isinstance(fields, dict):
-        for key, value in fields.items():
-            where = f"{path}.{key}" if path else str(key)
+    problem = _problem(fields)
+    if problem is not None:
+        where, why = problem
+        location = path + "".join(reversed(where))
+        raise ContentRefused(f"{location.lstrip('.')}: {why}")
+
+
+def _problem(value: Any) -> tuple[list[str], str] | None:
+    """(location parts, innermost first; why) for the first refused field, or None.
+
+    Runs on every audit record, so the location is only built when a field is refused.
+    """
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
             if not isinstance(key, str):
-                raise ContentRefused(f"{where}: field names must be text")
+                return [f".{key}"], "field names must be text"
             if is_content_key(key):
-                raise ContentRefused(f"{where}: content-bearing field refused (the audit trail holds "
-                                     f"no message text, images, templates or names)")
-            refuse_content(value, where)
-    elif isinstance(fields, (list, tuple)):
-        for i, value in enumerate(fields):
-            refuse_content(value, f"{path}[{i}]")
-    elif isinstance(fields, str):
-        if len(fields) > MAX_VALUE_CHARS:
-            raise ContentRefused(f"{path}: value of {len(fields)} characters refused "
-                                 f"(at most {MAX_VALUE_CHARS}; content belongs in a hash, not the log)")
-    elif fields is None or isinstance(fields, (bool, int, float)):
-        return
-    else:
-        raise ContentRefused(f"{path}: {type(fields).__name__} values cannot be recorded")
+                return [f".{key}"], ("content-bearing field refused (the audit trail holds "
+                                     "no message text, images, templates or names)")
+            found = _problem(item)
+            if found is not None:
+                found[0].append(f".{key}")
+                return found
+        return None
+    if kind is list or kind is tuple:
+        for i, item in enumerate(value):
+            found = _problem(item)
+            if found is not None:
+                found[0].append(f"[{i}]")
+                return found
+        return None
+    if kind is str:
+        if len(value) > MAX_VALUE_CHARS:
+            return [], (f"value of {len(value)} characters refused "
+                        f"(at most {MAX_VALUE_CHARS}; content belongs in a hash, not the log)")
+        return None
+    if value is None or kind is bool or kind is int or kind is float:
+        return None
+    if isinstance(value, dict):
+        return _problem(dict(value))
+    if isinstance(value, (list, tuple)):
+        return _problem(list(value))
+    if isinstance(value, str):
+        return _problem(str(value))
+    if isinstance(value, (bool, int, float)):
+        return None
+    return [], f"{type(value).__name__} values cannot be recorded"
 
 
 def strip_content(fields: dict[str, Any]) -> dict[str, Any]:
