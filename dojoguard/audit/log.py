@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -43,6 +44,10 @@ from dojoguard.rules.action import Action
 from dojoguard.rules.decision import Decision
 
 SCHEMA_VERSION = 1
+# A deferred-sync log checkpoints after this many commits (a decision commit
+# writes a few pages, so this keeps the write-ahead log near SQLite's own
+# automatic checkpoint size of 1,000 pages).
+CHECKPOINT_EVERY_COMMITS = 300
 _COLUMNS = "seq, id, at, type, body, prev, hash"
 
 
@@ -57,6 +62,8 @@ class AuditLog:
                  deferred_sync: bool = False):
         self._conn = conn
         self.deferred_sync = deferred_sync
+        self._busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+        self._commits_since_checkpoint = 0
         self._sync_lock = threading.Lock()
         self._committed = 0      # highest seq committed (written to the WAL)
         self._synced = 0         # highest seq known to be on disk
@@ -93,6 +100,10 @@ class AuditLog:
             conn.execute("PRAGMA journal_mode=WAL").fetchone()
             # NORMAL in WAL mode: commits are written, not flushed; checkpoints still flush.
             conn.execute("PRAGMA synchronous=NORMAL" if deferred_sync else "PRAGMA synchronous=FULL")
+            if deferred_sync:
+                # Checkpoints (which flush and can take milliseconds) run after flushes, on the
+                # flushing thread, never inside a commit made from an event loop.
+                conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.execute("PRAGMA secure_delete=ON")
             conn.execute("PRAGMA foreign_keys=ON")
             schema.migrate(conn)
@@ -176,16 +187,36 @@ class AuditLog:
             pass  # the key row is already deleted; the WAL is overwritten in time
         return record
 
+    def try_append_decision(self, action: Action, decision: Decision) -> AuditRecord | None:
+        """``append_decision(durable=False)`` if it needs no waiting; None if it would have to wait.
+
+        For callers on an event loop: it never waits for the log's lock (another
+        thread writing) or SQLite's (another process writing) and never runs a
+        checkpoint (a deferred-sync log checkpoints after its flushes). On None,
+        append from a thread instead. Failures raise as ``append_decision``'s do.
+        """
+        fields = decision_fields(action, decision)
+        return self._write("decision", decision.decision_id, fields, durable=False, wait=False)
+
     def _write(self, type_: str, record_id: str, fields: dict[str, Any], after=None,
-               durable: bool = True) -> AuditRecord:
+               durable: bool = True, wait: bool = True) -> AuditRecord | None:
         refuse_content(fields)
-        with self._lock:
+        if not self._lock.acquire(blocking=wait):
+            return None
+        try:
             if self._sync_failure is not None:
                 raise AuditWriteError(self._sync_failure)
             pending: dict[str, bytes] = {}
             conn = self._conn
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                if not wait:
+                    conn.execute("PRAGMA busy_timeout=0")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if not wait and _is_busy(exc):
+                        return None
+                    raise
                 try:
                     record = self.insert(type_, record_id, fields, pending)
                     if after is not None:
@@ -198,8 +229,17 @@ class AuditLog:
                 raise AuditWriteError(f"record {record_id} not written: {exc}") from exc
             except sqlite3.Error as exc:
                 raise AuditWriteError(f"audit record not written: {_explain(exc)}") from exc
+            finally:
+                if not wait:
+                    try:
+                        conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+                    except sqlite3.Error:
+                        pass  # a closed connection: the next write says so
             self._pseudonyms.committed(pending)
             self._committed = record.seq
+            self._commits_since_checkpoint += 1
+        finally:
+            self._lock.release()
         if durable:
             self.sync(record.seq)
         return record
@@ -231,6 +271,50 @@ class AuditLog:
                 self._logger.error("audit.sync_failed", error=type(exc).__name__, seq=seq)
                 raise AuditWriteError(self._sync_failure) from exc
             self._synced = max(self._synced, target)
+        if self.wants_checkpoint:
+            self._checkpoint()
+
+    def mark_synced(self, seq: int) -> None:
+        """Another process (the proxy's flusher) flushed the log after record ``seq`` was committed."""
+        with self._sync_lock:
+            self._synced = max(self._synced, seq)
+
+    def mark_sync_failed(self, reason: str) -> None:
+        """A flush failed elsewhere: refuse every later record, as a failed ``sync`` does."""
+        with self._sync_lock:
+            if self._sync_failure is None:
+                self._sync_failure = (f"the audit log could not be flushed to disk ({reason}); it refuses "
+                                      f"further records until the proxy is restarted")
+                self._logger.error("audit.sync_failed", error=reason)
+
+    @property
+    def committed_seq(self) -> int:
+        """The last record this connection committed."""
+        return self._committed
+
+    @property
+    def wants_checkpoint(self) -> bool:
+        """A deferred-sync log's write-ahead log has grown enough to be copied into the database."""
+        return self.deferred_sync and self._commits_since_checkpoint >= CHECKPOINT_EVERY_COMMITS
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database (deferred-sync logs do this themselves)."""
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the write-ahead log into the database so that it restarts small (deferred-sync logs)."""
+        try:
+            with self._lock:
+                self._commits_since_checkpoint = 0
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            # Readers (a long report) can hold it back; the next flush tries again.
+            self._logger.warning("audit.checkpoint_deferred", error=type(exc).__name__)
+
+    @property
+    def synced_seq(self) -> int:
+        """Every record up to this one is on disk (all records, unless the log defers syncing)."""
+        return self._synced if self.deferred_sync else sys.maxsize
 
     @property
     def sync_failure(self) -> str | None:
@@ -400,6 +484,11 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
     except sqlite3.Error:
         pass  # nothing to roll back: the failure happened before BEGIN took hold
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def _explain(exc: sqlite3.Error) -> str:

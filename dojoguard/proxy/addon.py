@@ -19,6 +19,7 @@ from mitmproxy import ctx, exceptions, http, tls
 
 from dojoguard.proxy import enforcement, flows, learning
 from dojoguard.proxy.background import Background
+from dojoguard.proxy.durability import FlushProcess
 from dojoguard.proxy.judge import Judge, Outcome, unrecorded_block
 from dojoguard.proxy.recognition import WRITE_METHODS
 from dojoguard.proxy.services import Services, reload_changed
@@ -53,6 +54,13 @@ class Guard:
                                           "certificates with a leaked third-party key")
 
     async def running(self) -> None:
+        if getattr(self.services.audit, "deferred_sync", False):
+            flusher = FlushProcess(self.services.audit)
+            try:
+                await flusher.start()
+                self.services.flusher = flusher
+            except OSError as exc:  # writes are then flushed from a thread: slower, still safe
+                log.error("audit.flusher_not_started", error=type(exc).__name__)
         settle_heap()
         await self._event("proxy.started", {"policy_revision": self.services.policy.revision,
                                             "mode": self.services.settings.mode})
@@ -65,6 +73,8 @@ class Guard:
             self._reloader.cancel()
         await self.background.stop()
         await self._event("proxy.stopped", {"reason": "shutdown"})
+        if self.services.flusher is not None:
+            await self.services.flusher.stop()
         self.services.close()
 
     # -- connections ----------------------------------------------------------
@@ -149,7 +159,7 @@ class Guard:
             # The app hears back only once the decision is safe on disk. The write has reached
             # ClassDojo by now, so a failed flush cannot stop it: it is reported, and the audit
             # log refuses (so the proxy blocks) every later write until it is restarted.
-            problem = await outcome.durable
+            problem = await outcome.durable.wait()
             if problem is not None:
                 log.error("audit.sync_failed", decision_id=outcome.decision.decision_id, error=problem)
         try:

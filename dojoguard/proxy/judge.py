@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from dojoguard.proxy import enforcement
+from dojoguard.proxy import durability, enforcement
 from dojoguard.proxy.attachments import FetchError, Seen
 from dojoguard.proxy.body import pick, rebuild, sniff_image
 from dojoguard.proxy.body import skeleton as body_skeleton
@@ -77,9 +77,9 @@ class Outcome:
     # The teacher sent it again while it was already queued: same item, not a new one.
     hold_duplicate: bool = False
     request: Request | None = None
-    # Resolves (to None, or the reason) once the decision's record is safe from power
-    # loss; a forwarded write's answer waits for it (see ``Judge.record``).
-    durable: asyncio.Future | None = None
+    # Whether the decision's record is safe from power loss yet; a forwarded
+    # write's answer waits for it (see ``Judge.record``).
+    durable: durability.Durability | None = None
 
 
 class AuditThread:
@@ -135,56 +135,7 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
         future.set_result(result)
 
 
-class AuditSync:
-    """One thread that makes committed records durable, sharing each flush among the writes waiting.
-
-    ``request`` never raises and its future never fails: it resolves to None
-    once the record is on disk, or to the reason it could not be put there.
-    """
-
-    def __init__(self):
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start = threading.Lock()
-
-    def request(self, audit, seq: int) -> asyncio.Future:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if not getattr(audit, "deferred_sync", False):
-            future.set_result(None)  # committed durably already
-            return future
-        if self._thread is None or not self._thread.is_alive():
-            with self._start:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._work, name="dojoguard-audit-sync", daemon=True)
-                    self._thread.start()
-        self._queue.put((loop, future, audit, seq))
-        return future
-
-    def _work(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while True:  # everyone already waiting shares this flush
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            outcome: dict[int, str | None] = {}
-            for audit in {id(b[2]): b[2] for b in batch}.values():
-                try:
-                    audit.sync(max(b[3] for b in batch if b[2] is audit))
-                    outcome[id(audit)] = None
-                except Exception as exc:  # noqa: BLE001 - reported to every waiting write
-                    outcome[id(audit)] = f"{type(exc).__name__}: {exc}"
-            for loop, future, audit, _ in batch:
-                try:
-                    loop.call_soon_threadsafe(_settle, future, outcome[id(audit)], None)
-                except RuntimeError:
-                    pass  # that event loop has closed
-
-
 AUDIT_THREAD = AuditThread()
-AUDIT_SYNC = AuditSync()
 
 
 class Judge:
@@ -241,8 +192,12 @@ class Judge:
         """
         s = self.services
         try:
-            record = await AUDIT_THREAD.run(functools.partial(s.audit.append_decision, outcome.action,
-                                                              outcome.decision, durable=False))
+            # On the event loop when the log is free (a commit without a flush is well
+            # under a millisecond); on the audit thread when it would have to wait.
+            record = s.audit.try_append_decision(outcome.action, outcome.decision)
+            if record is None:
+                record = await AUDIT_THREAD.run(functools.partial(s.audit.append_decision, outcome.action,
+                                                                  outcome.decision, durable=False))
         except Exception as exc:  # noqa: BLE001 - any failure to record must block, whatever its type
             log.error("audit.write_failed", decision_id=outcome.decision.decision_id, error=type(exc).__name__)
             count, since, _ = self._unrecorded or (0, outcome.decision.at.isoformat(), "")
@@ -261,11 +216,11 @@ class Judge:
             self._unrecorded = None
             recovered.append(("audit.write_failed", {"failures": count, "since": since, "error": error}))
         last = await self._record_events(outcome, recovered)
-        durable = AUDIT_SYNC.request(s.audit, max(record.seq, last))
+        durable = durability.request(s.audit, max(record.seq, last), s.flusher)
         if outcome.decision.verdict in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT):
             outcome.durable = durable
         else:
-            problem = await durable
+            problem = await durable.wait()
             if problem is not None:
                 log.error("audit.sync_failed", decision_id=outcome.decision.decision_id, error=problem)
         return outcome

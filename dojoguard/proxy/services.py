@@ -47,6 +47,8 @@ class Services:
     checker: Any = None
     registry: Any = None
     holds: Any = None
+    # The audit log's flusher process, once the proxy runs (proxy.durability).
+    flusher: Any = None
     # What is not available, for the start-up banner and logs.
     missing: list[str] = field(default_factory=list)
     stamps: dict[str, Any] = field(default_factory=dict)

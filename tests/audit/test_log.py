@@ -328,3 +328,51 @@ def test_failed_flush_refuses_every_later_record(deferred, monkeypatch, tmp_path
         assert reopened.sync_failure is None
         assert reopened.get(record.record_id) is not None
         assert verify_chain(reopened.connection).is_intact
+
+
+def test_try_append_never_waits_for_a_lock(deferred, tmp_path):
+    """From an event loop the commit is tried without waiting: while another thread holds the log, or
+    another process holds SQLite's write lock, it returns None (the caller appends from a thread)."""
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with deferred.lock:
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    try:
+        assert deferred.try_append_decision(make_action(), make_decision()) is None
+    finally:
+        release.set()
+        holder.join()
+    other = sqlite3.connect(deferred.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        assert deferred.try_append_decision(make_action(), make_decision()) is None
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    assert deferred.connection.execute("PRAGMA busy_timeout").fetchone()[0] == 5000  # restored
+    record = deferred.try_append_decision(make_action(), make_decision())
+    assert record is not None and deferred.get(record.record_id) is not None
+    assert deferred.committed_seq == record.seq
+
+
+def test_deferred_log_checkpoints_after_its_flushes(deferred, monkeypatch):
+    """SQLite's automatic checkpoint (which flushes inside a commit) is off; the log checkpoints itself
+    after a flush once enough has been committed, so the write-ahead log stays small."""
+    import dojoguard.audit.log as log_module
+
+    assert deferred.connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    monkeypatch.setattr(log_module, "CHECKPOINT_EVERY_COMMITS", 5)
+    for _ in range(5):
+        last = deferred.append_decision(make_action(), make_decision(), durable=False)
+    assert deferred.wants_checkpoint
+    deferred.sync(last.seq)
+    assert not deferred.wants_checkpoint
+    busy, wal_frames, copied = deferred.connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and copied == wal_frames  # nothing was left to copy

@@ -181,9 +181,15 @@ async def test_the_answer_to_a_forwarded_write_waits_until_its_record_is_on_disk
         flow = await judged(guard, write_flow(MESSAGE, {"body": "Reading books tomorrow"}))
         assert flow.response is None  # forwarded
         outcome = flow.metadata[OUTCOME]
-        assert await outcome.durable is None  # the real flush succeeded
+        assert await outcome.durable.wait() is None  # the real flush succeeded
+        assert services.audit.synced_seq >= services.audit.get(outcome.decision.decision_id).seq
         gate = asyncio.get_running_loop().create_future()
-        outcome.durable = gate  # now hold the flush back
+
+        class HeldBack:  # now hold the flush back
+            async def wait(self):
+                await gate
+
+        outcome.durable = HeldBack()
         flow.response = tutils.tresp()
         answer = asyncio.create_task(guard.response(flow))
         await asyncio.sleep(0.05)
@@ -206,7 +212,7 @@ async def test_a_failed_flush_blocks_every_later_write(services, monkeypatch):
         assert sent.response is None
         sent.response = tutils.tresp()
         await guard.response(sent)
-        assert (await sent.metadata[OUTCOME].durable).startswith("AuditWriteError")
+        assert "could not be flushed" in await sent.metadata[OUTCOME].durable.wait()
         later = await judged(guard, write_flow(MESSAGE, {"body": "And a second note"}))
     assert later.response.status_code == 403
     assert "could not record" in error_of(later)["fallbackMessage"]

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from dojoguard.cli import cli
 from dojoguard.clock import FileClock
 from dojoguard.standin import StandIn, data
+from dojoguard.proxy.enforcement import DECISION_HEADER
 from dojoguard.standin.harness import ProxyProcess
 from tests.proxy.conftest import MONDAY_10, MONDAY_18, POLICY, write_config
 
@@ -289,3 +290,19 @@ def _wait_for(check, timeout_s: float = 15.0) -> None:
             return
         time.sleep(0.2)
     raise AssertionError("timed out waiting")
+
+
+def test_audit_records_are_flushed_by_the_helper_process(world, client):
+    """The running proxy flushes the audit log through its flusher helper, which stops with the proxy."""
+    pid = world["proxy"].process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    commands = [Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0") for c in children]
+    assert any(b"dojoguard.audit.flusher" in cmd for cmd in commands)
+    ok = client.post(MESSAGE, json={"body": "Coats on for the trip, please"})
+    assert ok.status_code == 200
+    db = sqlite3.connect(world["folder"] / "data" / "audit.sqlite")
+    try:
+        ids = {i for (i,) in db.execute("SELECT id FROM records WHERE type = 'decision'")}
+    finally:
+        db.close()
+    assert ok.headers[DECISION_HEADER] in ids

@@ -1,0 +1,42 @@
+"""The flusher helper process: real pipes, a real audit database, a real fdatasync."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from dojoguard.audit import flusher
+from dojoguard.audit.log import AuditLog
+
+from .conftest import make_action, make_decision
+
+
+def start(database) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dojoguard.audit.flusher", str(database)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_flusher_answers_each_batch_with_the_highest_number_asked(tmp_path, clock):
+    with AuditLog.open(tmp_path / "audit.sqlite", clock=clock, deferred_sync=True) as log:
+        record = log.append_decision(make_action(), make_decision(), durable=False)
+        proc = start(log.path)
+        try:
+            proc.stdin.write(flusher.request(record.seq - 1) + flusher.request(record.seq))
+            proc.stdin.flush()
+            seq, wal_bytes = flusher.ANSWER.unpack(proc.stdout.read(flusher.ANSWER.size))
+            assert seq == record.seq  # one flush for the batch (or two answers, the last the highest)
+            assert wal_bytes == os.path.getsize(f"{log.path}-wal")
+        finally:
+            proc.stdin.close()
+            assert proc.wait(10) == 0  # the proxy closing the pipe stops it cleanly
+
+
+def test_flusher_reports_a_failure_and_stops(tmp_path):
+    proc = start(tmp_path / "missing.sqlite")
+    proc.stdin.write(flusher.request(7))
+    proc.stdin.flush()
+    seq, _ = flusher.ANSWER.unpack(proc.stdout.read(flusher.ANSWER.size))
+    assert seq == flusher.FAILED
+    assert proc.wait(10) == 1
+    assert b"audit flush failed" in proc.stderr.read()
