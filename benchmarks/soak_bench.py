@@ -168,6 +168,18 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
 
 
+WARM_UP_S = 60.0
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (x, y) points, in y per x."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    var = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
+
+
 def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -267,6 +279,14 @@ def main() -> None:
         first, last = memory[1], memory[-1]  # the first sample after load began, and the last
         print(f"   proxy RSS {first[1]:.0f} MB at {first[0]:.0f} s -> {last[1]:.0f} MB at {last[0]:.0f} s: "
               f"ratio {last[1] / first[1]:.3f}")
+        # Caches (SQLite pages, certificates, learned rosters) fill in the first minute; after
+        # that, flat means no trend: the least-squares slope over the rest of the run.
+        settled = [m for m in memory if m[0] >= WARM_UP_S]
+        if len(settled) >= 3:
+            slope = _slope([(t, p) for t, p, _ in settled]) * 60
+            print(f"   after {WARM_UP_S:.0f} s of warm-up: {settled[0][1]:.0f} MB -> {settled[-1][1]:.0f} MB "
+                  f"(ratio {settled[-1][1] / settled[0][1]:.3f}), trend {slope:+.2f} MB per minute; "
+                  f"image workers {settled[0][2]:.0f} -> {settled[-1][2]:.0f} MB")
     print(f"4. error lines in the proxy's log: {len(log_lines)}")
     for line in log_lines[:5]:
         print("   " + line[:200])

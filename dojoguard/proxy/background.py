@@ -16,6 +16,7 @@ import structlog
 
 from dojoguard.holds.releaser import Releaser
 from dojoguard.holds.sender import Sender
+from dojoguard.proxy import memory
 
 log = structlog.get_logger("dojoguard.proxy")
 
@@ -25,11 +26,13 @@ class Background:
         self.services = services
         self.config = config
         self._release_task: asyncio.Task | None = None
+        self._trim_task: asyncio.Task | None = None
         self._jobs = None
         self.releaser: Releaser | None = None
 
     async def start(self) -> None:
         s = self.services
+        self._trim_task = asyncio.create_task(self._trim_loop(memory.TRIM_EVERY_S), name="dojoguard-trim")
         if s.holds is not None and self.config is not None:
             holds = self.config["holds"]
             sender = Sender(resolve=dict(s.settings.resolve), upstream_trust=s.settings.upstream_trust)
@@ -47,15 +50,24 @@ class Background:
                 log.error("jobs.not_started", error=type(exc).__name__, detail=str(exc)[:200])
 
     async def stop(self) -> None:
-        if self._release_task is not None:
-            self._release_task.cancel()
-            try:
-                await self._release_task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._release_task, self._trim_task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         if self._jobs is not None:
             # Shutting the jobs down writes the shutdown checkpoint.
             await asyncio.to_thread(self._jobs.shutdown)
+
+    async def _trim_loop(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await asyncio.to_thread(memory.trim)
+            except Exception:  # noqa: BLE001 - housekeeping; the proxy goes on without it
+                log.exception("memory.trim_failed")
 
     async def _release_loop(self, every_s: float) -> None:
         while True:

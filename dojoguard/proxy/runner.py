@@ -7,6 +7,7 @@ import signal
 from mitmproxy import options
 from mitmproxy.tools.dump import DumpMaster
 
+from dojoguard.proxy import memory
 from dojoguard.proxy.addon import Guard
 from dojoguard.proxy.services import Services
 from dojoguard.proxy.settings import Settings
@@ -56,6 +57,8 @@ def check_options(opts: options.Options) -> None:
 
 async def serve(settings: Settings, services: Services, *, banner) -> None:
     """Run until interrupted; ``banner(addresses, wireguard_profiles)`` is called once the proxy listens."""
+    # Before mitmproxy starts its threads: see proxy/memory.py for what and why.
+    memory.tune()
     # mitmproxy's own log shows only warnings and errors (a port it cannot bind);
     # dojoguard's canonical lines come through structlog.
     master = DumpMaster(options.Options(), with_termlog=True, with_dumper=False)
