@@ -85,6 +85,11 @@ def main() -> None:
     for i, request in enumerate(cases):
         try:
             outcome = loop.run_until_complete(judge.judge(request))
+            if outcome.durable is not None:
+                # As the proxy does before answering a forwarded write: the record is on disk.
+                problem = loop.run_until_complete(outcome.durable.wait())
+                if problem is not None:
+                    failures.append((i, "record not flushed: " + problem))
         except Exception:  # noqa: BLE001 - counted and shown: this is what the run looks for
             failures.append((i, "raised: " + traceback.format_exc(limit=3)))
             continue
