@@ -273,8 +273,9 @@ def main() -> None:
     print(f"   ratio b/a: median {b['median_ms'] / a['median_ms']:.2f} (target <= 1.25), "
           f"p99 {b['p99_ms'] / a['p99_ms']:.2f} (target <= 1.5)")
     print(f"   breakdown: dojoguard's process used {b['cpu_ms'] - a['cpu_ms']:.2f} ms more CPU per request than "
-          f"mitmdump's (judging, recording, the audit thread); the rest of the latency difference is waiting, "
-          f"mostly for the audit commit to reach the disk (rerun with --data-dir on a tmpfs to see it apart)")
+          f"mitmdump's (recognising, judging, committing the audit record; the flush is a separate helper "
+          f"process); the rest of the latency difference is waiting: for the flush when it outlasts "
+          f"ClassDojo's answer, and for the event loop (rerun with --data-dir on a tmpfs to take the disk away)")
     print(f"\n2. text p99 while {args.uploaders} clients upload 12 MP photos ({loaded['uploads']} uploads done): "
           f"{loaded['p99_ms']:.2f} ms (median {loaded['median_ms']:.2f}) vs idle p99 {b['p99_ms']:.2f} ms: "
           f"ratio {loaded['p99_ms'] / b['p99_ms']:.2f} (target <= 2)")

@@ -57,6 +57,7 @@ class StandIn:
         self.expired: set[str] = set()
         # URL -> (content type, body) of everything uploaded, served back by the media routes.
         self.uploads: dict[str, tuple[str, bytes]] = {}
+        self._accepted = 0  # TCP connections accepted (each costs the client a TLS handshake)
         self._lock = threading.Lock()
         self._server = _Server((host, port), _Handler)
         self._server.standin = self
@@ -101,6 +102,15 @@ class StandIn:
         with self._lock:
             self.received.clear()
 
+    def connections_accepted(self) -> int:
+        """How many connections clients (the proxy) have opened so far: keep-alive reuse shows here."""
+        with self._lock:
+            return self._accepted
+
+    def _count_connection(self) -> None:
+        with self._lock:
+            self._accepted += 1
+
     def __enter__(self) -> "StandIn":
         self.start()
         return self
@@ -112,6 +122,10 @@ class StandIn:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     standin: StandIn
+
+    def process_request(self, request, client_address):
+        self.standin._count_connection()
+        super().process_request(request, client_address)
 
     def handle_error(self, request, client_address):
         # Clients that drop a connection (a cancelled long-poll) are normal here.

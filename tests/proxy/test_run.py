@@ -306,3 +306,11 @@ def test_audit_records_are_flushed_by_the_helper_process(world, client):
     finally:
         db.close()
     assert ok.headers[DECISION_HEADER] in ids
+
+
+def test_keep_alive_writes_share_one_connection_to_classdojo(world, client):
+    """Successive judged writes reuse the proxy's upstream connection: one TLS handshake, not one a write."""
+    before = world["standin"].connections_accepted()
+    for i in range(5):
+        assert client.post(MESSAGE, json={"body": f"Reminder {i}: reading books"}).status_code == 200
+    assert world["standin"].connections_accepted() - before <= 1
