@@ -13,12 +13,14 @@ number read and the write-ahead log's size (so the proxy knows when to
 checkpoint). On a failed flush it writes ``FAILED`` and exits: a flush
 cannot be retried safely, so the proxy then refuses every later write.
 
-Run by the proxy as ``python -m dojoguard.audit.flusher DATABASE``.
+Run by the proxy as ``python -m dojoguard.audit.flusher DATABASE``. It
+ignores SIGINT, SIGTERM and SIGHUP and exits when its input closes.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import sys
 
@@ -83,6 +85,11 @@ def main() -> int:
     if len(sys.argv) != 2:
         print("usage: python -m dojoguard.audit.flusher DATABASE", file=sys.stderr)
         return 2
+    # Stopping is the proxy's decision: it closes the pipe (or dies, which closes it too).
+    # A Ctrl-C to the terminal's process group or systemd's SIGTERM to the whole service
+    # must not take the helper away first, or the proxy's last records could not be flushed.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     return serve(sys.argv[1], sys.stdin.fileno(), sys.stdout.fileno())
 
 

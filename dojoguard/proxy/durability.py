@@ -85,7 +85,9 @@ class FlushProcess:
         self._loop = asyncio.get_running_loop()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "dojoguard.audit.flusher", str(self.audit.path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+            # Out of the terminal's process group: a Ctrl-C stops the proxy, which then stops it.
+            start_new_session=True)
         self._to_helper = self._process.stdin.fileno()
         self._from_helper = self._process.stdout.fileno()
         os.set_blocking(self._to_helper, False)

@@ -40,3 +40,29 @@ def test_flusher_reports_a_failure_and_stops(tmp_path):
     assert seq == flusher.FAILED
     assert proc.wait(10) == 1
     assert b"audit flush failed" in proc.stderr.read()
+
+
+def test_flusher_outlives_signals_meant_for_the_whole_service(tmp_path, clock):
+    """SIGTERM (systemd stops the whole service) and SIGINT (Ctrl-C) leave the helper running until the
+    proxy closes its pipe, so the proxy's last records can still be flushed."""
+    import signal
+    import time
+
+    with AuditLog.open(tmp_path / "audit.sqlite", clock=clock, deferred_sync=True) as log:
+        record = log.append_decision(make_action(), make_decision(), durable=False)
+        proc = start(log.path)
+        try:
+            proc.stdin.write(flusher.request(1))  # one round trip: it is serving, so the signals are set
+            proc.stdin.flush()
+            assert flusher.ANSWER.unpack(proc.stdout.read(flusher.ANSWER.size))[0] == 1
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                proc.send_signal(sig)
+            time.sleep(0.2)
+            assert proc.poll() is None
+            proc.stdin.write(flusher.request(record.seq))
+            proc.stdin.flush()
+            seq, _ = flusher.ANSWER.unpack(proc.stdout.read(flusher.ANSWER.size))
+            assert seq == record.seq
+        finally:
+            proc.stdin.close()
+            assert proc.wait(10) == 0

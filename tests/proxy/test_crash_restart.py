@@ -10,6 +10,7 @@ started again on the same data folder.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import ssl
 import threading
@@ -190,3 +191,34 @@ def test_the_restarted_proxy_serves_again_within_seconds(crashed):
     assert crashed["after"].status_code == 200, crashed["after"].text
     assert crashed["serving_s"] < SERVES_AGAIN_WITHIN_S, f"{crashed['serving_s']:.1f}s"
     print(f"serving again {crashed['serving_s']:.2f}s after the restart began")
+
+
+def test_stopping_the_whole_service_still_records_the_stop(tmp_path):
+    """systemd stops a service by sending SIGTERM to every process in it: the flusher helper waits for
+    the proxy, so the proxy's shutdown records (checkpoint, proxy.stopped) are still written and flushed."""
+    import sqlite3
+    from pathlib import Path
+
+    cfg = write_config(tmp_path)
+    clock = tmp_path / "clock"
+    FileClock.write(clock, MONDAY_18)
+    with StandIn(tmp_path / "standin") as standin:
+        proxy = ProxyProcess(cfg, tmp_path, standin.port, standin.ca_cert, clock_file=clock).start()
+        pid = proxy.process.pid
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        helpers = [c for c in children if b"dojoguard.audit.flusher" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(helpers) == 1
+        for process in [pid, *children]:
+            try:
+                os.kill(process, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        assert proxy.process.wait(30) == 0
+        output = "".join(proxy.output)
+    assert "audit.sync_failed" not in output and "event_failed" not in output, output
+    db = sqlite3.connect(tmp_path / "data" / "audit.sqlite")
+    try:
+        last = db.execute("SELECT type FROM records ORDER BY seq DESC LIMIT 1").fetchone()[0]
+    finally:
+        db.close()
+    assert last == "proxy.stopped"
