@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
+import threading
+import time
 
 import numpy as np
 
@@ -16,10 +19,16 @@ from dojoguard.consent_registry import decoding, faces
 
 # How far below the proxy's own priority the image workers run (os.nice increment, 0-19).
 WORKER_NICENESS = 10
+# How often a worker checks that the process that started it is still there.
+PARENT_CHECK_S = 2.0
 
 
 def initialise() -> None:
     """Runs once per worker. Raising here breaks the pool, so every check fails closed."""
+    _watch_parent(os.getppid())
+    # A Ctrl-C reaches the whole process group; the proxy stops its workers itself
+    # (closing the pool), so a worker waiting for work need not print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One core per worker: the pool, not the libraries, decides parallelism.
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
@@ -28,6 +37,22 @@ def initialise() -> None:
     _lower_priority()
     decoding.register_formats()
     faces.engine()
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the proxy is gone (killed with SIGKILL, say).
+
+    Workers wait on a queue whose write end their siblings also hold, so the
+    parent's death alone never wakes them: without this, each crash of the
+    proxy would leave its workers behind, a couple of hundred megabytes each.
+    """
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_S)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="dojoguard-parent-watch", daemon=True).start()
 
 
 def _lower_priority() -> None:

@@ -48,3 +48,25 @@ def test_workers_give_blas_one_thread(monkeypatch):
     monkeypatch.setattr(worker.os, "nice", lambda n: 0)
     worker.initialise()
     assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+
+
+def test_workers_exit_when_the_proxy_is_killed(tmp_path):
+    """A proxy killed outright (SIGKILL, the OOM killer) leaves no image worker behind."""
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import asyncio, os, sys\n"
+        "from dojoguard.consent_registry import worker\n"
+        "from dojoguard.consent_registry.imagecheck import ImageChecker\n"
+        f"checker = ImageChecker({SETTINGS!r}, None, {PURPOSES!r}, workers=1)\n"
+        "print(asyncio.run(checker.run(worker.ping)), flush=True)\n"
+        "os._exit(9)  # no clean shutdown of the pool, as after SIGKILL\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    pid = int(out.stdout.strip().splitlines()[-1])
+    deadline = time.monotonic() + worker.PARENT_CHECK_S * 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
