@@ -82,6 +82,9 @@ def test_a_client_outside_the_served_networks_is_refused(running):
     proxy = running["proxy"]
     assert _connect_from("127.0.0.1", proxy).startswith(b"HTTP/1.1 200")
     assert not _connect_from("127.0.0.2", proxy).startswith(b"HTTP/1.1 200")
+    deadline = time.monotonic() + 10  # the proxy's output is read by another thread
+    while "client.refused" not in proxy.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert "client.refused" in proxy.log()
 
 

@@ -42,12 +42,19 @@ def test_engine_build_says_whether_dlib_links_blas():
     assert ("with BLAS" in described) == bool(dlib.DLIB_USE_BLAS)
 
 
-def test_workers_give_blas_one_thread(monkeypatch):
-    """Each worker is one core's worth of checking: the pool decides parallelism, not OpenBLAS."""
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
-    monkeypatch.setattr(worker.os, "nice", lambda n: 0)
-    worker.initialise()
-    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+def test_workers_give_blas_one_thread_and_leave_ctrl_c_to_the_proxy():
+    """Each worker is one core's worth of checking (the pool decides parallelism, not OpenBLAS), and a
+    Ctrl-C to the process group is left to the proxy, which stops its workers itself."""
+    import signal
+
+    checker = ImageChecker(SETTINGS, None, PURPOSES, workers=1)
+    try:
+        threads = asyncio.run(checker.run(os.getenv, "OPENBLAS_NUM_THREADS"))
+        sigint = asyncio.run(checker.run(signal.getsignal, signal.SIGINT))
+    finally:
+        checker.close()
+    assert threads == "1"
+    assert sigint == signal.SIG_IGN
 
 
 def test_workers_exit_when_the_proxy_is_killed(tmp_path):
