@@ -9,8 +9,7 @@ process wrote it.
 
 Protocol: the proxy writes 8-byte big-endian sequence numbers; for each
 batch it has read, this process flushes once and writes back the largest
-number read and the write-ahead log's size (so the proxy knows when to
-checkpoint). On a failed flush it writes ``FAILED`` and exits: a flush
+number read. On a failed flush it writes ``FAILED`` and exits: a flush
 cannot be retried safely, so the proxy then refuses every later write.
 
 Run by the proxy as ``python -m dojoguard.audit.flusher DATABASE``. It
@@ -26,19 +25,22 @@ import sys
 
 FAILED = 2**64 - 1
 _SEQ = struct.Struct(">Q")
-ANSWER = struct.Struct(">QQ")  # (highest sequence number flushed, write-ahead log bytes)
+ANSWER = _SEQ  # the highest sequence number flushed, or FAILED
 
 
 class Flusher:
-    """Flushes the write-ahead log of one SQLite database (or the database itself, once checkpointed away)."""
+    """Flushes the write-ahead log of one SQLite database (or the database itself, once checkpointed away).
+
+    Used by this helper and, for flushes in its own process, by ``AuditLog.sync``.
+    """
 
     def __init__(self, database: str):
         self.database = database
         self._fd: int | None = None
         self._ident: tuple[int, int] | None = None
 
-    def flush(self) -> int:
-        """fdatasync the current write-ahead log; returns its size in bytes."""
+    def flush(self) -> None:
+        """fdatasync the write-ahead log as it is now (SQLite may replace the file); raises OSError."""
         path = f"{self.database}-wal"
         try:
             st = os.stat(path)
@@ -52,7 +54,11 @@ class Flusher:
             self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             self._ident = ident
         os.fdatasync(self._fd)
-        return st.st_size
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def request(seq: int) -> bytes:
@@ -73,12 +79,12 @@ def serve(database: str, requests: int, answers: int) -> int:
         seqs, pending = pending[:usable], pending[usable:]
         highest = max(s for (s,) in _SEQ.iter_unpack(seqs))
         try:
-            size = flusher.flush()
+            flusher.flush()
         except OSError as exc:
-            os.write(answers, ANSWER.pack(FAILED, 0))
+            os.write(answers, ANSWER.pack(FAILED))
             print(f"audit flush failed: {exc}", file=sys.stderr)
             return 1
-        os.write(answers, ANSWER.pack(highest, size))
+        os.write(answers, ANSWER.pack(highest))
 
 
 def main() -> int:

@@ -36,6 +36,7 @@ import structlog
 
 from dojoguard.audit import events, schema
 from dojoguard.audit.entry import decision_fields
+from dojoguard.audit.flusher import Flusher
 from dojoguard.audit.privacy import refuse_content
 from dojoguard.audit.pseudonyms import Pseudonyms
 from dojoguard.audit.record import GENESIS, AuditRecord, canonical, format_time, parse_time, seal
@@ -68,8 +69,7 @@ class AuditLog:
         self._committed = 0      # highest seq committed (written to the WAL)
         self._synced = 0         # highest seq known to be on disk
         self._sync_failure: str | None = None
-        self._wal_fd: int | None = None
-        self._wal_id: tuple[int, int] | None = None
+        self._flusher = Flusher(str(path))
         self.path = path
         self.clock = clock
         self._lock = threading.RLock()
@@ -133,9 +133,7 @@ class AuditLog:
                     pass  # already reported by sync(); closing must still release the file
             self._conn.close()
             with self._sync_lock:
-                if self._wal_fd is not None:
-                    os.close(self._wal_fd)
-                    self._wal_fd = None
+                self._flusher.close()
 
     def __enter__(self) -> "AuditLog":
         return self
@@ -264,7 +262,7 @@ class AuditLog:
                 return
             target = self._committed
             try:
-                os.fdatasync(self._wal_file())
+                self._flusher.flush()
             except OSError as exc:
                 self._sync_failure = (f"the audit log could not be flushed to disk ({exc}); it refuses "
                                       f"further records until the proxy is restarted")
@@ -320,24 +318,6 @@ class AuditLog:
     def sync_failure(self) -> str | None:
         """Why the log refuses records after a failed flush, or None."""
         return self._sync_failure
-
-    def _wal_file(self) -> int:
-        """A descriptor of the write-ahead log as it is now (SQLite may replace the file)."""
-        wal = f"{self.path}-wal"
-        try:
-            st = os.stat(wal)
-        except FileNotFoundError:
-            # Checkpointed and removed: every record is in the database file itself.
-            wal = str(self.path)
-            st = os.stat(wal)
-        ident = (st.st_dev, st.st_ino)
-        if self._wal_fd is None or self._wal_id != ident:
-            if self._wal_fd is not None:
-                os.close(self._wal_fd)
-                self._wal_fd = None
-            self._wal_fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
-            self._wal_id = ident
-        return self._wal_fd
 
     def insert(self, type_: str, record_id: str, fields: dict[str, Any], pending: dict[str, bytes]) -> AuditRecord:
         """Redact, enrich, seal and insert one record inside the caller's open write transaction."""

@@ -145,7 +145,7 @@ class FlushProcess:
         usable = len(data) - len(data) % helper.ANSWER.size
         self._answers = data[usable:]
         highest = 0
-        for seq, _ in helper.ANSWER.iter_unpack(data[:usable]):
+        for (seq,) in helper.ANSWER.iter_unpack(data[:usable]):
             if seq == helper.FAILED:
                 self._failed("the disk reported an error while flushing")
                 return

@@ -12,6 +12,7 @@ from mitmproxy import connection, exceptions
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
+from dojoguard.proxy import catalogue
 from dojoguard.proxy.addon import OUTCOME, Guard
 from dojoguard.proxy.discovery import Discovery
 from dojoguard.proxy.enforcement import DECISION_HEADER
@@ -427,16 +428,21 @@ def _client_hello(sni: str) -> bytes:
     return body
 
 
-async def test_catalogue_edit_is_reloaded_and_a_broken_one_is_kept_out(services, tmp_path):
-    """A new catalogue host is intercepted after a reload; a broken edit keeps the last good catalogue."""
+def editable_catalogue(services, tmp_path):
+    """Point the services at a copy of the built-in catalogue that a test can edit; returns its path."""
     from dataclasses import replace
 
-    from dojoguard.proxy import catalogue
     from dojoguard.proxy.services import watched_stamps
     path = tmp_path / "catalogue.yaml"
     path.write_text(catalogue.builtin_text())
     services.settings = replace(services.settings, catalogue=str(path))
     services.stamps = watched_stamps(services.settings)
+    return path
+
+
+async def test_catalogue_edit_is_reloaded_and_a_broken_one_is_kept_out(services, tmp_path):
+    """A new catalogue host is intercepted after a reload; a broken edit keeps the last good catalogue."""
+    path = editable_catalogue(services, tmp_path)
     guard = Guard(services)
     with taddons.context(guard) as tctx:
         path.write_text(catalogue.builtin_text().replace(
@@ -454,14 +460,7 @@ async def test_catalogue_edit_is_reloaded_and_a_broken_one_is_kept_out(services,
 
 async def test_a_write_brought_under_the_policy_between_its_headers_and_body_is_judged(services, tmp_path):
     """A host added by a catalogue reload after a write's headers arrived still has that write judged."""
-    from dataclasses import replace
-
-    from dojoguard.proxy import catalogue
-    from dojoguard.proxy.services import watched_stamps
-    path = tmp_path / "catalogue.yaml"
-    path.write_text(catalogue.builtin_text())
-    services.settings = replace(services.settings, catalogue=str(path))
-    services.stamps = watched_stamps(services.settings)
+    path = editable_catalogue(services, tmp_path)
     guard = Guard(services)
     with taddons.context(guard):
         flow = write_flow(MESSAGE, {"body": "hello"}, host="dojo.example.net")
