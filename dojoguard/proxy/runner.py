@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 from mitmproxy import options
-from mitmproxy.tools.dump import DumpMaster
 
+from dojoguard.proxy import master as proxy_master
 from dojoguard.proxy import memory
 from dojoguard.proxy.addon import Guard
 from dojoguard.proxy.services import Services
@@ -35,8 +35,6 @@ def mitmproxy_options(settings: Settings, services: Services) -> dict:
         "confdir": str(settings.confdir),
         # Only ClassDojo (and configured upload hosts) is decrypted; all else is tunnelled untouched.
         "allow_hosts": services.catalogue.intercept_patterns(),
-        # dojoguard serves exactly the networks in proxy.client_networks (checked by the addon).
-        "block_global": False,
         # Never stream a request body: a streamed write is forwarded before it is judged.
         "stream_large_bodies": None,
         "body_size_limit": f"{settings.max_write_bytes // (1024 * 1024) + BUFFER_MARGIN_MB}m",
@@ -61,9 +59,9 @@ async def serve(settings: Settings, services: Services, *, banner) -> None:
     memory.tune()
     # mitmproxy's own log shows only warnings and errors (a port it cannot bind);
     # dojoguard's canonical lines come through structlog.
-    master = DumpMaster(options.Options(), with_termlog=True, with_dumper=False)
-    master.options.update(termlog_verbosity="warn", **{k: v for k, v in mitmproxy_options(settings, services).items()
-                                                       if k in master.options})
+    master = proxy_master.build(options.Options(), with_termlog=True)
+    # Every option must exist: one silently dropped could be a safety setting.
+    master.options.update(termlog_verbosity="warn", **mitmproxy_options(settings, services))
     check_options(master.options)
     master.addons.add(Guard(services))
     loop = asyncio.get_running_loop()

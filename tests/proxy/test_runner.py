@@ -6,8 +6,8 @@ import re
 
 import pytest
 from mitmproxy import options
-from mitmproxy.tools.dump import DumpMaster
 
+from dojoguard.proxy import master as proxy_master
 from dojoguard.proxy.runner import RefusedToStart, check_options, mitmproxy_options
 
 
@@ -18,15 +18,15 @@ async def test_options_intercept_only_classdojo_and_never_stream_requests(settin
     assert opts["emudhra"] is False and opts["emudhra_old"] is False
     assert any(re.search(p, "teach.classdojo.com:443") for p in opts["allow_hosts"])
     assert not any(re.search(p, "www.example.org:443") for p in opts["allow_hosts"])
-    master = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
-    master.options.update(**{k: v for k, v in opts.items() if k in master.options})
+    master = proxy_master.build(options.Options(), with_termlog=False)
+    master.options.update(**opts)  # raises if dojoguard's master lacks any option it sets
     check_options(master.options)
 
 
 @pytest.mark.parametrize("option", ["emudhra", "emudhra_old"])
 async def test_emudhra_options_refuse_the_start(option):
     """The leaked-key eMudhra options stop the start."""
-    master = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
+    master = proxy_master.build(options.Options(), with_termlog=False)
     master.options.update(**{option: True})
     with pytest.raises(RefusedToStart, match="emudhra"):
         check_options(master.options)
@@ -34,7 +34,7 @@ async def test_emudhra_options_refuse_the_start(option):
 
 async def test_streamed_request_bodies_refuse_the_start():
     """stream_large_bodies would forward writes before they are judged: refused."""
-    master = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
+    master = proxy_master.build(options.Options(), with_termlog=False)
     master.options.update(stream_large_bodies="1m")
     with pytest.raises(RefusedToStart, match="stream_large_bodies"):
         check_options(master.options)

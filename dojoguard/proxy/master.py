@@ -1,0 +1,64 @@
+"""The mitmproxy master dojoguard runs: mitmproxy's proxy core, without the tools a school proxy must not carry.
+
+``mitmdump`` loads some thirty addons: the proxy itself and a debugging
+workbench around it (replaying traffic, mapping URLs to local files,
+rewriting headers and bodies, saving flows to disk, loading Python scripts,
+serving the mitm.it certificate page). mitmproxy hands every event of every
+request to every addon, so the workbench costs each teacher's write time
+even when it is switched off: measured with ``benchmarks/proxy_bench.py``,
+about half a millisecond of CPU a request, more than dojoguard's own checks.
+It is also surface a school proxy should not have: the flow savers would put
+message text and photos on disk, and the script loader runs any Python file
+an option names.
+
+So dojoguard builds its master from the addons it needs:
+
+- ``Core``: option checks and the core commands;
+- ``Proxyserver``: the listeners, for every mode (regular, transparent, WireGuard);
+- ``DnsResolver`` and ``StripDnsHttpsRecords``: the DNS that WireGuard
+  clients use through the tunnel; stripping HTTPS records keeps browsers
+  from learning ECH keys or HTTP/3 endpoints that would route around the proxy;
+- ``NextLayer``: which connections are decrypted (``allow_hosts``);
+- ``TlsConfig``: the CA, and trust in ClassDojo's (or the stand-in's) certificate;
+- ``DisableH2C``: refuses cleartext HTTP/2 upgrades, which mitmproxy cannot inspect;
+- ``ErrorCheck``: an error while starting (a port in use) stops the start;
+- ``TermLog`` (added by the caller's ``with_termlog``): mitmproxy's own warnings.
+
+Not loaded, on purpose: ``Block`` (dojoguard serves ``proxy.client_networks``
+itself, in the addon's ``client_connected``), ``ProxyAuth`` and
+``UpstreamAuth`` (not offered), and the workbench named above.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import master, options
+from mitmproxy.addons import (
+    core,
+    disable_h2c,
+    dns_resolver,
+    errorcheck,
+    next_layer,
+    proxyserver,
+    strip_dns_https_records,
+    tlsconfig,
+)
+
+
+def proxy_addons() -> list:
+    return [
+        core.Core(),
+        proxyserver.Proxyserver(),
+        dns_resolver.DnsResolver(),
+        strip_dns_https_records.StripDnsHttpsRecords(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        disable_h2c.DisableH2C(),
+        errorcheck.ErrorCheck(),
+    ]
+
+
+def build(opts: options.Options | None = None, *, with_termlog: bool = True) -> master.Master:
+    """A master with dojoguard's addon set (dojoguard's own addon is added by the caller)."""
+    m = master.Master(opts or options.Options(), with_termlog=with_termlog)
+    m.addons.add(*proxy_addons())
+    return m
