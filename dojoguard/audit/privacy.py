@@ -65,6 +65,9 @@ def _problem(value: Any) -> tuple[list[str], str] | None:
             if is_content_key(key):
                 return [f".{key}"], ("content-bearing field refused (the audit trail holds "
                                      "no message text, images, templates or names)")
+            t = type(item)
+            if (t is str and len(item) <= MAX_VALUE_CHARS) or item is None or t is int or t is bool or t is float:
+                continue  # the common case, settled here without a call
             found = _problem(item)
             if found is not None:
                 found[0].append(f".{key}")
@@ -72,6 +75,9 @@ def _problem(value: Any) -> tuple[list[str], str] | None:
         return None
     if kind is list or kind is tuple:
         for i, item in enumerate(value):
+            t = type(item)
+            if (t is str and len(item) <= MAX_VALUE_CHARS) or item is None or t is int or t is bool or t is float:
+                continue
             found = _problem(item)
             if found is not None:
                 found[0].append(f"[{i}]")

@@ -61,16 +61,19 @@ class Pseudonyms:
 
     def replace_ids(self, fields, pending: dict[str, bytes]):
         """A copy of ``fields`` with every pupil id under a pupil key replaced by its pseudonym."""
+        # Runs on every record: plain values are copied as they are, without a call each.
         if isinstance(fields, dict):
             out = {}
             for key, value in fields.items():
                 if key in PUPIL_KEYS:
                     out[key] = self._replace_value(value, pending)
-                else:
+                elif isinstance(value, (dict, list)):
                     out[key] = self.replace_ids(value, pending)
+                else:
+                    out[key] = value
             return out
         if isinstance(fields, list):
-            return [self.replace_ids(v, pending) for v in fields]
+            return [self.replace_ids(v, pending) if isinstance(v, (dict, list)) else v for v in fields]
         return fields
 
     def _replace_value(self, value, pending):
