@@ -199,17 +199,7 @@ class Judge:
                 record = await AUDIT_THREAD.run(functools.partial(s.audit.append_decision, outcome.action,
                                                                   outcome.decision, durable=False))
         except Exception as exc:  # noqa: BLE001 - any failure to record must block, whatever its type
-            log.error("audit.write_failed", decision_id=outcome.decision.decision_id, error=type(exc).__name__)
-            count, since, _ = self._unrecorded or (0, outcome.decision.at.isoformat(), "")
-            self._unrecorded = (count + 1, since, type(exc).__name__)
-            if outcome.hold_id and not outcome.hold_duplicate and s.holds is not None:
-                await asyncio.to_thread(_discard, s.holds, outcome.hold_id)
-            outcome.decision = enforcement.proxy_block("proxy.audit-unavailable", "the audit log could not be "
-                                                       "written", NOTICE_NOT_RECORDED,
-                                                       revision=outcome.decision.policy_revision,
-                                                       at=outcome.decision.at)
-            outcome.body = None
-            return outcome
+            return await self._not_recorded(outcome, type(exc).__name__)
         recovered: list[tuple[str, dict]] = []
         if self._unrecorded is not None:
             count, since, error = self._unrecorded
@@ -218,11 +208,30 @@ class Judge:
         last = await self._record_events(outcome, recovered)
         durable = durability.request(s.audit, max(record.seq, last), s.flusher)
         if outcome.decision.verdict in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT):
+            if s.audit.sync_failure is not None:
+                # Asking for the flush found the flusher gone (or failed): this record can never
+                # be made safe on disk, so the write is not sent.
+                return await self._not_recorded(outcome, "AuditSyncFailed")
             outcome.durable = durable
         else:
             problem = await durable.wait()
             if problem is not None:
                 log.error("audit.sync_failed", decision_id=outcome.decision.decision_id, error=problem)
+        return outcome
+
+    async def _not_recorded(self, outcome: Outcome, error: str) -> Outcome:
+        """Block a write whose decision could not be recorded; the failures are recorded once the log is back."""
+        s = self.services
+        log.error("audit.write_failed", decision_id=outcome.decision.decision_id, error=error)
+        count, since, _ = self._unrecorded or (0, outcome.decision.at.isoformat(), "")
+        self._unrecorded = (count + 1, since, error)
+        if outcome.hold_id and not outcome.hold_duplicate and s.holds is not None:
+            await asyncio.to_thread(_discard, s.holds, outcome.hold_id)
+        outcome.decision = enforcement.proxy_block("proxy.audit-unavailable", "the audit log could not be "
+                                                   "written", NOTICE_NOT_RECORDED,
+                                                   revision=outcome.decision.policy_revision,
+                                                   at=outcome.decision.at)
+        outcome.body = None
         return outcome
 
     async def fail_closed(self, request: Request, error: BaseException) -> Outcome:

@@ -219,6 +219,30 @@ async def test_a_failed_flush_blocks_every_later_write(services, monkeypatch):
     assert "could not record" in error_of(later)["fallbackMessage"]
 
 
+async def test_a_write_whose_record_can_no_longer_be_flushed_is_not_sent(services):
+    """The flusher helper died while the proxy was idle: the next write's record is committed but can
+    never reach the disk, so the write is blocked instead of forwarded."""
+    from dojoguard.proxy.durability import FlushProcess
+
+    flusher = FlushProcess(services.audit)
+    await flusher.start()
+    services.flusher = flusher
+    guard = Guard(services)
+    try:
+        with taddons.context(guard):
+            first = await judged(guard, write_flow(MESSAGE, {"body": "Reading books tomorrow"}))
+            assert first.response is None
+            assert await first.metadata[OUTCOME].durable.wait() is None
+            flusher._process.kill()
+            flusher._process.wait(10)
+            later = await judged(guard, write_flow(MESSAGE, {"body": "And a second note"}))
+        assert later.response.status_code == 403
+        assert "could not record" in error_of(later)["fallbackMessage"]
+    finally:
+        await flusher.stop()
+        services.flusher = None
+
+
 async def test_oversized_write_is_refused_before_its_body_is_read(services):
     """A write whose declared length is over max_write_body_mb is blocked at its headers."""
     guard = Guard(services)
