@@ -18,6 +18,13 @@ from dojoguard.audit.privacy import strip_content
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 FORMATS = ("auto", "json", "console")
+# The level configured last; structlog's own default (before configure_logging) shows everything.
+_level = logging.DEBUG
+
+
+def enabled(level: str) -> bool:
+    """Whether lines at ``level`` are shown: lets a hot path skip building a line that would be dropped."""
+    return LEVELS[level] >= _level
 
 
 def withhold_content(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -31,6 +38,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, stream: IO[str]
         raise ValueError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}")
     if fmt not in FORMATS:
         raise ValueError(f"unknown log format {fmt!r}; use one of {', '.join(FORMATS)}")
+    global _level
     stream = stream or sys.stdout
     if fmt == "auto":
         fmt = "console" if _is_terminal(stream) else "json"
@@ -49,6 +57,14 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, stream: IO[str]
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+    _level = LEVELS[level]
+
+
+def reset_logging() -> None:
+    """Back to structlog's defaults, as before ``configure_logging`` (for tests and embedding)."""
+    global _level
+    structlog.reset_defaults()
+    _level = logging.DEBUG
 
 
 def _is_terminal(stream: IO[str]) -> bool:

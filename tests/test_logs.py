@@ -9,7 +9,7 @@ import pytest
 import structlog
 
 from dojoguard.audit.log import AuditLog
-from dojoguard.logs import configure_logging
+from dojoguard.logs import configure_logging, enabled
 from tests.audit.conftest import make_action, make_decision
 
 
@@ -64,6 +64,14 @@ def test_level_filters_lower_levels():
     structlog.get_logger().info("quiet")
     structlog.get_logger().warning("loud")
     assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["loud"]
+
+
+def test_enabled_follows_the_configured_level():
+    """Hot paths ask ``enabled`` before building a line; it answers as the loggers filter."""
+    configure_logging("warning", "json", stream=io.StringIO())
+    assert not enabled("info") and not enabled("debug") and enabled("warning") and enabled("error")
+    configure_logging("info", "json", stream=io.StringIO())
+    assert enabled("info") and not enabled("debug")
 
 
 def test_unknown_level_or_format_is_refused():

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import structlog
 from mitmproxy import ctx, exceptions, http, tls
 
+from dojoguard import logs
 from dojoguard.proxy import enforcement, flows, learning
 from dojoguard.proxy.background import Background
 from dojoguard.proxy.durability import FlushProcess
@@ -223,6 +224,8 @@ class Guard:
         else:
             flows.refuse(flow, *enforcement.refusal(decision, tz=self._tz, duplicate=outcome.hold_duplicate))
             status = "refused"
+        if not logs.enabled("info"):
+            return  # every write passes here: skip building a line that would be dropped
         log.info("request.judged", decision_id=decision.decision_id, verdict=str(decision.verdict),
                  rules=list(decision.rule_ids), kind=str(outcome.action.kind), endpoint=outcome.action.endpoint,
                  outcome=status, teacher=outcome.action.teacher_id, device=outcome.action.device_address,

@@ -59,6 +59,32 @@ async def test_message_in_school_hours_is_forwarded_and_recorded(services):
     assert [i for (i,) in db.execute("SELECT id FROM records WHERE type = 'decision'")] == [decision_id]
 
 
+@pytest.mark.parametrize("level", ["info", "warning"])
+async def test_each_judged_write_has_one_log_line_at_info_and_none_above(services, level):
+    """The canonical line names the decision and never the message; at warning it is not even built."""
+    import io
+
+    from dojoguard.logs import configure_logging, reset_logging
+
+    out = io.StringIO()
+    configure_logging(level, "json", stream=out)
+    try:
+        guard = Guard(services)
+        with taddons.context(guard):
+            flow = await judged(guard, write_flow(MESSAGE, {"body": "Reading books tomorrow"}))
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+        judged_lines = [line for line in lines if line["event"] == "request.judged"]
+        if level == "info":
+            (line,) = judged_lines
+            assert line["decision_id"] == flow.metadata[OUTCOME].decision.decision_id
+            assert line["verdict"] == "allow" and line["outcome"] == "forwarded"
+            assert "Reading books" not in out.getvalue()
+        else:
+            assert judged_lines == []
+    finally:
+        reset_logging()
+
+
 async def test_message_after_five_is_refused_with_notice_and_decision_id(services, clock):
     """A message at 18:00 is answered with a ClassDojo-shaped 403 carrying the notice and decision id."""
     clock.set(MONDAY_18)
