@@ -83,15 +83,16 @@ def parse(content: bytes, boundary: bytes) -> Multipart:
         end = content.find(b"\r\n" + delimiter, pos)
         if end < 0:
             raise MultipartError("the body ends before its closing boundary")
-        segment = content[pos:end]
-        split = segment.find(b"\r\n\r\n")
+        # Searched and sliced in place: a photo part is copied once, not twice (a 12 MP
+        # upload is parsed while other teachers' requests wait for Python's lock).
+        split = content.find(b"\r\n\r\n", pos, end)
         if split < 0:
-            if segment.startswith(b"\r\n"):
-                raw_headers, body = b"", segment[2:]
+            if content.startswith(b"\r\n", pos, end):
+                raw_headers, body = b"", content[pos + 2:end]
             else:
                 raise MultipartError("a part has no blank line after its headers")
         else:
-            raw_headers, body = segment[:split], segment[split + 4:]
+            raw_headers, body = content[pos:split], content[split + 4:end]
         parts.append(Part(raw_headers, body))
         pos = end + 2 + len(delimiter)
 
