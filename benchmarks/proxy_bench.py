@@ -5,7 +5,10 @@ Figures (each printed beside the baseline measured in the same run):
 1. N small JSON message writes over one keep-alive HTTPS connection through
    (a) plain ``mitmdump`` with no addon and (b) ``dojoguard run`` with the
    default policy; median and p99 latency and requests/s; targets: median
-   ratio (b/a) <= 1.25, p99 ratio <= 1.5.
+   ratio (b/a) <= 1.25, p99 ratio <= 1.5. As a diagnostic, (c) mitmproxy
+   with only the addons dojoguard loads and no checks: dojoguard leaves out
+   most of mitmdump's addons, and (c) separates what that saves from what
+   dojoguard's own checks cost.
 2. dojoguard's text-message p99 while 8 clients upload 12-megapixel photos at
    the same time, against its idle p99 from (1); target <= 2x. Then, as a
    diagnostic only, the same with the uploading clients at nice 19: here
@@ -14,7 +17,7 @@ Figures (each printed beside the baseline measured in the same run):
 3. dojoguard's resident memory after 20,000 requests against after 1,000;
    target within 10%.
 
-Both proxies decrypt and re-encrypt every request with their own CA and reach
+All proxies decrypt and re-encrypt every request with their own CA and reach
 the same stand-in. The dojoguard run uses --clock-file at a Monday 10:00 so
 the default policy lets the messages through (after 17:00 it would answer
 them itself, which would flatter it).
@@ -84,14 +87,13 @@ def client_for(proxy_url: str, ca: Path) -> httpx.Client:
 class Mitmdump:
     """Plain mitmdump, no addon: the baseline."""
 
+    name = "mitmdump"
+
     def __init__(self, folder: Path, standin_ca: Path):
         self.port = free_port()
-        self.confdir = folder / "mitmdump-conf"
-        exe = Path(sys.executable).with_name("mitmdump")
-        self.process = subprocess.Popen(
-            [str(exe), "--listen-host", "127.0.0.1", "--listen-port", str(self.port), "--set",
-             f"confdir={self.confdir}", "--set", f"ssl_verify_upstream_trusted_ca={standin_ca}", "-q"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.confdir = folder / f"{self.name}-conf"
+        self.process = subprocess.Popen(self.command(standin_ca), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -103,10 +105,25 @@ class Mitmdump:
             time.sleep(0.1)
         raise RuntimeError("mitmdump did not start")
 
+    def command(self, standin_ca: Path) -> list[str]:
+        return [str(Path(sys.executable).with_name("mitmdump")), "--listen-host", "127.0.0.1", "--listen-port",
+                str(self.port), "--set", f"confdir={self.confdir}", "--set",
+                f"ssl_verify_upstream_trusted_ca={standin_ca}", "-q"]
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(20)
+
+
+class LeanMitmproxy(Mitmdump):
+    """mitmproxy with dojoguard's addon set and no dojoguard addon (see lean_mitmproxy.py): a diagnostic."""
+
+    name = "lean-mitmproxy"
+
+    def command(self, standin_ca: Path) -> list[str]:
+        return [sys.executable, str(Path(__file__).with_name("lean_mitmproxy.py")), "--port", str(self.port),
+                "--confdir", str(self.confdir), "--upstream-trust", str(standin_ca)]
 
 
 def cpu_s(pid: int) -> float:
@@ -212,33 +229,39 @@ def main() -> None:
         # default policy, both running; the clients take turns in rounds so that whatever else the
         # machine is doing falls on both alike.
         baseline = Mitmdump(folder, standin_ca)
+        lean = LeanMitmproxy(folder, standin_ca)
         proxy = ProxyProcess(config, folder, standin_port, standin_ca, clock_file=clock)
         try:
             proxy.start()
-            a_client = client_for(f"http://127.0.0.1:{baseline.port}", baseline.confdir / "mitmproxy-ca-cert.pem")
-            b_client = client_for(proxy.url, proxy.ca_cert)
-            a_url = f"https://localhost:{standin_port}{MESSAGE_PATH}"
-            b_url = f"https://teach.classdojo.com{MESSAGE_PATH}"
-            b_client.post("https://teach.classdojo.com/api/session", json={"login": "t", "password": data.PASSWORD})
-            send_messages(a_client, a_url, warmup)
-            send_messages(b_client, b_url, warmup)
-            a_lat, b_lat, a_time, b_time = [], [], 0.0, 0.0
-            a_cpu, b_cpu = cpu_s(baseline.process.pid), cpu_s(proxy.process.pid)
+            direct_url = f"https://localhost:{standin_port}{MESSAGE_PATH}"
+            # name: (client, url, process id); each takes its turn in every round.
+            runs = {
+                "mitmdump": (client_for(f"http://127.0.0.1:{baseline.port}",
+                                        baseline.confdir / "mitmproxy-ca-cert.pem"), direct_url, baseline.process.pid),
+                "lean": (client_for(f"http://127.0.0.1:{lean.port}", lean.confdir / "mitmproxy-ca-cert.pem"),
+                         direct_url, lean.process.pid),
+                "dojoguard": (client_for(proxy.url, proxy.ca_cert), f"https://teach.classdojo.com{MESSAGE_PATH}",
+                              proxy.process.pid),
+            }
+            runs["dojoguard"][0].post("https://teach.classdojo.com/api/session",
+                                      json={"login": "t", "password": data.PASSWORD})
+            for client, url, _ in runs.values():
+                send_messages(client, url, warmup)
+            lat = {name: [] for name in runs}
+            took = dict.fromkeys(runs, 0.0)
+            cpu0 = {name: cpu_s(pid) for name, (_, _, pid) in runs.items()}
             for _ in range(args.requests // ROUND):
-                lat, rate = send_messages(a_client, a_url, ROUND)
-                a_lat += lat
-                a_time += ROUND / rate
-                lat, rate = send_messages(b_client, b_url, ROUND)
-                b_lat += lat
-                b_time += ROUND / rate
-            results["mitmdump"] = summary(a_lat, len(a_lat) / a_time)
-            results["dojoguard"] = summary(b_lat, len(b_lat) / b_time)
-            # Breakdown: CPU each proxy process spent per request (the stand-in's and client's excluded).
-            results["mitmdump"]["cpu_ms"] = (cpu_s(baseline.process.pid) - a_cpu) / len(a_lat) * 1000
-            results["dojoguard"]["cpu_ms"] = (cpu_s(proxy.process.pid) - b_cpu) / len(b_lat) * 1000
-            a_client.close()
-            b_client.close()
+                for name, (client, url, _) in runs.items():
+                    got, rate = send_messages(client, url, ROUND)
+                    lat[name] += got
+                    took[name] += ROUND / rate
+            for name, (client, _, pid) in runs.items():
+                results[name] = summary(lat[name], len(lat[name]) / took[name])
+                # Breakdown: CPU each proxy process spent per request (the stand-in's and client's excluded).
+                results[name]["cpu_ms"] = (cpu_s(pid) - cpu0[name]) / len(lat[name]) * 1000
+                client.close()
             baseline.stop()
+            lean.stop()
             photo = twelve_megapixel_photo()
             loaded, uploads = uploads_under_load(proxy, photo, args.loaded_texts, args.uploaders)
             # Diagnostic: the same with the uploading clients yielding the CPU, as when they are other
@@ -251,6 +274,7 @@ def main() -> None:
                                  "uploads": uploads}
         finally:
             baseline.stop()
+            lean.stop()
             proxy.stop()
         # Memory: a fresh proxy, RSS after 1,000 and after N requests.
         with ProxyProcess(config, folder / "mem", standin_port, standin_ca, clock_file=clock) as proxy:
@@ -264,18 +288,21 @@ def main() -> None:
     finally:
         standin_proc.terminate()
         standin_proc.wait(10)
-    a, b, loaded = results["mitmdump"], results["dojoguard"], results["loaded"]
+    a, b, c, loaded = results["mitmdump"], results["dojoguard"], results["lean"], results["loaded"]
     print(f"\n1. {args.requests} keep-alive HTTPS message writes each (after {warmup} warm-up), "
           f"in alternating rounds of {ROUND}")
-    print(f"   {'':22}{'median ms':>10}{'p99 ms':>10}{'req/s':>9}{'CPU ms/req':>12}")
-    for name, r in (("(a) plain mitmdump", a), ("(b) dojoguard", b)):
-        print(f"   {name:22}{r['median_ms']:10.2f}{r['p99_ms']:10.2f}{r['rps']:9.0f}{r['cpu_ms']:12.2f}")
+    print(f"   {'':34}{'median ms':>10}{'p99 ms':>10}{'req/s':>9}{'CPU ms/req':>12}")
+    for name, r in (("(a) plain mitmdump", a), ("(b) dojoguard", b),
+                    ("(c) diagnostic: dojoguard's core", c)):
+        print(f"   {name:34}{r['median_ms']:10.2f}{r['p99_ms']:10.2f}{r['rps']:9.0f}{r['cpu_ms']:12.2f}")
     print(f"   ratio b/a: median {b['median_ms'] / a['median_ms']:.2f} (target <= 1.25), "
           f"p99 {b['p99_ms'] / a['p99_ms']:.2f} (target <= 1.5)")
-    print(f"   breakdown: dojoguard's process used {b['cpu_ms'] - a['cpu_ms']:.2f} ms more CPU per request than "
-          f"mitmdump's (recognising, judging, committing the audit record; the flush is a separate helper "
-          f"process); the rest of the latency difference is waiting: for the flush when it outlasts "
-          f"ClassDojo's answer, and for the event loop (rerun with --data-dir on a tmpfs to take the disk away)")
+    print(f"   breakdown: (c) is mitmproxy with only the addons dojoguard loads and no checks "
+          f"(benchmarks/lean_mitmproxy.py); against it, dojoguard's checks cost median "
+          f"{b['median_ms'] / c['median_ms']:.2f}x and {b['cpu_ms'] - c['cpu_ms']:.2f} ms of CPU a write "
+          f"(recognising, judging, committing the audit record); leaving out mitmdump's other addons saves "
+          f"{a['cpu_ms'] - c['cpu_ms']:.2f} ms. The audit flush is a separate helper process; rerun with "
+          f"--data-dir on a tmpfs to take the disk away")
     print(f"\n2. text p99 while {args.uploaders} clients upload 12 MP photos ({loaded['uploads']} uploads done): "
           f"{loaded['p99_ms']:.2f} ms (median {loaded['median_ms']:.2f}) vs idle p99 {b['p99_ms']:.2f} ms: "
           f"ratio {loaded['p99_ms'] / b['p99_ms']:.2f} (target <= 2)")
