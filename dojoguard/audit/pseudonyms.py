@@ -10,7 +10,6 @@ verification is untouched because no sealed byte changed.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import sqlite3
@@ -18,6 +17,11 @@ import sqlite3
 PREFIX = "p-"
 # Field names whose values are pupil ids, wherever they appear in a record.
 PUPIL_KEYS = frozenset({"pupil", "pupils", "pupil_id", "pupil_ids", "students"})
+
+
+def _mac(key: bytes, pupil_id: str) -> str:
+    # hmac.digest is the one-shot form in C: the same HMAC-SHA256 as hmac.new, several times faster.
+    return hmac.digest(key, pupil_id.encode("utf-8"), "sha256").hex()[:32]
 
 
 class Pseudonyms:
@@ -39,7 +43,7 @@ class Pseudonyms:
                 key = secrets.token_bytes(32)
                 self._conn.execute("INSERT INTO pupil_keys VALUES (?, ?)", (pupil_id, key))
                 pending[pupil_id] = key
-        return PREFIX + hmac.new(key, pupil_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+        return PREFIX + _mac(key, pupil_id)
 
     def committed(self, pending: dict[str, bytes]) -> None:
         self._cache.update(pending)
@@ -55,8 +59,7 @@ class Pseudonyms:
         for pupil_id in pupil_ids:
             row = self._conn.execute("SELECT key FROM pupil_keys WHERE pupil = ?", (pupil_id,)).fetchone()
             if row is not None:
-                digest = hmac.new(bytes(row[0]), pupil_id.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
-                found[PREFIX + digest] = pupil_id
+                found[PREFIX + _mac(bytes(row[0]), pupil_id)] = pupil_id
         return found
 
     def replace_ids(self, fields, pending: dict[str, bytes]):

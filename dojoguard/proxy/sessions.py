@@ -8,7 +8,6 @@ teacher" and the rules decide what that means.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from datetime import datetime
 from http.cookies import SimpleCookie
@@ -58,7 +57,8 @@ class Sessions:
                 self._cache[h] = (tid, name)
 
     def _hash(self, sid: str) -> str:
-        return hmac.new(self.state.key, sid.encode(), hashlib.sha256).hexdigest()
+        # hmac.digest is the one-shot form in C: the same value, several times faster than hmac.new.
+        return hmac.digest(self.state.key, sid.encode(), "sha256").hex()
 
     def teacher(self, sid: str | None) -> tuple[str | None, str | None]:
         """(teacher id, name) for a session, (None, None) when not learned; memory only, no I/O."""

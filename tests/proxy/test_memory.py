@@ -57,3 +57,11 @@ def test_the_environment_switch_leaves_malloc_alone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"DOJOGUARD_MALLOC_TUNING": "off", "PATH": "/usr/bin:/bin"})
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_the_threshold_is_well_above_asyncios_socket_read_buffer():
+    """asyncio reads every socket into a fresh buffer of max_size and shrinks it; a threshold at or
+    just above that size would map and unmap memory on every read (two of each per message write)."""
+    from asyncio.selector_events import _SelectorSocketTransport
+
+    assert memory.MMAP_THRESHOLD_BYTES >= 2 * _SelectorSocketTransport.max_size
