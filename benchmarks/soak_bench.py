@@ -287,6 +287,14 @@ def main() -> None:
             print(f"   after {WARM_UP_S:.0f} s of warm-up: {settled[0][1]:.0f} MB -> {settled[-1][1]:.0f} MB "
                   f"(ratio {settled[-1][1] / settled[0][1]:.3f}), trend {slope:+.2f} MB per minute; "
                   f"image workers {settled[0][2]:.0f} -> {settled[-1][2]:.0f} MB")
+            # The proxy hands free pages back once a minute, so memory saws up and down within
+            # each minute; the lowest point of each minute shows whether anything is kept.
+            minutes: dict[int, list[float]] = {}
+            for t, p, _ in settled:
+                minutes.setdefault(int(t // 60), []).append(p)
+            lows = [min(v) for _, v in sorted(minutes.items())]
+            print(f"   lowest in each minute after warm-up (free pages go back once a minute): "
+                  f"{', '.join(f'{low:.0f}' for low in lows)} MB")
     print(f"4. error lines in the proxy's log: {len(log_lines)}")
     for line in log_lines[:5]:
         print("   " + line[:200])
