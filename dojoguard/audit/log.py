@@ -264,9 +264,7 @@ class AuditLog:
             try:
                 self._flusher.flush()
             except OSError as exc:
-                self._sync_failure = (f"the audit log could not be flushed to disk ({exc}); it refuses "
-                                      f"further records until the proxy is restarted")
-                self._logger.error("audit.sync_failed", error=type(exc).__name__, seq=seq)
+                self._refuse_after_failed_flush(str(exc), error=type(exc).__name__, seq=seq)
                 raise AuditWriteError(self._sync_failure) from exc
             self._synced = max(self._synced, target)
         if self.wants_checkpoint:
@@ -281,9 +279,13 @@ class AuditLog:
         """A flush failed elsewhere: refuse every later record, as a failed ``sync`` does."""
         with self._sync_lock:
             if self._sync_failure is None:
-                self._sync_failure = (f"the audit log could not be flushed to disk ({reason}); it refuses "
-                                      f"further records until the proxy is restarted")
-                self._logger.error("audit.sync_failed", error=reason)
+                self._refuse_after_failed_flush(reason, error=reason)
+
+    def _refuse_after_failed_flush(self, reason: str, **logged: Any) -> None:
+        """From now on every record is refused (the caller holds ``_sync_lock``)."""
+        self._sync_failure = (f"the audit log could not be flushed to disk ({reason}); it refuses "
+                              f"further records until the proxy is restarted")
+        self._logger.error("audit.sync_failed", **logged)
 
     @property
     def committed_seq(self) -> int:

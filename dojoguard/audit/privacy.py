@@ -26,6 +26,8 @@ CONTENT_KEYS = frozenset({
 # Longest string value accepted in an audit field: identifiers, hashes and
 # reasons fit easily; a pasted message does not.
 MAX_VALUE_CHARS = 1000
+# Values recorded as they are, checked by exact type on every field of every record.
+_SCALARS = frozenset({int, bool, float, type(None)})
 
 
 class ContentRefused(ValueError):
@@ -66,7 +68,7 @@ def _problem(value: Any) -> tuple[list[str], str] | None:
                 return [f".{key}"], ("content-bearing field refused (the audit trail holds "
                                      "no message text, images, templates or names)")
             t = type(item)
-            if (t is str and len(item) <= MAX_VALUE_CHARS) or item is None or t is int or t is bool or t is float:
+            if t in _SCALARS or (t is str and len(item) <= MAX_VALUE_CHARS):
                 continue  # the common case, settled here without a call
             found = _problem(item)
             if found is not None:
@@ -76,7 +78,7 @@ def _problem(value: Any) -> tuple[list[str], str] | None:
     if kind is list or kind is tuple:
         for i, item in enumerate(value):
             t = type(item)
-            if (t is str and len(item) <= MAX_VALUE_CHARS) or item is None or t is int or t is bool or t is float:
+            if t in _SCALARS or (t is str and len(item) <= MAX_VALUE_CHARS):
                 continue
             found = _problem(item)
             if found is not None:
