@@ -21,11 +21,16 @@ def niceness(pid: int) -> int:
 
 
 def test_workers_run_below_the_proxys_priority():
-    """A worker runs WORKER_NICENESS below its parent, so a photo analysis never delays a text message's turn."""
+    """A worker runs in the idle scheduling class, so a photo analysis never delays a text message's turn.
+
+    Its nice value is also WORKER_NICENESS below its parent's: what applies where there is no idle class.
+    """
     checker = ImageChecker(SETTINGS, None, PURPOSES, workers=1)
     try:
         pid = asyncio.run(checker.run(worker.ping))
         assert pid != os.getpid()
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        assert os.sched_getscheduler(os.getpid()) != os.SCHED_IDLE  # the proxy itself stays in the normal class
         assert niceness(pid) == min(19, os.nice(0) + worker.WORKER_NICENESS)
     finally:
         checker.close()
