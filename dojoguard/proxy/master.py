@@ -24,6 +24,9 @@ So dojoguard builds its master from the addons it needs:
 - ``ErrorCheck``: an error while starting (a port in use) stops the start;
 - ``TermLog`` (added by the caller's ``with_termlog``): mitmproxy's own warnings.
 
+One method of mitmproxy's TLS layer is replaced, so that large bodies are
+encrypted in slices (``tlsslices.py`` says why and what it measured).
+
 Not loaded, on purpose: ``Block`` (dojoguard serves ``proxy.client_networks``
 itself, in the addon's ``client_connected``), ``ProxyAuth`` and
 ``UpstreamAuth`` (not offered), and the workbench named above.
@@ -31,6 +34,7 @@ itself, in the addon's ``client_connected``), ``ProxyAuth`` and
 
 from __future__ import annotations
 
+import structlog
 from mitmproxy import master, options
 from mitmproxy.addons import (
     core,
@@ -42,6 +46,10 @@ from mitmproxy.addons import (
     strip_dns_https_records,
     tlsconfig,
 )
+
+from dojoguard.proxy import tlsslices
+
+log = structlog.get_logger("dojoguard.proxy")
 
 
 def proxy_addons() -> list:
@@ -59,6 +67,9 @@ def proxy_addons() -> list:
 
 def build(opts: options.Options | None = None, *, with_termlog: bool = True) -> master.Master:
     """A master with dojoguard's addon set (dojoguard's own addon is added by the caller)."""
+    if not tlsslices.install():
+        log.warning("tls.slices_off", reason="mitmproxy's TLSLayer.send_data differs from the supported version; "
+                    "large bodies are encrypted in one piece")
     m = master.Master(opts or options.Options(), with_termlog=with_termlog)
     m.addons.add(*proxy_addons())
     return m
