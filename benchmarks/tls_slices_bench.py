@@ -15,55 +15,12 @@ Run:  python benchmarks/tls_slices_bench.py [--size BYTES] [--rounds N]
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import statistics
 import time
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from mitmproxy import connection
-from mitmproxy.proxy.layers import tls
-from OpenSSL import SSL
-
 from dojoguard.proxy import memory, tlsslices
-
-
-def contexts() -> tuple[SSL.Context, SSL.Context]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "classdojo.test")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(datetime.datetime(2020, 1, 1))
-            .not_valid_after(datetime.datetime(2040, 1, 1)).sign(key, hashes.SHA256()))
-    server = SSL.Context(SSL.TLS_METHOD)
-    server.use_certificate(cert)
-    server.use_privatekey(key)
-    return SSL.Context(SSL.TLS_METHOD), server
-
-
-def pump(a: SSL.Connection, b: SSL.Connection) -> None:
-    while True:
-        try:
-            b.bio_write(a.bio_read(65536))
-        except SSL.WantReadError:
-            return
-
-
-def connected(ctx: tuple[SSL.Context, SSL.Context]) -> tuple[SSL.Connection, SSL.Connection]:
-    client, server = SSL.Connection(ctx[0]), SSL.Connection(ctx[1])
-    client.set_connect_state()
-    server.set_accept_state()
-    for _ in range(5):
-        for side in (client, server):
-            try:
-                side.do_handshake()
-            except SSL.WantReadError:
-                pass
-        pump(client, server)
-        pump(server, client)
-    return client, server
+from dojoguard.standin import tlspair
 
 
 def page_faults() -> int:
@@ -71,23 +28,14 @@ def page_faults() -> int:
         return int(f.read().rsplit(")", 1)[1].split()[7])
 
 
-def one_body(send_data, ctx, body: bytes) -> tuple[float, int]:
+def one_body(send_data, body: bytes) -> tuple[float, int]:
     """CPU ms and page faults of sending ``body`` on a fresh connection; the peer checks it."""
-    client, server = connected(ctx)
-    layer = object.__new__(tls.ServerTLSLayer)
-    layer.tls, layer.conn = client, connection.Server(address=("classdojo.test", 443))
+    client, server = tlspair.connected()
+    layer = tlspair.layer_over(client)
     faults, started = page_faults(), time.thread_time()
     pieces = [command.data for command in send_data(layer, body)]
     cpu_ms, faults = (time.thread_time() - started) * 1000, page_faults() - faults
-    got = bytearray()
-    for piece in pieces:
-        server.bio_write(piece)
-        while True:
-            try:
-                got += server.recv(1 << 20)
-            except SSL.WantReadError:
-                break
-    if bytes(got) != body:
+    if tlspair.received(server, pieces) != body:
         raise AssertionError("the peer did not receive the body")
     return cpu_ms, faults
 
@@ -98,14 +46,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     tuned = memory.tune()
-    ctx = contexts()
     body = os.urandom(args.size)
     runs = {"(a) mitmproxy": tlsslices._original, "(b) sliced": tlsslices.send_data}
     cpu = {name: [] for name in runs}
     faults = {name: [] for name in runs}
     for _ in range(args.rounds):  # alternate, so that machine noise falls on both alike
         for name, send_data in runs.items():
-            c, f = one_body(send_data, ctx, body)
+            c, f = one_body(send_data, body)
             cpu[name].append(c)
             faults[name].append(f)
     print(f"one {args.size / 1e6:.1f} MB body on a fresh TLS connection, median of {args.rounds} rounds "

@@ -2,67 +2,22 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 
 import pytest
 import structlog
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from mitmproxy import connection
 from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers import tls
 from OpenSSL import SSL
 
 from dojoguard.proxy import master, tlsslices
-
-
-@pytest.fixture(scope="module")
-def contexts():
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "classdojo.test")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(datetime.datetime(2020, 1, 1))
-            .not_valid_after(datetime.datetime(2040, 1, 1)).sign(key, hashes.SHA256()))
-    server = SSL.Context(SSL.TLS_METHOD)
-    server.use_certificate(cert)
-    server.use_privatekey(key)
-    return SSL.Context(SSL.TLS_METHOD), server
-
-
-def _pump(a: SSL.Connection, b: SSL.Connection) -> None:
-    while True:
-        try:
-            b.bio_write(a.bio_read(65536))
-        except SSL.WantReadError:
-            return
+from dojoguard.standin import tlspair
+from dojoguard.standin.tlspair import layer_over, received
 
 
 @pytest.fixture
-def pair(contexts):
-    """A connected client and server over memory buffers, as mitmproxy drives them."""
-    client, server = SSL.Connection(contexts[0]), SSL.Connection(contexts[1])
-    client.set_connect_state()
-    server.set_accept_state()
-    for _ in range(5):
-        for side in (client, server):
-            try:
-                side.do_handshake()
-            except SSL.WantReadError:
-                pass
-        _pump(client, server)
-        _pump(server, client)
-    return client, server
-
-
-def layer_over(ssl_conn) -> tls.ServerTLSLayer:
-    """A mitmproxy TLS layer with only what sending needs: its OpenSSL connection and its peer."""
-    layer = object.__new__(tls.ServerTLSLayer)
-    layer.tls = ssl_conn
-    layer.conn = connection.Server(address=("classdojo.test", 443))
-    return layer
+def pair():
+    return tlspair.connected()
 
 
 def send(layer, data: bytes) -> list[bytes]:
@@ -71,18 +26,6 @@ def send(layer, data: bytes) -> list[bytes]:
         assert isinstance(command, commands.SendData) and command.connection is layer.conn
         out.append(command.data)
     return out
-
-
-def received(server: SSL.Connection, ciphertext: list[bytes]) -> bytes:
-    got = bytearray()
-    for piece in ciphertext:
-        server.bio_write(piece)
-        while True:
-            try:
-                got += server.recv(1 << 20)
-            except SSL.WantReadError:
-                break
-    return bytes(got)
 
 
 @pytest.mark.parametrize("size", [1, tlsslices.SLICE - 1, tlsslices.SLICE, tlsslices.SLICE + 1,
