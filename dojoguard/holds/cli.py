@@ -12,29 +12,41 @@ import click
 from dojoguard.clitools import fail, pass_env
 from dojoguard.environment import Environment
 from dojoguard.holds.export import media
-from dojoguard.holds.store import HoldError, HoldKind, HoldState, HoldStore
+from dojoguard.holds.seal import key_path_for
+from dojoguard.holds.store import HoldError, HoldKind, HoldState, HoldStore, HoldTampered
 
 
 @contextmanager
-def _opened(env: Environment) -> Iterator[HoldStore]:
-    """The store, closed afterwards; a missing item or wrong step becomes a clear CLI error."""
-    store = HoldStore.open(env.config.path("holds", "database"))
+def _opened(env: Environment, command: str = "") -> Iterator[HoldStore]:
+    """The store, closed afterwards; a missing item or wrong step becomes a clear CLI error.
+
+    An item found changed behind the commands' back is recorded (``hold.tampered``)
+    and set aside before the command fails: it is never approved, retried or sent.
+    """
+    database = env.config.path("holds", "database")
+    store = HoldStore.open(database, key_path=key_path_for(env.config, database))
     try:
         yield store
+    except HoldTampered as exc:
+        _audit(env, "hold.tampered", {"hold": exc.item_id, "found": exc.why, "noticed_by": f"held {command}",
+                                      **{k: v for k, v in exc.found.items() if v is not None}})
+        store.mark_tampered(exc.item_id)
+        raise fail(exc) from None
     except HoldError as exc:
         raise fail(exc) from None
     finally:
         store.close()
 
 
-def _audit(env: Environment, event: str, fields: dict) -> None:
+def _audit(env: Environment, event: str, fields: dict):
+    """Record ``event``; returns the audit record (its id is kept with an approval)."""
     # Imported here so that `held list` works even while the audit log is unreachable;
     # steps that change an item must be recorded, so their failure stops the command.
     from dojoguard.audit.log import AuditLog
 
     log = AuditLog.open(env.config.path("audit", "database"), clock=env.clock)
     try:
-        log.append_event(event, fields)
+        return log.append_event(event, fields)
     finally:
         log.close()
 
@@ -120,13 +132,16 @@ def approve(env: Environment, item_id: str, by: str) -> None:
     Example:
       dojoguard held approve 3f9c2a1b7d20 --by "Mrs Head"
     """
-    with _opened(env) as store:
+    with _opened(env, "approve") as store:
+        store.verify(item_id)
         item = store.get(item_id)
         if item.kind != HoldKind.HOLD or item.state != HoldState.PENDING:
             raise HoldError(f"item {item_id} is a {item.kind} in state {item.state}; "
                             "only pending holds can be approved")
-        _audit(env, "hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": by})
-        store.approve(item_id)
+        # The record comes first and the item names it: the proxy sends an approved
+        # hold only when this very record is in the audit log.
+        record = _audit(env, "hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": by})
+        store.approve(item_id, record.record_id)
     click.echo(f"Approved {item_id}: the proxy will send it on.")
 
 
@@ -161,7 +176,7 @@ def retry(env: Environment, item_id: str, by: str) -> None:
     Example:
       dojoguard held retry 3f9c2a1b7d20 --by "IT office"
     """
-    with _opened(env) as store:
+    with _opened(env, "retry") as store:
         item = store.retry(item_id, env.clock.now())
         _audit(env, "hold.retried", {"hold": item.id, "decision_id": item.decision_id, "by": by})
     click.echo(f"{item_id} is queued again.")

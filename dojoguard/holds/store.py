@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
+from dojoguard.holds import seal as seals
 from dojoguard.rules.action import Action
 from dojoguard.rules.decision import Decision
 
@@ -34,10 +35,23 @@ class HoldState(enum.StrEnum):
     PENDING = "pending"      # waiting for a leader (hold) or for its time (defer)
     APPROVED = "approved"    # a leader approved it; the proxy sends it on next
     FAILED = "failed"        # every release attempt failed; listed for leaders
+    TAMPERED = "tampered"    # changed behind the commands' back: never sent, only rejected or expired
 
 
 class HoldError(Exception):
     """A held item that cannot be found or cannot take the step asked for."""
+
+
+class HoldTampered(HoldError):
+    """A row whose seal does not match: it was changed by something other than dojoguard."""
+
+    def __init__(self, item_id: str, why: str, found: dict[str, Any]):
+        super().__init__(f"item {item_id} was changed outside dojoguard ({why}); it will not be sent. "
+                         "Reject it, and find out who can write the hold store")
+        self.item_id = item_id
+        self.why = why
+        # The row's identifying columns as found (strings, never the request).
+        self.found = found
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,8 @@ class HeldItem:
     content_type: str | None
     content_length: int
     is_duplicate: bool = False
+    # The id of the audit record of the leader's approval (approved holds only).
+    approval: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """What a leader sees: who, what, when, why. No message text, no image."""
@@ -125,14 +141,20 @@ CREATE TABLE IF NOT EXISTS items (
     last_error TEXT,
     dedupe_key TEXT NOT NULL,
     request TEXT NOT NULL,
-    content BLOB NOT NULL
+    content BLOB NOT NULL,
+    approval TEXT,
+    seal TEXT
 );
 CREATE INDEX IF NOT EXISTS items_due ON items (state, release_at);
 CREATE UNIQUE INDEX IF NOT EXISTS items_dedupe ON items (dedupe_key);
 """
 
 _COLUMNS = ("id, kind, state, created_at, release_at, decision_id, teacher_id, class_id, action_kind, "
-            "channel, rule_ids, reason, attempts, last_error, request, length(content)")
+            "channel, rule_ids, reason, attempts, last_error, request, length(content), approval")
+# Every stored column, in order: what a seal covers.
+_ALL = ("id", "kind", "state", "created_at", "release_at", "decision_id", "teacher_id", "class_id", "action_kind",
+        "channel", "rule_ids", "reason", "attempts", "last_error", "dedupe_key", "request", "content", "approval",
+        "seal")
 
 
 def dedupe_key(kind: HoldKind, request: StoredRequest, teacher_id: str | None) -> str:
@@ -148,15 +170,18 @@ def dedupe_key(kind: HoldKind, request: StoredRequest, teacher_id: str | None) -
 class HoldStore:
     """The held/deferred store. Thread-safe: the proxy calls it from worker threads."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path):
+    def __init__(self, connection: sqlite3.Connection, path: Path, key: bytes):
         self._db = connection
         self._lock = threading.Lock()
+        self._key = key
         self.path = path
 
     @classmethod
-    def open(cls, path: str | Path) -> "HoldStore":
+    def open(cls, path: str | Path, *, key_path: str | Path | None = None) -> "HoldStore":
+        """Open (or create) the store; ``key_path`` is its sealing key (default: ``keys/`` beside it)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key, key_is_new = seals.load_or_create(Path(key_path) if key_path else seals.key_path_for(None, path))
         if not path.exists():
             # Created owner-only: it holds whole requests, cookies included.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -164,7 +189,34 @@ class HoldStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(_SCHEMA)
-        return cls(db, path)
+        store = cls(db, path, key)
+        store._upgrade(key_is_new)
+        return store
+
+    def _upgrade(self, key_is_new: bool) -> None:
+        """Add the approval and seal columns to a store made before rows were sealed.
+
+        Rows already waiting are sealed as they are only when the key is new too,
+        i.e. on the first start of a version that seals. Columns missing while the
+        key already exists mean someone removed them: the rows stay unsealed, and
+        so are never sent.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
+                missing = [c for c in ("approval", "seal") if c not in columns]
+                for column in missing:
+                    self._db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
+                if missing and key_is_new:
+                    for row in self._db.execute(f"SELECT {', '.join(_ALL)} FROM items").fetchall():
+                        doc = dict(zip(_ALL, row))
+                        self._db.execute("UPDATE items SET seal = ? WHERE id = ?",
+                                         (seals.seal(self._key, doc), doc["id"]))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -192,7 +244,11 @@ class HoldStore:
             "dedupe_key": key,
             "request": json.dumps(_request_doc(request)),
             "content": request.content,
+            "attempts": 0,
+            "last_error": None,
+            "approval": None,
         }
+        row["seal"] = seals.seal(self._key, row)
         with self._lock:
             existing = self._db.execute(f"SELECT {_COLUMNS} FROM items WHERE dedupe_key = ?", (key,)).fetchone()
             if existing:
@@ -219,6 +275,22 @@ class HoldStore:
         doc = json.loads(row[0])
         return StoredRequest(**{**doc, "headers": tuple(tuple(h) for h in doc["headers"]), "content": row[1]})
 
+    def sealed(self, item_id: str) -> tuple[HeldItem, StoredRequest]:
+        """The item and its request, read together, only if the row's seal matches (else ``HoldTampered``)."""
+        with self._lock:
+            doc = self._row(item_id)
+        self._check(doc)
+        item = _item(tuple(doc[c] for c in _ALL[:14]) + (doc["request"], len(doc["content"]), doc["approval"]))
+        request = json.loads(doc["request"])
+        return item, StoredRequest(**{**request, "headers": tuple(tuple(h) for h in request["headers"]),
+                                      "content": doc["content"]})
+
+    def verify(self, item_id: str) -> None:
+        """Raise ``HoldTampered`` unless the row's seal matches."""
+        with self._lock:
+            doc = self._row(item_id)
+        self._check(doc)
+
     def list(self, *, kind: HoldKind | None = None, state: HoldState | None = None) -> list[HeldItem]:
         query, args = f"SELECT {_COLUMNS} FROM items WHERE 1=1", []
         if kind:
@@ -229,43 +301,76 @@ class HoldStore:
             rows = self._db.execute(query + " ORDER BY created_at, id", args).fetchall()
         return [_item(r) for r in rows]
 
-    def due(self, now: datetime) -> list[HeldItem]:
-        """Items to send now: deferred ones whose time has come, and approved holds."""
+    def due_ids(self, now: datetime) -> list[str]:
+        """Ids of the rows that say they are due: deferred ones whose time has come, approved holds.
+
+        Only ids: what a row says is believed only once ``sealed`` has checked it.
+        """
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM items WHERE (state = ? AND kind = ? AND release_at <= ?) "
+                "SELECT id FROM items WHERE (state = ? AND kind = ? AND release_at <= ?) "
                 "OR (state = ? AND (release_at IS NULL OR release_at <= ?)) ORDER BY created_at, id",
                 (str(HoldState.PENDING), str(HoldKind.DEFER), now.astimezone(UTC).isoformat(),
                  str(HoldState.APPROVED), now.astimezone(UTC).isoformat()),
             ).fetchall()
-        return [_item(r) for r in rows]
+        return [r[0] for r in rows]
 
-    def approve(self, item_id: str) -> HeldItem:
-        item = self.get(item_id)
-        if item.kind != HoldKind.HOLD or item.state != HoldState.PENDING:
-            raise HoldError(f"item {item_id} is a {item.kind} in state {item.state}; only pending holds can be approved")
-        self._set(item_id, state=str(HoldState.APPROVED))
+    def due(self, now: datetime) -> list[HeldItem]:
+        """Items to send now, as their rows say (the releaser checks each seal before sending)."""
+        return [self.get(i) for i in self.due_ids(now)]
+
+    def approve(self, item_id: str, approval: str) -> HeldItem:
+        """Mark a pending hold approved; ``approval`` is the id of the audit record of the leader's approval."""
+        if not approval:
+            raise HoldError("an approval must name its audit record")
+
+        def step(doc):
+            if doc["kind"] != HoldKind.HOLD or doc["state"] != HoldState.PENDING:
+                raise HoldError(f"item {item_id} is a {doc['kind']} in state {doc['state']}; "
+                                "only pending holds can be approved")
+            return {"state": str(HoldState.APPROVED), "approval": approval}
+
+        self._change(item_id, step)
         return self.get(item_id)
 
     def record_attempt(self, item_id: str, error: str, *, give_up: bool, retry_at: datetime) -> HeldItem:
         """A failed release: counted, its error kept, retried not before ``retry_at`` (or given up)."""
-        with self._lock:
-            self._db.execute(
-                "UPDATE items SET attempts = attempts + 1, last_error = ?, release_at = ?, "
-                "state = CASE WHEN ? THEN ? ELSE state END WHERE id = ?",
-                (error[:500], retry_at.astimezone(UTC).isoformat(), give_up, str(HoldState.FAILED), item_id),
-            )
+        self._change(item_id, lambda doc: {
+            "attempts": doc["attempts"] + 1, "last_error": error[:500],
+            "release_at": retry_at.astimezone(UTC).isoformat(),
+            "state": str(HoldState.FAILED) if give_up else doc["state"]})
         return self.get(item_id)
 
     def retry(self, item_id: str, now: datetime) -> HeldItem:
         """Put a failed item back in the queue (a leader's decision after fixing the cause)."""
-        item = self.get(item_id)
-        if item.state != HoldState.FAILED:
-            raise HoldError(f"item {item_id} has not failed; nothing to retry")
-        state = HoldState.APPROVED if item.kind == HoldKind.HOLD else HoldState.PENDING
-        self._set(item_id, state=str(state), attempts=0, release_at=None if item.kind == HoldKind.HOLD
-                  else now.astimezone(UTC).isoformat())
+        def step(doc):
+            if doc["state"] != HoldState.FAILED:
+                raise HoldError(f"item {item_id} has not failed; nothing to retry")
+            hold = doc["kind"] == HoldKind.HOLD
+            return {"state": str(HoldState.APPROVED if hold else HoldState.PENDING), "attempts": 0,
+                    "release_at": None if hold else now.astimezone(UTC).isoformat()}
+
+        self._change(item_id, step)
         return self.get(item_id)
+
+    def mark_tampered(self, item_id: str) -> None:
+        """Set a tampered row aside for good: never due again, only rejected or expired.
+
+        It is sealed as found (the change is already recorded), so a later change
+        by hand, such as setting it back to approved, shows again.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                doc = self._row(item_id)
+                doc["state"] = str(HoldState.TAMPERED)
+                doc["seal"] = seals.seal(self._key, doc) if isinstance(doc["content"], bytes) else None
+                self._db.execute("UPDATE items SET state = ?, seal = ? WHERE id = ?",
+                                 (doc["state"], doc["seal"], item_id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def remove(self, item_id: str) -> HeldItem:
         """Delete an item and its request (after release, rejection or expiry)."""
@@ -281,10 +386,37 @@ class HoldStore:
                                     (cutoff,)).fetchall()
         return [_item(r) for r in rows]
 
-    def _set(self, item_id: str, **values) -> None:
-        assignments = ", ".join(f"{k} = ?" for k in values)
+    def _row(self, item_id: str) -> dict[str, Any]:
+        # Callers hold the lock.
+        row = self._db.execute(f"SELECT {', '.join(_ALL)} FROM items WHERE id = ?", (item_id,)).fetchone()
+        if row is None:
+            raise HoldError(f"no held or queued item {item_id!r} (it may have been released, rejected or expired)")
+        return dict(zip(_ALL, row))
+
+    def _check(self, doc: dict[str, Any]) -> None:
+        if seals.matches(self._key, doc):
+            return
+        why = "no seal" if doc.get("seal") is None else "its seal does not match"
+        found = {k: None if doc[k] is None else str(doc[k])[:100]
+                 for k in ("kind", "state", "decision_id", "teacher_id", "class_id", "release_at", "approval")}
+        raise HoldTampered(doc["id"], why, found)
+
+    def _change(self, item_id: str, step) -> None:
+        """Check the row's seal, apply ``step(row) -> new values`` and seal it again, in one transaction."""
         with self._lock:
-            self._db.execute(f"UPDATE items SET {assignments} WHERE id = ?", (*values.values(), item_id))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                doc = self._row(item_id)
+                self._check(doc)
+                doc.update(step(doc))
+                doc["seal"] = seals.seal(self._key, doc)
+                columns = [c for c in _ALL if c != "id"]
+                self._db.execute(f"UPDATE items SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",
+                                 (*(doc[c] for c in columns), item_id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def __iter__(self) -> Iterator[HeldItem]:
         return iter(self.list())
@@ -305,7 +437,7 @@ def _request_doc(request: StoredRequest) -> dict[str, Any]:
 
 def _item(row) -> HeldItem:
     (item_id, kind, state, created, release, decision_id, teacher, klass, action_kind, channel, rules, reason,
-     attempts, last_error, request, length) = row
+     attempts, last_error, request, length, approval) = row
     headers = json.loads(request)["headers"]
     content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
     return HeldItem(
@@ -325,4 +457,5 @@ def _item(row) -> HeldItem:
         last_error=last_error,
         content_type=content_type,
         content_length=length,
+        approval=approval,
     )

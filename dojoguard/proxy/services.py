@@ -146,9 +146,10 @@ def _open_registry(settings: Settings, clock: Clock):
 
 
 def _open_holds(settings: Settings):
+    from dojoguard.holds.seal import key_path_for
     from dojoguard.holds.store import HoldStore
 
-    return HoldStore.open(settings.holds_path)
+    return HoldStore.open(settings.holds_path, key_path=key_path_for(settings.config, settings.holds_path))
 
 
 # -- reloading ------------------------------------------------------------

@@ -85,7 +85,8 @@ async def test_approved_hold_is_sent_and_unapproved_waits(setup, upstream):
     item = keep(store, upstream, kind="hold")
     clock.set(MONDAY_0800)
     assert await releaser.run_once() == []
-    store.approve(item.id)
+    approval = log.append_event("hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": "Head"})
+    store.approve(item.id, approval.record_id)
     assert [o.event for o in await releaser.run_once()] == ["hold.released"]
     assert len(upstream.received) == 1
 

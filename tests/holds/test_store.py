@@ -71,10 +71,11 @@ def test_holds_are_due_only_once_approved(store):
     """A held item waits for a leader however long it takes; approval makes it due."""
     item = store.keep("hold", request(), decision(Verdict.HOLD), ACTION, None)
     assert store.due(MONDAY_0800 + timedelta(days=3)) == []
-    store.approve(item.id)
+    store.approve(item.id, "approval-record")
     assert [i.id for i in store.due(MONDAY_0800)] == [item.id]
+    assert store.get(item.id).approval == "approval-record"
     with pytest.raises(HoldError):
-        store.approve(item.id)
+        store.approve(item.id, "approval-record")
 
 
 def test_failed_attempts_back_off_and_then_give_up(store):

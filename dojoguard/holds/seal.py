@@ -1,0 +1,91 @@
+"""The key that seals every row of the hold store, so a row changed behind the commands' back shows.
+
+The hold store is a plain SQLite file: anyone who can write it could mark a
+held photo approved, pull a deferred message's release time forward, turn a
+hold into a deferral or swap the request it carries. Every row is therefore
+sealed with an HMAC-SHA256, over every column (the request body by its
+SHA-256), keyed with a secret kept in the keys folder beside the audit
+signing key, not in the database. The store re-seals a row only after
+checking its current seal, so a legitimate step never launders a change made
+by hand; the releaser sends nothing whose seal does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+KEY_NAME = "holds-seal.key"
+_KEY_BYTES = 32
+
+
+class SealKeyError(Exception):
+    """The sealing key cannot be read or made; the store refuses to open without it."""
+
+
+def key_path_for(config: Any | None, database: Path) -> Path:
+    """The key's place: the folder of the audit signing key (``keys/``), else ``keys/`` beside the store."""
+    if config is not None:
+        signing = config.path("audit", "signing_key")
+        if signing is not None:
+            return Path(signing).parent / KEY_NAME
+    return Path(database).parent / "keys" / KEY_NAME
+
+
+def load_or_create(path: Path) -> tuple[bytes, bool]:
+    """(key, created now): read the key at ``path``, or make it (folder 0700, file 0600) if there is none."""
+    path = Path(path)
+    try:
+        return _read(path), False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = secrets.token_bytes(_KEY_BYTES)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read(path), False  # another process (the proxy or a command) made it first
+    except OSError as exc:
+        raise SealKeyError(f"cannot create the hold store's key {path}: {exc}") from None
+    try:
+        os.write(fd, key.hex().encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return key, True
+
+
+def _read(path: Path) -> bytes:
+    try:
+        text = path.read_text("ascii").strip()
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SealKeyError(f"cannot read the hold store's key {path}: {exc}") from None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise SealKeyError(f"{path} is not a hold store key (expected {_KEY_BYTES * 2} hex digits)") from None
+    if len(key) != _KEY_BYTES:
+        raise SealKeyError(f"{path} is not a hold store key (expected {_KEY_BYTES * 2} hex digits)")
+    return key
+
+
+def seal(key: bytes, row: dict[str, Any]) -> str:
+    """The seal of one row: every column but the seal itself, the body as its SHA-256."""
+    doc = {k: v for k, v in row.items() if k not in ("seal", "content")}
+    doc["content_sha256"] = hashlib.sha256(row["content"]).hexdigest()
+    encoded = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hmac.new(key, encoded.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def matches(key: bytes, row: dict[str, Any]) -> bool:
+    stored = row.get("seal")
+    if not isinstance(stored, str) or not isinstance(row.get("content"), bytes):
+        return False  # unsealed, or a body no longer stored as the bytes the device sent
+    return hmac.compare_digest(stored, seal(key, row))
