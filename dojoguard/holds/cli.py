@@ -135,6 +135,8 @@ def approve(env: Environment, item_id: str, by: str) -> None:
     with _opened(env, "approve") as store:
         store.verify(item_id)
         item = store.get(item_id)
+        if item.state == HoldState.TAMPERED:
+            raise HoldError(f"item {item_id} was changed outside dojoguard and set aside: it can only be rejected")
         if item.kind != HoldKind.HOLD or item.state != HoldState.PENDING:
             raise HoldError(f"item {item_id} is a {item.kind} in state {item.state}; "
                             "only pending holds can be approved")
