@@ -67,6 +67,10 @@ _EVENTS = (
     Event("connection.uninspectable", "A ClassDojo connection could not be inspected (TLS not intercepted).",
           {"host": "host", "device": "client address", "action": "refused or passed", "error": "TLS error class"},
           is_health=True),
+    Event("connection.refused", "The proxy refused a connection or request it must not serve (recorded at most "
+          "once per device and reason every ten minutes).",
+          {"device": "client address", "reason": "too-many-connections, port, loopback, own-address, ...",
+           "host": "destination asked for", "port": "destination port"}, is_health=True),
     Event("audit.write_failed", "Recorded after the log came back: earlier writes failed and were blocked.",
           {"failures": "number of failed writes", "since": "first failure", "error": "error class"},
           is_health=True),

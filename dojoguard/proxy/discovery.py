@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dojoguard.proxy.state import State
@@ -46,21 +46,57 @@ class Shape:
     last_seen: str
 
 
+# Where writes beyond the cap are counted, one row per method, host and content type.
+OVERFLOW_PATH = "(other paths)"
+# Longest path template and key skeleton kept; a longer one is cut (the path) or summarised (the skeleton).
+MAX_PATH = 300
+MAX_SKELETON = 4000
+
+
 class Discovery:
-    def __init__(self, state: State):
+    """At most ``limit`` shapes, each kept ``days`` after it was last seen.
+
+    Every unclassified write with a new path or body shape used to add a
+    row, so a device sending writes to made-up paths grew the table without
+    end. Past the cap a new shape is counted in its host's ``(other paths)``
+    row instead: the shapes already kept (the ones IT staff are looking at)
+    are never pushed out by a flood.
+    """
+
+    def __init__(self, state: State, *, limit: int = 1000, days: int = 90):
         self.state = state
+        self.limit = max(1, int(limit))
+        self.keep = timedelta(days=days)
 
     def record(self, method: str, host: str, path: str, content_type: str | None, skeleton: Any,
                at: datetime) -> None:
         """Count one unclassified write (blocking: call from a worker thread)."""
-        ctype = (content_type or "").split(";")[0].strip().lower() or "(none)"
+        ctype = (content_type or "").split(";")[0].strip().lower()[:100] or "(none)"
         shape = json.dumps(anonymise_keys(skeleton), sort_keys=True) if skeleton is not None else ""
+        if len(shape) > MAX_SKELETON:
+            shape = "(too large to keep)"
+        key = (method[:16], host[:253], template(path)[:MAX_PATH], ctype, shape)
         stamp = at.isoformat()
         with self.state.lock:
-            self.state.db.execute(
+            db = self.state.db
+            seen = db.execute("UPDATE unclassified SET count = count + 1, last_seen = ? WHERE method = ? AND "
+                              "host = ? AND path = ? AND content_type = ? AND skeleton = ?", (stamp, *key))
+            if seen.rowcount:
+                return
+            if self._full(db, at):
+                key = (key[0], key[1], OVERFLOW_PATH, key[3], "")
+            db.execute(
                 "INSERT INTO unclassified VALUES (?,?,?,?,?,1,?,?) ON CONFLICT(method, host, path, content_type, "
-                "skeleton) DO UPDATE SET count = count + 1, last_seen = excluded.last_seen",
-                (method, host, template(path), ctype, shape, stamp, stamp))
+                "skeleton) DO UPDATE SET count = count + 1, last_seen = excluded.last_seen", (*key, stamp, stamp))
+
+    def _full(self, db, at: datetime) -> bool:
+        """Whether a new shape would pass the cap, once shapes past their time are gone."""
+        rows = db.execute("SELECT COUNT(*) FROM unclassified WHERE path != ?", (OVERFLOW_PATH,)).fetchone()[0]
+        if rows < self.limit:
+            return False
+        db.execute("DELETE FROM unclassified WHERE last_seen < ?", ((at - self.keep).isoformat(),))
+        rows = db.execute("SELECT COUNT(*) FROM unclassified WHERE path != ?", (OVERFLOW_PATH,)).fetchone()[0]
+        return rows >= self.limit
 
     def shapes(self) -> list[Shape]:
         with self.state.lock:

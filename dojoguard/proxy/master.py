@@ -25,7 +25,9 @@ So dojoguard builds its master from the addons it needs:
 - ``TermLog`` (added by the caller's ``with_termlog``): mitmproxy's own warnings.
 
 One method of mitmproxy's TLS layer is replaced, so that large bodies are
-encrypted in slices (``tlsslices.py`` says why and what it measured).
+encrypted in slices (``tlsslices.py`` says why and what it measured), and
+one of its HTTP layer is wrapped, so that a body over the size limit gets
+dojoguard's recorded refusal instead of a bare 413 (``oversize.py``).
 
 Not loaded, on purpose: ``Block`` (dojoguard serves ``proxy.client_networks``
 itself, in the addon's ``client_connected``), ``ProxyAuth`` and
@@ -47,7 +49,7 @@ from mitmproxy.addons import (
     tlsconfig,
 )
 
-from dojoguard.proxy import tlsslices
+from dojoguard.proxy import oversize, tlsslices
 
 log = structlog.get_logger("dojoguard.proxy")
 
@@ -70,6 +72,9 @@ def build(opts: options.Options | None = None, *, with_termlog: bool = True) -> 
     if not tlsslices.install():
         log.warning("tls.slices_off", reason="mitmproxy's TLSLayer.send_data differs from the supported version; "
                     "large bodies are encrypted in one piece")
+    if not oversize.install():
+        log.warning("oversize.refusal_off", reason="mitmproxy's HttpStream.check_body_size differs from the "
+                    "supported version; a body over the size limit gets mitmproxy's own 413, unrecorded")
     m = master.Master(opts or options.Options(), with_termlog=with_termlog)
     m.addons.add(*proxy_addons())
     return m

@@ -7,7 +7,7 @@ import signal
 from mitmproxy import options
 
 from dojoguard.proxy import master as proxy_master
-from dojoguard.proxy import memory
+from dojoguard.proxy import bounds, memory
 from dojoguard.proxy.addon import Guard
 from dojoguard.proxy.services import Services
 from dojoguard.proxy.settings import Settings
@@ -63,7 +63,9 @@ async def serve(settings: Settings, services: Services, *, banner) -> None:
     # Every option must exist: one silently dropped could be a safety setting.
     master.options.update(termlog_verbosity="warn", **mitmproxy_options(settings, services))
     check_options(master.options)
-    master.addons.add(Guard(services))
+    # Bounds before the Guard (body timers, the image queue's requester), the
+    # destination check after it (it sees the name the device dialled first).
+    master.addons.add(*bounds.addons(services, Guard(services)))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)

@@ -108,7 +108,9 @@ def open_services(settings: Settings, clock: Clock, *, images: bool = True) -> S
     state = State(settings.state_path)
     services = Services(
         settings=settings, clock=clock, policy=policy, exemptions=exemptions, catalogue=catalogue, audit=audit,
-        state=state, sessions=Sessions(state), skills=Skills(state), discovery=Discovery(state),
+        state=state, sessions=Sessions(state, limit=settings.max_sessions, days=settings.session_days),
+        skills=Skills(state),
+        discovery=Discovery(state, limit=settings.max_unclassified_shapes, days=settings.unclassified_days),
         memory=AttachmentMemory(),
         fetcher=Fetcher(settings.resolve, settings.upstream_trust, settings.max_write_bytes),
     )

@@ -9,7 +9,9 @@ teacher" and the rules decide what that means.
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
+import threading
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from urllib.parse import unquote
 
@@ -48,13 +50,36 @@ def set_cookie_session(set_cookie_headers: list[str]) -> str | None:
     return None
 
 
+# A session seen again is written back (its "last confirmed" time moved on) at most this often.
+REFRESH_AFTER = timedelta(days=1)
+
+
 class Sessions:
-    def __init__(self, state: State):
+    """Learned sessions, at most ``limit`` of them, each kept ``days`` after ClassDojo last confirmed it.
+
+    Sessions are learned from ClassDojo's answers to a session's own
+    requests, so a device sending made-up cookies could otherwise grow the
+    table without end. The least recently confirmed go first: a teacher
+    whose session was pushed out is learned again the next time the app
+    asks ClassDojo who is logged in, and is "unknown teacher" until then.
+    """
+
+    def __init__(self, state: State, *, limit: int = 5000, days: int = 30):
         self.state = state
-        self._cache: dict[str, tuple[str, str | None]] = {}
+        self.limit = max(1, int(limit))
+        self.keep = timedelta(days=days)
+        # hash -> (teacher id, name, last confirmed); oldest first, so the front is what goes first.
+        self._cache: OrderedDict[str, tuple[str, str | None, datetime]] = OrderedDict()
+        # Writers come from worker threads; readers (``teacher``) only ever do one lookup.
+        self._writing = threading.Lock()
         with state.lock:
-            for h, tid, name in state.db.execute("SELECT session_hash, teacher_id, teacher_name FROM sessions"):
-                self._cache[h] = (tid, name)
+            rows = state.db.execute("SELECT session_hash, teacher_id, teacher_name, learned_at FROM sessions "
+                                    "ORDER BY learned_at").fetchall()
+        for h, tid, name, learned in rows:
+            self._cache[h] = (tid, name, _parse(learned))
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
     def _hash(self, sid: str) -> str:
         # hmac.digest is the one-shot form in C: the same value, several times faster than hmac.new.
@@ -64,19 +89,47 @@ class Sessions:
         """(teacher id, name) for a session, (None, None) when not learned; memory only, no I/O."""
         if not sid:
             return None, None
-        return self._cache.get(self._hash(sid), (None, None))
+        found = self._cache.get(self._hash(sid))
+        return (found[0], found[1]) if found else (None, None)
 
     def remember(self, sid: str, teacher_id: str, teacher_name: str | None, at: datetime) -> None:
         """Record a session's teacher (blocking: call from a worker thread)."""
         h = self._hash(sid)
-        old = self._cache.get(h)
-        name = teacher_name or (old[1] if old and old[0] == teacher_id else None)
-        if old == (teacher_id, name):
+        with self._writing:
+            old = self._cache.get(h)
+            name = teacher_name or (old[1] if old and old[0] == teacher_id else None)
+            if old is not None and old[:2] == (teacher_id, name) and at - old[2] < REFRESH_AFTER:
+                return
+            # Moved to the back: the front of the dictionary is always the least recently confirmed.
+            self._cache[h] = (teacher_id, name, at)
+            self._cache.move_to_end(h)
+            with self.state.lock:
+                self.state.db.execute(
+                    "INSERT INTO sessions (session_hash, teacher_id, teacher_name, learned_at) VALUES (?,?,?,?) "
+                    "ON CONFLICT(session_hash) DO UPDATE SET teacher_id=excluded.teacher_id, "
+                    "teacher_name=excluded.teacher_name, learned_at=excluded.learned_at",
+                    (h, teacher_id, name, at.isoformat()))
+            self._bound(at)
+
+    def _bound(self, at: datetime) -> None:
+        """Forget sessions past their time, then the least recently confirmed beyond the cap."""
+        cutoff = at - self.keep
+        gone = []
+        for h, (_, _, confirmed) in self._cache.items():
+            if confirmed >= cutoff and len(self._cache) - len(gone) <= self.limit:
+                break
+            gone.append(h)
+        if not gone:
             return
-        self._cache[h] = (teacher_id, name)
+        for h in gone:
+            del self._cache[h]
         with self.state.lock:
-            self.state.db.execute(
-                "INSERT INTO sessions (session_hash, teacher_id, teacher_name, learned_at) VALUES (?,?,?,?) "
-                "ON CONFLICT(session_hash) DO UPDATE SET teacher_id=excluded.teacher_id, "
-                "teacher_name=excluded.teacher_name, learned_at=excluded.learned_at",
-                (h, teacher_id, name, at.isoformat()))
+            self.state.db.executemany("DELETE FROM sessions WHERE session_hash = ?", [(h,) for h in gone])
+
+
+def _parse(stamp: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(stamp)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)  # unreadable: the first to go
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

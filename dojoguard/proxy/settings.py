@@ -59,6 +59,16 @@ class Settings:
     purposes: tuple[str, ...]
     channel_purposes: dict[str, str]
     resolve: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    # Bounds (see proxy/bounds.py): ports a CONNECT may name, open connections per
+    # device, seconds a request body may take to arrive (0: no limit).
+    connect_ports: frozenset[int] = frozenset({443, 80})
+    max_connections_per_client: int = 128
+    body_timeout_s: float = 120.0
+    # Caps on what the proxy learns (see proxy/sessions.py and proxy/discovery.py).
+    max_sessions: int = 5000
+    session_days: int = 30
+    max_unclassified_shapes: int = 1000
+    unclassified_days: int = 90
     # The whole configuration, for the background work (scheduled jobs, releases).
     config: Config | None = None
 
@@ -99,6 +109,13 @@ class Settings:
             purposes=tuple(config["consent"]["purposes"]),
             channel_purposes=dict(config["consent"]["channel_purposes"]),
             resolve=dict(parse_resolve(r) for r in resolve),
+            connect_ports=frozenset(int(p) for p in proxy["connect_ports"]),
+            max_connections_per_client=int(proxy["max_connections_per_client"]),
+            body_timeout_s=float(proxy["body_timeout_s"]),
+            max_sessions=int(proxy["max_sessions"]),
+            session_days=int(proxy["session_days"]),
+            max_unclassified_shapes=int(proxy["max_unclassified_shapes"]),
+            unclassified_days=int(proxy["unclassified_days"]),
             config=config,
         )
 

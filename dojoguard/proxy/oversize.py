@@ -1,0 +1,103 @@
+"""A request body over mitmproxy's ``body_size_limit``: dojoguard's recorded refusal, not a bare 413.
+
+mitmproxy stops reading a request body that passes ``body_size_limit`` and
+answers with its own HTML page ("Request body exceeds mitmproxy's
+body_size_limit"). That page names no decision, so a teacher has nothing to
+quote, and for a body sent without a length (chunked) no dojoguard hook sees
+the request at all, so nothing was recorded.
+
+Here mitmproxy's check is wrapped: when it would abort a request, addons
+first get a ``dojoguard_request_too_large`` hook (``bounds.Bounds`` records
+the decision and sets ``flow.response`` to the ClassDojo-shaped refusal);
+that answer is sent, the body read so far is dropped and the connection is
+closed, as mitmproxy would have done. Responses, and requests under the
+limit, take mitmproxy's own path unchanged.
+
+This replaces one method of a mitmproxy class, as ``tlsslices`` does, and
+for the same reason; ``install`` checks the method is still the one this was
+written against, and leaves mitmproxy's own in place (and says so) if not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from dataclasses import dataclass
+
+from mitmproxy import flow as mflow
+from mitmproxy import http
+from mitmproxy.net.http.http1 import expected_http_body_size
+from mitmproxy.proxy import commands
+from mitmproxy.proxy.layers import http as http_layers
+from mitmproxy.proxy.layers.http import _events
+from mitmproxy.utils import human
+
+# The source of the mitmproxy method wrapped here, as of the pinned version.
+_EXPECTED = "236ca0a7b9fd4f69a1f75cf6026a5f9c827270f79a90335673e4721afd731a4a"
+
+_original = http_layers.HttpStream.check_body_size
+
+
+@dataclass
+class DojoguardRequestTooLargeHook(commands.StartHook):
+    """A request body passed ``body_size_limit``; an addon may set ``flow.response`` to the answer."""
+
+    name = "dojoguard_request_too_large"
+    flow: http.HTTPFlow
+
+
+def _over_limit(stream) -> bool:
+    limit = human.parse_size(stream.context.options.body_size_limit)
+    if limit is None:
+        return False
+    if stream.request_body_buf:
+        return len(stream.request_body_buf) > limit
+    try:
+        expected = expected_http_body_size(stream.flow.request, None)
+    except ValueError:
+        return False  # mitmproxy's own path decides malformed lengths
+    return expected is not None and expected > limit
+
+
+def check_body_size(self, request: bool):
+    """``HttpStream.check_body_size``, answering an over-limit request with the response an addon set."""
+    if not request or not _over_limit(self):
+        return (yield from _original(self, request))
+    if not self.request_body_buf:
+        # As mitmproxy: the headers hook has not run yet when the length alone is over the limit.
+        yield http_layers.HttpRequestHeadersHook(self.flow)
+    self.request_body_buf.clear()  # what was read so far is never used: free it before the hook waits
+    if self.flow.response is None:
+        yield DojoguardRequestTooLargeHook(self.flow)
+    message = "Request body exceeds the proxy's size limit."
+    self.flow.error = mflow.Error(message)
+    yield http_layers.HttpErrorHook(self.flow)
+    response = self.flow.response
+    if response is not None:
+        content = response.raw_content or b""
+        yield http_layers.SendHttp(_events.ResponseHeaders(self.stream_id, response, not content),
+                                   self.context.client)
+        if content:
+            yield http_layers.SendHttp(_events.ResponseData(self.stream_id, content), self.context.client)
+        yield http_layers.SendHttp(_events.ResponseEndOfMessage(self.stream_id), self.context.client)
+    # mitmproxy's own ending: with a response already sent it adds nothing but closing the connection.
+    yield http_layers.SendHttp(
+        _events.ResponseProtocolError(self.stream_id, message, _events.ErrorCode.REQUEST_TOO_LARGE),
+        self.context.client)
+    self.client_state = self.state_errored
+    self.flow.live = False
+    return True
+
+
+def source_digest() -> str:
+    return hashlib.sha256(inspect.getsource(_original).encode()).hexdigest()
+
+
+def install() -> bool:
+    """Use ``check_body_size`` for every HTTP stream of this process; False if mitmproxy's method has changed."""
+    if http_layers.HttpStream.check_body_size is check_body_size:
+        return True
+    if source_digest() != _EXPECTED:
+        return False
+    http_layers.HttpStream.check_body_size = check_body_size
+    return True
