@@ -20,6 +20,7 @@ from pathlib import Path
 import jsonschema
 
 from dojoguard import yamlfile
+from dojoguard.proxy import paths, routing
 from dojoguard.yamlfile import FileProblems, Located
 
 BUILTIN = "builtin"
@@ -36,14 +37,16 @@ class Host:
     @property
     def pattern(self) -> str:
         """An anchored ``allow_hosts`` pattern over mitmproxy's ``host:port`` strings."""
+        # mitmproxy matches these case-insensitively; the optional dot is the DNS root
+        # ("teach.classdojo.com."), which names the same host and must not slip past.
         if self.name.startswith("*."):
-            return r"(^|\.)" + re.escape(self.name[2:]) + r":\d+$"
-        return "^" + re.escape(self.name) + r":\d+$"
+            return r"(^|\.)" + re.escape(self.name[2:]) + r"\.?:\d+$"
+        return "^" + re.escape(self.name) + r"\.?:\d+$"
 
     def matches(self, host: str) -> bool:
-        host = host.lower().rstrip(".")
+        """Whether ``host`` (already normalised) is this host; a wildcard covers its apex domain too."""
         if self.name.startswith("*."):
-            return host.endswith(self.name[1:])
+            return host == self.name[2:] or host.endswith(self.name[1:])
         return host == self.name
 
 
@@ -96,7 +99,11 @@ class Catalogue:
         return [h.pattern for h in self.hosts] + list(self.extra_hosts)
 
     def role_of(self, host: str, port: int = 443) -> str | None:
-        """The host's role (exact names win over wildcards); None for a host we do not intercept."""
+        """The host's role (exact names win over wildcards); None for a host we do not intercept.
+
+        The name is compared as DNS compares it (case, trailing dot, IDNA): see ``routing.normalise``.
+        """
+        host = routing.normalise(host)
         for h in self._hosts_in_order:
             if h.matches(host):
                 return h.role
@@ -114,25 +121,41 @@ class Catalogue:
         return tuple(re.compile(p, re.IGNORECASE) for p in self.extra_hosts)
 
     def endpoint(self, method: str, role: str | None, path: str) -> tuple[Endpoint, dict[str, str]] | None:
-        for entry in self.endpoints:
-            if entry.method == method and entry.role == role:
-                m = entry.regex.fullmatch(path)
-                if m:
-                    return entry, m.groupdict()
+        """The entry this write is routed to, matched as Express routes (see ``paths``).
+
+        The path is tried as sent and in canonical form (dot segments,
+        repeated slashes and escaped letters resolved, as a front server or
+        another framework would): a write a server could route to a known
+        handler under either spelling is judged as that kind, the canonical
+        reading first.
+        """
+        for candidate in paths.spellings(path):
+            for entry in self.endpoints:
+                if entry.method == method and entry.role == role:
+                    m = entry.regex.fullmatch(candidate)
+                    if m:
+                        return entry, m.groupdict()
         return None
 
     def passes(self, method: str, role: str | None, path: str) -> bool:
-        """Whether a write carries no teacher content (signing in) and goes through unjudged."""
-        return role == "api" and any(p.method == method and p.regex.fullmatch(path) for p in self.passthrough)
+        """Whether a write carries no teacher content (signing in) and goes through unjudged.
+
+        Only when every spelling of the path is a passthrough route: a path
+        one server could route to sign-in and another elsewhere is judged.
+        """
+        return role == "api" and all(any(p.method == method and p.regex.fullmatch(candidate)
+                                         for p in self.passthrough)
+                                     for candidate in paths.spellings(path))
 
     def learning_entry(self, method: str, role: str | None, path: str) -> tuple[LearnEntry, dict[str, str]] | None:
         if role != "api":
             return None
-        for entry in self.learning:
-            if method in entry.methods:
-                m = entry.regex.fullmatch(path)
-                if m:
-                    return entry, m.groupdict()
+        for candidate in paths.spellings(path):
+            for entry in self.learning:
+                if method in entry.methods:
+                    m = entry.regex.fullmatch(candidate)
+                    if m:
+                        return entry, m.groupdict()
         return None
 
 
@@ -157,7 +180,7 @@ def load(source: str | Path, *, extra_hosts: tuple[str, ...] = ()) -> Catalogue:
         raise FileProblems(problems)
     data = located.data
     problems = []
-    hosts = tuple(Host(h["host"], h["role"], h["confidence"]) for h in data["hosts"])
+    hosts = tuple(Host(_host_name(h["host"]), h["role"], h["confidence"]) for h in data["hosts"])
     endpoints, learning, seen = [], [], {}
     for i, e in enumerate(data.get("endpoints") or []):
         regex = _compile(located, ("endpoints", i, "path"), e["path"], problems)
@@ -223,12 +246,19 @@ def _compile(located: Located, where: tuple, template: str, problems: list) -> r
     for m in _PLACEHOLDER.finditer(template):
         pattern += re.escape(template[last:m.start()]) + f"(?P<{m.group(1)}>[^/]+)"
         last = m.end()
-    pattern += re.escape(template[last:])
+    pattern += re.escape(template[last:]).rstrip("/") + paths.OPTIONAL_TRAILING_SLASH
     if "{" in _PLACEHOLDER.sub("", template) or "}" in _PLACEHOLDER.sub("", template):
         problems.append(located.problem(where, "DG-CATALOGUE-PATH", f"{template!r} has a broken placeholder",
                                         "Placeholders look like {classId}: letters, digits and _ only."))
         return re.compile(r"(?!)")
-    return re.compile(pattern)
+    # Express's default router: case-insensitive, a trailing slash optional.
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def _host_name(name: str) -> str:
+    if name.startswith("*."):
+        return "*." + routing.normalise(name[2:])
+    return routing.normalise(name)
 
 
 def _check_locations(located: Located, where: tuple, locations: list, template: str, problems: list) -> None:

@@ -6,23 +6,74 @@ import zlib
 
 from mitmproxy import http
 
+from dojoguard.proxy import routing
+from dojoguard.proxy.body import sniff_image
 from dojoguard.proxy.recognition import Request
 
-HOST = "dojoguard.host"
+ROUTE = "dojoguard.route"
+
+
+def names_of(flow: http.HTTPFlow) -> routing.Names:
+    """Every name the request carries: where the proxy connects, the TLS server name, Host and authority."""
+    req = flow.request
+    server = flow.server_conn
+    target = None
+    if server is not None and server.address:
+        target = (str(server.address[0]), int(server.address[1]))
+    if target is None:
+        # No upstream connection yet (a plain request in explicit mode): mitmproxy
+        # connects to the request's own host, taken from its absolute-form target.
+        target = (req.host, req.port)
+    requested = list(req.headers.get_all("host"))
+    if req.authority:
+        requested.append(req.authority)
+    return routing.Names(connection=target[0] or None, sni=flow.client_conn.sni if flow.client_conn else None,
+                         requested=tuple(requested))
+
+
+def route_of(flow: http.HTTPFlow, catalogue) -> routing.Route:
+    """Where the request goes and whether that is ClassDojo, worked out once per flow and catalogue.
+
+    The request line and headers are fixed once they have arrived, and
+    mitmproxy re-parses the Host header on every read, so the answer is
+    kept in the flow's metadata; a catalogue reloaded in between (new
+    hosts) is asked again.
+    """
+    found = flow.metadata.get(ROUTE)
+    if found is None or found[0] != catalogue.revision:
+        port = flow.request.port
+        found = flow.metadata[ROUTE] = (catalogue.revision,
+                                        routing.route(names_of(flow), lambda h: catalogue.role_of(h, port)))
+    return found[1]
 
 
 def host_of(flow: http.HTTPFlow) -> str:
-    """The host the device addressed, lower-cased.
+    """The host the request is judged as (see ``route_of``); the Host header when not yet routed."""
+    found = flow.metadata.get(ROUTE)
+    if found is not None:
+        return found[1].host
+    return routing.normalise(flow.request.pretty_host)
 
-    mitmproxy parses and validates the Host header again on every read of
-    ``pretty_host``, which measured as the dearest part of telling a
-    ClassDojo write from other traffic; the request line and headers are
-    fixed once they have arrived, so it is worked out once per flow.
+
+def frame_request(flow: http.HTTPFlow, content: bytes, *, is_text: bool) -> Request:
+    """A WebSocket message a device sent, as a write to judge by its content.
+
+    It is read as JSON when it is JSON and as text otherwise; a binary
+    message is read for whatever text it carries (a binary protocol's
+    framing reads as noise, a phrase inside it still reads as the phrase).
     """
-    host = flow.metadata.get(HOST)
-    if host is None:
-        host = flow.metadata[HOST] = flow.request.pretty_host.lower()
-    return host
+    req = flow.request
+    content_type = "text/plain; charset=utf-8"
+    if is_text and content[:1] in (b"{", b"["):
+        content_type = "application/json"
+    elif not is_text and sniff_image(content):
+        content_type = "application/octet-stream"  # checked as the picture it is
+    elif not is_text:
+        content = content.decode("utf-8", "replace").encode("utf-8")
+    return Request(method="WEBSOCKET", host=host_of(flow), port=req.port, path=req.path,
+                   headers=(("content-type", content_type), *((k, v) for k, v in req.headers.items(multi=True)
+                                                             if k.lower() == "cookie")),
+                   content=content, client_address=client_address(flow))
 
 
 def request_of(flow: http.HTTPFlow, *, with_body: bool = True, limit: int | None = None) -> Request:
@@ -82,7 +133,7 @@ def stored_request(flow: http.HTTPFlow):
     return StoredRequest(
         method=req.method,
         scheme=req.scheme,
-        host=req.pretty_host,
+        host=host_of(flow),
         port=original_port(flow),
         path=req.path,
         http_version=req.http_version,

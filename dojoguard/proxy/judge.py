@@ -49,6 +49,8 @@ NOTICE_NOT_RECORDED = ("The school's ClassDojo safeguards could not record this 
 NOTICE_NOT_QUEUED = ("This needs to be held for later, but the school's system could not keep it safely, "
                      "so it was not sent. Try again later and tell the school's IT staff.")
 NOTICE_TOO_LARGE = "This upload is larger than the school's system can check, so it was not sent."
+NOTICE_MISDIRECTED = ("This request named a different website from the one it was sent to, so it was not sent. "
+                      "If you did not do anything unusual, tell the school's IT staff and quote the reference.")
 NOTICE_INTERNAL = ("Something went wrong while the school's system checked this, so it was not sent. "
                    "Try again; if it keeps happening, tell the school's IT staff and quote the reference.")
 
@@ -178,6 +180,18 @@ class Judge:
         action = self._bare_action(request, now, endpoint="oversized")
         decision = enforcement.proxy_block("proxy.body-too-large", "write body over max_write_body_mb",
                                            NOTICE_TOO_LARGE, revision=s.policy.revision, at=now)
+        return await self.record(Outcome(action, decision, request=request))
+
+    async def misdirected(self, request: Request, problem: str) -> Outcome:
+        """A write whose Host or authority disagrees with where it goes: blocked unread, and recorded.
+
+        Judging it by either name would let the device choose which policy
+        applies (a ClassDojo write labelled as another site goes unjudged).
+        """
+        s, now = self.services, self.clock.now()
+        action = self._bare_action(request, now, endpoint="misdirected")
+        decision = enforcement.proxy_block("proxy.misdirected", problem, NOTICE_MISDIRECTED,
+                                           revision=s.policy.revision, at=now)
         return await self.record(Outcome(action, decision, request=request))
 
     async def record(self, outcome: Outcome) -> Outcome:

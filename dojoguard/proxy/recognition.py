@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from dojoguard.proxy import body as bodies
+from dojoguard.proxy import paths
 from dojoguard.proxy.catalogue import Catalogue, Endpoint
 from dojoguard.rules.action import Channel, Kind
 
@@ -75,7 +76,7 @@ class Recognition:
 def recognise(request: Request, catalogue: Catalogue) -> Recognition:
     """Turn a write into a Recognition; a body that cannot be read becomes a problem, never an exception."""
     role = catalogue.role_of(request.host, request.port)
-    path = urlsplit(request.path).path
+    path = paths.of(request.path)  # not urlsplit: it takes //api/... for a host
     found = catalogue.endpoint(request.method, role, path)
     if found is None:
         rec = Recognition(None, Kind.UNCLASSIFIED_WRITE, Channel.UNKNOWN)

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from dojoguard.standin import certs, data
+from dojoguard.standin import certs, data, websocket
 
 HEX24 = r"[0-9a-f]{24}"
 
@@ -143,6 +143,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        if (self.headers.get("Upgrade") or "").lower() == "websocket":
+            self._websocket()
+            return
         self._dispatch()
 
     def do_POST(self):
@@ -180,6 +183,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": {"code": "ERR_NOT_FOUND", "detail": "not found",
                                        "fallbackMessage": "Not found."}})
+
+    def _websocket(self) -> None:
+        """A WebSocket: every message the client sends is recorded (method WEBSOCKET) and echoed back."""
+        host = (self.headers.get("Host") or "").split(":")[0].lower()
+        raw = (f"{self.requestline}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in self.headers.items()) + "\r\n").encode()
+        standin, headers = self.server.standin, tuple(self.headers.items())
+
+        def record(data: bytes, is_text: bool) -> None:
+            standin.record(Received("WEBSOCKET", host, self.path, headers, data))
+
+        websocket.serve(self.connection, raw, record)
+        self.close_connection = True
 
     def _json(self, status: int, doc, headers: tuple[tuple[str, str], ...] = ()) -> None:
         payload = json.dumps(doc).encode()

@@ -64,7 +64,15 @@ def write_flow(path: str, body, *, host: str = "teach.classdojo.com", method: st
         headers.append((b"cookie", cookie.encode()))
     req = tutils.treq(host=host, port=443, scheme=b"https", method=method.encode(), path=path.encode(),
                       authority=b"", headers=http.Headers(headers), content=content)
-    return tflow.tflow(req=req)
+    return through_tunnel(tflow.tflow(req=req), host)
+
+
+def through_tunnel(flow: http.HTTPFlow, host: str) -> http.HTTPFlow:
+    """As a device's CONNECT to ``host`` leaves it: the connection and the TLS name say the same as the Host."""
+    flow.server_conn.address = (host, 443)
+    flow.server_conn.sni = host
+    flow.client_conn.sni = host
+    return flow
 
 
 def read_flow(path: str, response: dict, *, host: str = "teach.classdojo.com", cookie: str | None = None,
@@ -76,4 +84,4 @@ def read_flow(path: str, response: dict, *, host: str = "teach.classdojo.com", c
                       headers=http.Headers(headers), content=b"")
     resp_headers = [(b"content-type", b"application/json")] + [(b"set-cookie", c.encode()) for c in set_cookie]
     resp = tutils.tresp(status_code=200, headers=http.Headers(resp_headers), content=json.dumps(response).encode())
-    return tflow.tflow(req=req, resp=resp)
+    return through_tunnel(tflow.tflow(req=req, resp=resp), host)

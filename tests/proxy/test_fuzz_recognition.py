@@ -29,7 +29,7 @@ from dojoguard.proxy.services import open_services
 from dojoguard.proxy.settings import Settings
 from dojoguard.rules.decision import Verdict
 from tests.proxy import fuzzing
-from tests.proxy.conftest import MONDAY_10, write_config
+from tests.proxy.conftest import MONDAY_10, through_tunnel, write_config
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -94,7 +94,7 @@ def test_mutated_flows_through_the_addon_end_forwarded_or_refused_with_a_referen
                       path=request.path.encode("utf-8", "surrogateescape"), authority=b"", headers=headers,
                       content=b"")
     req.raw_content = request.content  # as sent: a Content-Encoding header is not applied again
-    flow = tflow.tflow(req=req)
+    flow = through_tunnel(tflow.tflow(req=req), request.host)
     guard = Guard(world["services"])
 
     async def run():
@@ -235,7 +235,7 @@ def test_a_compressed_write_is_not_inflated_past_the_write_cap(tmp_path):
                       path=f"/api/message-thread/{fuzzing.THREAD_ID}/message".encode(), authority=b"",
                       headers=headers, content=b"")
     req.raw_content = bomb
-    flow = tflow.tflow(req=req)
+    flow = through_tunnel(tflow.tflow(req=req), "teach.classdojo.com")
     guard = Guard(services)
     loop = asyncio.new_event_loop()
     try:
