@@ -12,13 +12,12 @@ import gc
 import json
 import time
 import zoneinfo
-from urllib.parse import urlsplit
 
 import structlog
 from mitmproxy import ctx, exceptions, http, tls
 
 from dojoguard import logs
-from dojoguard.proxy import enforcement, flows, learning
+from dojoguard.proxy import enforcement, flows, learning, paths, routing
 from dojoguard.proxy.background import Background
 from dojoguard.proxy.durability import FlushProcess
 from dojoguard.proxy.judge import Judge, Outcome, unrecorded_block
@@ -35,6 +34,8 @@ GUARDED = "dojoguard.guarded"
 RELOAD_INTERVAL_S = 2.0
 # How often one device's failed handshakes to one host are recorded.
 UNINSPECTABLE_EVERY_S = 600.0
+# Upstream connections being opened to a --resolve address at once.
+MAX_RESOLVING = 10_000
 
 
 class Guard:
@@ -42,6 +43,8 @@ class Guard:
         self.services = services
         self.judge = Judge(services)
         self._uninspectable: dict[tuple[str, str], float] = {}
+        # server connection id -> the name it was asked for, while --resolve sends it elsewhere.
+        self._resolving: dict[str, tuple[str, int]] = {}
         self._reloader: asyncio.Task | None = None
         self.background = Background(services, services.settings.config)
         self._tz = zoneinfo.ZoneInfo(services.settings.timezone)
@@ -89,11 +92,31 @@ class Guard:
     def server_connect(self, data) -> None:
         address = data.server.address
         if address:
-            target = self.services.settings.resolve.get((str(address[0]).lower(), int(address[1])))
+            target = self.services.settings.resolve.get((routing.normalise(str(address[0])), int(address[1])))
             if target:
+                if len(self._resolving) >= MAX_RESOLVING:
+                    self._resolving.pop(next(iter(self._resolving)))
+                self._resolving[data.server.id] = (str(address[0]), int(address[1]))
                 data.server.address = target
 
+    def server_connected(self, data) -> None:
+        asked = self._resolving.pop(data.server.id, None)
+        if asked is not None:
+            # Once connected, the connection is named again by what the device asked for, so
+            # everything decided from here on (what to decrypt, which name to verify, where a
+            # request is routed) sees what it would see without --resolve. mitmproxy refuses to
+            # change an open connection's address through its setter, hence the direct write.
+            object.__setattr__(data.server, "address", asked)
+
+    def server_connect_error(self, data) -> None:
+        self._resolving.pop(data.server.id, None)
+
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        name = data.context.server.sni or data.client_hello.sni or ""
+        if name.endswith("."):
+            # "teach.classdojo.com." names the same host; OpenSSL will not check a certificate
+            # against a name with the root's dot, so the proxy asks ClassDojo without it.
+            data.context.server.sni = routing.normalise(name)
         if self.services.settings.uninspectable == "pass":
             key = (_peer(data.context.client), (data.client_hello.sni or "").lower())
             if key in self._uninspectable:
@@ -119,6 +142,17 @@ class Guard:
     # -- requests -------------------------------------------------------------
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        route = self._route(flow)
+        if not route.classdojo:
+            return
+        if route.problem is not None:
+            await self._misdirected(flow, route)
+            return
+        if _is_websocket_upgrade(flow) and self.services.settings.websockets == "refuse":
+            log.warning("websocket.refused", host=route.host, device=flows.client_address(flow))
+            flows.refuse(flow, 403, b"dojoguard: WebSocket connections to ClassDojo are not allowed here\n",
+                         {"Content-Type": "text/plain; charset=utf-8"})
+            return
         if not self._is_guarded_write(flow):
             return
         declared = flow.request.headers.get("content-length", "")
@@ -168,19 +202,48 @@ class Guard:
         except Exception as exc:  # noqa: BLE001 - learning is best effort; a miss means "unknown", which fails closed
             log.warning("learn.failed", error=type(exc).__name__)
 
-    def websocket_message(self, flow: http.HTTPFlow) -> None:
-        # mitmproxy keeps every message for the socket's lifetime; we need none of them.
-        if flow.websocket is not None and len(flow.websocket.messages) > 1:
-            del flow.websocket.messages[:-1]
+    async def websocket_message(self, flow: http.HTTPFlow) -> None:
+        """Judge what a device sends over a WebSocket to ClassDojo by the content rules; drop what breaks them.
+
+        A WebSocket message has no answer of its own to carry a notice, so a
+        refused one is dropped and recorded; the device sees it not arrive.
+        """
+        ws = flow.websocket
+        if ws is None or not ws.messages:
+            return
+        message = ws.messages[-1]
+        # mitmproxy keeps every message for the socket's lifetime; we need none of the earlier ones.
+        if len(ws.messages) > 1:
+            del ws.messages[:-1]
+        if not message.from_client or not self._route(flow).classdojo:
+            return
+        started = time.perf_counter()
+        request = flows.frame_request(flow, message.content, is_text=message.is_text)
+        try:
+            outcome = await self.judge.judge(request)
+        except Exception as exc:  # noqa: BLE001 - fail closed: an exception must never let a message through
+            log.exception("judge.failed", error=type(exc).__name__)
+            outcome = await self._fail_closed(flow, request, exc)
+        verdict = outcome.decision.verdict
+        if verdict in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT):
+            if outcome.body is not None:
+                message.content = outcome.body
+        else:
+            message.drop()
+        if logs.enabled("info"):
+            log.info("websocket.judged", decision_id=outcome.decision.decision_id, verdict=str(verdict),
+                     rules=list(outcome.decision.rule_ids), host=request.host, device=request.client_address,
+                     outcome="dropped" if message.dropped else "forwarded",
+                     ms=round((time.perf_counter() - started) * 1000, 1))
 
     # -- pieces ---------------------------------------------------------------
 
     def _learnable(self, flow: http.HTTPFlow):
         """The catalogue's learn entry for this read, if any (looked up once per flow)."""
         if LEARN not in flow.metadata:
-            role = self.services.catalogue.role_of(flows.host_of(flow), flow.request.port)
-            flow.metadata[LEARN] = self.services.catalogue.learning_entry(
-                flow.request.method.upper(), role, urlsplit(flow.request.path).path)
+            route = self._route(flow)
+            flow.metadata[LEARN] = None if route.problem else self.services.catalogue.learning_entry(
+                flow.request.method.upper(), route.role, paths.of(flow.request.path))
         return flow.metadata[LEARN]
 
     def _is_guarded_write(self, flow: http.HTTPFlow) -> bool:
@@ -203,9 +266,32 @@ class Guard:
         method = flow.request.method.upper()
         if method not in WRITE_METHODS:
             return False
-        catalogue = self.services.catalogue
-        role = catalogue.role_of(flows.host_of(flow), flow.request.port)
-        return role is not None and not catalogue.passes(method, role, urlsplit(flow.request.path).path)
+        route = self._route(flow)
+        if route.problem is not None:
+            return True
+        return route.role is not None and not self.services.catalogue.passes(method, route.role,
+                                                                             paths.of(flow.request.path))
+
+    def _route(self, flow: http.HTTPFlow):
+        """Where the request goes, from the connection as well as its headers (see ``routing``)."""
+        return flows.route_of(flow, self.services.catalogue)
+
+    async def _misdirected(self, flow: http.HTTPFlow, route) -> None:
+        """A request whose names disagree: a write is refused with a recorded decision; a read is refused."""
+        device = flows.client_address(flow)
+        if flow.request.method.upper() not in WRITE_METHODS:
+            log.warning("request.misdirected", host=route.host, device=device, problem=route.problem)
+            flows.refuse(flow, 421, b"dojoguard: the request names a different host from the connection\n",
+                         {"Content-Type": "text/plain; charset=utf-8"})
+            return
+        started = time.perf_counter()
+        request = flows.request_of(flow, with_body=False)
+        try:
+            outcome = await self.judge.misdirected(request, route.problem)
+        except Exception as exc:  # noqa: BLE001 - fail closed, as in request()
+            log.exception("judge.failed", error=type(exc).__name__)
+            outcome = await self._fail_closed(flow, request, exc)
+        self._apply(flow, outcome, started)
 
     async def _fail_closed(self, flow: http.HTTPFlow, request, exc: BaseException) -> Outcome:
         try:
@@ -302,6 +388,10 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _is_websocket_upgrade(flow: http.HTTPFlow) -> bool:
+    return (flow.request.headers.get("upgrade") or "").strip().lower() == "websocket"
 
 
 def _peer(client) -> str:
