@@ -123,6 +123,8 @@ def open_services(settings: Settings, clock: Clock, *, images: bool = True) -> S
                                   _open_registry, settings, clock)
     services.holds = _optional("hold store (holds and deferrals will be blocked)", services, _open_holds, settings)
     services.stamps = watched_stamps(settings)
+    # The file may have been edited while the proxy was down.
+    services.exemptions = _checked_exemptions(services, exemptions, str(settings.exemptions))
     return services
 
 
@@ -213,6 +215,18 @@ def reload_changed(services: Services) -> list[Reloaded]:
         except (OSError, ValueError) as exc:
             results.append(Reloaded(what, source, False, (type(exc).__name__,), 1, previous))
             continue
+        if what == "exemptions":
+            value = _checked_exemptions(services, value, source)
         setattr(services, what, value)
         results.append(Reloaded(what, source, True, previous_revision=previous))
     return results
+
+
+def _checked_exemptions(services: Services, exemptions, source: str):
+    """Record hand edits of the exemptions file before any applies; what is not on record is left out."""
+    from dojoguard.proxy.exemption_checks import check
+
+    checked = check(exemptions, services.audit, services.clock, source)
+    if not checked.complete:
+        services.stamps["exemptions"] = None  # check again at the next reload
+    return checked.exemptions
