@@ -15,6 +15,7 @@ from dojoguard.rules import grants
 from dojoguard.rules.action import Action, ActionError
 from dojoguard.rules.casebook import Outcome, load_casebook, run_cases
 from dojoguard.rules.codes import Code
+from dojoguard.rules.exemption_trail import granted_fields
 from dojoguard.rules.exemptions import Exemption, load_exemptions
 from dojoguard.rules.policy import BUILTIN, TESTS_SUFFIX, Policy, builtin_path, companion_tests, load_policy
 from dojoguard.yamlfile import FileProblems, Problem
@@ -272,11 +273,8 @@ def exempt_grant(env: Environment, rules, teachers, classes, everyone, from_text
     path = config.path("rules", "exemptions")
 
     def record(exemption: Exemption) -> None:
-        _audit(env, "exemption.granted", {
-            "exemption": exemption.id, "rules": list(exemption.rules),
-            "teacher": list(exemption.teachers) or None, "class": list(exemption.classes) or None,
-            "everyone": exemption.everyone, "starts": exemption.starts.isoformat(),
-            "ends": exemption.ends.isoformat(), "granted_by": exemption.granted_by, "reason": exemption.reason})
+        # The proxy compares the file with these records: anything else in it was edited by hand.
+        _audit(env, "exemption.granted", granted_fields(exemption))
 
     try:
         exemption = grants.grant(path, policy=policy, rules=list(rules), teachers=list(teachers),
@@ -334,7 +332,8 @@ def exempt_revoke(env: Environment, exemption_id: str, revoked_by: str, reason: 
     config = _settings(env)
 
     def record(exemption: Exemption) -> None:
-        _audit(env, "exemption.revoked", {"exemption": exemption.id, "revoked_by": revoked_by})
+        _audit(env, "exemption.revoked", {"exemption": exemption.id, "revoked_by": exemption.revoked.by,
+                                          "at": exemption.revoked.at.isoformat()})
 
     try:
         exemption = grants.revoke(config.path("rules", "exemptions"), exemption_id, by=revoked_by,
