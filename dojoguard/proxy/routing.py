@@ -48,6 +48,8 @@ def normalise(name: str) -> str:
 
 def ip_literal(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The address ``name`` spells in standard notation, or None for a host name."""
+    if not name or not (name[0].isdigit() or ":" in name or name[0] == "["):
+        return None  # every request asks: spare host names the exception
     try:
         address = ipaddress.ip_address(name.strip("[]").split("%", 1)[0])
     except ValueError:
