@@ -1,9 +1,20 @@
-"""What a write carries, whatever its endpoint: JSON, multipart parts, raw bytes; its images and human text.
+"""What a write carries, whatever its endpoint: JSON, multipart parts, raw bytes; its images and its text.
 
 This is the content-based fallback: images are found wherever they sit (the
 raw body, a multipart part, a base64 string inside JSON) and each gets a
 ``Slot`` saying where it came from, so a redacted copy can be put back in the
 same place with everything around it unchanged.
+
+Every string a server could read is collected in ``texts`` for the content
+rules, wherever it sits and whatever its key: a rule that only read the
+keys it expected would miss ``{"body": "hello", "text": "..."}``. Only
+strings that cannot be words are left out: ObjectIds, UUIDs and long runs of
+base64 (inline pictures and files, which the image checks read instead).
+
+The body is read as the server would read it, or refused: the Content-Type
+by RFC 9110's grammar (see ``mediatype``), text in UTF-8 or ASCII only
+(another charset raises ``BodyError`` rather than be misread), a JSON object
+that repeats a key refused (parsers differ on which copy wins).
 """
 
 from __future__ import annotations
@@ -14,18 +25,19 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
-from dojoguard.proxy import multipart
+from dojoguard.proxy import mediatype, multipart
 
-# Keys whose string values are human text, checked by the text rules.
-TEXT_KEYS = frozenset({"body", "text", "message", "caption", "note", "comment", "description", "title",
-                       "subject", "content"})
 # ClassDojo's documents are a few levels deep; anything far deeper is read as unreadable rather
 # than walked (a deep enough document would exhaust Python's stack, in the parser or in the walk).
 MAX_JSON_DEPTH = 64
 # Base64 shorter than this cannot hold a photo worth checking (and would waste time).
 _MIN_BASE64 = 256
 _DATA_URI = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
+# Strings that cannot hold a word: record ids, and long unbroken base64 (inline files).
+_ID = re.compile(r"[0-9a-fA-F]{24}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 _MAGIC = (
     (b"\xff\xd8\xff", "image/jpeg"),
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -52,6 +64,13 @@ class Slot:
     data_uri_prefix: str = ""
 
 
+@dataclass(frozen=True)
+class Many:
+    """One form field name sent more than once: every value, in order (a server may read any of them)."""
+
+    values: tuple
+
+
 @dataclass
 class Body:
     format: str  # json | multipart | image | form | text | empty | binary
@@ -59,8 +78,32 @@ class Body:
     json: Any = None
     form: multipart.Multipart | None = None
     images: list[Slot] = field(default_factory=list)
-    # Human text found anywhere in the body, for writes no catalogue entry explains.
+    # Every string in the body a server could read as words, each once, in the order met.
     texts: list[str] = field(default_factory=list)
+    # A form's fields (multipart or urlencoded) as a flat document: name -> str, or Many.
+    fields: dict[str, Any] | None = None
+
+    def add_text(self, value: str) -> None:
+        if value and value.strip() and not is_data(value) and value not in self._seen:
+            self._seen.add(value)
+            self.texts.append(value)
+
+    @property
+    def _seen(self) -> set[str]:
+        seen = self.__dict__.get("_seen_texts")
+        if seen is None:
+            seen = self.__dict__["_seen_texts"] = set(self.texts)
+        return seen
+
+
+def is_data(value: str) -> bool:
+    """Whether a string is clearly an identifier or inline data rather than words (short strings never are data)."""
+    if _ID.fullmatch(value):
+        return True
+    if len(value) < _MIN_BASE64:
+        return False
+    m = _DATA_URI.match(value)
+    return bool(_BASE64_RUN.fullmatch(value[m.end():] if m else value))
 
 
 def sniff_image(data: bytes) -> str | None:
@@ -78,70 +121,166 @@ def sniff_image(data: bytes) -> str | None:
 
 def read(content: bytes, content_type: str | None) -> Body:
     """Parse a write body; raises ``BodyError`` when it is not what its Content-Type says."""
-    ctype = (content_type or "").split(";")[0].strip().lower()
+    try:
+        return _read(content, content_type)
+    except mediatype.HeaderValueError as exc:
+        raise BodyError(f"the body cannot be read: {exc}") from None
+
+
+def _read(content: bytes, content_type: str | None) -> Body:
+    media = None
+    if content_type is not None and content_type.strip(" \t"):
+        media = mediatype.parse_media_type(content_type)
+    ctype = media.essence if media else ""
     if not content:
         return Body("empty", content)
     if ctype == "application/json" or ctype.endswith("+json"):
-        doc = _load_json(content, "the JSON body")
+        doc = _load_json(content, "the JSON body", media.charset)
         body = Body("json", content, json=doc)
         _walk_json(doc, (), body)
         return body
     if ctype.startswith("multipart/"):
-        try:
-            form = multipart.parse(content, multipart.boundary_of(content_type or ""))
-        except multipart.MultipartError as exc:
-            raise BodyError(f"the multipart body cannot be read: {exc}") from None
-        body = Body("multipart", content, form=form)
-        for i, part in enumerate(form.parts):
-            kind = sniff_image(part.body)
-            if kind or (part.content_type or "").startswith(("image/", "video/")):
-                body.images.append(Slot(("part", i), part.body, kind or part.content_type))
-            elif part.name in TEXT_KEYS:
-                body.texts.append(part.body.decode("utf-8", "replace"))
-            elif (part.content_type or "").endswith("json"):
-                _walk_json(_load_json(part.body, f"multipart part {i} (JSON)"), ("part", i), body)
-        return body
+        return _read_multipart(content, media)
     kind = sniff_image(content)
     if kind or ctype.startswith(("image/", "video/")):
         return Body("image", content, images=[Slot(("raw",), content, kind or ctype)])
     if ctype == "application/x-www-form-urlencoded":
-        from urllib.parse import parse_qsl
-        body = Body("form", content)
-        body.texts = [v for k, v in parse_qsl(content.decode("utf-8", "replace")) if k in TEXT_KEYS]
-        return body
+        return _read_urlencoded(content, media.charset)
     if ctype.startswith("text/"):
-        return Body("text", content, texts=[content.decode("utf-8", "replace")])
-    return Body("binary", content)
+        body = Body("text", content)
+        body.add_text(mediatype.decode_text(content, media.charset, "the text body"))
+        return body
+    body = Body("binary", content)
+    _read_unlabelled(content, body)
+    return body
 
 
-def _load_json(content: bytes, what: str) -> Any:
+def _read_multipart(content: bytes, media: mediatype.MediaType) -> Body:
+    form_data = media.subtype == "form-data"
     try:
-        return json.loads(content)
+        form = multipart.parse(content, multipart.boundary_of(media), form=form_data)
+    except multipart.MultipartError as exc:
+        raise BodyError(f"the multipart body cannot be read: {exc}") from None
+    body = Body("multipart", content, form=form, fields={} if form_data else None)
+    for i, part in enumerate(form.parts):
+        what = f"multipart part {i}"
+        kind = sniff_image(part.body)
+        if kind or (part.content_type or "").startswith(("image/", "video/")):
+            body.images.append(Slot(("part", i), part.body, kind or part.content_type))
+            continue
+        is_json = (part.content_type or "").endswith("json")
+        is_text = part.content_type is None or part.content_type.startswith("text/") or is_json
+        if part.filename is None and body.fields is not None:
+            # A form field: a server hands its bytes to the app as a string, whatever its Content-Type.
+            value = mediatype.decode_text(part.body, part.charset, what)
+            if part.name == "_charset_" and not mediatype.is_utf8_charset(value.strip().lower()):
+                # RFC 7578 4.6: the form's default charset for every other field.
+                raise BodyError(f"the form names the charset {value.strip()[:40]!r} for its fields")
+            _add_field(body.fields, part.name, value)
+        if is_json:
+            _walk_json(_load_json(part.body, f"{what} (JSON)", part.charset), ("part", i), body)
+        elif is_text or part.filename is None:
+            body.add_text(mediatype.decode_text(part.body, part.charset, what))
+        else:
+            # A file of another type: read for words when it is UTF-8 text (a .txt or .csv), else left to be a file.
+            try:
+                body.add_text(mediatype.decode_text(part.body, part.charset, what, strict=True))
+            except mediatype.HeaderValueError:
+                pass
+    return body
+
+
+def _read_urlencoded(content: bytes, charset: str | None) -> Body:
+    text = mediatype.decode_text(content, charset, "the form body")
+    body = Body("form", content, fields={})
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="replace")
+    except ValueError as exc:
+        raise BodyError(f"the form body cannot be read: {exc}") from None
+    for key, value in pairs:
+        if key == "_charset_" and not mediatype.is_utf8_charset(value.strip().lower()):
+            raise BodyError(f"the form names the charset {value.strip()[:40]!r} for its fields")
+        # "points[]=-5" and "points[0]=-5" are the field "points" to a qs-style server.
+        _add_field(body.fields, key.split("[", 1)[0], value)
+        body.add_text(value)
+    return body
+
+
+def _add_field(fields: dict[str, Any], name: str | None, value: str) -> None:
+    if name is None:
+        return
+    if name in fields:
+        old = fields[name]
+        fields[name] = Many((old.values if isinstance(old, Many) else (old,)) + (value,))
+    else:
+        fields[name] = value
+
+
+def _read_unlabelled(content: bytes, body: Body) -> None:
+    """A body with no readable type is still read for words when it is UTF-8 (a lenient server might parse it)."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    try:
+        doc = _load_json(content, "the body", None)
+    except BodyError:
+        body.add_text(text)
+        return
+    try:
+        _walk_json(doc, (), body)
+    except BodyError:
+        body.add_text(text)
+    body.images.clear()  # only words are taken from a body whose type says nothing of pictures
+
+
+def _load_json(content: bytes, what: str, charset: str | None) -> Any:
+    if charset is not None:
+        content = mediatype.decode_text(content, charset, what, strict=True).encode("utf-8", "surrogatepass")
+    try:
+        return json.loads(content, object_pairs_hook=_unique_keys)
+    except _RepeatedKey as exc:
+        raise BodyError(f"{what} repeats the key {str(exc)[:40]!r}") from None
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BodyError(f"{what} cannot be read as JSON ({type(exc).__name__})") from None
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers disagree on which copy of a repeated key wins; the proxy refuses to pick one.
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return doc
 
 
 def _walk_json(node: Any, where: tuple, body: Body) -> None:
     if len(where) > MAX_JSON_DEPTH:
         raise BodyError(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(value, str):
-                image = _base64_image(value)
-                if image:
-                    body.images.append(Slot(where + (key,), image[0], image[1], image[2]))
-                elif key in TEXT_KEYS and value.strip():
-                    body.texts.append(value)
-            else:
-                _walk_json(value, where + (key,), body)
+        items = node.items()
     elif isinstance(node, list):
-        for i, value in enumerate(node):
-            if isinstance(value, str):
-                image = _base64_image(value)
-                if image:
-                    body.images.append(Slot(where + (i,), image[0], image[1], image[2]))
+        items = enumerate(node)
+    else:
+        if isinstance(node, str):
+            body.add_text(node)
+        return
+    for key, value in items:
+        if isinstance(value, str):
+            image = _base64_image(value)
+            if image:
+                body.images.append(Slot(where + (key,), image[0], image[1], image[2]))
             else:
-                _walk_json(value, where + (i,), body)
+                body.add_text(value)
+        elif isinstance(value, (dict, list)):
+            _walk_json(value, where + (key,), body)
 
 
 def _base64_image(value: str) -> tuple[bytes, str, str] | None:

@@ -270,12 +270,14 @@ class Judge:
         teacher_id, teacher_name = s.sessions.teacher(session_id(request.header("cookie")))
         problems = list(rec.problems) + [c.problem for c in checked if c.problem]
         points = None
-        if rec.kind is Kind.POINTS_AWARD:
+        # An unclassified write carrying points or a skill is judged as the award it may be.
+        if rec.kind is Kind.POINTS_AWARD or rec.points is not None or rec.skill_id is not None:
             value, name = rec.points, None
             if rec.skill_id:
                 known = s.skills.lookup(rec.class_id, rec.skill_id)
                 if known is not None:
-                    name, value = known  # the learned value wins over whatever the body claims
+                    # The server may apply the skill's value or the body's: the worse of the two is judged.
+                    name, value = known[0], known[1] if value is None else min(known[1], value)
                 elif value is None:
                     problems.append("the award names a skill whose point value has not been seen")
             points = Points(value=value, skill=name, skill_id=rec.skill_id)

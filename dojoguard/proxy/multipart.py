@@ -1,4 +1,4 @@
-"""A careful multipart/form-data parser that gives back exactly the bytes it was given.
+"""A careful multipart parser that gives back exactly the bytes it was given, and reads no more than RFC 2046 allows.
 
 mitmproxy's own ``multipart_form`` deletes CR/LF bytes inside binary parts
 and drops each part's ``filename=`` and ``Content-Type`` when re-encoding, so
@@ -6,16 +6,32 @@ a photo passed through it arrives corrupted. This parser keeps the boundary,
 the preamble, each part's raw header block and the epilogue, so that
 ``serialise(parse(body))`` is byte-for-byte the original, and replacing one
 part's body (a blurred photo) changes nothing else.
+
+It is also strict, because a body two parsers read differently is a way
+past the checks: the boundary comes from exactly one ``boundary`` parameter
+and must be one RFC 2046 allows; each delimiter line is the delimiter and
+CRLF, nothing else; the closing delimiter must be there, and nothing after
+it may look like another part. In a form (RFC 7578) every part names itself
+once with ``Content-Disposition: form-data; name=...``, headers are not
+folded or repeated, and a ``Content-Transfer-Encoding`` that a server would
+decode (base64, quoted-printable) is refused: the proxy would judge the
+encoded text and the server store the decoded one.
 """
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import re
 from dataclasses import dataclass, replace
 
-_BOUNDARY = re.compile(r'boundary=(?:"([^"]{1,70})"|([^\s;"]{1,70}))', re.IGNORECASE)
+from dojoguard.proxy import mediatype
+
+# RFC 2046 5.1.1: 1 to 70 of these characters, not ending with a space.
+_BOUNDARY_CHARS = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+_HEADER_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*")
+# Headers a part may carry once at most: a second copy is read by one parser and not another.
+_SINGLE = frozenset({"content-disposition", "content-type", "content-transfer-encoding"})
+# Transfer encodings that leave the bytes as they are (RFC 7578 4.7 deprecates the rest).
+_IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
 
 
 class MultipartError(ValueError):
@@ -26,23 +42,10 @@ class MultipartError(ValueError):
 class Part:
     raw_headers: bytes
     body: bytes
-
-    @property
-    def headers(self):
-        return email.parser.BytesHeaderParser(policy=email.policy.HTTP).parsebytes(self.raw_headers + b"\r\n\r\n")
-
-    @property
-    def name(self) -> str | None:
-        return self.headers.get_param("name", header="content-disposition")
-
-    @property
-    def filename(self) -> str | None:
-        return self.headers.get_param("filename", header="content-disposition")
-
-    @property
-    def content_type(self) -> str | None:
-        value = self.headers.get("content-type")
-        return str(value).split(";")[0].strip().lower() if value else None
+    name: str | None = None
+    filename: str | None = None
+    content_type: str | None = None  # "type/subtype", lower case
+    charset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,14 +61,23 @@ class Multipart:
         return replace(self, parts=tuple(parts))
 
 
-def boundary_of(content_type: str) -> bytes:
-    m = _BOUNDARY.search(content_type or "")
-    if not m:
+def boundary_of(content_type: str | mediatype.MediaType) -> bytes:
+    """The one ``boundary`` parameter of a Content-Type, checked against RFC 2046; raises ``MultipartError``."""
+    try:
+        media = content_type if isinstance(content_type, mediatype.MediaType) \
+            else mediatype.parse_media_type(content_type or "")
+    except mediatype.HeaderValueError as exc:
+        raise MultipartError(f"the Content-Type cannot be read: {exc}") from None
+    boundary = media.params.get("boundary")
+    if boundary is None:
         raise MultipartError("multipart body without a boundary parameter")
-    return (m.group(1) or m.group(2)).encode("latin-1")
+    if not _BOUNDARY_CHARS.fullmatch(boundary):
+        raise MultipartError("the boundary is not one RFC 2046 allows (1-70 letters, digits and '()+_,-./:=? ')")
+    return boundary.encode("ascii")
 
 
-def parse(content: bytes, boundary: bytes) -> Multipart:
+def parse(content: bytes, boundary: bytes, *, form: bool = False) -> Multipart:
+    """Split a multipart body; ``form`` adds RFC 7578's rules for multipart/form-data."""
     delimiter = b"--" + boundary
     start = content.find(delimiter)
     if start < 0 or (start > 0 and content[start - 2:start] != b"\r\n"):
@@ -76,6 +88,9 @@ def parse(content: bytes, boundary: bytes) -> Multipart:
     while True:
         if content[pos:pos + 2] == b"--":
             epilogue = content[pos + 2:]
+            if delimiter in epilogue:
+                # Parts after the closing delimiter: ignored by a careful server, read by a careless one.
+                raise MultipartError("the body goes on with more parts after its closing boundary")
             return Multipart(boundary, preamble, tuple(parts), epilogue)
         if content[pos:pos + 2] != b"\r\n":
             raise MultipartError("a boundary line is not followed by CRLF")
@@ -93,8 +108,54 @@ def parse(content: bytes, boundary: bytes) -> Multipart:
                 raise MultipartError("a part has no blank line after its headers")
         else:
             raw_headers, body = content[pos:split], content[split + 4:end]
-        parts.append(Part(raw_headers, body))
+        parts.append(_part(raw_headers, body, len(parts), form))
         pos = end + 2 + len(delimiter)
+
+
+def _part(raw_headers: bytes, body: bytes, index: int, form: bool) -> Part:
+    headers = _headers(raw_headers, index)
+    encoding = headers.get("content-transfer-encoding")
+    if encoding is not None and encoding.strip().lower() not in _IDENTITY_ENCODINGS:
+        raise MultipartError(f"part {index} has a Content-Transfer-Encoding a server would decode")
+    content_type = charset = None
+    if "content-type" in headers:
+        try:
+            media = mediatype.parse_media_type(headers["content-type"])
+        except mediatype.HeaderValueError as exc:
+            raise MultipartError(f"part {index} has an unreadable Content-Type: {exc}") from None
+        content_type, charset = media.essence, media.charset
+    name = filename = None
+    if "content-disposition" in headers:
+        try:
+            disposition, params = mediatype.parse_disposition(headers["content-disposition"])
+        except mediatype.HeaderValueError as exc:
+            raise MultipartError(f"part {index} has an unreadable Content-Disposition: {exc}") from None
+        if "name*" in params:
+            raise MultipartError(f"part {index} gives its name in the extended form (name*=), which servers "
+                                 "read differently")
+        if form and disposition != "form-data":
+            raise MultipartError(f"part {index} of a form is not form-data")
+        name = params.get("name")
+        filename = params.get("filename", params.get("filename*"))
+    if form and name is None:
+        raise MultipartError(f"part {index} of a form has no name")
+    return Part(raw_headers, body, name, filename, content_type, charset)
+
+
+def _headers(raw: bytes, index: int) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if not raw:
+        return headers
+    for line in raw.split(b"\r\n"):
+        m = _HEADER_LINE.fullmatch(line)
+        if not m or b"\r" in line or b"\n" in line:
+            # Folded lines, bare CR/LF and lines that are not "Name: value" are read differently by each parser.
+            raise MultipartError(f"part {index} has a header line that cannot be read")
+        name = m.group(1).decode("ascii").lower()
+        if name in _SINGLE and name in headers:
+            raise MultipartError(f"part {index} repeats its {name} header")
+        headers[name] = m.group(2).decode("utf-8", "surrogateescape")
+    return headers
 
 
 def serialise(multipart: Multipart) -> bytes:

@@ -6,6 +6,7 @@ can be tested with bytes alone.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,18 @@ _MAX_ID = 128
 _UNREADABLE_FOR_TEXT = frozenset({"binary", "image"})
 # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 encoder accepts.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Content codings the proxy inflates before reading (see flows.body_of); any other is not read.
+_READ_CODINGS = frozenset({"gzip", "x-gzip", "deflate"})
+_FORM_INTEGER = re.compile(r"[+-]?[0-9]{1,15}")
+_FORM_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,15}(?:\.[0-9]*)?|\.[0-9]+)")
+# Where an unclassified write's facts usually sit, by key (compared in lower case).
+_UNCLASSIFIED_KEYS = {
+    "points": "points", "weight": "points", "pointvalue": "points", "value": "value",
+    "studentids": "students", "students": "students", "studentid": "students", "awardees": "students",
+    "taggedstudentids": "students",
+    "behaviorid": "skill", "behavior": "skill", "skillid": "skill", "behaviour": "skill", "behaviourid": "skill",
+    "attachments": "attachments", "attachmentids": "attachments", "attachment": "attachments",
+}
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,17 @@ class Recognition:
 
 
 def recognise(request: Request, catalogue: Catalogue) -> Recognition:
-    """Turn a write into a Recognition; a body that cannot be read becomes a problem, never an exception."""
+    """Turn a write into a Recognition; a body that cannot be read becomes a problem, never an exception.
+
+    Every location the catalogue lists for a fact is read, not only the
+    first one present: a server might read any of them. Texts are all
+    scanned; for points, skill and class, locations that disagree make the
+    action incomplete (and the most negative points are kept); pupils and
+    attachments are the union. Every other string in the body is scanned
+    too. A write the catalogue does not know is still read for the facts
+    the rules judge (points, skill, pupils, attachments) under their usual
+    names, wherever they sit.
+    """
     role = catalogue.role_of(request.host, request.port)
     path = paths.of(request.path)  # not urlsplit: it takes //api/... for a host
     found = catalogue.endpoint(request.method, role, path)
@@ -84,53 +107,181 @@ def recognise(request: Request, catalogue: Catalogue) -> Recognition:
     else:
         entry, params = found
         rec = Recognition(entry, Kind(entry.kind), Channel(entry.channel))
+    problem = _header_problem(request)
+    if problem:
+        rec.problems.append(problem)
+        return rec
     try:
         rec.body = bodies.read(request.content, request.header("content-type"))
     except bodies.BodyError as exc:
         rec.problems.append(str(exc))
         return rec
     if rec.endpoint is None:
-        rec.text = _SURROGATE.sub("\ufffd", "\n".join(rec.body.texts)) or None
+        _read_unclassified(rec)
+        rec.text = _text(rec.body.texts)
         return rec
     if "text" in rec.endpoint.fields and rec.body.format in _UNREADABLE_FOR_TEXT:
         # A write that carries text, sent as bytes the proxy cannot read text from: the text
         # rules would see nothing, so it is not treated as a write without text.
         rec.problems.append(f"the {rec.body.format} body of a write that carries text cannot be read as text")
-    doc = rec.body.json if rec.body.format == "json" else _form_fields(rec.body)
-    query = parse_qs(urlsplit(request.path).query)
+    doc = rec.body.json if rec.body.format == "json" else (rec.body.fields or {})
+    query = parse_qs(urlsplit(request.path).query, keep_blank_values=True)
     fields = rec.endpoint.fields
+    is_form = rec.body.fields is not None
 
-    def first(name: str) -> Any:
+    def values(name: str) -> list[Any]:
+        found: list[Any] = []
         for loc in fields.get(name, ()):
-            value = _locate(loc, doc, params, query)
-            if value is not None:
-                return value
-        return None
+            found += _expand(_locate(loc, doc, params, query))
+        return found
 
-    klass = first("class")
-    rec.class_id = str(klass) if isinstance(klass, (str, int)) and not isinstance(klass, bool) else None
-    rec.students = _ids(first("students"))
-    text = first("text")
-    if text is not None and not isinstance(text, str):
+    rec.class_id = _one(rec, "class", [v for v in values("class") if _is_scalar(v)], str)
+    rec.students = _ids(values("students"))
+    texts = values("text")
+    if any(not isinstance(t, str) for t in texts):
         rec.problems.append("the text field is not text")
-    rec.text = text if isinstance(text, str) else ("\n".join(rec.body.texts) or None)
-    if rec.text is not None:
-        rec.text = _SURROGATE.sub("\ufffd", rec.text)
-    skill = first("skill")
-    if isinstance(skill, dict):
-        skill = skill.get("_id") or skill.get("id")
-    rec.skill_id = skill if isinstance(skill, str) else None
+    # The catalogue's text first (in the order its locations are listed), then every other string.
+    rec.text = _text([t for t in texts if isinstance(t, str)] + rec.body.texts)
+    rec.skill_id = _skill(rec, values("skill"))
     _check_identifiers(rec)
-    points = first("points")
-    if points is not None:
-        if isinstance(points, int) and not isinstance(points, bool):
-            rec.points = points
-        else:
-            rec.problems.append("the points field is not a whole number")
-    rec.refs = _refs(first("attachments"))
+    rec.points = _points(rec, values("points"), is_form)
+    rec.refs = _refs(values("attachments"))
     if rec.kind is Kind.POINTS_AWARD and rec.points is None and rec.skill_id is None:
         rec.problems.append("the award names neither a skill nor a point value")
     return rec
+
+
+def _header_problem(request: Request) -> str | None:
+    """Headers a server could read differently from the proxy: the body is then not read at all."""
+    types = {v.strip() for k, v in request.headers if k.lower() == "content-type"}
+    if len(types) > 1:
+        return "the request has more than one Content-Type"
+    codings = [c.strip().lower() for k, v in request.headers if k.lower() == "content-encoding"
+               for c in v.split(",") if c.strip()]
+    codings = [c for c in codings if c != "identity"]
+    if len(codings) > 1:
+        return "the body is encoded more than once (Content-Encoding), which is not read"
+    if codings and codings[0] not in _READ_CODINGS:
+        return f"the body's Content-Encoding {codings[0][:40]!r} is not read"
+    return None
+
+
+def _text(texts: list[str]) -> str | None:
+    """Every distinct text, once each, joined: the rules see them all."""
+    unique = list(dict.fromkeys(texts))
+    return _SURROGATE.sub("\ufffd", "\n".join(unique)) or None
+
+
+def _expand(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, bodies.Many):
+        return list(value.values)
+    return [value]
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+def _one(rec: Recognition, what: str, found: list[Any], kind=str) -> Any:
+    """The one value several locations agree on; different values are a problem (and none is picked)."""
+    distinct = list(dict.fromkeys(kind(v) for v in found))
+    if len(distinct) > 1:
+        rec.problems.append(f"the request names more than one {what}")
+        return None
+    return distinct[0] if distinct else None
+
+
+def _skill(rec: Recognition, found: list[Any]) -> str | None:
+    ids = []
+    for skill in found:
+        if isinstance(skill, dict):
+            skill = skill.get("_id") or skill.get("id")
+        if not isinstance(skill, str):
+            rec.problems.append("the skill field cannot be read")
+            return None
+        ids.append(skill)
+    return _one(rec, "skill", ids)
+
+
+def _points(rec: Recognition, found: list[Any], is_form: bool) -> int | None:
+    """The award's points; locations that disagree are a problem, and the most negative is kept."""
+    numbers = []
+    for value in found:
+        if isinstance(value, str) and is_form and _FORM_INTEGER.fullmatch(value.strip()):
+            value = int(value.strip())  # every form field is a string: "-5" is the number a server reads
+        if isinstance(value, int) and not isinstance(value, bool):
+            numbers.append(value)
+        else:
+            rec.problems.append("the points field is not a whole number")
+    distinct = set(numbers)
+    if len(distinct) > 1:
+        rec.problems.append("the request gives more than one point value")
+    return min(distinct) if distinct else None
+
+
+def _read_unclassified(rec: Recognition) -> None:
+    """The facts the rules judge, from a write no catalogue entry explains, under the names ClassDojo uses.
+
+    Points anywhere in the body count (the most negative wins), as do
+    pupils, skills and attachments: an award or a post under a path the
+    catalogue does not know is judged on what it carries, not only warned
+    about. A bare ``value`` counts as points only beside pupils or a skill.
+    """
+    body = rec.body
+    doc = body.json if body.format == "json" else body.fields
+    if doc is None:
+        return
+    found: dict[str, list[Any]] = {"points": [], "value": [], "students": [], "skill": [], "attachments": []}
+    _collect(doc, found, 0)
+    rec.students = _ids(found["students"])
+    skills = [s for s in _flat(found["skill"]) if isinstance(s, str)
+              or isinstance(s, dict) and isinstance(s.get("_id") or s.get("id"), str)]
+    rec.skill_id = _skill(rec, skills) if skills else None
+    _check_identifiers(rec)
+    candidates = _flat(found["points"] + (found["value"] if rec.students or rec.skill_id else []))
+    numbers = [n for n in (_number(v) for v in candidates) if n is not None]
+    if any(n == "unreadable" for n in numbers):
+        rec.problems.append("a points value cannot be read")
+    numbers = [n for n in numbers if n != "unreadable"]
+    rec.points = min(numbers) if numbers else None
+    rec.refs = _refs(found["attachments"])
+
+
+def _collect(node: Any, found: dict[str, list[Any]], depth: int) -> None:
+    if depth > bodies.MAX_JSON_DEPTH:
+        return
+    if isinstance(node, list):
+        for item in node:
+            _collect(item, found, depth + 1)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        group = _UNCLASSIFIED_KEYS.get(key.lower()) if isinstance(key, str) else None
+        if group is not None:
+            found[group] += _expand(value)
+        if isinstance(value, (dict, list)) and group not in ("students", "attachments"):
+            _collect(value, found, depth + 1)
+
+
+def _number(value: Any) -> int | str | None:
+    """A points value as a whole number (rounded down, so a negative stays negative); None if it is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if not _FORM_NUMBER.fullmatch(value):
+            return None
+        value = float(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "unreadable"
+        return math.floor(value)
+    return None
 
 
 def _check_identifiers(rec: Recognition) -> None:
@@ -154,47 +305,55 @@ def _is_identifier(value: str) -> bool:
     return 0 < len(value) <= _MAX_ID and not _SURROGATE.search(value)
 
 
-def _form_fields(body: bodies.Body) -> dict[str, Any]:
-    """Named multipart text parts as a flat document, so catalogue fields work on forms too."""
-    if body.form is None:
-        return {}
-    doc = {}
-    for part in body.form.parts:
-        if part.name and not part.filename and (part.content_type in (None, "text/plain")):
-            doc[part.name] = part.body.decode("utf-8", "replace")
-    return doc
-
-
 def _locate(location: str, doc: Any, params: dict[str, str], query: dict[str, list[str]]) -> Any:
     if location.startswith("path:"):
         return params.get(location[5:])
     if location.startswith("query:"):
         values = query.get(location[6:])
-        return values[0] if values else None
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else bodies.Many(tuple(values))
     if location == "request:url":
         return None
     return bodies.pick(doc, location)
 
 
-def _ids(value: Any) -> tuple[str, ...]:
+def _flat(value: Any) -> list[Any]:
+    """A value, or the values of a list (and of lists within it), as one list."""
     if value is None:
-        return ()
-    items = value if isinstance(value, list) else [value]
+        return []
+    if not isinstance(value, list):
+        return [value]
+    out: list[Any] = []
+    stack = [iter(value)]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, list):
+            if len(stack) <= bodies.MAX_JSON_DEPTH:
+                stack.append(iter(item))
+        else:
+            out.append(item)
+    return out
+
+
+_END = object()
+
+
+def _ids(value: Any) -> tuple[str, ...]:
     out = []
-    for item in items:
+    for item in _flat(value):
         if isinstance(item, dict):
             item = item.get("_id") or item.get("id") or item.get("studentId")
         if isinstance(item, str):
             out.append(item)
-    return tuple(out)
+    return tuple(dict.fromkeys(out))
 
 
 def _refs(value: Any) -> tuple[Ref, ...]:
-    if value is None:
-        return ()
-    items = value if isinstance(value, list) else [value]
     refs = []
-    for item in items:
+    for item in _flat(value):
         if isinstance(item, str):
             if item.startswith("https://"):
                 refs.append(Ref(url=item))
@@ -207,4 +366,4 @@ def _refs(value: Any) -> tuple[Ref, ...]:
             ref = Ref(ident if isinstance(ident, str) else None, url if isinstance(url, str) else None)
             if ref.id or ref.url:
                 refs.append(ref)
-    return tuple(refs)
+    return tuple(dict.fromkeys(refs))

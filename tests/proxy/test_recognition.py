@@ -27,7 +27,9 @@ def test_class_story_post_fields(cat):
     """A class story post yields its class (from the path), text and the attachments it names."""
     rec = recognise(post(f"/api/dojoClass/{CLASS}/storyFeed", {
         "body": "Trip!", "attachments": [{"_id": "u1", "path": "https://sphotos.classdojo.com/a.jpg"}, "u2"]}), cat)
-    assert (rec.kind, rec.channel, rec.class_id, rec.text) == (Kind.STORY_POST, Channel.CLASS_STORY, CLASS, "Trip!")
+    assert (rec.kind, rec.channel, rec.class_id) == (Kind.STORY_POST, Channel.CLASS_STORY, CLASS)
+    # The post's text comes first; every other string in the body follows it, for the content rules.
+    assert rec.text.split("\n") == ["Trip!", "u1", "https://sphotos.classdojo.com/a.jpg", "u2"]
     assert rec.refs == (Ref("u1", "https://sphotos.classdojo.com/a.jpg"), Ref("u2"))
 
 
