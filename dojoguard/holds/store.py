@@ -440,10 +440,13 @@ def _item(row) -> HeldItem:
      attempts, last_error, request, length, approval) = row
     headers = json.loads(request)["headers"]
     content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+    # dojoguard writes no other kinds or states: a row saying otherwise was edited by hand,
+    # and is listed as such rather than breaking `held list` for every other item.
+    known = kind in HoldKind._value2member_map_ and state in HoldState._value2member_map_
     return HeldItem(
         id=item_id,
-        kind=HoldKind(kind),
-        state=HoldState(state),
+        kind=HoldKind(kind) if kind in HoldKind._value2member_map_ else HoldKind.HOLD,
+        state=HoldState(state) if known else HoldState.TAMPERED,
         created_at=datetime.fromisoformat(created),
         release_at=datetime.fromisoformat(release) if release else None,
         decision_id=decision_id,

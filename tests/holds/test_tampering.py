@@ -257,3 +257,29 @@ def test_held_approve_refuses_a_tampered_item_and_records_it(tmp_path):
     reopened = HoldStore.open(tmp_path / "data" / "holds.sqlite")
     assert reopened.get(item.id).state == HoldState.TAMPERED
     reopened.close()
+
+
+async def test_replacing_the_key_makes_every_row_unsendable(setup, upstream):
+    """A new key (the old one deleted) matches no existing seal: every due item is refused, none sent."""
+    clock, store, log, releaser = setup
+    keep(store, upstream, kind="defer")
+    store.close()
+    key = store.path.parent / "keys" / "holds-seal.key"
+    key.unlink()
+    releaser.store = reopened = HoldStore.open(store.path)
+    clock.set(MONDAY_0800)
+    try:
+        assert [o.event for o in await releaser.run_once()] == ["hold.tampered"]
+        assert upstream.received == [] and key.exists()
+    finally:
+        reopened.close()
+
+
+def test_a_state_dojoguard_never_writes_is_listed_as_tampered(setup, upstream):
+    """A made-up state or kind neither breaks `held list` nor hides the row: it is shown as tampered."""
+    clock, store, log, releaser = setup
+    item = keep(store, upstream)
+    other = keep(store, upstream, body=b'{"body":"untouched"}')
+    sql(store, "UPDATE items SET state = 'sent', kind = 'whatever' WHERE id = ?", item.id)
+    states = {i.id: i.state for i in store.list()}
+    assert states == {item.id: HoldState.TAMPERED, other.id: HoldState.PENDING}
