@@ -12,7 +12,7 @@ import click
 from dojoguard.clitools import fail, pass_env
 from dojoguard.environment import Environment
 from dojoguard.holds.export import media
-from dojoguard.holds.seal import key_path_for
+from dojoguard.holds.seal import SealKeyError, key_path_for
 from dojoguard.holds.store import HoldError, HoldKind, HoldState, HoldStore, HoldTampered
 
 
@@ -24,7 +24,10 @@ def _opened(env: Environment, command: str = "") -> Iterator[HoldStore]:
     and set aside before the command fails: it is never approved, retried or sent.
     """
     database = env.config.path("holds", "database")
-    store = HoldStore.open(database, key_path=key_path_for(env.config, database))
+    try:
+        store = HoldStore.open(database, key_path=key_path_for(env.config, database))
+    except SealKeyError as exc:
+        raise fail(exc) from None
     try:
         yield store
     except HoldTampered as exc:

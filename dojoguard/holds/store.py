@@ -438,8 +438,13 @@ def _request_doc(request: StoredRequest) -> dict[str, Any]:
 def _item(row) -> HeldItem:
     (item_id, kind, state, created, release, decision_id, teacher, klass, action_kind, channel, rules, reason,
      attempts, last_error, request, length, approval) = row
-    headers = json.loads(request)["headers"]
-    content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+    try:
+        headers = json.loads(request)["headers"]
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        # Not what dojoguard writes: listed (as tampered) so it can be rejected; never sent.
+        content_type, kind, state = None, HoldKind.HOLD, "unreadable"
+    rule_ids = _json_list(rules)
     # dojoguard writes no other kinds or states: a row saying otherwise was edited by hand,
     # and is listed as such rather than breaking `held list` for every other item.
     known = kind in HoldKind._value2member_map_ and state in HoldState._value2member_map_
@@ -454,7 +459,7 @@ def _item(row) -> HeldItem:
         class_id=klass,
         action_kind=action_kind,
         channel=channel,
-        rule_ids=tuple(json.loads(rules)),
+        rule_ids=rule_ids,
         reason=reason,
         attempts=attempts,
         last_error=last_error,
@@ -462,3 +467,11 @@ def _item(row) -> HeldItem:
         content_length=length,
         approval=approval,
     )
+
+
+def _json_list(text) -> tuple[str, ...]:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return ()
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()

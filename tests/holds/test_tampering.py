@@ -276,10 +276,22 @@ async def test_replacing_the_key_makes_every_row_unsendable(setup, upstream):
 
 
 def test_a_state_dojoguard_never_writes_is_listed_as_tampered(setup, upstream):
-    """A made-up state or kind neither breaks `held list` nor hides the row: it is shown as tampered."""
+    """A made-up state or kind, or an unreadable request, neither breaks `held list` nor hides the row."""
     clock, store, log, releaser = setup
     item = keep(store, upstream)
     other = keep(store, upstream, body=b'{"body":"untouched"}')
+    garbled = keep(store, upstream, body=b'{"body":"garbled"}')
     sql(store, "UPDATE items SET state = 'sent', kind = 'whatever' WHERE id = ?", item.id)
+    sql(store, "UPDATE items SET request = 'not json', rule_ids = '{' WHERE id = ?", garbled.id)
     states = {i.id: i.state for i in store.list()}
-    assert states == {item.id: HoldState.TAMPERED, other.id: HoldState.PENDING}
+    assert states == {item.id: HoldState.TAMPERED, other.id: HoldState.PENDING, garbled.id: HoldState.TAMPERED}
+
+
+def test_a_key_file_that_is_not_a_key_is_refused(tmp_path):
+    """A damaged or replaced-by-junk key stops the store from opening (holds then fail closed) with a clear error."""
+    from dojoguard.holds.seal import SealKeyError
+
+    HoldStore.open(tmp_path / "holds.sqlite").close()
+    (tmp_path / "keys" / "holds-seal.key").write_text("not a key\n", "ascii")
+    with pytest.raises(SealKeyError, match="is not a hold store key"):
+        HoldStore.open(tmp_path / "holds.sqlite")
