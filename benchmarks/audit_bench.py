@@ -112,8 +112,8 @@ def build_year(folder: Path, teachers: int, per_teacher_day: int) -> Path:
                     for at in times:
                         clock.set(at)
                         action, decision = school_action(rng, at, rng.randrange(teachers))
-                        record = log_.insert("decision", decision.decision_id, decision_fields(action, decision),
-                                             pending)
+                        fields = decision_fields(action, decision, log_.fingerprint_key())
+                        record = log_.insert("decision", decision.decision_id, fields, pending)
                     return record
 
                 log.write_in_transaction(one_day)

@@ -2,7 +2,9 @@
 
 The chain proves the stored records were not changed, reordered or removed
 from the middle. It cannot on its own prove the newest records were not cut
-off or the whole chain rebuilt: signed checkpoints (``checkpoint``) do that.
+off or the whole chain rebuilt: signed checkpoints (``checkpoint``) do that;
+nor that a retention purge it starts from was real: its signature
+(``retention.check_purge``) does.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class ChainResult:
     first_break: Break | None
     # Every (seq, hash) asked for by ``wanted``, as stored (after checking).
     hashes: dict[int, str]
+    # When the last record was written (as stored), for the unprotected tail.
+    last_at: str | None = None
 
     @property
     def is_intact(self) -> bool:
@@ -68,7 +72,7 @@ def verify_chain(conn: sqlite3.Connection, wanted: frozenset[int] = frozenset())
     expected_prev = None
     anchor = None
     hashes: dict[int, str] = {}
-    last_hash = None
+    last_hash = last_at = None
     while rows := cursor.fetchmany():
         for seq, record_id, at, type_, body, prev, stored in rows:
             if first_seq is None:
@@ -100,8 +104,9 @@ def verify_chain(conn: sqlite3.Connection, wanted: frozenset[int] = frozenset())
             count += 1
             expected_seq = seq + 1
             expected_prev = last_hash = stored
+            last_at = at
     last_seq = expected_seq - 1 if expected_seq is not None else None
-    return ChainResult(count, first_seq, last_seq, last_hash, anchor, None, hashes)
+    return ChainResult(count, first_seq, last_seq, last_hash, anchor, None, hashes, last_at)
 
 
 def _broken(count, first_seq, last_hash, anchor, hashes, seq, record_id, reason) -> ChainResult:

@@ -4,6 +4,11 @@ Someone outside the proxy who keeps these files (or receives them by email)
 can later prove the log was not rewritten or cut short: a rebuilt chain would
 not reach the hashes they hold, and only the signing key, kept apart from the
 database, can make a new checkpoint. Verifiers need only the public key file.
+
+A checkpoint protects only what it covers, and only while a copy is out of
+reach of whoever can write the database: so the proxy makes one every
+minute or every hundred records (``cadence``), and each is published to a
+folder on another machine (``audit.checkpoint_publish_dir``) as it is made.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import base64
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +35,15 @@ PUBLIC_KEY_NAME = "audit-signing.pub"
 
 class CheckpointError(Exception):
     """A key or checkpoint file that cannot be used, with what to do about it."""
+
+
+class PublishError(CheckpointError):
+    """The checkpoint was signed, kept and recorded, but could not be published everywhere."""
+
+    def __init__(self, message: str, checkpoint: "Checkpoint", path: Path):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -162,31 +177,83 @@ def files(folder: Path) -> list[Path]:
     return sorted(folder.glob("checkpoint-*.json"))
 
 
+def publish(path: Path, public_key: Path, destination: Path) -> Path:
+    """Copy a written checkpoint (and the public key) into ``destination``, atomically; returns the copy.
+
+    The destination must already exist: it is meant to be a folder on another
+    machine (a mounted share), and making it here would quietly publish to
+    this disk when the share is not mounted.
+    """
+    destination = Path(destination)
+    if not destination.is_dir():
+        raise OSError(f"the publish folder {destination} does not exist (is the share mounted?)")
+    pem = public_key.read_bytes()
+    published_key = destination / PUBLIC_KEY_NAME
+    if not published_key.exists() or published_key.read_bytes() != pem:
+        _write_atomic(published_key, pem, 0o644)
+    copy = destination / path.name
+    _write_atomic(copy, path.read_bytes(), 0o644)
+    return copy
+
+
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Process and thread in the name: the daily job and the proxy's cadence may write at once.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, mode)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+    _sync_folder(path.parent)
 
 
-def write_checkpoint(log, key_path: Path, folder: Path) -> tuple[Checkpoint, Path]:
-    """Sign the log's current head, export it to ``folder``, and record that in the log.
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (a checkpoint that vanishes on a power cut protects nothing)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # some network file systems cannot open a folder; the file itself was flushed
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_checkpoint(log, key_path: Path, folder: Path, publish_to=()) -> tuple[Checkpoint, Path]:
+    """Sign the log's current head, export it to ``folder`` and publish it, then record that in the log.
 
     The exported checkpoint covers the head *before* its own
-    ``checkpoint.written`` record, which the next checkpoint then covers.
+    ``checkpoint.written`` record, which the next checkpoint then covers. The
+    head is made durable first: a checkpoint must never vouch for a record a
+    power cut could still take away. Nothing here holds the log's lock while
+    files are written, so teachers' decisions go on being recorded meanwhile.
+    A destination in ``publish_to`` that cannot be reached is recorded
+    (``checkpoint.unpublished``) and raised as ``PublishError`` once the
+    checkpoint is kept locally and recorded.
     """
     key = load_or_create_key(key_path)
-    export_public_key(key, folder)
-    with log.lock:
-        head = log.head()
-        if head is None:
-            raise CheckpointError("the audit log is empty: nothing to checkpoint")
-        checkpoint = sign(key, log_id=log.log_id, seq=head.seq, hash_=head.hash, record_at=head.at,
-                          written_at=log.clock.now())
-        path = write(checkpoint, folder)
-        log.append_event("checkpoint.written", {"seq": checkpoint.seq, "hash": checkpoint.hash,
-                                                "file": path.name, "key_fingerprint": checkpoint.key_fingerprint})
+    public = export_public_key(key, folder)
+    head = log.head()
+    if head is None:
+        raise CheckpointError("the audit log is empty: nothing to checkpoint")
+    log.sync(head.seq)
+    checkpoint = sign(key, log_id=log.log_id, seq=head.seq, hash_=head.hash, record_at=head.at,
+                      written_at=log.clock.now())
+    path = write(checkpoint, folder)
+    failures = []
+    for destination in publish_to:
+        try:
+            publish(path, public, destination)
+        except OSError as exc:
+            failures.append(f"{destination}: {exc}")
+    fields = {"seq": checkpoint.seq, "hash": checkpoint.hash, "file": path.name,
+              "key_fingerprint": checkpoint.key_fingerprint, "published": len(publish_to) - len(failures)}
+    log.append_event("checkpoint.written", fields)
+    if failures:
+        error = "; ".join(failures)[:900]
+        log.append_event("checkpoint.unpublished", {"seq": checkpoint.seq, "file": path.name, "error": error})
+        raise PublishError(f"checkpoint {path.name} could not be published: {error}", checkpoint, path)
     return checkpoint, path

@@ -56,51 +56,95 @@ def audit_group() -> None:
 
 @audit_group.command("verify")
 @click.option("--checkpoint", "checkpoint_files", multiple=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Signed checkpoint file to check against the log (repeatable). "
-                   "Default: every checkpoint in audit.checkpoint_dir.")
+              type=click.Path(exists=True, path_type=Path),
+              help="Signed checkpoint file, or a folder of them (the published copies, say), to check "
+                   "against the log (repeatable). Default: every checkpoint in audit.checkpoint_dir "
+                   "and audit.checkpoint_publish_dir.")
 @click.option("--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The log's public key (audit-signing.pub). Default: the one beside the checkpoints.")
+@click.option("--retention-days", type=click.IntRange(1), default=None,
+              help="The retention a purge is held to. Default: audit.retention_days.")
 @database_option
 @pass_env
-def verify_command(env: Environment, checkpoint_files, public_key, database) -> None:
-    """Check the whole hash chain and the signed checkpoints; exit 1 naming the first bad record.
+def verify_command(env: Environment, checkpoint_files, public_key, retention_days, database) -> None:
+    """Check the hash chain, the signed retention purges and the signed checkpoints; exit 1 naming what failed.
+
+    It ends by saying how many records (and seconds) follow the newest
+    matching checkpoint: those no signature protects yet.
 
     \b
     Example:
-      dojoguard audit verify --checkpoint checkpoint-000000012345-20261127T235000Z.json \\
+      dojoguard audit verify --checkpoint /mnt/governors/dojoguard-checkpoints \\
           --public-key audit-signing.pub
     """
     cfg = _config(env)
     folder = cfg.path("audit", "checkpoint_dir")
-    files = list(checkpoint_files) or checkpoints.files(folder)
-    try:
-        key = _public_key(cfg, folder, public_key) if files else None
-    except CheckpointError as exc:
-        raise fail(exc) from None
+    given = list(checkpoint_files) or [folder, cfg.path("audit", "checkpoint_publish_dir")]
+    files = _checkpoint_files(given)
     with _open(env, database) as log:
-        result = verify(log, checkpoint_files=files, public_key=key)
+        try:
+            key = _public_key(cfg, folder, public_key, required=bool(files) or _has_purge(log))
+        except CheckpointError as exc:
+            raise fail(exc) from None
+        result = verify(log, checkpoint_files=files, public_key=key,
+                        retention_days=retention_days or cfg["audit"]["retention_days"])
     chain = result.chain
     out = env.stdout
     for problem in result.problems:
         click.echo(f"checkpoint problem: {problem}", file=out)
     for c in result.checkpoints:
         click.echo(f"checkpoint {Path(c.source).name} (record {c.seq}): {c.status}: {c.detail}", file=out)
+    for purge in result.purges:
+        if not purge.is_ok:
+            click.echo(f"retention purge record {purge.seq}: refused: {purge.problem}", file=out)
     if chain.first_break is not None:
         click.echo(f"FAILED: {chain.first_break}", file=out)
         click.echo(f"{chain.records} record(s) before it verified.", file=out)
+        sys.exit(1)
+    if not all(p.is_ok for p in result.purges):
+        click.echo("FAILED: the log starts from a retention purge that cannot be trusted (see above): "
+                   "the records it removed may have been deleted by hand.", file=out)
         sys.exit(1)
     if not result.is_ok:
         click.echo("FAILED: the chain is intact but a checkpoint does not match it (see above).", file=out)
         sys.exit(1)
     span = f"records {chain.first_seq} to {chain.last_seq}" if chain.records else "no records"
-    cut = f", starting from the retention cut after record {chain.anchor[0]}" if chain.anchor else ""
+    cut = f", starting from the signed retention cut after record {chain.anchor[0]}" if chain.anchor else ""
     matched = sum(1 for c in result.checkpoints if c.status == "ok")
     click.echo(f"ok: {chain.records} record(s) verified ({span}{cut}); {matched} checkpoint(s) match; "
                f"{result.seconds:.2f} s", file=out)
+    if result.tail is not None:
+        click.echo(_describe_tail(result.tail), file=out)
 
 
-def _public_key(cfg, folder: Path, given: Path | None):
+def _describe_tail(tail) -> str:
+    if tail.after_seq is None:
+        return (f"unprotected: all {tail.records} record(s); no checkpoint matched, so none is protected "
+                f"against a rebuilt log")
+    span = f", {tail.seconds:.0f} s" if tail.seconds is not None else ""
+    return (f"unprotected tail: {tail.records} record(s){span} after the newest matching checkpoint "
+            f"(record {tail.after_seq})")
+
+
+def _checkpoint_files(given) -> list[Path]:
+    """Checkpoint files from files and folders (a missing or unset folder gives none)."""
+    found: list[Path] = []
+    for path in given:
+        if path is None:
+            continue
+        for file in (checkpoints.files(path) if path.is_dir() else [path] if path.is_file() else []):
+            if file not in found:
+                found.append(file)
+    return found
+
+
+def _has_purge(log) -> bool:
+    with log.lock:
+        return log.connection.execute(
+            "SELECT 1 FROM records WHERE type = 'retention.purged' LIMIT 1").fetchone() is not None
+
+
+def _public_key(cfg, folder: Path, given: Path | None, *, required: bool = True):
     if given is not None:
         return checkpoints.load_public_key(given)
     exported = folder / checkpoints.PUBLIC_KEY_NAME
@@ -109,6 +153,8 @@ def _public_key(cfg, folder: Path, given: Path | None):
     key_path = cfg.path("audit", "signing_key")
     if key_path.exists():
         return checkpoints.load_key(key_path).public_key()
+    if not required:
+        return None
     raise CheckpointError(f"no public key found (looked for {exported} and {key_path}). "
                           f"Hint: give --public-key audit-signing.pub")
 
@@ -116,20 +162,23 @@ def _public_key(cfg, folder: Path, given: Path | None):
 @audit_group.command("checkpoint")
 @pass_env
 def checkpoint_command(env: Environment) -> None:
-    """Sign the log's current head now and export it to audit.checkpoint_dir.
+    """Sign the log's current head now, export it to audit.checkpoint_dir and publish it.
 
     The signing key (audit.signing_key) is created on first use, readable by
-    its owner only; the public key is written beside the checkpoints.
+    its owner only; the public key is written beside the checkpoints. A copy
+    goes to audit.checkpoint_publish_dir when it is set.
 
     \b
     Example:
       dojoguard audit checkpoint
     """
     cfg = _config(env)
+    publish = cfg.path("audit", "checkpoint_publish_dir")
     with _open(env, None, must_exist=False) as log:
         try:
             checkpoint, path = checkpoints.write_checkpoint(log, cfg.path("audit", "signing_key"),
-                                                            cfg.path("audit", "checkpoint_dir"))
+                                                            cfg.path("audit", "checkpoint_dir"),
+                                                            [publish] if publish is not None else [])
         except (CheckpointError, AuditWriteError, OSError) as exc:
             raise fail(exc) from None
     click.echo(f"wrote {path} (record {checkpoint.seq}, key {checkpoint.key_fingerprint})", file=env.stdout)
@@ -195,20 +244,28 @@ def report_command(env: Environment, first: datetime, last: datetime, fmt: str, 
               help="Remove records before this day instead of audit.retention_days ago.")
 @pass_env
 def purge_command(env: Environment, dry_run: bool, before: datetime | None) -> None:
-    """Remove records older than the retention period, recording the purge in the chain.
+    """Remove records older than the retention period, recording the purge, signed, in the chain.
+
+    --before may only move the cut earlier: records younger than
+    audit.retention_days are never removed.
 
     \b
     Example:
       dojoguard audit purge --dry-run
     """
     cfg = _config(env)
+    days = cfg["audit"]["retention_days"]
     cut = (datetime.combine(before.date(), datetime.min.time(), cfg.timezone) if before
-           else retention.cutoff(env.clock.now(), cfg["audit"]["retention_days"]))
+           else retention.cutoff(env.clock.now(), days))
     with _open(env, None) as log:
         try:
-            result = retention.purge(log, cut, dry_run=dry_run)
-        except AuditWriteError as exc:
+            key = None if dry_run else checkpoints.load_or_create_key(cfg.path("audit", "signing_key"))
+            result = retention.purge(log, cut, retention_days=days, key=key, dry_run=dry_run)
+        except (AuditWriteError, CheckpointError, OSError) as exc:
             raise fail(exc) from None
+        except retention.PurgeRefused as exc:
+            raise click.ClickException(f"{exc}. Hint: give an earlier --before, or none to cut at "
+                                       f"audit.retention_days.") from None
     verb = "would remove" if dry_run else "removed"
     if result.records:
         click.echo(f"{verb} {result.records} record(s) ({result.first_seq} to {result.last_seq}) written "

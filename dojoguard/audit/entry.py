@@ -2,7 +2,9 @@
 
 ``decision_fields`` is the redact step of the write path for decisions: it
 reads the Action and the Decision and keeps identifiers, hashes and counts.
-Message text becomes its SHA-256 and length; attachments become their SHA-256
+Message text becomes its keyed fingerprint (``fingerprints``: HMAC-SHA256
+with a key kept outside the database, and the key's id) and its length, so
+a copy of the log cannot be used to test a guessed message; attachments become their SHA-256
 and the image check's counts; the teacher's name is dropped; pupils are kept
 as ids here and pseudonymised by the log before sealing. ``masked`` lists what
 was withheld, so a reader knows the record is incomplete on purpose.
@@ -10,21 +12,22 @@ was withheld, so a reader knows the record is incomplete on purpose.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
+from dojoguard.audit.fingerprints import FingerprintKey
 from dojoguard.rules.action import Action
 from dojoguard.rules.decision import Decision
 
 DEFAULT_REASON = "no rule matched: the policy's default applied"
 
 
-def decision_fields(action: Action, decision: Decision) -> dict[str, Any]:
+def decision_fields(action: Action, decision: Decision, key: FingerprintKey) -> dict[str, Any]:
     masked: list[str] = []
     hashes: dict[str, Any] = {}
     counts: dict[str, Any] = {"attachments": len(action.attachments)}
     if action.text is not None:
-        hashes["text_sha256"] = hashlib.sha256(action.text.encode("utf-8")).hexdigest()
+        hashes["text_hmac"] = key.of_text(action.text)
+        hashes["text_key"] = key.key_id
         counts["text_chars"] = len(action.text)
         masked.append("text")
     if action.teacher_name:

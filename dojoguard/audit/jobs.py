@@ -159,8 +159,15 @@ class Jobs:
         return f"{name}.html, {len(recipients)} recipient(s)"
 
     def checkpoint(self, due: datetime | None = None) -> str:
-        checkpoint, path = checkpoints.write_checkpoint(self.log, self.config.path("audit", "signing_key"),
-                                                        self.config.path("audit", "checkpoint_dir"))
+        publish = self.config.path("audit", "checkpoint_publish_dir")
+        unpublished = None
+        try:
+            checkpoint, path = checkpoints.write_checkpoint(self.log, self.config.path("audit", "signing_key"),
+                                                            self.config.path("audit", "checkpoint_dir"),
+                                                            [publish] if publish is not None else [])
+        except checkpoints.PublishError as exc:
+            # Kept and recorded, not published: still email it, then fail the run so it is retried.
+            checkpoint, path, unpublished = exc.checkpoint, exc.path, exc
         recipients = list(self.config["audit"].get("checkpoint_recipients") or [])
         if recipients:
             public = (path.parent / checkpoints.PUBLIC_KEY_NAME).read_bytes()
@@ -171,10 +178,14 @@ class Jobs:
                       f"{path.name} --public-key {checkpoints.PUBLIC_KEY_NAME}\n",
                       [(path.name, path.read_bytes(), "application/json"),
                        (checkpoints.PUBLIC_KEY_NAME, public, "application/x-pem-file")])
+        if unpublished is not None:
+            raise unpublished
         return f"{path.name} (record {checkpoint.seq})"
 
     def purge(self, due: datetime) -> str:
-        result = retention.purge(self.log, retention.cutoff(self.clock.now(), self.config["audit"]["retention_days"]))
+        days = self.config["audit"]["retention_days"]
+        key = checkpoints.load_or_create_key(self.config.path("audit", "signing_key"))
+        result = retention.purge(self.log, retention.cutoff(self.clock.now(), days), retention_days=days, key=key)
         return f"{result.records} record(s) removed"
 
     def policy_review(self, due: datetime) -> str:

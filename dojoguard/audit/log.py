@@ -34,8 +34,9 @@ from typing import Any
 
 import structlog
 
-from dojoguard.audit import events, schema
+from dojoguard.audit import events, fingerprints, schema
 from dojoguard.audit.entry import decision_fields
+from dojoguard.audit.fingerprints import FingerprintKey, FingerprintKeyError
 from dojoguard.audit.flusher import Flusher
 from dojoguard.audit.privacy import refuse_content
 from dojoguard.audit.pseudonyms import Pseudonyms
@@ -60,8 +61,14 @@ class AuditLog:
     """One open audit database. Safe to share between threads."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock, emit_decisions: bool,
-                 deferred_sync: bool = False):
+                 deferred_sync: bool = False, fingerprint_key: Path | None = None):
         self._conn = conn
+        # Keys message fingerprints (see ``fingerprints``); read when first needed unless it exists.
+        self._fingerprint_path = Path(fingerprint_key) if fingerprint_key is not None else \
+            fingerprints.key_path_for(None, path)
+        self._fingerprint: FingerprintKey | None = None
+        # Called with the seq of each record this connection commits (see ``watch_commits``).
+        self._on_commit = None
         self.deferred_sync = deferred_sync
         self._busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
         self._commits_since_checkpoint = 0
@@ -82,12 +89,18 @@ class AuditLog:
 
     @classmethod
     def open(cls, path: str | Path, *, clock: Clock | None = None, busy_timeout_s: float = 5.0,
-             emit_decisions: bool = True, deferred_sync: bool = False) -> "AuditLog":
+             emit_decisions: bool = True, deferred_sync: bool = False,
+             fingerprint_key: str | Path | None = None) -> "AuditLog":
         """Open (creating if needed, owner-only) the log at ``path``; raises ``AuditWriteError``.
 
         ``deferred_sync``: commits reach the write-ahead log and ``sync`` makes them
         durable (see the module notes); records written with ``durable=True``
         (the default) are still synced before ``append_*`` returns.
+        ``fingerprint_key``: the key file for message fingerprints (default
+        ``keys/audit-fingerprint.key`` beside the database; give
+        ``fingerprints.key_path_for(config, path)`` to keep it beside the
+        signing key). Given explicitly, it is read or made now, so a bad key
+        stops the opening rather than the first decision.
         """
         path = Path(path)
         try:
@@ -107,13 +120,19 @@ class AuditLog:
             conn.execute("PRAGMA secure_delete=ON")
             conn.execute("PRAGMA foreign_keys=ON")
             schema.migrate(conn)
-            log = cls(conn, path, clock or SystemClock(), emit_decisions, deferred_sync)
+            log = cls(conn, path, clock or SystemClock(), emit_decisions, deferred_sync, fingerprint_key)
             if log.log_id is None:
                 log._create()
+            # The proxy (deferred sync) reads it now: never a file made on its event loop.
+            if fingerprint_key is not None or deferred_sync or log._fingerprint_path.exists():
+                log.fingerprint_key()
             return log
         except sqlite3.Error as exc:
             conn.close()
             raise AuditWriteError(f"cannot open the audit log {path}: {_explain(exc)}") from exc
+        except AuditWriteError:
+            conn.close()
+            raise
 
     def _create(self) -> None:
         log_id = uuid.uuid4().hex
@@ -150,7 +169,7 @@ class AuditLog:
         committed; the caller must ``sync(record.seq)`` before it acts as if
         the record were safe from power loss.
         """
-        fields = decision_fields(action, decision)
+        fields = decision_fields(action, decision, self.fingerprint_key())
         record = self._write("decision", decision.decision_id, fields, durable=durable)
         if self._emit:
             self._logger.info("decision", seq=record.seq, decision_id=record.record_id,
@@ -193,7 +212,7 @@ class AuditLog:
         checkpoint (a deferred-sync log checkpoints after its flushes). On None,
         append from a thread instead. Failures raise as ``append_decision``'s do.
         """
-        fields = decision_fields(action, decision)
+        fields = decision_fields(action, decision, self.fingerprint_key())
         return self._write("decision", decision.decision_id, fields, durable=False, wait=False)
 
     def _write(self, type_: str, record_id: str, fields: dict[str, Any], after=None,
@@ -238,9 +257,33 @@ class AuditLog:
             self._commits_since_checkpoint += 1
         finally:
             self._lock.release()
+        if self._on_commit is not None:
+            self._on_commit(record.seq)
         if durable:
             self.sync(record.seq)
         return record
+
+    def fingerprint_key(self) -> FingerprintKey:
+        """The message fingerprint key, read (or made) once; raises ``AuditWriteError``."""
+        key = self._fingerprint
+        if key is None:
+            with self._lock:
+                if self._fingerprint is None:
+                    try:
+                        self._fingerprint = fingerprints.load_or_create(self._fingerprint_path)
+                    except FingerprintKeyError as exc:
+                        raise AuditWriteError(f"decision not recorded: {exc}") from exc
+                key = self._fingerprint
+        return key
+
+    def watch_commits(self, callback) -> None:
+        """Call ``callback(seq)`` after each record this connection commits (None: stop).
+
+        It runs on the committing thread, which may be an event loop: it must
+        only note the number and return (the proxy uses it to start a signed
+        checkpoint every so many records).
+        """
+        self._on_commit = callback
 
     def flush(self) -> None:
         """Make everything committed so far durable, records or not (job state, say)."""
@@ -355,6 +398,8 @@ class AuditLog:
             self._pseudonyms.committed(pending)
             if record is not None:
                 self._committed = max(self._committed, record.seq)
+        if record is not None and self._on_commit is not None:
+            self._on_commit(record.seq)
         self.flush()
         return record
 

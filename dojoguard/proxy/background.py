@@ -1,8 +1,11 @@
-"""The proxy's own timed work: sending on held and deferred requests, and the scheduled jobs.
+"""The proxy's own timed work: sending on held and deferred requests, signed checkpoints, the scheduled jobs.
 
-Both start when the proxy is running and stop when it shuts down. Neither
-ever blocks the event loop: releases send from a worker thread, and the jobs
-(weekly report, daily checkpoint, purge, review reminder) run on the
+All start when the proxy is running and stop when it shuts down. None ever
+blocks the event loop: releases send from a worker thread; a signed
+checkpoint is asked for by the audit log's commit hook (which only sets an
+event) every ``audit.checkpoint_every_records`` records, or after
+``audit.checkpoint_every_s`` seconds, and is made on a worker thread; the
+jobs (weekly report, daily checkpoint, purge, review reminder) run on the
 scheduler's own thread.
 """
 
@@ -27,6 +30,8 @@ class Background:
         self.config = config
         self._release_task: asyncio.Task | None = None
         self._trim_task: asyncio.Task | None = None
+        self._checkpoint_task: asyncio.Task | None = None
+        self.cadence = None
         self._jobs = None
         self.releaser: Releaser | None = None
 
@@ -42,6 +47,7 @@ class Background:
             self._release_task = asyncio.create_task(self._release_loop(float(holds["check_every_s"])),
                                                      name="dojoguard-release")
         if self.config is not None:
+            await self._start_checkpoints()
             from dojoguard.audit.jobs import start_jobs
 
             try:
@@ -49,14 +55,52 @@ class Background:
             except Exception as exc:  # noqa: BLE001 - reported loudly; the proxy itself keeps judging
                 log.error("jobs.not_started", error=type(exc).__name__, detail=str(exc)[:200])
 
+    async def _start_checkpoints(self) -> None:
+        from dojoguard.audit.cadence import Cadence
+
+        audit, settings = self.config["audit"], self.config
+        publish = settings.path("audit", "checkpoint_publish_dir")
+        try:
+            self.cadence = await asyncio.to_thread(
+                Cadence, self.services.audit, settings.path("audit", "signing_key"),
+                settings.path("audit", "checkpoint_dir"), [publish] if publish is not None else [],
+                every_records=int(audit["checkpoint_every_records"]), every_s=float(audit["checkpoint_every_s"]))
+        except Exception as exc:  # noqa: BLE001 - reported loudly; the daily job still checkpoints
+            log.error("checkpoints.not_started", error=type(exc).__name__, detail=str(exc)[:200])
+            return
+        loop, owed = asyncio.get_running_loop(), asyncio.Event()
+        # The commit hook may run on the loop or on a worker thread: either way it only schedules this.
+        self.cadence.wake_with(lambda: loop.call_soon_threadsafe(owed.set))
+        self.services.audit.watch_commits(self.cadence.note)
+        self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(owed), name="dojoguard-checkpoints")
+
+    async def _checkpoint_loop(self, owed: asyncio.Event) -> None:
+        cadence = self.cadence
+        while True:
+            try:
+                await asyncio.wait_for(owed.wait(), cadence.every_s)
+            except TimeoutError:
+                pass
+            owed.clear()
+            try:
+                checkpoint = await asyncio.to_thread(cadence.run)
+                if checkpoint is not None:
+                    log.debug("checkpoint.signed", seq=checkpoint.seq)
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive one failure; the next try follows
+                log.error("checkpoint.failed", error=type(exc).__name__, detail=str(exc)[:200])
+
     async def stop(self) -> None:
-        for task in (self._release_task, self._trim_task):
+        if self.cadence is not None:
+            self.services.audit.watch_commits(None)
+        for task in (self._release_task, self._trim_task, self._checkpoint_task):
             if task is not None:
                 task.cancel()
                 try:
                     await task
                 except asyncio.CancelledError:
                     pass
+        if self.cadence is not None:
+            await asyncio.to_thread(self.cadence.wait_idle)
         if self._jobs is not None:
             # Shutting the jobs down writes the shutdown checkpoint.
             await asyncio.to_thread(self._jobs.shutdown)

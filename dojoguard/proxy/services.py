@@ -104,7 +104,11 @@ def open_services(settings: Settings, clock: Clock, *, images: bool = True) -> S
     # The proxy writes the one canonical log line per judged request itself (request.judged).
     # Deferred sync: a write is forwarded once its record is committed and answered once
     # the record is flushed to disk (see Judge.record).
-    audit = AuditLog.open(settings.audit_path, clock=clock, emit_decisions=False, deferred_sync=True)
+    from dojoguard.audit.fingerprints import key_path_for
+
+    # Message fingerprints are keyed with a secret beside the signing key, never in the database.
+    audit = AuditLog.open(settings.audit_path, clock=clock, emit_decisions=False, deferred_sync=True,
+                          fingerprint_key=key_path_for(settings.config, settings.audit_path))
     state = State(settings.state_path)
     services = Services(
         settings=settings, clock=clock, policy=policy, exemptions=exemptions, catalogue=catalogue, audit=audit,

@@ -61,7 +61,7 @@ def test_decision_record_holds_ids_hashes_and_counts(log):
     assert f["kind"] == "story.post" and f["channel"] == "class_story"
     assert f["policy_revision"] == "f" * 16 and f["exemptions_used"] == ["ex-1"]
     assert f["hashes"]["attachment_sha256"] == ["ab" * 32]
-    assert len(f["hashes"]["text_sha256"]) == 64
+    assert len(f["hashes"]["text_hmac"]) == 64 and f["hashes"]["text_key"].startswith("fk-")
     assert f["counts"] == {"attachments": 1, "text_chars": 11, "faces_found": 3, "faces_matched": 1,
                            "faces_not_permitted": 2, "faces_unidentified": 0, "gps_present": 1,
                            "not_checked": 0, "unreadable": 0}

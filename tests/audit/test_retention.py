@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from dojoguard.audit import checkpoint as checkpoints
 from dojoguard.audit import retention
 from dojoguard.audit.chain import verify_chain
@@ -11,6 +13,15 @@ from dojoguard.audit.log import AuditLog
 from dojoguard.audit.verification import verify
 
 from .conftest import START, invoke, make_action, make_decision, write_config
+
+
+KEY = Ed25519PrivateKey.generate()
+
+
+def purge(log, before, **options):
+    """The purge as the daily job runs it: signed, under a retention short enough for these few days."""
+    options.setdefault("key", KEY)
+    return retention.purge(log, before, retention_days=1, **options)
 
 
 def spread(log, clock, days=30):
@@ -25,7 +36,7 @@ def test_purge_removes_old_records_and_the_rest_verifies(log, clock):
     spread(log, clock)
     rows = log.rows()
     cut = START + timedelta(days=10)
-    result = retention.purge(log, cut)
+    result = purge(log, cut)
     # The creation record and days 0..9 were written before the cut.
     assert result.records == 11 and result.first_seq == 1 and result.last_seq == 11
     assert result.last_hash == rows[10][6]
@@ -40,7 +51,7 @@ def test_dry_run_changes_nothing(log, clock):
     """--dry-run reports what would be removed and leaves the log byte for byte as it was."""
     spread(log, clock, 5)
     before = log.rows()
-    result = retention.purge(log, START + timedelta(days=3), dry_run=True)
+    result = purge(log, START + timedelta(days=3), dry_run=True)
     assert result.records == 4 and result.dry_run
     assert log.rows() == before
 
@@ -49,14 +60,14 @@ def test_nothing_to_purge_writes_nothing(log, clock):
     """A purge with nothing old enough removes nothing and adds no record."""
     spread(log, clock, 3)
     count = log.count()
-    assert retention.purge(log, START - timedelta(days=1)).records == 0
+    assert purge(log, START - timedelta(days=1)).records == 0
     assert log.count() == count
 
 
 def test_forging_the_cut_is_caught(log, clock):
     """Removing more records than the purge record accounts for breaks verification at the first kept record."""
     spread(log, clock, 10)
-    retention.purge(log, START + timedelta(days=3))
+    purge(log, START + timedelta(days=3))
     log.connection.execute("DROP TRIGGER records_delete_only_by_purge")
     first_kept = verify_chain(log.connection).first_seq
     log.connection.execute("DELETE FROM records WHERE seq = ?", (first_kept,))
@@ -73,7 +84,7 @@ def test_checkpoints_before_the_cut_are_reported_not_failed(tmp_path, log, clock
         clock.set(START + timedelta(days=day, hours=1))
         log.append_decision(make_action(), make_decision())
     _, late = checkpoints.write_checkpoint(log, key, folder)
-    retention.purge(log, START + timedelta(days=5))
+    purge(log, START + timedelta(days=5), key=checkpoints.load_key(key))
     public = checkpoints.load_public_key(folder / checkpoints.PUBLIC_KEY_NAME)
     result = verify(log, checkpoint_files=[early, late], public_key=public)
     assert result.is_ok
@@ -96,4 +107,4 @@ def test_purge_command_uses_retention_days(tmp_path, clock):
     assert "removed 9 record(s) (1 to 9)" in output
     result, output = invoke(cfg_path, "audit", "verify", clock=clock)
     assert result.exit_code == 0, output
-    assert "starting from the retention cut after record 9" in output
+    assert "starting from the signed retention cut after record 9" in output
