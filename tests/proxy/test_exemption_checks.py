@@ -63,7 +63,7 @@ def seq_of(world: World, kind: str, match) -> list[int]:
 
 @pytest.mark.slow
 def test_an_exemption_appended_by_hand_is_recorded_before_it_is_used(world):
-    """Appending an exemption to the file is recorded as exemption.edited_by_hand (added) before any decision uses it."""
+    """An exemption appended to the file is recorded (exemption.edited_by_hand, added) before a decision uses it."""
     world.set_time(MONDAY_1800)
     path = exemptions_file(world)
     with path.open("a", encoding="utf-8") as handle:
