@@ -26,6 +26,7 @@ _UNREADABLE_FOR_TEXT = frozenset({"binary", "image"})
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Content codings the proxy inflates before reading (see flows.body_of); any other is not read.
 _READ_CODINGS = frozenset({"gzip", "x-gzip", "deflate"})
+_GZIP_MAGIC = b"\x1f\x8b"
 _FORM_INTEGER = re.compile(r"[+-]?[0-9]{1,15}")
 _FORM_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,15}(?:\.[0-9]*)?|\.[0-9]+)")
 # Where an unclassified write's facts usually sit, by key (compared in lower case).
@@ -163,6 +164,9 @@ def _header_problem(request: Request) -> str | None:
         return "the body is encoded more than once (Content-Encoding), which is not read"
     if codings and codings[0] not in _READ_CODINGS:
         return f"the body's Content-Encoding {codings[0][:40]!r} is not read"
+    if codings and request.content.startswith(_GZIP_MAGIC):
+        # Still gzip after inflating: it did not inflate, or was compressed twice under one name.
+        return "the compressed body could not be read"
     return None
 
 

@@ -60,3 +60,89 @@ def test_skeleton_keeps_shape_not_values():
     """The JSON skeleton names keys and types, never values."""
     assert body.skeleton({"body": "secret", "ids": ["a", "b"], "n": 2, "ok": True}) == \
         {"body": "string", "ids": ["string"], "n": "number", "ok": "boolean"}
+
+
+def test_every_string_in_json_is_text_whatever_its_key_or_place():
+    """Strings under any key, inside lists and at the top level are all given to the content rules."""
+    doc = {"body": "hello", "text": "sh1t", "x": ["in a list", {"deep": {"deeper": "nested"}}], "n": 5,
+           "contents": {"body": "story"}}
+    assert body.read(json.dumps(doc).encode(), "application/json").texts == \
+        ["hello", "sh1t", "in a list", "nested", "story"]
+    assert body.read(b'"just a string"', "application/json").texts == ["just a string"]
+
+
+def test_ids_and_inline_data_are_left_out_but_short_strings_never():
+    """ObjectIds, UUIDs and long base64 runs are not text; any short string, whatever it looks like, is."""
+    doc = {"_id": "5f0000000000000000000c01", "uuid": "123e4567-e89b-12d3-a456-426614174000",
+           "blob": "QUJD" * 100, "id": "sh1t", "short": "QUJD", "code": "07123456789"}
+    assert body.read(json.dumps(doc).encode(), "application/json").texts == ["sh1t", "QUJD", "07123456789"]
+
+
+def test_a_repeated_json_key_is_refused():
+    """``{"body": "hello", "body": "sh1t"}`` is refused: parsers differ on which copy wins."""
+    with pytest.raises(body.BodyError, match="repeats the key"):
+        body.read(b'{"body": "hello", "body": "sh1t"}', "application/json")
+    with pytest.raises(body.BodyError):
+        body.read(b'{"a": {"x": 1, "x": 1}}', "application/json")
+
+
+@pytest.mark.parametrize("content,ctype", [
+    ('{"body": "sh1t"}'.encode("utf-16"), "application/json; charset=utf-16"),
+    ("sh1t".encode("utf-16"), "text/plain; charset=utf-16"),
+    (b"+AHM-h1t", "text/plain; charset=utf-7"),
+    ("body=caf\u00e9".encode("latin-1"), "application/x-www-form-urlencoded; charset=iso-8859-1"),
+    ("caf\u00e9".encode(), "text/plain; charset=us-ascii"),
+    (b"body=hello&_charset_=utf-7", "application/x-www-form-urlencoded"),
+    (b"--B\r\nContent-Disposition: form-data; name=\"body\"\r\nContent-Type: text/plain; charset=utf-16\r\n\r\n"
+     + "sh1t".encode("utf-16") + b"\r\n--B--\r\n", "multipart/form-data; boundary=B"),
+    (b"--B\r\nContent-Disposition: form-data; name=\"_charset_\"\r\n\r\nutf-7\r\n--B\r\n"
+     b"Content-Disposition: form-data; name=\"body\"\r\n\r\n+AHM-h1t\r\n--B--\r\n", "multipart/form-data; boundary=B"),
+])
+def test_text_in_a_charset_other_than_utf8_is_refused(content, ctype):
+    """Text in UTF-16, UTF-7, Latin-1, or ASCII that is not, in any body or part or by _charset_, is refused."""
+    with pytest.raises(body.BodyError):
+        body.read(content, ctype)
+
+
+@pytest.mark.parametrize("ctype", ["application/json; charset=utf-8", "application/json; charset=UTF8",
+                                   "application/json; charset=us-ascii", "application/json"])
+def test_utf8_and_ascii_charsets_are_read(ctype):
+    """JSON declared UTF-8 or ASCII (in any spelling), or not declared, is read."""
+    assert body.read(b'{"body": "hello"}', ctype).texts == ["hello"]
+
+
+@pytest.mark.parametrize("ctype", ["multipart/form-data; boundary=A; boundary=B", "application/json; x",
+                                   "application/json; charset=utf-8; charset=utf-16", "text/plain boundary"])
+def test_an_unreadable_content_type_is_a_body_error(ctype):
+    """A Content-Type outside RFC 9110's grammar, or with a repeated parameter, makes the body unreadable."""
+    with pytest.raises(body.BodyError):
+        body.read(b'{"body": "hello"}', ctype)
+
+
+def test_form_fields_keep_every_value_of_a_repeated_name():
+    """A name sent twice in a form keeps both values (Many), and every value is text."""
+    found = body.read(b"body=hello&body=sh1t&points[]=-5&kind=text", "application/x-www-form-urlencoded")
+    assert found.fields == {"body": body.Many(("hello", "sh1t")), "points": "-5", "kind": "text"}
+    assert found.texts == ["hello", "sh1t", "-5", "text"]
+
+
+def test_multipart_fields_json_parts_and_text_files_are_all_read():
+    """Every form field (any name, any type), the strings in a JSON part and a UTF-8 text file are text."""
+    content = (b"--b\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\nsh1t\r\n"
+               b"--b\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\nagain\r\n"
+               b"--b\r\nContent-Disposition: form-data; name=\"payload\"\r\nContent-Type: application/json\r\n\r\n"
+               b"{\"a\": [\"\\u0073h1t in json\"]}\r\n"
+               b"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"n.txt\"\r\n"
+               b"Content-Type: text/plain\r\n\r\nnotes\r\n"
+               b"--b\r\nContent-Disposition: form-data; name=\"g\"; filename=\"x.bin\"\r\n"
+               b"Content-Type: application/octet-stream\r\n\r\n\xff\xfe\x00\r\n--b--\r\n")
+    found = body.read(content, "multipart/form-data; boundary=b")
+    assert found.texts == ["sh1t", "again", "sh1t in json", "notes"]
+    assert found.fields["kind"] == body.Many(("sh1t", "again"))
+
+
+def test_a_body_without_a_type_is_still_read_for_words():
+    """A body with no Content-Type that is UTF-8 (JSON or not) is read for its words; binary bytes are not."""
+    assert body.read(b'{"body": "sh1t"}', None).texts == ["sh1t"]
+    assert body.read(b"plain sh1t", "application/octet-stream").texts == ["plain sh1t"]
+    assert body.read(b"\xff\xfe\x00\x01", None).texts == []

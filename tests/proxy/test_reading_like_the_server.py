@@ -1,0 +1,274 @@
+"""Bodies a server reads differently from a careless proxy, through the real proxy, the stand-in and the built-in policy.
+
+Each test sends what a device can send (a second text field, a decoy
+multipart boundary, points in two places, an unknown path carrying
+points, another charset or coding) and proves that the write is refused
+with a recorded decision, and that what the stand-in receives, read with
+Python's standard parsers as a server reads it, is what dojoguard judged.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sqlite3
+import ssl
+
+import httpx
+import pytest
+
+from dojoguard.clock import FileClock
+from dojoguard.proxy import body as bodies
+from dojoguard.standin import StandIn, data, reading
+from dojoguard.standin.harness import ProxyProcess
+from tests.proxy.conftest import MONDAY_10, write_config
+
+pytestmark = pytest.mark.slow
+
+API = "https://teach.classdojo.com"
+MESSAGE = f"{API}/api/message-thread/{data.THREAD_ID}/message"
+STORY = f"{API}/api/dojoClass/{data.CLASS_ID}/storyFeed"
+AWARD = f"{API}/api/dojoClass/{data.CLASS_ID}/awardBatch"
+PUPIL = data.PUPILS[0]["_id"]
+POLITE, OFF_TASK = data.BEHAVIORS[0]["_id"], data.BEHAVIORS[2]["_id"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The real proxy on the built-in St Wilfrid's policy, at 10:00 on a Monday, a teacher signed in, skills learned."""
+    folder = tmp_path_factory.mktemp("reading")
+    config = write_config(folder)
+    doc = json.loads(config.read_text())
+    doc["rules"] = {"policy": "builtin", "reload": False}
+    config.write_text(json.dumps(doc))
+    clock = folder / "clock"
+    FileClock.write(clock, MONDAY_10)
+    with StandIn(folder / "standin") as standin:
+        proxy = ProxyProcess(config, folder, standin.port, standin.ca_cert, clock_file=clock).start()
+        try:
+            context = ssl.create_default_context(cafile=str(proxy.ca_cert))
+            with httpx.Client(proxy=proxy.url, verify=context, timeout=30) as client:
+                login = client.post(f"{API}/api/session", json={"login": "teacher@example.org",
+                                                                "password": data.PASSWORD})
+                assert login.status_code == 200, login.text
+                assert client.get(f"{API}/api/dojoClass/{data.CLASS_ID}/behavior").status_code == 200
+                yield {"folder": folder, "standin": standin, "client": client}
+        finally:
+            proxy.stop()
+
+
+def send(world, url: str, content: bytes, content_type: str | None = "application/json",
+         headers: tuple[tuple[str, str], ...] = ()) -> httpx.Response:
+    sent = ((("Content-Type", content_type),) if content_type else ()) + headers
+    return world["client"].post(url, content=content, headers=list(sent))
+
+
+def decision(world, decision_id: str) -> dict:
+    db = sqlite3.connect(world["folder"] / "data" / "audit.sqlite")
+    try:
+        rows = db.execute("SELECT body FROM records WHERE type = 'decision' AND id = ?", (decision_id,)).fetchall()
+    finally:
+        db.close()
+    assert rows, f"no audit record for {decision_id}"
+    return json.loads(rows[0][0])
+
+
+def refused(world, response: httpx.Response) -> dict:
+    """The refusal's audit record: a 403 in ClassDojo's shape, whose decision id is in the log as a block."""
+    assert response.status_code == 403, (response.status_code, response.text)
+    decision_id = response.json()["error"]["decisionId"]
+    assert response.headers["x-dojoguard-decision"] == decision_id
+    record = decision(world, decision_id)
+    assert record["verdict"] == "block"
+    return record
+
+
+def arrived(world, marker: bytes) -> list:
+    return [r for r in world["standin"].received if r.method == "POST" and marker in r.body]
+
+
+def multipart(boundary: str, *fields: tuple[str, bytes]) -> bytes:
+    return b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value
+                    + b"\r\n" for name, value in fields) + f"--{boundary}--\r\n".encode()
+
+
+# -- every location the catalogue lists ---------------------------------------------------------
+
+@pytest.mark.parametrize("doc", [
+    {"body": "hello", "text": "sh1t"},
+    {"text": "hello", "message": "sh1t"},
+    {"body": "hello", "meta": {"subtitle": ["sh1t"]}},     # beyond the catalogue: any string in the body
+    ["hello", "sh1t"],
+])
+def test_a_second_text_field_on_a_message_is_read(world, doc):
+    """Swearing in a text field after a harmless one (or under any key at all) is refused, not forwarded."""
+    record = refused(world, send(world, MESSAGE, json.dumps(doc).encode()))
+    assert "appropriate-language" in record["rules"]
+    assert not arrived(world, b"sh1t")
+
+
+def test_a_story_body_beside_contents_body_is_read(world):
+    """A story's ``contents.body`` is read beside its ``body``: the swearing in either is refused."""
+    record = refused(world, send(world, STORY, json.dumps({"body": "hello", "contents": {"body": "sh1t"}}).encode()))
+    assert "appropriate-language" in record["rules"]
+    assert not arrived(world, b"sh1t")
+
+
+@pytest.mark.parametrize("doc", [
+    {"studentIds": [PUPIL], "points": 1, "weight": -5},
+    {"studentIds": [PUPIL], "weight": -5, "points": 1},
+    {"studentIds": [PUPIL], "points": 1, "value": -5},
+])
+def test_points_beside_negative_points_are_refused(world, doc):
+    """``points: 1`` beside ``weight: -5`` (in either order) is refused: the award is incomplete and negative."""
+    record = refused(world, send(world, AWARD, json.dumps(doc).encode()))
+    assert {"incomplete-request", "positive-points-only"} <= set(record["rules"])
+    assert not arrived(world, b"-5")
+
+
+def test_two_skills_are_refused(world):
+    """``behaviorId`` beside a different ``skillId`` is refused as incomplete: no skill is picked."""
+    doc = {"studentIds": [PUPIL], "behaviorId": POLITE, "skillId": OFF_TASK}
+    record = refused(world, send(world, AWARD, json.dumps(doc).encode()))
+    assert "incomplete-request" in record["rules"]
+    assert not arrived(world, OFF_TASK.encode())
+
+
+def test_a_positive_skill_with_negative_points_is_judged_by_the_worse(world):
+    """A learned +1 skill with ``points: -5`` is refused: the worse of the skill's value and the body's is judged."""
+    doc = {"studentIds": [PUPIL], "behaviorId": POLITE, "points": -5}
+    record = refused(world, send(world, AWARD, json.dumps(doc).encode()))
+    assert "positive-points-only" in record["rules"]
+
+
+def test_the_control_a_plain_positive_award_goes_through(world):
+    """A positive award naming one skill in two agreeing places reaches ClassDojo (the checks are not blanket)."""
+    doc = {"studentIds": [PUPIL], "behaviorId": POLITE, "skillId": POLITE, "points": 1}
+    response = send(world, AWARD, json.dumps(doc).encode())
+    assert response.status_code == 200, response.text
+    assert arrived(world, POLITE.encode())[-1].json() == doc
+
+
+# -- parse like the server, or refuse -------------------------------------------------------------
+
+DECOY = multipart("DECOY", ("body", b"hello")) + multipart("REAL", ("body", b"sh1t"))
+
+
+@pytest.mark.parametrize("content_type", [
+    "multipart/form-data; xboundary=DECOY; boundary=REAL",
+    "multipart/form-data; boundary=REAL; xboundary=DECOY",
+    "multipart/form-data; boundary=\"REAL\"; xboundary=DECOY",
+])
+def test_a_decoy_boundary_is_read_as_the_server_reads_it(world, content_type):
+    """A standard parser reads REAL (``body=sh1t``); dojoguard reads it too, and refuses it."""
+    assert reading.fields(content_type, DECOY)["body"] == ["sh1t"]  # the server's reading
+    record = refused(world, send(world, MESSAGE, DECOY, content_type))
+    assert "appropriate-language" in record["rules"]
+    assert not arrived(world, b"sh1t")
+
+
+@pytest.mark.parametrize("content_type", [
+    "multipart/form-data; boundary=DECOY; boundary=REAL",
+    "multipart/form-data; boundary=REAL; BOUNDARY=DECOY",
+    "multipart/form-data; boundary=REAL; junk",
+])
+def test_a_repeated_or_ambiguous_boundary_is_refused(world, content_type):
+    """Two boundary parameters (in any case) or junk beside one: refused as incomplete, nothing forwarded."""
+    record = refused(world, send(world, MESSAGE, DECOY, content_type))
+    assert "incomplete-request" in record["rules"]
+    assert not arrived(world, b"sh1t")
+
+
+@pytest.mark.parametrize("content", [
+    multipart("B", ("body", b"hello"), ("body", b"sh1t")),                          # one name twice
+    multipart("B", ("body", b"hello"), ("subtitle", b"sh1t")),                      # a field the catalogue ignores
+    multipart("B", ("body", b"hello")) + multipart("B", ("body", b"sh1t")),         # parts after the end
+    b"--B\r\nContent-Disposition: form-data; name=\"hello\"; name=\"body\"\r\n\r\nsh1t\r\n--B--\r\n",
+    b"--B\r\nContent-Disposition: form-data; name=\"body\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"c2gxdA==\r\n--B--\r\n",
+    b"--B\r\nContent-Disposition: form-data; name=\"body\"\r\nContent-Type: text/plain; charset=utf-16\r\n\r\n"
+    + "sh1t".encode("utf-16") + b"\r\n--B--\r\n",
+])
+def test_form_tricks_are_refused(world, content):
+    """A repeated field, a field off the catalogue, parts past the end, a doubled name, base64 or UTF-16 parts."""
+    refused(world, send(world, MESSAGE, content, "multipart/form-data; boundary=B"))
+    assert not arrived(world, b"sh1t") and not arrived(world, b"c2gxdA")
+
+
+def test_what_arrives_is_what_was_judged(world):
+    """An allowed form reaches the stand-in unchanged, and a standard parser reads in it exactly what dojoguard read."""
+    content_type = "multipart/form-data; boundary=----dojoguard-reading"
+    content = multipart("----dojoguard-reading", ("body", b"Reading books are due tomorrow"),
+                        ("kind", b"text"), ("body", b"Thank you"))
+    response = send(world, MESSAGE, content, content_type)
+    assert response.status_code == 200, response.text
+    received = arrived(world, b"Reading books are due tomorrow")[-1]
+    assert received.body == content
+    judged = bodies.read(received.body, content_type)
+    server = reading.fields(content_type, received.body)
+    assert server == {k: list(v.values) if isinstance(v, bodies.Many) else [v] for k, v in judged.fields.items()}
+    assert sorted(judged.texts) == sorted(s for values in server.values() for s in values)
+
+
+@pytest.mark.parametrize("content,content_type", [
+    ('{"body": "sh1t"}'.encode("utf-16"), "application/json; charset=utf-16"),
+    ("sh1t".encode("utf-16-le"), "text/plain; charset=utf-16le"),
+    (b"+AHM-h1t", "text/plain; charset=utf-7"),
+    (b'{"body": "hello", "body": "sh1t"}', "application/json"),
+    (b"body=hello&_charset_=utf-7&text=%2BAHM-h1t", "application/x-www-form-urlencoded"),
+    (b'{"body": "sh1t"}', "application/json; charset=utf-8; charset=utf-16"),
+])
+def test_other_charsets_repeated_keys_and_repeated_parameters_are_refused(world, content, content_type):
+    """UTF-16 and UTF-7 text, a repeated JSON key, a form's _charset_ or a repeated charset: refused as unreadable."""
+    record = refused(world, send(world, MESSAGE, content, content_type))
+    assert "incomplete-request" in record["rules"]
+    assert not arrived(world, b"h1t") and not arrived(world, "sh1t".encode("utf-16-le"))
+
+
+@pytest.mark.parametrize("content,codings", [
+    (gzip.compress(gzip.compress(b"sh1t")), (("Content-Encoding", "gzip, gzip"),)),
+    (gzip.compress(gzip.compress(b"sh1t")), (("Content-Encoding", "gzip"), ("Content-Encoding", "gzip"))),
+    (gzip.compress(gzip.compress(b"sh1t")), (("Content-Encoding", "gzip"),)),
+    (b"sh1t", (("Content-Encoding", "x-unknown"),)),
+])
+def test_content_codings_that_are_not_read_are_refused(world, content, codings):
+    """Two codings, a gzip inside a gzip, or an unknown coding: refused as unreadable, never read as noise and sent."""
+    record = refused(world, send(world, MESSAGE, content, "text/plain", codings))
+    assert "incomplete-request" in record["rules"]
+    assert not arrived(world, content)
+
+
+def test_two_content_types_are_refused(world):
+    """A JSON body sent with a second, different Content-Type is refused: the server might take either."""
+    record = refused(world, send(world, MESSAGE, b'{"body": "sh1t"}', "application/json",
+                                 (("Content-Type", "text/plain"),)))
+    assert "incomplete-request" in record["rules"]
+
+
+# -- an unclassified write is judged on what it carries -------------------------------------------
+
+@pytest.mark.parametrize("path,doc", [
+    (f"/api/dojoClass/{data.CLASS_ID}/awardBatchV2", {"studentIds": [PUPIL], "points": -5}),
+    ("/api/newAwards", {"awards": [{"studentId": PUPIL, "weight": -5}]}),
+    ("/api/newAwards", {"studentIds": [PUPIL], "value": "-5"}),
+    ("/api/newAwards", {"studentIds": [PUPIL], "behaviorId": OFF_TASK}),    # a needs-work skill, learned as -1
+])
+def test_an_unclassified_write_with_negative_points_is_refused(world, path, doc):
+    """Negative points (or a needs-work skill) under a path the catalogue does not know are refused, not warned."""
+    record = refused(world, send(world, API + path, json.dumps(doc).encode()))
+    assert "positive-points-only" in record["rules"] and "unclassified-write" in record["rules"]
+    assert not arrived(world, PUPIL.encode() + b'"], "points": -5') and not arrived(world, b"-5")
+
+
+def test_an_unclassified_write_naming_an_unseen_attachment_is_refused(world):
+    """An unknown write naming an upload the proxy never saw cannot have its photo checked: refused."""
+    record = refused(world, send(world, API + "/api/newPost", json.dumps({"attachmentIds": ["5f00000000000000"
+                                                                                           "000a9999"]}).encode()))
+    assert "photo-check-incomplete" in record["rules"]
+
+
+def test_the_control_an_unclassified_write_without_points_is_warned_and_sent(world):
+    """An unknown write carrying only harmless text still reaches ClassDojo, with a warning recorded."""
+    response = send(world, API + "/api/newFeature", json.dumps({"note": "Trip letters please"}).encode())
+    assert response.status_code == 200, response.text
+    assert arrived(world, b"Trip letters please")
