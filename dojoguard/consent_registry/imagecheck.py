@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dojoguard.consent_registry import faces, metadata, redaction, worker
+from dojoguard.consent_registry import decoding, faces, metadata, redaction, worker
+from dojoguard.consent_registry.fairslots import REQUESTER, FairSlots
 from dojoguard.consent_registry.registry import Audience, Registry, RegistryError
 from dojoguard.rules.action import AttachmentKind, ImageFindings
 
@@ -107,14 +108,17 @@ class ImageChecker:
         self._registry: Registry | None = None
         self._registry_lock = threading.Lock()
         self._pool_lock = threading.Lock()
-        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        # Per worker: the most one picture's decode may need, and the worker's ceiling (docs/images.md).
+        self.decode_budget = int(self.images.get("max_decode_mb", decoding.DEFAULT_MEMORY_BUDGET // 2**20)) * 2**20
+        self.memory_limit = int(self.images.get("worker_memory_mb", 0)) * 2**20
+        self._slots: tuple[asyncio.AbstractEventLoop, FairSlots] | None = None
         self._pool = self._new_pool()
 
     # -- the pool -----------------------------------------------------------
 
     def _new_pool(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=worker.initialise)
+                                   initializer=worker.initialise, initargs=(self.decode_budget, self.memory_limit))
         # Start every worker now, so the first teacher's photo does not wait
         # for the face engine to load.
         for _ in range(self.workers):
@@ -133,18 +137,24 @@ class ImageChecker:
             broken.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
 
-    def _slots_for(self, loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
+    def _slots_for(self, loop: asyncio.AbstractEventLoop) -> FairSlots:
         # One job per worker at a time: the timeout then measures the job
         # itself, not time spent queueing behind other teachers' photos, so a
-        # busy moment never kills a worker that is making progress.
+        # busy moment never kills a worker that is making progress. Slots go
+        # round the requesters in turn, and with two workers or more one
+        # requester never holds them all (see fairslots.py).
         if self._slots is None or self._slots[0] is not loop:
-            self._slots = (loop, asyncio.Semaphore(self.workers))
+            self._slots = (loop, FairSlots(self.workers, per_requester=max(1, self.workers - 1)))
         return self._slots[1]
 
-    async def run(self, fn, *args):
-        """Run ``fn`` in a worker with the check timeout; a dead or stuck worker raises."""
+    async def run(self, fn, *args, requester: str | None = None):
+        """Run ``fn`` in a worker with the check timeout; a dead or stuck worker raises.
+
+        ``requester`` (who asked; by default the current request's, see
+        ``fairslots.REQUESTER``) decides whose turn it is when workers are busy.
+        """
         loop = asyncio.get_running_loop()
-        async with self._slots_for(loop):
+        async with self._slots_for(loop).slot(requester if requester is not None else REQUESTER.get()):
             pool = self._pool
             try:
                 return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), self.timeout)

@@ -24,8 +24,13 @@ WORKER_NICENESS = 10
 PARENT_CHECK_S = 2.0
 
 
-def initialise() -> None:
-    """Runs once per worker. Raising here breaks the pool, so every check fails closed."""
+def initialise(decode_budget_bytes: int | None = None, memory_limit_bytes: int = 0) -> None:
+    """Runs once per worker. Raising here breaks the pool, so every check fails closed.
+
+    ``decode_budget_bytes``: the most one picture's decode may need (see
+    ``decoding.decode_cost``); ``memory_limit_bytes``: this worker's ceiling,
+    enforced by the kernel once the face engine is loaded (0: none).
+    """
     _watch_parent(os.getppid())
     # A Ctrl-C reaches the whole process group; the proxy stops its workers itself
     # (closing the pool), so a worker waiting for work need not print a traceback.
@@ -37,7 +42,11 @@ def initialise() -> None:
     # the workers yield the CPU to the proxy's event loop whenever both want it.
     _lower_priority()
     decoding.register_formats()
+    if decode_budget_bytes is not None:
+        decoding.set_memory_budget(decode_budget_bytes)
     faces.engine()
+    if memory_limit_bytes:
+        limit_address_space(memory_limit_bytes)
 
 
 def _watch_parent(parent: int) -> None:
@@ -80,12 +89,51 @@ def _lower_priority() -> None:
             pass  # refused (a container's seccomp policy, say): the nice value above still applies
 
 
+def limit_address_space(memory_limit_bytes: int) -> int:
+    """Let this worker grow by no more than the resident memory left under ``memory_limit_bytes``.
+
+    The budget in ``decoding`` keeps a picture's decode within bounds from
+    its header; this is the backstop for whatever that estimate misses
+    (a decoder's own buffers, a library's). The kernel limits address
+    space, not resident memory, and a loaded worker has reserved far more
+    address space than it uses (about 410 MB reserved, 170 MB resident), so
+    the limit is what is reserved now plus what may still become resident.
+    An allocation past it fails (a MemoryError, which fails that one check
+    closed) instead of the machine running out of memory. Returns the limit set.
+    """
+    status = memory_status()
+    size = int(status.get("VmSize", 0) * 1024 * 1024)
+    resident = int(status.get("VmRSS", 0) * 1024 * 1024)
+    if not size:
+        return 0
+    limit = size + max(0, memory_limit_bytes - resident)
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ValueError, OSError):
+        return 0  # not allowed here (a container's limits): the decode budget still applies
+    return limit
+
+
 def check(data: bytes, settings: faces.Settings, allowed: np.ndarray | None, match_faces: bool) -> faces.Analysis:
     return faces.analyse(data, settings, allowed, match_faces)
 
 
 def ping() -> int:
     return os.getpid()
+
+
+def memory_status() -> dict[str, float]:
+    """This worker's memory figures from /proc (VmHWM, VmRSS, VmSize, VmData), in megabytes."""
+    found: dict[str, float] = {}
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                name, _, rest = line.partition(":")
+                if name in ("VmHWM", "VmRSS", "VmSize", "VmData"):
+                    found[name] = int(rest.split()[0]) / 1024
+    except OSError:
+        pass
+    return found
 
 
 def peak_rss_mb() -> float:

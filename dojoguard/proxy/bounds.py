@@ -21,7 +21,6 @@ reason and ten minutes (a flood must not become a flood of records).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import time
 import zoneinfo
 from collections import Counter
@@ -30,6 +29,7 @@ from typing import Any
 import structlog
 from mitmproxy import ctx, http
 
+from dojoguard.consent_registry.fairslots import REQUESTER
 from dojoguard.proxy import destinations, enforcement, flows
 from dojoguard.proxy.recognition import WRITE_METHODS
 from dojoguard.proxy.services import Services
@@ -46,9 +46,6 @@ MAX_REPORTED = 10_000
 NOTICE_SLOW_BODY = ("This upload took too long to reach the school's system, so it was not sent. "
                     "Try again on a better connection; if it keeps happening, tell the school's IT staff "
                     "and quote the reference.")
-
-# Who a request is from, for the image checks' fair queue (set for the request's own task).
-REQUESTER: contextvars.ContextVar[str] = contextvars.ContextVar("dojoguard_requester", default="")
 
 
 def addons(services: Services, guard) -> list:
@@ -149,6 +146,8 @@ class Bounds:
 
     def request(self, flow: http.HTTPFlow) -> None:
         self._stop_timer(flow)
+        # For this request's task only (mitmproxy calls every addon's hook in one task, Guard's
+        # after this): the image checks take turns by who asked.
         REQUESTER.set(self._requester(flow))
 
     def error(self, flow: http.HTTPFlow) -> None:
