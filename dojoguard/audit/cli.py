@@ -79,8 +79,12 @@ def verify_command(env: Environment, checkpoint_files, public_key, retention_day
     """
     cfg = _config(env)
     folder = cfg.path("audit", "checkpoint_dir")
-    given = list(checkpoint_files) or [folder, cfg.path("audit", "checkpoint_publish_dir")]
+    published = cfg.path("audit", "checkpoint_publish_dir")
+    given = list(checkpoint_files) or [folder, published]
     files = _checkpoint_files(given)
+    if not checkpoint_files and published is not None and not published.is_dir():
+        click.echo(f"note: the publish folder {published} cannot be reached; only the local checkpoints, "
+                   f"on this server, are checked", file=env.stdout)
     with _open(env, database) as log:
         try:
             key = _public_key(cfg, folder, public_key, required=bool(files) or _has_purge(log))

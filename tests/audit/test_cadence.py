@@ -192,3 +192,12 @@ def test_a_minute_is_the_longest_a_busy_tail_waits(tmp_path, clock):
         cadence = cadence_for(cfg, log)
         assert cadence.is_owed()
         assert cadence.run().seq == log.head().seq - 1
+
+
+def test_verify_says_when_the_published_copies_cannot_be_reached(tmp_path, clock):
+    """With the share unmounted, verify says it checked only the local checkpoints rather than passing quietly."""
+    cfg, share, db = filled(tmp_path, clock, records=120)
+    share.rename(tmp_path / "unmounted")
+    result, output = invoke(tmp_path / "config.yaml", "audit", "verify", clock=clock)
+    assert result.exit_code == 0, output
+    assert "cannot be reached; only the local checkpoints" in output
