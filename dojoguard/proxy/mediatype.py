@@ -15,6 +15,7 @@ as a ``boundary`` found inside a longer name).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -52,8 +53,13 @@ class MediaType:
         return value.lower() if value is not None else None
 
 
+@functools.lru_cache(maxsize=512)
 def parse_media_type(value: str) -> MediaType:
-    """``type/subtype; name=value ...``, type, subtype and names lower-cased; raises ``HeaderValueError``."""
+    """``type/subtype; name=value ...``, type, subtype and names lower-cased; raises ``HeaderValueError``.
+
+    Cached: a device sends the same few Content-Types again and again (the
+    answer is shared, so it must not be changed by the caller).
+    """
     m = _MEDIA_TYPE.match(value)
     if not m:
         raise HeaderValueError("the media type is not type/subtype")

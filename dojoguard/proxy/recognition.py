@@ -328,6 +328,8 @@ def _flat(value: Any) -> list[Any]:
         return []
     if not isinstance(value, list):
         return [value]
+    if not any(isinstance(item, list) for item in value):
+        return value
     out: list[Any] = []
     stack = [iter(value)]
     while stack:
