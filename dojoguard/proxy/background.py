@@ -76,6 +76,7 @@ class Background:
 
     async def _checkpoint_loop(self, owed: asyncio.Event) -> None:
         cadence = self.cadence
+        failing = False
         while True:
             try:
                 await asyncio.wait_for(owed.wait(), cadence.every_s)
@@ -86,8 +87,18 @@ class Background:
                 checkpoint = await asyncio.to_thread(cadence.run)
                 if checkpoint is not None:
                     log.debug("checkpoint.signed", seq=checkpoint.seq)
+                failing = False
             except Exception as exc:  # noqa: BLE001 - the loop must outlive one failure; the next try follows
                 log.error("checkpoint.failed", error=type(exc).__name__, detail=str(exc)[:200])
+                if not failing:  # once per run of failures, so leaders see it in the report's health section
+                    failing = True
+                    await asyncio.to_thread(self._record_failure, f"{type(exc).__name__}: {exc}"[:900])
+
+    def _record_failure(self, error: str) -> None:
+        try:
+            self.services.audit.append_event("job.failed", {"job": "checkpoint_cadence", "error": error})
+        except Exception:  # noqa: BLE001 - the audit log itself may be what fails; the application log has it
+            pass
 
     async def stop(self) -> None:
         if self.cadence is not None:

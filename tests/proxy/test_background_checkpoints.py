@@ -73,3 +73,22 @@ def test_the_hundredth_record_starts_a_checkpoint_without_blocking_the_loop(tmp_
     assert covered >= 100
     assert checkpoints.files(cfg.path("audit", "checkpoint_dir"))
     assert worst_lag < 0.25  # the signing, file writes and flushes ran on a worker thread
+
+
+def test_a_checkpoint_that_cannot_be_signed_is_recorded_once(tmp_path):
+    """A signing key other users can read stops checkpoints: the failure is recorded once, not every minute."""
+    key = tmp_path / "data" / "keys" / "audit-signing.key"
+    key.parent.mkdir(parents=True)
+    key.write_text("not a key")
+    key.chmod(0o644)
+
+    async def scenario(log, background):
+        for _ in range(3):
+            log.try_append_decision(make_action(), make_decision())
+            await asyncio.sleep(0.4)
+        await asyncio.sleep(0.8)
+        return [r.fields for r in log.records(types=("job.failed",))]
+
+    cfg, failures = run_background(tmp_path, "audit:\n  checkpoint_every_s: 0.2\n", scenario)
+    assert len(failures) == 1 and failures[0]["job"] == "checkpoint_cadence"
+    assert "readable by other users" in failures[0]["error"]
