@@ -82,6 +82,8 @@ class Body:
     texts: list[str] = field(default_factory=list)
     # A form's fields (multipart or urlencoded) as a flat document: name -> str, or Many.
     fields: dict[str, Any] | None = None
+    # The JSON parts of a multipart body, parsed, in order.
+    documents: list[Any] = field(default_factory=list)
 
     def add_text(self, value: str) -> None:
         if value and value.strip() and not is_data(value) and value not in self._seen:
@@ -178,7 +180,9 @@ def _read_multipart(content: bytes, media: mediatype.MediaType) -> Body:
                 raise BodyError(f"the form names the charset {value.strip()[:40]!r} for its fields")
             _add_field(body.fields, part.name, value)
         if is_json:
-            _walk_json(_load_json(part.body, f"{what} (JSON)", part.charset), ("part", i), body)
+            doc = _load_json(part.body, f"{what} (JSON)", part.charset)
+            body.documents.append(doc)
+            _walk_json(doc, ("part", i), body)
         elif is_text or part.filename is None:
             body.add_text(mediatype.decode_text(part.body, part.charset, what))
         else:
@@ -231,6 +235,8 @@ def _read_unlabelled(content: bytes, body: Body) -> None:
         _walk_json(doc, (), body)
     except BodyError:
         body.add_text(text)
+    else:
+        body.json = doc  # what a server that parses any body as JSON would read (format stays "binary")
     body.images.clear()  # only words are taken from a body whose type says nothing of pictures
 
 
@@ -240,7 +246,10 @@ def _load_json(content: bytes, what: str, charset: str | None) -> Any:
     try:
         return json.loads(content, object_pairs_hook=_unique_keys)
     except _RepeatedKey as exc:
-        raise BodyError(f"{what} repeats the key {str(exc)[:40]!r}") from None
+        key = str(exc)[:40]
+        if key == "__proto__":
+            raise BodyError(f"{what} has a __proto__ key") from None
+        raise BodyError(f"{what} repeats the key {key!r}") from None
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BodyError(f"{what} cannot be read as JSON ({type(exc).__name__})") from None
 
@@ -252,6 +261,9 @@ class _RepeatedKey(Exception):
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Parsers disagree on which copy of a repeated key wins; the proxy refuses to pick one.
     doc = dict(pairs)
+    if "__proto__" in doc:
+        # A JavaScript server that merges this object takes these values as every object's own.
+        raise _RepeatedKey("__proto__")
     if len(doc) != len(pairs):
         seen: set[str] = set()
         for key, _ in pairs:

@@ -234,11 +234,11 @@ def _read_unclassified(rec: Recognition) -> None:
     about. A bare ``value`` counts as points only beside pupils or a skill.
     """
     body = rec.body
-    doc = body.json if body.format == "json" else body.fields
-    if doc is None:
+    docs = [d for d in (body.json, body.fields) if d is not None] + body.documents
+    if not docs:
         return
     found: dict[str, list[Any]] = {"points": [], "value": [], "students": [], "skill": [], "attachments": []}
-    _collect(doc, found, 0)
+    _collect(docs, found, 0)
     rec.students = _ids(found["students"])
     skills = [s for s in _flat(found["skill"]) if isinstance(s, str)
               or isinstance(s, dict) and isinstance(s.get("_id") or s.get("id"), str)]

@@ -146,3 +146,9 @@ def test_a_body_without_a_type_is_still_read_for_words():
     assert body.read(b'{"body": "sh1t"}', None).texts == ["sh1t"]
     assert body.read(b"plain sh1t", "application/octet-stream").texts == ["plain sh1t"]
     assert body.read(b"\xff\xfe\x00\x01", None).texts == []
+
+
+def test_a_proto_key_is_refused():
+    """A ``__proto__`` key, which a JavaScript server merging the object would take as every object's, is refused."""
+    with pytest.raises(body.BodyError, match="__proto__"):
+        body.read(b'{"body": "hi", "x": {"__proto__": {"points": -5}}}', "application/json")

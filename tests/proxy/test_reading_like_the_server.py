@@ -215,11 +215,12 @@ def test_what_arrives_is_what_was_judged(world):
     ("sh1t".encode("utf-16-le"), "text/plain; charset=utf-16le"),
     (b"+AHM-h1t", "text/plain; charset=utf-7"),
     (b'{"body": "hello", "body": "sh1t"}', "application/json"),
+    (b'{"body": "hello", "x": {"__proto__": {"body": "h1t"}}}', "application/json"),
     (b"body=hello&_charset_=utf-7&text=%2BAHM-h1t", "application/x-www-form-urlencoded"),
     (b'{"body": "sh1t"}', "application/json; charset=utf-8; charset=utf-16"),
 ])
 def test_other_charsets_repeated_keys_and_repeated_parameters_are_refused(world, content, content_type):
-    """UTF-16 and UTF-7 text, a repeated JSON key, a form's _charset_ or a repeated charset: refused as unreadable."""
+    """UTF-16 or UTF-7 text, a repeated or __proto__ JSON key, a form's _charset_, a repeated charset: refused."""
     record = refused(world, send(world, MESSAGE, content, content_type))
     assert "incomplete-request" in record["rules"]
     assert not arrived(world, b"h1t") and not arrived(world, "sh1t".encode("utf-16-le"))
@@ -258,6 +259,20 @@ def test_an_unclassified_write_with_negative_points_is_refused(world, path, doc)
     record = refused(world, send(world, API + path, json.dumps(doc).encode()))
     assert "positive-points-only" in record["rules"] and "unclassified-write" in record["rules"]
     assert not arrived(world, PUPIL.encode() + b'"], "points": -5') and not arrived(world, b"-5")
+
+
+@pytest.mark.parametrize("content,content_type", [
+    (multipart("B", ("studentIds", PUPIL.encode()), ("points", b"-5")), "multipart/form-data; boundary=B"),
+    (f"studentIds={PUPIL}&points[]=-5".encode(), "application/x-www-form-urlencoded"),
+    (b'--B\r\nContent-Disposition: form-data; name="payload"\r\nContent-Type: application/json\r\n\r\n'
+     b'{"points": -5}\r\n--B--\r\n', "multipart/form-data; boundary=B"),
+    (b'{"points": -5}', None),
+])
+def test_an_unclassified_write_is_read_in_any_body_shape(world, content, content_type):
+    """Negative points in a form, a JSON part or an untyped JSON body under an unknown path are refused too."""
+    record = refused(world, send(world, API + "/api/newAwards", content, content_type))
+    assert "positive-points-only" in record["rules"]
+    assert not arrived(world, b"-5")
 
 
 def test_an_unclassified_write_naming_an_unseen_attachment_is_refused(world):

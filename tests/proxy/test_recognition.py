@@ -206,3 +206,12 @@ def test_unclassified_form_points_are_read(cat):
     rec = recognise(post("/api/somethingNew", b"points=-5&studentIds=p1", ctype="application/x-www-form-urlencoded"),
                     cat)
     assert (rec.points, rec.students) == (-5, ("p1",))
+
+
+def test_an_unclassified_write_is_read_in_json_parts_and_untyped_json(cat):
+    """Points inside a multipart JSON part, or in a JSON body sent without a Content-Type, are still read."""
+    content = (b"--B\r\nContent-Disposition: form-data; name=\"payload\"\r\nContent-Type: application/json\r\n\r\n"
+               b"{\"studentIds\": [\"p1\"], \"points\": -5}\r\n--B--\r\n")
+    assert recognise(post("/api/somethingNew", content, ctype="multipart/form-data; boundary=B"), cat).points == -5
+    request = Request("POST", "teach.classdojo.com", 443, "/api/somethingNew", (), b'{"points": -5}', "10.0.0.5")
+    assert recognise(request, cat).points == -5
