@@ -159,6 +159,9 @@ def _read(content: bytes, content_type: str | None) -> Body:
 
 def _read_multipart(content: bytes, media: mediatype.MediaType) -> Body:
     form_data = media.subtype == "form-data"
+    if not mediatype.is_utf8_charset(media.charset):
+        # Some form parsers take it as the default charset of every field.
+        raise BodyError(f"the multipart body names the charset {media.charset[:40]!r}")
     try:
         form = multipart.parse(content, multipart.boundary_of(media), form=form_data)
     except multipart.MultipartError as exc:

@@ -95,6 +95,8 @@ def test_a_repeated_json_key_is_refused():
     (b"body=hello&_charset_=utf-7", "application/x-www-form-urlencoded"),
     (b"--B\r\nContent-Disposition: form-data; name=\"body\"\r\nContent-Type: text/plain; charset=utf-16\r\n\r\n"
      + "sh1t".encode("utf-16") + b"\r\n--B--\r\n", "multipart/form-data; boundary=B"),
+    (b"--B\r\nContent-Disposition: form-data; name=\"body\"\r\n\r\n+AHM-h1t\r\n--B--\r\n",
+     "multipart/form-data; charset=utf-7; boundary=B"),
     (b"--B\r\nContent-Disposition: form-data; name=\"_charset_\"\r\n\r\nutf-7\r\n--B\r\n"
      b"Content-Disposition: form-data; name=\"body\"\r\n\r\n+AHM-h1t\r\n--B--\r\n", "multipart/form-data; boundary=B"),
 ])
