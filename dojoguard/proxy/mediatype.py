@@ -88,7 +88,7 @@ def _parameters(value: str, pos: int) -> dict[str, str]:
             continue  # an empty parameter (";;") is allowed by the grammar and means nothing
         name, raw = m.group(1).lower(), m.group(2)
         if name in params:
-            raise HeaderValueError(f"the parameter {name!r} is given more than once")
+            raise HeaderValueError(f"the parameter {name[:40]!r} is given more than once")
         params[name] = _QUOTED_PAIR.sub(r"\1", raw[1:-1]) if raw.startswith('"') else raw
     return params
 
@@ -107,7 +107,7 @@ def decode_text(data: bytes, charset: str | None, what: str, *, strict: bool = F
     too: servers disagree on what they mean.
     """
     if not is_utf8_charset(charset):
-        raise HeaderValueError(f"{what} is in the charset {charset!r}, which is not read")
+        raise HeaderValueError(f"{what} is in the charset {charset[:40]!r}, which is not read")
     if charset in ASCII_CHARSETS and not data.isascii():
         raise HeaderValueError(f"{what} is declared ASCII but is not")
     try:
