@@ -230,7 +230,9 @@ def report_command(env: Environment, first: datetime, last: datetime, fmt: str, 
             report = build_report(log, start, end, tz=cfg.timezone, now=env.clock.now(),
                                   label=day_label(first.date(), last.date()),
                                   policy_reviewed=cfg["reports"]["policy_reviewed"],
-                                  checkpoint_dir=cfg.path("audit", "checkpoint_dir"))
+                                  checkpoint_dir=cfg.path("audit", "checkpoint_dir"),
+                                  publish_dir=cfg.path("audit", "checkpoint_publish_dir"),
+                                  retention_days=cfg["audit"]["retention_days"])
         except ValueError as exc:
             raise fail(exc) from None
     click.echo(f"Writing the {fmt.upper()} report ({report.decisions:,} decisions)...", file=env.stderr)

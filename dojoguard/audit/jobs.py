@@ -136,7 +136,9 @@ class Jobs:
         label = f"week to {due:%A %d %B %Y, %H:%M}"
         report = build_report(self.log, start, due, tz=self.tz, now=self.clock.now(), label=label,
                               policy_reviewed=reports.get("policy_reviewed"),
-                              checkpoint_dir=self.config.path("audit", "checkpoint_dir"))
+                              checkpoint_dir=self.config.path("audit", "checkpoint_dir"),
+                              publish_dir=self.config.path("audit", "checkpoint_publish_dir"),
+                              retention_days=self.config["audit"]["retention_days"])
         html = render(report, "html")
         folder = self.config.path("reports", "folder")
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)

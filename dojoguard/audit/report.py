@@ -12,11 +12,12 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from dojoguard.audit import checkpoint as checkpoints
-from dojoguard.audit.chain import verify_chain
+from dojoguard.audit import verification
 from dojoguard.audit.events import HEALTH_EVENTS
 from dojoguard.audit.record import parse_time
 from dojoguard.rules.decision import Verdict
@@ -142,17 +143,23 @@ def period_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, date
 
 
 def build_report(log, start: datetime, end: datetime, *, tz: ZoneInfo, now: datetime, label: str | None = None,
-                 policy_reviewed: str | None = None, checkpoint_dir=None) -> Report:
-    """Count and group the records written in [start, end); also check the chain of the whole log."""
+                 policy_reviewed: str | None = None, checkpoint_dir=None, publish_dir=None,
+                 retention_days: int | None = None) -> Report:
+    """Count and group the records written in [start, end); also verify the whole log as ``audit verify`` does.
+
+    The chain, every retention purge (signed, and within ``retention_days``)
+    and the newest checkpoints, local and published: a log whose history was
+    cut by a forged purge is reported as broken, not as intact.
+    """
     if end <= start:
         raise ValueError(f"the period ends ({end:%Y-%m-%d %H:%M}) before it starts ({start:%Y-%m-%d %H:%M})")
     tally = _Tally(tz)
     with log.snapshot() as conn:
         for row in log.rows(start=start, end=end, conn=conn):
             tally.add(row)
-        chain = verify_chain(conn)
-    chain_detail = (f"all {chain.records} records verified" if chain.is_intact
-                    else f"BROKEN: {chain.first_break}")
+    checked = _verify(log, checkpoint_dir, publish_dir, retention_days, now)
+    chain = checked.chain
+    chain_detail = _integrity_detail(checked)
     latest = checkpoints.files(checkpoint_dir)[-1:] if checkpoint_dir else []
     last_checkpoint = None
     if latest:
@@ -163,9 +170,44 @@ def build_report(log, start: datetime, end: datetime, *, tz: ZoneInfo, now: date
             last_checkpoint = f"unreadable: {exc}"
     reviewed, due, overdue = _review(policy_reviewed, now, tz)
     label = label or f"{_local(start, tz)} to {_local(end, tz)}"
-    return tally.report(label, _local(start, tz), _local(end, tz), now=now, chain_ok=chain.is_intact,
+    return tally.report(label, _local(start, tz), _local(end, tz), now=now, chain_ok=checked.is_ok,
                         chain_records=chain.records, chain_detail=chain_detail, last_checkpoint=last_checkpoint,
                         reviewed=reviewed, due=due, overdue=overdue)
+
+
+# The report checks the newest checkpoints of each folder: they pin everything before them.
+_CHECKPOINTS_CHECKED = 3
+
+
+def _verify(log, checkpoint_dir, publish_dir, retention_days, now: datetime) -> verification.Verification:
+    files: list = []
+    for folder in (checkpoint_dir, publish_dir):
+        if folder is not None and Path(folder).is_dir():
+            files += checkpoints.files(folder)[-_CHECKPOINTS_CHECKED:]
+    key = None
+    exported = Path(checkpoint_dir) / checkpoints.PUBLIC_KEY_NAME if checkpoint_dir else None
+    if exported is not None and exported.exists():
+        try:
+            key = checkpoints.load_public_key(exported)
+        except checkpoints.CheckpointError:
+            key = None  # every checkpoint and purge then fails to verify, and the report says so
+    return verification.verify(log, checkpoint_files=files, public_key=key, retention_days=retention_days, now=now)
+
+
+def _integrity_detail(checked: verification.Verification) -> str:
+    chain = checked.chain
+    if not chain.is_intact:
+        return f"BROKEN: {chain.first_break}"
+    problems = [f"retention purge record {p.seq}: {p.problem}" for p in checked.purges if not p.is_ok]
+    problems += [f"checkpoint {Path(c.source).name}: {c.detail}" for c in checked.checkpoints if c.status == "failed"]
+    problems += list(checked.problems)
+    if problems:
+        return "BROKEN: " + "; ".join(problems)
+    detail = f"all {chain.records} records verified"
+    tail = checked.tail
+    if tail is not None and tail.after_seq is not None:
+        detail += f"; {tail.records} record(s) after the newest checkpoint (record {tail.after_seq})"
+    return detail
 
 
 def day_label(first: date, last: date) -> str:

@@ -156,3 +156,26 @@ def test_verify_without_a_public_key_refuses_a_purged_log(tmp_path, clock):
         retention.purge(log, retention.cutoff(clock.now(), 20), retention_days=20, key=signing_key(cfg))
         result = verify(log, public_key=None, retention_days=20)
     assert not result.is_ok and "no public key" in result.purges[0].problem
+
+
+def test_the_leaders_report_calls_a_log_cut_by_a_forged_purge_broken(tmp_path, clock):
+    """The report leaders read checks purges as ``audit verify`` does: a forged purge is not "intact"."""
+    import json
+
+    cfg, db = school_log(tmp_path, clock, days=27)
+    result, output = invoke(tmp_path / "config.yaml", "audit", "checkpoint", clock=clock)
+    assert result.exit_code == 0, output
+
+    def report() -> dict:
+        out = tmp_path / "report.json"
+        result, output = invoke(tmp_path / "config.yaml", "audit", "report", "--from", "2026-11-01", "--to",
+                                "2026-12-31", "--format", "json", "-o", out, clock=clock)
+        assert result.exit_code == 0, output
+        return json.loads(out.read_text())["audit_log"]
+
+    before = report()
+    assert before["intact"] is True and before["detail"].startswith("all ")
+    attacker.forge_purge(db, 30)
+    after = report()
+    assert after["intact"] is False
+    assert "retention purge" in after["detail"] and "not signed" in after["detail"]
