@@ -110,11 +110,28 @@ def body_of(req: http.Request, limit: int | None) -> bytes:
 
 
 def _inflate(raw: bytes, limit: int) -> bytes:
+    """The body inflated as a server inflates it, at most ``limit`` bytes and one more.
+
+    A gzip body may be several gzip members one after another (RFC 1952,
+    section 2.2); Node and the gzip tool read them all, so every member is
+    inflated here too: judging only the first would let "hello " stand for
+    "hello " + a second member. Anything after the last member that is not
+    a whole member leaves the body as it came, which fails closed as unreadable.
+    """
     # wbits 47 reads a gzip or a zlib header; a bare deflate stream needs -15.
     for wbits in (47, -15):
-        inflater = zlib.decompressobj(wbits)
+        out, rest = b"", raw
         try:
-            return inflater.decompress(raw, limit + 1)
+            while True:
+                inflater = zlib.decompressobj(wbits)
+                out += inflater.decompress(rest, limit + 1 - len(out))
+                if len(out) > limit or inflater.unconsumed_tail:
+                    return out[: limit + 1]  # over the cap: judged as too large
+                if not inflater.eof:
+                    return raw  # cut short: not a whole body
+                rest = inflater.unused_data
+                if not rest or wbits == -15:
+                    return out if not rest else raw
         except zlib.error:
             continue
     return raw

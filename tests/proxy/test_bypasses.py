@@ -278,3 +278,14 @@ def test_websocket_messages_to_classdojo_are_judged(world):
     assert len(blocked) == 1 and "appropriate-language" in blocked[0]["rules"]
     assert blocked[0]["endpoint"].startswith("unclassified WEBSOCKET")
     assert any(d["verdict"] != "block" for d in new)
+
+
+def test_a_gzip_body_of_two_members_is_read_whole(world):
+    """``gzip(hello) + gzip(sh1t)`` is read as a server reads it ("hello sh1t"), not by its first member alone."""
+    import gzip
+
+    body = gzip.compress(b'{"body": "hello ') + gzip.compress(b'what a load of sh1t"}')
+    status, headers, answer = send(world, f"POST {MESSAGE_PATH} HTTP/1.1\nHost: teach.classdojo.com\n"
+                                          "Content-Type: application/json\nContent-Encoding: gzip", body)
+    assert "appropriate-language" in refused_and_recorded(world, status, headers, answer)["rules"]
+    assert not arrived(world, body)
