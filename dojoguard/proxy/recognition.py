@@ -117,16 +117,18 @@ def recognise(request: Request, catalogue: Catalogue) -> Recognition:
     except bodies.BodyError as exc:
         rec.problems.append(str(exc))
         return rec
+    # Query parameters reach the server too (Express's req.query): their words are scanned as well.
+    query = parse_qs(urlsplit(request.path).query, keep_blank_values=True)
+    query_texts = [v for vs in query.values() for v in vs if v and not bodies.is_data(v)]
     if rec.endpoint is None:
         _read_unclassified(rec)
-        rec.text = _text(rec.body.texts)
+        rec.text = _text(rec.body.texts + query_texts)
         return rec
     if "text" in rec.endpoint.fields and rec.body.format in _UNREADABLE_FOR_TEXT:
         # A write that carries text, sent as bytes the proxy cannot read text from: the text
         # rules would see nothing, so it is not treated as a write without text.
         rec.problems.append(f"the {rec.body.format} body of a write that carries text cannot be read as text")
     doc = rec.body.json if rec.body.format == "json" else (rec.body.fields or {})
-    query = parse_qs(urlsplit(request.path).query, keep_blank_values=True)
     fields = rec.endpoint.fields
     is_form = rec.body.fields is not None
 
@@ -142,7 +144,7 @@ def recognise(request: Request, catalogue: Catalogue) -> Recognition:
     if any(not isinstance(t, str) for t in texts):
         rec.problems.append("the text field is not text")
     # The catalogue's text first (in the order its locations are listed), then every other string.
-    rec.text = _text([t for t in texts if isinstance(t, str)] + rec.body.texts)
+    rec.text = _text([t for t in texts if isinstance(t, str)] + rec.body.texts + query_texts)
     rec.skill_id = _skill(rec, values("skill"))
     _check_identifiers(rec)
     rec.points = _points(rec, values("points"), is_form)

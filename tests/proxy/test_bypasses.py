@@ -289,3 +289,12 @@ def test_a_gzip_body_of_two_members_is_read_whole(world):
                                           "Content-Type: application/json\nContent-Encoding: gzip", body)
     assert "appropriate-language" in refused_and_recorded(world, status, headers, answer)["rules"]
     assert not arrived(world, body)
+
+
+def test_words_in_the_query_string_are_read(world):
+    """A server reads query parameters too: a swear word in ``?note=`` on a clean message is refused."""
+    status, headers, answer = send(world, f"POST {MESSAGE_PATH}?note=what%20a%20load%20of%20sh1t HTTP/1.1\n"
+                                          "Host: teach.classdojo.com\nContent-Type: application/json",
+                                   json.dumps({"body": "See you tomorrow"}).encode())
+    assert "appropriate-language" in refused_and_recorded(world, status, headers, answer)["rules"]
+    assert not arrived(world, b"See you tomorrow")
