@@ -284,7 +284,7 @@ class Judge:
         return Action(
             kind=rec.kind, channel=rec.channel, at=now, teacher_id=teacher_id, teacher_name=teacher_name,
             device_address=request.client_address or None, class_id=rec.class_id, students=rec.students,
-            text=rec.text, points=points, attachments=tuple(c.attachment for c in checked),
+            text=rec.text, text_chars=rec.text_chars, points=points, attachments=tuple(c.attachment for c in checked),
             endpoint=f"{rec.endpoint_label} {request.method} {request.host}",
             problems=tuple(problems),
         )

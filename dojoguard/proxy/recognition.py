@@ -77,6 +77,9 @@ class Recognition:
     class_id: str | None = None
     students: tuple[str, ...] = ()
     text: str | None = None
+    # Characters of the longest text the catalogue names (what the teacher typed), for length rules;
+    # None when no catalogue location held text (then the whole text counts).
+    text_chars: int | None = None
     points: int | None = None
     skill_id: str | None = None
     refs: tuple[Ref, ...] = ()
@@ -144,7 +147,9 @@ def recognise(request: Request, catalogue: Catalogue) -> Recognition:
     if any(not isinstance(t, str) for t in texts):
         rec.problems.append("the text field is not text")
     # The catalogue's text first (in the order its locations are listed), then every other string.
-    rec.text = _text([t for t in texts if isinstance(t, str)] + rec.body.texts + query_texts)
+    typed = [t for t in texts if isinstance(t, str)]
+    rec.text = _text(typed + rec.body.texts + query_texts)
+    rec.text_chars = max(map(len, typed)) if typed else None
     rec.skill_id = _skill(rec, values("skill"))
     _check_identifiers(rec)
     rec.points = _points(rec, values("points"), is_form)

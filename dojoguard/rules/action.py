@@ -97,6 +97,9 @@ class Action:
     class_id: str | None = None
     students: tuple[str, ...] = ()
     text: str | None = None
+    # Length of the message itself when the text also holds other strings of the request (scanned by the
+    # content rules, but not what the teacher typed); None: the length of ``text``.
+    text_chars: int | None = None
     points: Points | None = None
     attachments: tuple[Attachment, ...] = ()
     # Where the action came from (catalogue entry id, method, path template):

@@ -104,7 +104,7 @@ class Compiler:
 
     def _text_longer_than(self, value, path) -> Test:
         limit = int(value)
-        return lambda a, f: a.text is not None and len(a.text) > limit
+        return lambda a, f: a.text is not None and (len(a.text) if a.text_chars is None else a.text_chars) > limit
 
     def _phrases(self, value, path) -> Test:
         return self._text_lists(value, path, disguised=False)

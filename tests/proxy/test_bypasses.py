@@ -298,3 +298,19 @@ def test_words_in_the_query_string_are_read(world):
                                    json.dumps({"body": "See you tomorrow"}).encode())
     assert "appropriate-language" in refused_and_recorded(world, status, headers, answer)["rules"]
     assert not arrived(world, b"See you tomorrow")
+
+
+def test_every_string_is_scanned_but_only_the_message_counts_for_its_length(world):
+    """Reading every string does not make a short message long: 450 typed characters with metadata beside them."""
+    typed = "Please bring a coat for the trip tomorrow. " * 10 + "Thanks!"
+    assert 400 < len(typed) < 500
+    body = json.dumps({"body": typed, "clientId": "web-app " * 20, "locale": "en-GB " * 20}).encode()
+    status, headers, _ = send(world, f"POST {MESSAGE_PATH} HTTP/1.1\nHost: teach.classdojo.com\n"
+                                     "Content-Type: application/json", body)
+    assert status == 200
+    assert "doorstep-length" not in decision(world, headers["x-dojoguard-decision"])["rules"]
+    long = json.dumps({"body": typed * 2}).encode()
+    status, headers, _ = send(world, f"POST {MESSAGE_PATH} HTTP/1.1\nHost: teach.classdojo.com\n"
+                                     "Content-Type: application/json", long)
+    assert status == 200
+    assert "doorstep-length" in decision(world, headers["x-dojoguard-decision"])["rules"]
