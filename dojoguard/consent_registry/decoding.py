@@ -263,24 +263,31 @@ def decode(data: bytes, *, max_pixels: int, long_side: int, max_frames: int = 20
     """
     image = open_image(data, max_pixels=max_pixels)
     fmt = image.format
-    if fmt not in ("JPEG", "MPO"):
-        # Reading a PNG's metadata loads its pixels, and the metadata readers below
-        # swallow errors: a damaged file would then be left half-decoded with filler.
-        # Loading first makes the damage raise here. (JPEGs are loaded after draft().)
-        _load_or_raise(image)
-    gps = has_gps(image)
-    size = oriented_size(image)
-    n_frames = 1 if fmt in SINGLE_PICTURE_FORMATS else getattr(image, "n_frames", 1)
+    try:
+        n_frames = 1 if fmt in SINGLE_PICTURE_FORMATS else getattr(image, "n_frames", 1)
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:
+        raise DecodeError("corrupt", f"the picture is truncated or damaged ({exc})") from None
     if n_frames > max_frames:
         raise DecodeError("too-many-frames", f"an animation of {n_frames} frames is more than the "
                                              f"{max_frames} that can be checked")
-    if n_frames == 1:
-        _draft_target(image, long_side)  # before the estimate: a JPEG then decodes at the reduced size
+    jpeg = fmt in ("JPEG", "MPO")
+    if jpeg:
+        size = oriented_size(image)  # before draft(), which changes the size the image reports
+        if n_frames == 1:
+            _draft_target(image, long_side)  # a JPEG then decodes at the reduced size: the estimate uses it
+    # Before any pixel is decoded (a PNG's are, below, to read its metadata).
     budget = memory_budget() if memory_limit is None else memory_limit
     cost = decode_cost(image, len(data))
     if budget and cost > budget:
         raise DecodeError("too-large", f"decoding this {image.size[0]}x{image.size[1]} {image.mode} picture needs "
                                        f"about {cost // 2**20} MB, over the limit of {budget // 2**20} MB")
+    if not jpeg:
+        # Reading a PNG's metadata loads its pixels, and the metadata readers below
+        # swallow errors: a damaged file would then be left half-decoded with filler.
+        # Loading first makes the damage raise here. (JPEGs are loaded after draft().)
+        _load_or_raise(image)
+        size = oriented_size(image)
+    gps = has_gps(image)
     frames = []
     try:
         with warnings.catch_warnings():

@@ -201,7 +201,6 @@ class Bounds:
 
             decision = unrecorded_block(self.services).decision
         flows.refuse(flow, *enforcement.refusal(decision, status=413, tz=self._tz))
-        flow.response.headers["Connection"] = "close"
         log.warning("request.too_large", decision_id=decision.decision_id, device=flows.client_address(flow),
                     host=flows.host_of(flow))
 

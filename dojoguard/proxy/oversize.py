@@ -74,6 +74,9 @@ def check_body_size(self, request: bool):
     yield http_layers.HttpErrorHook(self.flow)
     response = self.flow.response
     if response is not None:
+        if not (self.flow.request.is_http2 or self.flow.request.is_http3):
+            # The connection is closed after this answer: say so, or a client may send its next request on it.
+            response.headers["Connection"] = "close"
         content = response.raw_content or b""
         yield http_layers.SendHttp(_events.ResponseHeaders(self.stream_id, response, not content),
                                    self.context.client)

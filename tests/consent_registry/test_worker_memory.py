@@ -48,6 +48,22 @@ def test_a_picture_whose_decode_needs_too_much_memory_is_refused_from_its_header
     assert time.perf_counter() - started < 1.0
 
 
+def test_a_refused_picture_is_never_decoded_in_the_worker(huge_rgba):
+    """The refusal comes before the pixels: a worker refusing a 62 MP transparent PNG grows by a few MB at most."""
+    checker = ImageChecker(SETTINGS, None, PURPOSES, workers=1)
+    try:
+        async def scenario():
+            idle = await checker.run(worker.memory_status)
+            refused = await checker.run(worker.check, huge_rgba, checker.settings, None, False)
+            return idle, refused, await checker.run(worker.memory_status)
+
+        idle, refused, after = asyncio.run(scenario())
+    finally:
+        checker.close()
+    assert refused.error_code == "too-large"
+    assert after["VmHWM"] - idle["VmHWM"] < 30, (idle, after)
+
+
 def test_the_budget_cannot_be_walked_around_with_a_jpeg_claiming_to_be_small():
     """The estimate is taken from what the decoder will really build: a JPEG's reduced decode, the real mode."""
     out = io.BytesIO()

@@ -30,6 +30,7 @@ MESSAGE = f"https://teach.classdojo.com/api/message-thread/{data.THREAD_ID}/mess
 MAX_CONNECTIONS = 12
 BODY_TIMEOUT_S = 1.5
 MAX_SESSIONS = 5
+MAX_SHAPES = 10
 # Each flood comes from its own loopback address, so one test's device never hits another's limit.
 FLOOD_DEVICE = "127.0.0.5"
 SLOW_DEVICE = "127.0.0.6"
@@ -38,10 +39,10 @@ LIMIT_DEVICE = "127.0.0.8"
 
 
 class Listener:
-    """A TCP service on the proxy host's loopback (as the SMTP server of the finding); counts who reached it."""
+    """A TCP service on the proxy host (as the SMTP server of the finding); counts who reached it."""
 
-    def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, address: str = "127.0.0.1", port: int = 0):
+        self.sock = socket.create_server((address, port))
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
         self._stop = False
@@ -70,7 +71,7 @@ def world(tmp_path_factory):
     # The service's port is allowed for CONNECT, so only the loop guard stands between a device and it.
     config = write_config(folder, max_write_body_mb=1, body_timeout_s=BODY_TIMEOUT_S,
                           max_connections_per_client=MAX_CONNECTIONS, connect_ports=[443, 80, service.port],
-                          max_sessions=MAX_SESSIONS)
+                          max_sessions=MAX_SESSIONS, max_unclassified_shapes=MAX_SHAPES)
     clock = folder / "clock"
     FileClock.write(clock, MONDAY_10)  # in school hours, so a message write is allowed
     with StandIn(folder / "standin") as standin:
@@ -174,6 +175,25 @@ def test_the_proxy_cannot_be_made_to_connect_to_itself(world, host):
     """CONNECT to the proxy's own port in another spelling of loopback is refused (no tunnel into itself)."""
     answer = connect(world, f"{host}:{world['proxy'].port}")
     assert not answer.startswith(b"HTTP/1.1 200"), answer
+
+
+def test_the_proxy_hosts_own_network_address_is_refused(world):
+    """CONNECT to a service on this machine's own LAN address (not loopback) is refused as well."""
+    from tests.proxy.test_destinations import own_non_loopback_address
+
+    address = own_non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no address outside loopback")
+    # On the port connect_ports allows, so only the destination check stands in the way.
+    service = Listener(address, world["service"].port)
+    try:
+        answer = connect(world, f"{address}:{service.port}")
+        assert not answer.startswith(b"HTTP/1.1 200"), answer
+        assert service.accepted == 0
+        found = wait_for(lambda: [e for e in records(world, "connection.refused") if e["reason"] == "own-address"])
+        assert found
+    finally:
+        service.close()
 
 
 def test_a_plain_http_request_to_loopback_is_refused_too(world):
@@ -370,3 +390,20 @@ def test_logins_flooding_in_keep_the_sessions_table_under_its_cap(world):
         assert rows == MAX_SESSIONS
     finally:
         db.close()
+
+
+# -- unclassified-write summaries ---------------------------------------------------
+
+def test_unknown_writes_to_made_up_paths_keep_the_summary_under_its_cap(world, client):
+    """Writes to many made-up paths are each judged and recorded, but the discovery summary stays capped."""
+    for i in range(MAX_SHAPES * 3):
+        response = client.post(f"https://teach.classdojo.com/api/madeUpFeature{i}x", json={"flag": True})
+        assert response.status_code == 200
+    db = sqlite3.connect(world["folder"] / "data" / "proxy.sqlite")
+    try:
+        kept = db.execute("SELECT COUNT(*) FROM unclassified WHERE path != '(other paths)'").fetchone()[0]
+        overflow = db.execute("SELECT SUM(count) FROM unclassified WHERE path = '(other paths)'").fetchone()[0]
+    finally:
+        db.close()
+    assert kept == MAX_SHAPES and overflow == MAX_SHAPES * 2
+    assert len([e for e in records(world, "write.unclassified") if "madeUpFeature" in e["path"]]) == MAX_SHAPES * 3

@@ -1,0 +1,106 @@
+"""The Bounds addons' hooks, driven through mitmproxy's own addon manager against real services."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+
+from mitmproxy import options
+from mitmproxy.proxy.layers.http import HttpRequestHook
+from mitmproxy.test import taddons, tflow, tutils
+
+from dojoguard.consent_registry.fairslots import REQUESTER
+from dojoguard.proxy import bounds, master, oversize
+from dojoguard.proxy.addon import Guard
+from dojoguard.proxy.enforcement import DECISION_HEADER
+from tests.proxy.conftest import THREAD_ID, write_flow
+
+MESSAGE = f"/api/message-thread/{THREAD_ID}/message"
+
+
+def audit_rows(services, kind: str = "decision") -> list[dict]:
+    db = sqlite3.connect(services.settings.audit_path)
+    try:
+        return [json.loads(body) for (body,) in db.execute("SELECT body FROM records WHERE type = ?", (kind,))]
+    finally:
+        db.close()
+
+
+class Probe:
+    """Stands where Guard stands: notes who the image checks would take turns for."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def request(self, flow) -> None:
+        self.seen.append(REQUESTER.get())
+
+
+async def test_the_image_queue_knows_who_asked_when_the_guard_judges(services):
+    """mitmproxy calls Bounds then the Guard in one task, so the requester Bounds sets is what the checks see."""
+    m = master.build(options.Options(), with_termlog=False)
+    added = bounds.addons(services, Guard(services))
+    probe = Probe()
+    m.addons.add(added[0], probe)
+    flow = write_flow(MESSAGE, {"body": "hello"})
+    # As mitmproxy's connection handler does: each hook in a task of its own.
+    await asyncio.create_task(m.addons.handle_lifecycle(HttpRequestHook(flow)))
+    assert probe.seen == [f"device:{flow.client_conn.peername[0]}"]
+    assert REQUESTER.get() == ""  # not leaked into other tasks (another request's hooks)
+
+
+async def test_connect_to_a_port_outside_the_list_is_refused_and_recorded(services):
+    """http_connect answers 403 for a port not in connect_ports, and records connection.refused."""
+    addon = bounds.Bounds(services, Guard(services).judge)
+    with taddons.context(addon):
+        flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="mail.example.org", port=25, path=b"",
+                                           authority=b"mail.example.org:25"))
+        await addon.http_connect(flow)
+        assert flow.response.status_code == 403
+        allowed = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="teach.classdojo.com", port=443, path=b"",
+                                              authority=b"teach.classdojo.com:443"))
+        await addon.http_connect(allowed)
+        assert allowed.response is None
+    (row,) = audit_rows(services, "connection.refused")
+    assert row["reason"] == "port" and row["port"] == 25
+
+
+async def test_connections_are_counted_per_device_and_released(services):
+    """Each device's open connections are counted; closing them gives the device its allowance back."""
+    addon = bounds.Bounds(services, Guard(services).judge)
+    limit = services.settings.max_connections_per_client
+    clients = [tflow.tclient_conn() for _ in range(limit + 1)]
+    with taddons.context(addon):
+        for client in clients:
+            client.peername = ("10.0.0.7", 50000)
+            addon.client_connected(client)
+        assert clients[-1].error and not clients[0].error
+        for client in clients:
+            addon.client_disconnected(client)
+        assert addon.open_connections("10.0.0.7") == 0
+
+
+async def test_an_ipv4_mapped_peer_counts_as_the_same_device(services):
+    """A device cannot double its allowance by also connecting over IPv6 as ::ffff:a.b.c.d."""
+    assert bounds.device_of(type("C", (), {"peername": ("::ffff:10.0.0.7", 1, 0, 0)})()) == "10.0.0.7"
+
+
+async def test_an_oversized_body_is_answered_with_a_recorded_refusal(services):
+    """The over-limit hook records proxy.body-too-large and answers 413 with the reference, ClassDojo-shaped."""
+    addon = bounds.Bounds(services, Guard(services).judge)
+    with taddons.context(addon):
+        flow = write_flow(MESSAGE, b"")
+        await addon.dojoguard_request_too_large(flow)
+    assert flow.response.status_code == 413
+    error = json.loads(flow.response.content)["error"]
+    assert error["decisionId"] in error["fallbackMessage"]
+    assert flow.response.headers[DECISION_HEADER] == error["decisionId"]
+    assert audit_rows(services)[0]["rules"] == ["proxy.body-too-large"]
+
+
+async def test_the_oversize_wrapper_is_installed_by_the_master():
+    """Building the master wraps mitmproxy's body-size check (the version it was written for is pinned)."""
+    master.build(options.Options(), with_termlog=False)
+    assert oversize.install()
+    assert oversize.source_digest() == oversize._EXPECTED
