@@ -34,8 +34,6 @@ GUARDED = "dojoguard.guarded"
 RELOAD_INTERVAL_S = 2.0
 # How often one device's failed handshakes to one host are recorded.
 UNINSPECTABLE_EVERY_S = 600.0
-# Upstream connections being opened to a --resolve address at once.
-MAX_RESOLVING = 10_000
 
 
 class Guard:
@@ -43,8 +41,6 @@ class Guard:
         self.services = services
         self.judge = Judge(services)
         self._uninspectable: dict[tuple[str, str], float] = {}
-        # server connection id -> the name it was asked for, while --resolve sends it elsewhere.
-        self._resolving: dict[str, tuple[str, int]] = {}
         self._reloader: asyncio.Task | None = None
         self.background = Background(services, services.settings.config)
         self._tz = zoneinfo.ZoneInfo(services.settings.timezone)
@@ -94,22 +90,15 @@ class Guard:
         if address:
             target = self.services.settings.resolve.get((routing.normalise(str(address[0])), int(address[1])))
             if target:
-                if len(self._resolving) >= MAX_RESOLVING:
-                    self._resolving.pop(next(iter(self._resolving)))
-                self._resolving[data.server.id] = (str(address[0]), int(address[1]))
-                data.server.address = target
+                flows.connect_elsewhere(data.server, target)
 
     def server_connected(self, data) -> None:
-        asked = self._resolving.pop(data.server.id, None)
-        if asked is not None:
-            # Once connected, the connection is named again by what the device asked for, so
-            # everything decided from here on (what to decrypt, which name to verify, where a
-            # request is routed) sees what it would see without --resolve. mitmproxy refuses to
-            # change an open connection's address through its setter, hence the direct write.
-            object.__setattr__(data.server, "address", asked)
+        # --resolve (and the destination check's pinned address) only chose where to connect:
+        # from here on the connection is known by the name the device asked for.
+        flows.name_again(data.server)
 
     def server_connect_error(self, data) -> None:
-        self._resolving.pop(data.server.id, None)
+        flows.forget(data.server)
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         name = data.context.server.sni or data.client_hello.sni or ""

@@ -11,6 +11,38 @@ from dojoguard.proxy.body import sniff_image
 from dojoguard.proxy.recognition import Request
 
 ROUTE = "dojoguard.route"
+# Upstream connections sent to another address than the one asked for, until they are open:
+# server connection id -> the (host, port) the device asked for. Bounded: one entry per connection
+# being opened, removed when it opens or fails.
+_ASKED: dict[str, tuple[str, int]] = {}
+_MAX_ASKED = 10_000
+
+
+def connect_elsewhere(server, address: tuple[str, int]) -> None:
+    """Open ``server`` to ``address`` (a judged IP, a --resolve target) while it keeps the name it was asked for.
+
+    Once open, ``name_again`` puts the asked name back, so everything decided
+    later (which connections are decrypted, which name the upstream
+    certificate must carry, where a request is routed) sees the name the
+    device asked for, as it would if the name had been dialled directly.
+    """
+    if server.id not in _ASKED:
+        if len(_ASKED) >= _MAX_ASKED:
+            _ASKED.pop(next(iter(_ASKED)))
+        _ASKED[server.id] = (str(server.address[0]), int(server.address[1]))
+    server.address = address
+
+
+def name_again(server) -> None:
+    """After the connection opened (or failed): the address is the asked name again."""
+    asked = _ASKED.pop(server.id, None)
+    if asked is not None and server.address != asked:
+        # mitmproxy refuses to change an open connection's address through its setter.
+        object.__setattr__(server, "address", asked)
+
+
+def forget(server) -> None:
+    _ASKED.pop(server.id, None)
 
 
 def names_of(flow: http.HTTPFlow) -> routing.Names:
