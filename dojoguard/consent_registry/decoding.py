@@ -77,7 +77,7 @@ _ONE_BYTE_MODES = frozenset({"1", "L", "P"})
 _TWO_BYTE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
 # The decode for detection, when a process sets no other (see ``set_memory_budget``).
-DEFAULT_MEMORY_BUDGET = 350 * 1024 * 1024
+DEFAULT_MEMORY_BUDGET = 330 * 1024 * 1024
 _memory_budget = DEFAULT_MEMORY_BUDGET
 
 

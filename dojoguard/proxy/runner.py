@@ -15,7 +15,8 @@ from dojoguard.proxy.settings import Settings
 # mitmproxy refuses (413) any body it would buffer beyond this. dojoguard's own
 # cap is max_write_body_mb, checked from Content-Length before the body is read;
 # a write sent without one (chunked) is cut off here, a megabyte past the cap,
-# instead of being held in memory to its end. Responses that are buffered
+# instead of being held in memory to its end, and answered with dojoguard's
+# recorded refusal (see oversize.py). Responses that are buffered
 # (answers to writes, the small JSON reads the proxy learns from) are far
 # smaller; everything else streams and is not limited.
 BUFFER_MARGIN_MB = 1
