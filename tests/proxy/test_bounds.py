@@ -215,6 +215,21 @@ def test_connect_to_a_port_not_configured_is_refused(world):
     assert any(e["reason"] == "port" for e in records(world, "connection.refused"))
 
 
+def test_a_plain_http_request_cannot_name_another_port_either(world):
+    """An absolute-form http:// request to a port outside connect_ports is refused without a connection."""
+    service = world["service"]
+    outside = Listener("127.0.0.1")  # loopback too, but the port is what is refused first
+    try:
+        with socket.create_connection(("127.0.0.1", world["proxy"].port), timeout=10) as raw:
+            raw.sendall(f"GET http://www.example.org:{outside.port}/ HTTP/1.1\r\nHost: www.example.org:{outside.port}"
+                        "\r\nConnection: close\r\n\r\n".encode())
+            answer = raw.recv(4096)
+        assert not answer.startswith(b"HTTP/1.1 200") and b"220 smtp" not in answer
+        assert outside.accepted == 0 and service.accepted == 0
+    finally:
+        outside.close()
+
+
 def test_refusals_are_recorded(world):
     """A refused loopback destination is in the audit log as connection.refused, with its reason."""
     connect(world, f"127.1:{world['service'].port}", source="127.0.0.9")
