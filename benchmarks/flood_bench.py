@@ -41,7 +41,6 @@ import ssl
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -304,7 +303,7 @@ def _naive_prepare(image, *, long_side, original_size):
 
 def _worker_peak(bounded: bool, pictures: list[bytes], answer) -> None:
     """In a fresh process, as an image worker: the checks of ``pictures``, then the peak resident memory."""
-    from dojoguard.consent_registry import decoding, faces, imagecheck, worker
+    from dojoguard.consent_registry import decoding, imagecheck, worker
 
     if bounded:
         worker.initialise(330 * 2**20, CEILING_MB * 2**20)
@@ -399,8 +398,9 @@ def report(proxy: dict, peaks: dict | None, waits: dict | None, args) -> None:
             p = peaks[name]
             print(f"{name}: idle {p['idle']:.0f} MB, peak {p['peak']:.0f} MB (growth {p['peak'] - p['idle']:.0f} MB); "
                   f"results {p['codes']}")
+        growth = {name: peaks[name]["peak"] - peaks[name]["idle"] for name in ("baseline", "bounded")}
         print(f"peak ratio {ratio(peaks['bounded']['peak'], peaks['baseline']['peak'])}, growth ratio "
-              f"{ratio(peaks['bounded']['peak'] - peaks['bounded']['idle'], peaks['baseline']['peak'] - peaks['baseline']['idle'])}; "
+              f"{ratio(growth['bounded'], growth['baseline'])}; "
               f"ceiling {CEILING_MB} MB (this script's own imports add to each worker's idle size; "
               f"a worker of the proxy idles at about 170 MB)")
     if waits:

@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import ExifTags, Image, ImageFile, ImageOps, ImageSequence
+from PIL import ExifTags, Image, ImageFile, ImageSequence
 
 # The formats a teacher's device plausibly uploads as a photo. MPO is how
 # Pillow names JPEGs with extra pictures (iPhone gain maps, stereo pairs).
