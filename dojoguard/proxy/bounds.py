@@ -30,7 +30,7 @@ import structlog
 from mitmproxy import ctx, http
 
 from dojoguard.consent_registry.fairslots import REQUESTER
-from dojoguard.proxy import destinations, enforcement, flows
+from dojoguard.proxy import destinations, enforcement, flows, routing
 from dojoguard.proxy.recognition import WRITE_METHODS
 from dojoguard.proxy.services import Services
 from dojoguard.proxy.sessions import session_id
@@ -134,7 +134,7 @@ class Bounds:
         await self.reporter.refused(device, "port", host=host[:100], port=port)
 
     def allowed_port(self, host: str, port: int) -> bool:
-        return port in self.settings.connect_ports or (host.lower().rstrip("."), port) in self.settings.resolve
+        return port in self.settings.connect_ports or (routing.normalise(host), port) in self.settings.resolve
 
     # -- request bodies ---------------------------------------------------------
 
@@ -258,10 +258,11 @@ class DestinationGuard:
             await self.bounds.reporter.refused(device, exc.reason, host=host[:100], port=port)
             return
         if destinations.literal(host) is None:
-            # Connect to the address that was judged: the name cannot resolve elsewhere a moment later.
+            # Connect to the address that was judged, so the name cannot resolve elsewhere a moment
+            # later; once open, the connection is known by its name again (flows.name_again).
             if server.sni is None:
                 server.sni = host
-            server.address = (judged.address, port)
+            flows.connect_elsewhere(server, (judged.address, port))
 
 
 def _regular(client) -> bool:

@@ -11,7 +11,7 @@ from mitmproxy.proxy.layers.http import HttpRequestHook
 from mitmproxy.test import taddons, tflow, tutils
 
 from dojoguard.consent_registry.fairslots import REQUESTER
-from dojoguard.proxy import bounds, master, oversize
+from dojoguard.proxy import bounds, destinations, master, oversize
 from dojoguard.proxy.addon import Guard
 from dojoguard.proxy.enforcement import DECISION_HEADER
 from tests.proxy.conftest import THREAD_ID, write_flow
@@ -104,3 +104,44 @@ async def test_the_oversize_wrapper_is_installed_by_the_master():
     master.build(options.Options(), with_termlog=False)
     assert oversize.install()
     assert oversize.source_digest() == oversize._EXPECTED
+
+
+async def test_a_name_is_connected_at_its_judged_address_and_known_by_its_name_again(services, monkeypatch):
+    """The destination check connects to the address it judged (no second lookup to rebind), and once the
+    connection is open it is named by the host the device asked for again, as routing expects."""
+    from mitmproxy import connection
+    from mitmproxy.proxy import server_hooks
+
+    async def judged(host, port):
+        return destinations.Destination(host, port, "93.184.215.14")
+
+    monkeypatch.setattr(destinations, "judge", judged)
+    guard = Guard(services)
+    check = bounds.DestinationGuard(services, bounds.Bounds(services, guard.judge))
+    server = connection.Server(address=("teach.classdojo.com", 443))
+    data = server_hooks.ServerConnectionHookData(server=server, client=tflow.tclient_conn())
+    with taddons.context(guard, check):
+        guard.server_connect(data)
+        await check.server_connect(data)
+        assert server.address == ("93.184.215.14", 443) and server.sni == "teach.classdojo.com"
+        guard.server_connected(data)
+    assert server.address == ("teach.classdojo.com", 443)
+
+
+async def test_a_name_that_resolves_to_loopback_is_refused_before_connecting(services, monkeypatch):
+    """A host name whose address is loopback (DNS rebinding to the proxy host) gets no connection at all."""
+    from mitmproxy import connection
+    from mitmproxy.proxy import server_hooks
+
+    async def resolve(host, port):
+        import ipaddress
+        return [ipaddress.ip_address("93.184.215.14"), ipaddress.ip_address("127.0.0.1")]
+
+    monkeypatch.setattr(destinations, "resolve", resolve)
+    check = bounds.DestinationGuard(services, bounds.Bounds(services, Guard(services).judge))
+    server = connection.Server(address=("rebind.example.org", 443))
+    data = server_hooks.ServerConnectionHookData(server=server, client=tflow.tclient_conn())
+    with taddons.context(check):
+        await check.server_connect(data)
+    assert server.error and "loopback" in server.error
+    assert server.address == ("rebind.example.org", 443)
