@@ -71,7 +71,8 @@ _EVENTS = (
     Event("connection.refused", "The proxy refused a connection or request it must not serve (recorded at most "
           "once per device and reason every ten minutes).",
           {"device": "client address", "reason": "too-many-connections, port, loopback, own-address, ...",
-           "host": "destination asked for", "port": "destination port"}, is_health=True),
+           "host": "destination asked for", "port": "destination port",
+           "repeats": "refusals of this device and reason not recorded since the last record"}, is_health=True),
     Event("audit.write_failed", "Recorded after the log came back: earlier writes failed and were blocked.",
           {"failures": "number of failed writes", "since": "first failure", "error": "error class"},
           is_health=True),

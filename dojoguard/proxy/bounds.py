@@ -62,27 +62,38 @@ def device_of(client) -> str:
 
 
 class Reporter:
-    """Audit records of refusals, at most one per device and reason every ``REPORT_EVERY_S``."""
+    """Refusals, logged and recorded at most once per device and reason every ``REPORT_EVERY_S``.
+
+    A flood of a thousand refused connections is one warning and one audit
+    record, which say how many like it came since the last (``repeats``).
+    """
 
     def __init__(self, services: Services):
         self.services = services
         self._last: dict[tuple[str, str], float] = {}
+        self._repeats: Counter[tuple[str, str]] = Counter()
 
     def due(self, device: str, reason: str) -> bool:
         key, now = (device, reason), time.monotonic()
         last = self._last.pop(key, None)
-        self._last[key] = now if last is None or now - last >= REPORT_EVERY_S else last
+        due = last is None or now - last >= REPORT_EVERY_S
+        self._last[key] = now if due else last
         if len(self._last) > MAX_REPORTED:
-            self._last.pop(next(iter(self._last)))
-        return last is None or now - last >= REPORT_EVERY_S
+            oldest = next(iter(self._last))
+            del self._last[oldest]
+            self._repeats.pop(oldest, None)
+        if not due:
+            self._repeats[key] += 1
+        return due
 
     async def refused(self, device: str, reason: str, **fields: Any) -> None:
-        log.warning("connection.refused", device=device, reason=reason, **fields)
         if not self.due(device, reason):
             return
+        repeats = self._repeats.pop((device, reason), 0)
+        log.warning("connection.refused", device=device, reason=reason, repeats=repeats, **fields)
         try:
             await asyncio.to_thread(self.services.audit.append_event, "connection.refused",
-                                    {"device": device, "reason": reason, **fields})
+                                    {"device": device, "reason": reason, "repeats": repeats, **fields})
         except Exception as exc:  # noqa: BLE001 - reported; the refusal itself stands
             log.error("audit.event_failed", audit_event="connection.refused", error=type(exc).__name__)
 

@@ -145,3 +145,17 @@ async def test_a_name_that_resolves_to_loopback_is_refused_before_connecting(ser
         await check.server_connect(data)
     assert server.error and "loopback" in server.error
     assert server.address == ("rebind.example.org", 443)
+
+
+async def test_a_flood_of_refusals_is_one_record_that_counts_the_rest(services):
+    """Refusals of one device and reason are recorded once per window; the next record counts those between."""
+    reporter = bounds.Reporter(services)
+    for _ in range(5):
+        await reporter.refused("10.0.0.9", "port", host="mail.example.org", port=25)
+    assert [r["repeats"] for r in audit_rows(services, "connection.refused")] == [0]
+    key = ("10.0.0.9", "port")
+    reporter._last[key] -= bounds.REPORT_EVERY_S  # the window has passed
+    await reporter.refused("10.0.0.9", "port", host="mail.example.org", port=25)
+    await reporter.refused("10.0.0.10", "port", host="mail.example.org", port=25)  # another device: its own record
+    rows = audit_rows(services, "connection.refused")
+    assert [(r["device"], r["repeats"]) for r in rows] == [("10.0.0.9", 0), ("10.0.0.9", 4), ("10.0.0.10", 0)]
