@@ -59,6 +59,8 @@ class Settings:
     purposes: tuple[str, ...]
     channel_purposes: dict[str, str]
     resolve: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    # WebSocket messages to ClassDojo: "judge" or "refuse" (the upgrade).
+    websockets: str = "judge"
     # Bounds (see proxy/bounds.py): ports a CONNECT may name, open connections per
     # device, seconds a request body may take to arrive (0: no limit).
     connect_ports: frozenset[int] = frozenset({443, 80})
@@ -109,6 +111,7 @@ class Settings:
             purposes=tuple(config["consent"]["purposes"]),
             channel_purposes=dict(config["consent"]["channel_purposes"]),
             resolve=dict(parse_resolve(r) for r in resolve),
+            websockets=proxy["websockets"],
             connect_ports=frozenset(int(p) for p in proxy["connect_ports"]),
             max_connections_per_client=int(proxy["max_connections_per_client"]),
             body_timeout_s=float(proxy["body_timeout_s"]),
