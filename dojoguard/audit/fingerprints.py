@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dojoguard import secretkeys
+
 KEY_NAME = "audit-fingerprint.key"
-_KEY_BYTES = 32
+_WHAT = "audit fingerprint key"
 
 
 class FingerprintKeyError(Exception):
@@ -49,48 +49,19 @@ class FingerprintKey:
 
 def key_path_for(config: Any | None, database: Path) -> Path:
     """Beside the audit signing key (its ``keys`` folder); without settings, ``keys/`` beside the database."""
-    if config is not None:
-        signing = config.path("audit", "signing_key")
-        if signing is not None:
-            return Path(signing).parent / KEY_NAME
-    return Path(database).parent / "keys" / KEY_NAME
+    return secretkeys.path_beside_signing_key(config, database, KEY_NAME)
 
 
 def load_or_create(path: Path) -> FingerprintKey:
     """The key at ``path``, made (file 0600, folder 0700) if there is none yet."""
-    path = Path(path)
-    if not path.exists():
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            return load(path)  # made by another process meanwhile
-        except OSError as exc:
-            raise FingerprintKeyError(f"cannot create the audit fingerprint key {path}: {exc}") from None
-        secret = secrets.token_bytes(_KEY_BYTES)
-        try:
-            os.write(fd, secret.hex().encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return FingerprintKey(secret)
-    return load(path)
+    try:
+        return FingerprintKey(secretkeys.load_or_create(path, _WHAT)[0])
+    except secretkeys.SecretKeyError as exc:
+        raise FingerprintKeyError(str(exc)) from None
 
 
 def load(path: Path) -> FingerprintKey:
     try:
-        mode = os.stat(path).st_mode
-        text = Path(path).read_text("ascii").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FingerprintKeyError(f"cannot read the audit fingerprint key {path}: {exc}") from None
-    if mode & 0o077:
-        raise FingerprintKeyError(f"{path}: the audit fingerprint key is readable by other users "
-                                  f"(mode {oct(mode & 0o777)}). Hint: chmod 600 {path}")
-    try:
-        secret = bytes.fromhex(text)
-    except ValueError:
-        secret = b""
-    if len(secret) != _KEY_BYTES:
-        raise FingerprintKeyError(f"{path} is not an audit fingerprint key "
-                                  f"(expected {_KEY_BYTES * 2} hex digits)")
-    return FingerprintKey(secret)
+        return FingerprintKey(secretkeys.load(path, _WHAT))
+    except secretkeys.SecretKeyError as exc:
+        raise FingerprintKeyError(str(exc)) from None

@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
+from dojoguard import secretkeys
+
 KEY_NAME = "holds-seal.key"
-_KEY_BYTES = 32
 
 
 class SealKeyError(Exception):
@@ -30,50 +29,15 @@ class SealKeyError(Exception):
 
 def key_path_for(config: Any | None, database: Path) -> Path:
     """The key's place: the folder of the audit signing key (``keys/``), else ``keys/`` beside the store."""
-    if config is not None:
-        signing = config.path("audit", "signing_key")
-        if signing is not None:
-            return Path(signing).parent / KEY_NAME
-    return Path(database).parent / "keys" / KEY_NAME
+    return secretkeys.path_beside_signing_key(config, database, KEY_NAME)
 
 
 def load_or_create(path: Path) -> tuple[bytes, bool]:
     """(key, created now): read the key at ``path``, or make it (folder 0700, file 0600) if there is none."""
-    path = Path(path)
     try:
-        return _read(path), False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = secrets.token_bytes(_KEY_BYTES)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read(path), False  # another process (the proxy or a command) made it first
-    except OSError as exc:
-        raise SealKeyError(f"cannot create the hold store's key {path}: {exc}") from None
-    try:
-        os.write(fd, key.hex().encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return key, True
-
-
-def _read(path: Path) -> bytes:
-    try:
-        text = path.read_text("ascii").strip()
-    except FileNotFoundError:
-        raise
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SealKeyError(f"cannot read the hold store's key {path}: {exc}") from None
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        raise SealKeyError(f"{path} is not a hold store key (expected {_KEY_BYTES * 2} hex digits)") from None
-    if len(key) != _KEY_BYTES:
-        raise SealKeyError(f"{path} is not a hold store key (expected {_KEY_BYTES * 2} hex digits)")
-    return key
+        return secretkeys.load_or_create(path, "hold store key")
+    except secretkeys.SecretKeyError as exc:
+        raise SealKeyError(str(exc)) from None
 
 
 def seal(key: bytes, row: dict[str, Any]) -> str:

@@ -7,18 +7,13 @@ the published folder; the attacker opens the SQLite file directly.
 
 from __future__ import annotations
 
-import json
-import ssl
 import time
 
-import httpx
 import pytest
 
 from dojoguard.audit import checkpoint as checkpoints
-from dojoguard.clock import FileClock
-from dojoguard.standin import StandIn, data
-from dojoguard.standin.harness import ProxyProcess
-from tests.proxy.conftest import MONDAY_10, write_config
+from dojoguard.standin import data
+from tests.proxy.conftest import running_proxy, signed_in
 
 from . import attacker
 from .conftest import invoke
@@ -33,37 +28,25 @@ def test_a_hundred_judged_writes_are_checkpointed_and_published_at_once(tmp_path
     """120 messages through the proxy give a published, signed checkpoint within seconds; a rewrite under it is caught."""
     share = tmp_path / "governors"
     share.mkdir()
-    config = write_config(tmp_path)
-    doc = json.loads(config.read_text())
     # A minute's timer would also do it; a day's shows the hundred records alone set it off.
-    doc["audit"] = {"checkpoint_publish_dir": str(share), "checkpoint_every_s": 86400}
-    config.write_text(json.dumps(doc))
-    clock = tmp_path / "clock"
-    FileClock.write(clock, MONDAY_10)
-    with StandIn(tmp_path / "standin") as standin:
-        proxy = ProxyProcess(config, tmp_path, standin.port, standin.ca_cert, clock_file=clock).start()
-        try:
-            context = ssl.create_default_context(cafile=str(proxy.ca_cert))
-            with httpx.Client(proxy=proxy.url, verify=context, timeout=60) as client:
-                login = client.post("https://teach.classdojo.com/api/session?duration=long",
-                                    json={"login": "teacher@example.org", "password": data.PASSWORD})
-                assert login.status_code == 200, login.text
-                statuses = [client.post(MESSAGE, json={"body": f"Reading books back on Friday ({i})"}).status_code
-                            for i in range(WRITES)]
-            assert set(statuses) <= {200, 403}, statuses
-            finished = time.monotonic()
-            while not checkpoints.files(share) and time.monotonic() - finished < 20:
-                time.sleep(0.1)
-            waited = time.monotonic() - finished
-            published = checkpoints.files(share)
-            assert published, "no checkpoint was published:\n" + proxy.log()
-            newest = checkpoints.read(published[-1])
-            assert newest.seq >= 100 and waited < 20
-            result, output = invoke(config, "audit", "verify", "--checkpoint", share)
-            assert result.exit_code == 0, output
-            assert "checkpoint(s) match" in output and "unprotected tail:" in output
-        finally:
-            proxy.stop()
+    audit = {"checkpoint_publish_dir": str(share), "checkpoint_every_s": 86400}
+    with running_proxy(tmp_path, settings={"audit": audit}) as world:
+        config, proxy = world["config"], world["proxy"]
+        with signed_in(proxy, timeout=60) as client:
+            statuses = [client.post(MESSAGE, json={"body": f"Reading books back on Friday ({i})"}).status_code
+                        for i in range(WRITES)]
+        assert set(statuses) <= {200, 403}, statuses
+        finished = time.monotonic()
+        while not checkpoints.files(share) and time.monotonic() - finished < 20:
+            time.sleep(0.1)
+        waited = time.monotonic() - finished
+        published = checkpoints.files(share)
+        assert published, "no checkpoint was published:\n" + proxy.log()
+        newest = checkpoints.read(published[-1])
+        assert newest.seq >= 100 and waited < 20
+        result, output = invoke(config, "audit", "verify", "--checkpoint", share)
+        assert result.exit_code == 0, output
+        assert "checkpoint(s) match" in output and "unprotected tail:" in output
 
     db = tmp_path / "data" / "audit.sqlite"
     with attacker.opened(db) as conn:

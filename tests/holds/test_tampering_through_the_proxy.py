@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from dojoguard.cli import cli
 from dojoguard.clock import FixedClock
 from dojoguard.environment import Environment
-from dojoguard.standin import StandIn
-from tests.proxy.test_background import FRIDAY_1730, MESSAGE, MONDAY_0800, MONDAY_1000, UPLOAD, World, wait_for
+from tests.proxy.test_background import (FRIDAY_1730, MESSAGE, MONDAY_0800, MONDAY_1000, UPLOAD, World,
+                                         started_world, wait_for)
 
 pytestmark = pytest.mark.slow
 
@@ -27,15 +27,8 @@ PHOTOS = resources.files("dojoguard.samples").joinpath("photos")
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tampering")
-    with StandIn(folder / "standin") as standin:
-        world = World(folder, standin)
-        world.set_time(MONDAY_1000)
-        world.start()
-        try:
-            yield world
-        finally:
-            world.proxy.stop()
+    with started_world(tmp_path_factory.mktemp("tampering"), MONDAY_1000) as started:
+        yield started
 
 
 def intrude(world: World, statement: str, *args) -> None:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import ssl
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Iterator
+
+import httpx
 
 import pytest
 from mitmproxy import http
@@ -85,3 +90,46 @@ def read_flow(path: str, response: dict, *, host: str = "teach.classdojo.com", c
     resp_headers = [(b"content-type", b"application/json")] + [(b"set-cookie", c.encode()) for c in set_cookie]
     resp = tutils.tresp(status_code=200, headers=http.Headers(resp_headers), content=json.dumps(response).encode())
     return through_tunnel(tflow.tflow(req=req, resp=resp), host)
+
+
+@contextmanager
+def running_proxy(folder: Path, *, policy: str | None = None, at: datetime = MONDAY_10, settings: dict | None = None,
+                  **proxy) -> Iterator[dict]:
+    """A real ``dojoguard run`` in front of the stand-in, its clock at ``at`` (a file the test can move).
+
+    ``policy`` "builtin" runs the St Wilfrid's rules (default: the test policy);
+    ``settings`` are top-level sections merged into the settings file. Yields
+    the folder, the stand-in, the proxy, the settings and the clock file.
+    """
+    from dojoguard.clock import FileClock
+    from dojoguard.standin import StandIn
+    from dojoguard.standin.harness import ProxyProcess
+
+    config = write_config(folder, **proxy)
+    doc = json.loads(config.read_text())
+    if policy is not None:
+        doc["rules"] = {"policy": policy, "reload": False}
+    for section, values in (settings or {}).items():
+        doc.setdefault(section, {}).update(values)
+    config.write_text(json.dumps(doc))
+    clock = folder / "clock"
+    FileClock.write(clock, at)
+    with StandIn(folder / "standin") as standin:
+        process = ProxyProcess(config, folder, standin.port, standin.ca_cert, clock_file=clock).start()
+        try:
+            yield {"folder": folder, "standin": standin, "proxy": process, "config": config, "clock": clock}
+        finally:
+            process.stop()
+
+
+@contextmanager
+def signed_in(proxy, *, timeout: float = 30) -> Iterator[httpx.Client]:
+    """An HTTP client that trusts only the proxy's CA (as a school device does), signed in as the stand-in's teacher."""
+    from dojoguard.standin import data
+
+    context = ssl.create_default_context(cafile=str(proxy.ca_cert))
+    with httpx.Client(proxy=proxy.url, verify=context, timeout=timeout) as client:
+        login = client.post("https://teach.classdojo.com/api/session",
+                            json={"login": "teacher@example.org", "password": data.PASSWORD})
+        assert login.status_code == 200, login.text
+        yield client

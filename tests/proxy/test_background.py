@@ -109,17 +109,23 @@ def wait_for(check, timeout_s: float = 20.0, world: "World | None" = None):
     raise AssertionError("timed out waiting" + (f"; the proxy said:\n{world.proxy.log()}" if world else ""))
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("background")
+@contextmanager
+def started_world(folder, at: datetime):
+    """A World in ``folder`` with its proxy running and its clock at ``at``; the proxy stops afterwards."""
     with StandIn(folder / "standin") as standin:
         world = World(folder, standin)
-        world.set_time(MONDAY_1000)
+        world.set_time(at)
         world.start()
         try:
             yield world
         finally:
             world.proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    with started_world(tmp_path_factory.mktemp("background"), MONDAY_1000) as started:
+        yield started
 
 
 def test_deferred_message_is_sent_at_eight_on_monday_even_across_a_restart(world):

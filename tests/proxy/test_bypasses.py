@@ -15,15 +15,12 @@ import sqlite3
 import ssl
 import time
 
-import httpx
 import pytest
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from dojoguard.clock import FileClock
-from dojoguard.standin import StandIn, data
-from dojoguard.standin.harness import ProxyProcess
-from tests.proxy.conftest import MONDAY_10, write_config
+from dojoguard.standin import data
+from tests.proxy.conftest import running_proxy, signed_in
 
 pytestmark = pytest.mark.slow
 
@@ -36,25 +33,10 @@ NEGATIVE = json.dumps({"studentIds": [data.PUPILS[0]["_id"]], "points": -5}).enc
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """The real proxy on the built-in St Wilfrid's policy, at 10:00 on a Monday, in front of the stand-in."""
-    folder = tmp_path_factory.mktemp("bypasses")
-    config = write_config(folder)
-    doc = json.loads(config.read_text())
-    doc["rules"] = {"policy": "builtin", "reload": False}
-    config.write_text(json.dumps(doc))
-    clock = folder / "clock"
-    FileClock.write(clock, MONDAY_10)
-    with StandIn(folder / "standin") as standin:
-        proxy = ProxyProcess(config, folder, standin.port, standin.ca_cert, clock_file=clock).start()
-        try:
-            context = ssl.create_default_context(cafile=str(proxy.ca_cert))
-            with httpx.Client(proxy=proxy.url, verify=context, timeout=30) as client:
-                login = client.post("https://teach.classdojo.com/api/session",
-                                    json={"login": "teacher@example.org", "password": data.PASSWORD})
-                assert login.status_code == 200, login.text
-                cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
-            yield {"folder": folder, "standin": standin, "proxy": proxy, "cookie": cookie}
-        finally:
-            proxy.stop()
+    with running_proxy(tmp_path_factory.mktemp("bypasses"), policy="builtin") as found:
+        with signed_in(found["proxy"]) as client:
+            found["cookie"] = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        yield found
 
 
 def tunnel(world, target: str = "teach.classdojo.com:443", sni: str | None = "teach.classdojo.com"):

@@ -20,9 +20,9 @@ from dojoguard.clock import FixedClock
 from dojoguard.proxy.services import open_services, reload_changed
 from dojoguard.proxy.settings import Settings
 from dojoguard.rules.exemptions import load_exemptions
-from dojoguard.standin import StandIn, data
+from dojoguard.standin import data
 from tests.proxy.conftest import MONDAY_18, write_config
-from tests.proxy.test_background import MESSAGE, MONDAY_1800, World, wait_for
+from tests.proxy.test_background import MESSAGE, MONDAY_1800, World, started_world, wait_for
 
 HAND_ADDED = """
 - id: ex-by-hand
@@ -37,15 +37,8 @@ HAND_ADDED = """
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("handedits")
-    with StandIn(folder / "standin") as standin:
-        world = World(folder, standin)
-        world.set_time(MONDAY_1800)
-        world.start()
-        try:
-            yield world
-        finally:
-            world.proxy.stop()
+    with started_world(tmp_path_factory.mktemp("handedits"), MONDAY_1800) as started:
+        yield started
 
 
 def exemptions_file(world: World):

@@ -12,16 +12,13 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
-import ssl
 
 import httpx
 import pytest
 
-from dojoguard.clock import FileClock
 from dojoguard.proxy import body as bodies
-from dojoguard.standin import StandIn, data, reading
-from dojoguard.standin.harness import ProxyProcess
-from tests.proxy.conftest import MONDAY_10, write_config
+from dojoguard.standin import data, reading
+from tests.proxy.conftest import running_proxy, signed_in
 
 pytestmark = pytest.mark.slow
 
@@ -36,25 +33,10 @@ POLITE, OFF_TASK = data.BEHAVIORS[0]["_id"], data.BEHAVIORS[2]["_id"]
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """The real proxy on the built-in St Wilfrid's policy, at 10:00 on a Monday, a teacher signed in, skills learned."""
-    folder = tmp_path_factory.mktemp("reading")
-    config = write_config(folder)
-    doc = json.loads(config.read_text())
-    doc["rules"] = {"policy": "builtin", "reload": False}
-    config.write_text(json.dumps(doc))
-    clock = folder / "clock"
-    FileClock.write(clock, MONDAY_10)
-    with StandIn(folder / "standin") as standin:
-        proxy = ProxyProcess(config, folder, standin.port, standin.ca_cert, clock_file=clock).start()
-        try:
-            context = ssl.create_default_context(cafile=str(proxy.ca_cert))
-            with httpx.Client(proxy=proxy.url, verify=context, timeout=30) as client:
-                login = client.post(f"{API}/api/session", json={"login": "teacher@example.org",
-                                                                "password": data.PASSWORD})
-                assert login.status_code == 200, login.text
-                assert client.get(f"{API}/api/dojoClass/{data.CLASS_ID}/behavior").status_code == 200
-                yield {"folder": folder, "standin": standin, "client": client}
-        finally:
-            proxy.stop()
+    with running_proxy(tmp_path_factory.mktemp("reading"), policy="builtin") as found:
+        with signed_in(found["proxy"]) as client:
+            assert client.get(f"{API}/api/dojoClass/{data.CLASS_ID}/behavior").status_code == 200
+            yield dict(found, client=client)
 
 
 def send(world, url: str, content: bytes, content_type: str | None = "application/json",
