@@ -7,7 +7,6 @@ import zlib
 from mitmproxy import http
 
 from dojoguard.proxy import routing
-from dojoguard.proxy.body import sniff_image
 from dojoguard.proxy.recognition import Request
 
 ROUTE = "dojoguard.route"
@@ -90,18 +89,19 @@ def host_of(flow: http.HTTPFlow) -> str:
 def frame_request(flow: http.HTTPFlow, content: bytes, *, is_text: bool) -> Request:
     """A WebSocket message a device sent, as a write to judge by its content.
 
-    It is read as JSON when it is JSON and as text otherwise; a binary
-    message is read for whatever text it carries (a binary protocol's
-    framing reads as noise, a phrase inside it still reads as the phrase).
+    A text message is read as JSON when it is JSON and as text otherwise;
+    a binary one as a body of no stated type: a picture, or UTF-8 words,
+    or else bytes that cannot be read (refused).
     """
     req = flow.request
     content_type = "text/plain; charset=utf-8"
     if is_text and content[:1] in (b"{", b"["):
         content_type = "application/json"
-    elif not is_text and sniff_image(content):
-        content_type = "application/octet-stream"  # checked as the picture it is
     elif not is_text:
-        content = content.decode("utf-8", "replace").encode("utf-8")
+        # A picture is checked as the picture it is; UTF-8 text as text; anything else (a wide
+        # encoding, compressed or binary framing) is bytes with no words the rules can read,
+        # which fails closed for a write nobody has described.
+        content_type = "application/octet-stream"
     return Request(method="WEBSOCKET", host=host_of(flow), port=req.port, path=req.path,
                    headers=(("content-type", content_type), *((k, v) for k, v in req.headers.items(multi=True)
                                                              if k.lower() == "cookie")),

@@ -359,6 +359,13 @@ class Judge:
         if action.problems:
             decision = enforcement.tighten(decision, "proxy.incomplete-action", "the request could not be fully "
                                            "read: " + "; ".join(action.problems), NOTICE_INCOMPLETE)
+        if rec.endpoint is None and rec.body is not None and rec.body.format == "binary" \
+                and not rec.body.texts and not rec.body.images and not action.problems:
+            # A write nobody has described, in bytes with no words and no picture in them (UTF-16,
+            # compressed, encrypted): the content rules would judge nothing, so it is not sent.
+            decision = enforcement.tighten(decision, "proxy.incomplete-action", "the request could not be fully "
+                                           "read: an unrecognised write whose body holds no readable text",
+                                           NOTICE_INCOMPLETE)
         if rec.endpoint is None and self.services.settings.unknown_writes == "block":
             decision = enforcement.tighten(decision, "proxy.unknown-write", "unknown_writes is block",
                                            NOTICE_UNKNOWN_WRITE)

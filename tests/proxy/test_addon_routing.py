@@ -122,3 +122,25 @@ async def test_a_websocket_message_that_breaks_the_policy_is_dropped_and_recorde
         await guard.websocket_message(flow)
     assert len(decisions(services)) == 2
     assert len(flow.websocket.messages) == 1  # earlier messages are not kept for the socket's lifetime
+
+
+async def test_a_binary_websocket_message_is_read_as_a_picture_or_words_or_refused(services):
+    """Binary messages: UTF-8 words are judged and go on; UTF-16 or compressed bytes cannot be read and are dropped."""
+    import gzip
+
+    from mitmproxy.websocket import WebSocketMessage
+    from wsproto.frame_protocol import Opcode
+
+    guard = Guard(services)
+    flow = tflow.twebsocketflow()
+    flow.request.headers["host"] = "teach.classdojo.com"
+    flow.server_conn.address = ("teach.classdojo.com", 443)
+    flow.client_conn.sni = "teach.classdojo.com"
+    sent = []
+    for content in (b"Well done today", "Well done today".encode("utf-16"), gzip.compress(b"Well done today")):
+        flow.websocket.messages.append(WebSocketMessage(Opcode.BINARY, True, content))
+        with taddons.context(guard):
+            await guard.websocket_message(flow)
+        sent.append(flow.websocket.messages[-1])
+    assert [m.dropped for m in sent] == [False, True, True]
+    assert [r["verdict"] for r in decisions(services)] == ["allow", "block", "block"]
