@@ -150,7 +150,7 @@ def _read(content: bytes, content_type: str | None) -> Body:
         return _read_urlencoded(content, media.charset)
     if ctype.startswith("text/"):
         body = Body("text", content)
-        body.add_text(mediatype.decode_text(content, media.charset, "the text body"))
+        _add_plain_text(body, mediatype.decode_text(content, media.charset, "the text body"))
         return body
     body = Body("binary", content)
     _read_unlabelled(content, body)
@@ -232,15 +232,43 @@ def _read_unlabelled(content: bytes, body: Body) -> None:
     try:
         doc = _load_json(content, "the body", None)
     except BodyError:
-        body.add_text(text)
+        _add_plain_text(body, text)
         return
     try:
         _walk_json(doc, (), body)
     except BodyError:
-        body.add_text(text)
+        _add_plain_text(body, text)
     else:
         body.json = doc  # what a server that parses any body as JSON would read (format stays "binary")
     body.images.clear()  # only words are taken from a body whose type says nothing of pictures
+
+
+# A JSON string literal inside plain text. Possessive, and a literal with no closing quote runs to the
+# end of the text (taking all of it), so each character is read once: linear time on any input.
+_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*+)("|\\?\Z)', re.DOTALL)
+# Escaped literals decoded from one text body; a body with more is refused, not half read.
+_MAX_JSON_STRINGS = 10_000
+
+
+def _add_plain_text(body: Body, text: str) -> None:
+    """Text that is not JSON as a whole, plus every escaped JSON string inside it, decoded.
+
+    A socket.io frame (``42["message",{"body":"..."}]``) or JSON after a
+    space is parsed by the server, which reads ``sh\\u0031t`` as "sh1t":
+    each quoted literal with an escape is decoded and scanned as well.
+    """
+    body.add_text(text)
+    decoded = 0
+    for m in _JSON_STRING.finditer(text):
+        if not m.group(2) or "\\" not in m.group(1):
+            continue  # unterminated (it ran to the end), or no escape: the raw text already holds it
+        decoded += 1
+        if decoded > _MAX_JSON_STRINGS:
+            raise BodyError(f"the text body holds more than {_MAX_JSON_STRINGS:,} escaped JSON strings")
+        try:
+            body.add_text(json.loads(m.group(0), strict=False))
+        except ValueError:
+            pass  # not a JSON string (a bad escape): no JSON parser reads it either
 
 
 def _load_json(content: bytes, what: str, charset: str | None) -> Any:

@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 from dojoguard.proxy import body as bodies
 from dojoguard.proxy import paths
@@ -29,14 +29,18 @@ _READ_CODINGS = frozenset({"gzip", "x-gzip", "deflate"})
 _GZIP_MAGIC = b"\x1f\x8b"
 _FORM_INTEGER = re.compile(r"[+-]?[0-9]{1,15}")
 _FORM_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,15}(?:\.[0-9]*)?|\.[0-9]+)")
+# The segments of a bracketed form or query name: "x[points]", "points[]", "students[0][points]", "a.points".
+_NAME_SEGMENT = re.compile(r"[^\[\].]+")
 # Where an unclassified write's facts usually sit, by key (compared in lower case).
 _UNCLASSIFIED_KEYS = {
-    "points": "points", "weight": "points", "pointvalue": "points", "value": "value",
+    # "value" and "amount" name many numbers that are not points: they count only beside pupils or a skill.
+    "points": "points", "weight": "points", "pointvalue": "points", "value": "value", "amount": "value",
     "studentids": "students", "students": "students", "studentid": "students", "awardees": "students",
     "taggedstudentids": "students",
     "behaviorid": "skill", "behavior": "skill", "skillid": "skill", "behaviour": "skill", "behaviourid": "skill",
     "attachments": "attachments", "attachmentids": "attachments", "attachment": "attachments",
 }
+_GROUPS = frozenset(_UNCLASSIFIED_KEYS.values())
 
 
 @dataclass(frozen=True)
@@ -121,10 +125,17 @@ def recognise(request: Request, catalogue: Catalogue) -> Recognition:
         rec.problems.append(str(exc))
         return rec
     # Query parameters reach the server too (Express's req.query): their words are scanned as well.
-    query = parse_qs(urlsplit(request.path).query, keep_blank_values=True)
+    query_string = urlsplit(request.path).query
+    query = parse_qs(query_string, keep_blank_values=True)
     query_texts = [v for vs in query.values() for v in vs if v and not bodies.is_data(v)]
     if rec.endpoint is None:
-        _read_unclassified(rec)
+        # A call nobody has described may carry its message in the path (PubNub's publish does).
+        query_texts += _path_texts(path)
+    # Every named value, wherever it sits: the body's documents, and the query and form fields by their
+    # last bracketed name, as a qs-style server nests them ("x[points]=-5" is points).
+    documents = _documents(rec.body, query_string)
+    if rec.endpoint is None:
+        _read_unclassified(rec, documents)
         rec.text = _text(rec.body.texts + query_texts)
         return rec
     if "text" in rec.endpoint.fields and rec.body.format in _UNREADABLE_FOR_TEXT:
@@ -153,10 +164,28 @@ def recognise(request: Request, catalogue: Catalogue) -> Recognition:
     rec.skill_id = _skill(rec, values("skill"))
     _check_identifiers(rec)
     rec.points = _points(rec, values("points"), is_form)
+    if "points" in fields or rec.kind is Kind.POINTS_AWARD:
+        rec.points = _worst_points(rec, documents)
     rec.refs = _refs(values("attachments"))
     if rec.kind is Kind.POINTS_AWARD and rec.points is None and rec.skill_id is None:
         rec.problems.append("the award names neither a skill nor a point value")
     return rec
+
+
+def _path_texts(path: str) -> list[str]:
+    """The path's segments, percent-decoded, that could be words (not ids, not the bare route names)."""
+    out = []
+    for segment in path.split("/"):
+        if "%" in segment or len(segment) > 24 or " " in segment:
+            value = unquote(segment, errors="replace")
+            if value and not bodies.is_data(value):
+                out.append(value)
+                if value.startswith(("\"", "{", "[")):
+                    try:  # a JSON message in the path: the server reads its strings, escapes decoded
+                        out += [t for t in bodies.read(value.encode(), "application/json").texts]
+                    except bodies.BodyError:
+                        pass
+    return out
 
 
 def _header_problem(request: Request) -> str | None:
@@ -232,20 +261,60 @@ def _points(rec: Recognition, found: list[Any], is_form: bool) -> int | None:
     return min(distinct) if distinct else None
 
 
-def _read_unclassified(rec: Recognition) -> None:
+def _worst_points(rec: Recognition, documents: list[Any]) -> int | None:
+    """A points write's points, made the most negative value found under a points name anywhere in it.
+
+    The catalogue's locations are where ClassDojo is believed to read the
+    value; a server could as well read a per-pupil ``students[].points``, a
+    ``?points=`` or a form's ``x[points]``. A negative value in any of them
+    is what the write may do, so it is what is judged.
+    """
+    found: dict[str, list[Any]] = {group: [] for group in _GROUPS}
+    _collect(documents, found, 0)
+    numbers = [_number(v) for v in _flat(found["points"] + found["value"])]
+    if "unreadable" in numbers:
+        rec.problems.append("a points value cannot be read")
+    negative = [n for n in numbers if isinstance(n, int) and n < 0]
+    if negative and (rec.points is None or min(negative) < rec.points):
+        return min(negative)
+    return rec.points
+
+
+def _documents(body: bodies.Body, query_string: str) -> list[Any]:
+    """The body's documents (JSON, JSON parts) and its form and query fields keyed by their last bracketed name."""
+    docs: list[Any] = [body.json] if body.json is not None else []
+    docs += body.documents
+    pairs: list[tuple[str, str]] = []
+    if body.format == "form":
+        # Re-read: the body's fields are keyed by the name before its first bracket.
+        pairs += parse_qsl(body.content.decode("utf-8", "replace"), keep_blank_values=True, errors="replace")
+    elif body.fields is not None:
+        pairs += [(name, v) for name, value in body.fields.items() for v in _flat(_expand(value))
+                  if isinstance(v, str)]
+    pairs += parse_qsl(query_string, keep_blank_values=True, errors="replace")
+    fields: dict[str, list[str]] = {}
+    for name, value in pairs:
+        segments = [s for s in _NAME_SEGMENT.findall(name) if not s.isdigit()]
+        if segments:
+            fields.setdefault(segments[-1], []).append(value)
+    if fields:
+        docs.append(fields)
+    return docs
+
+
+def _read_unclassified(rec: Recognition, documents: list[Any]) -> None:
     """The facts the rules judge, from a write no catalogue entry explains, under the names ClassDojo uses.
 
     Points anywhere in the body count (the most negative wins), as do
     pupils, skills and attachments: an award or a post under a path the
     catalogue does not know is judged on what it carries, not only warned
-    about. A bare ``value`` counts as points only beside pupils or a skill.
+    about. A bare ``value`` or ``amount`` counts as points only beside
+    pupils or a skill.
     """
-    body = rec.body
-    docs = [d for d in (body.json, body.fields) if d is not None] + body.documents
-    if not docs:
+    if not documents:
         return
-    found: dict[str, list[Any]] = {"points": [], "value": [], "students": [], "skill": [], "attachments": []}
-    _collect(docs, found, 0)
+    found: dict[str, list[Any]] = {group: [] for group in _GROUPS}
+    _collect(documents, found, 0)
     rec.students = _ids(found["students"])
     skills = [s for s in _flat(found["skill"]) if isinstance(s, str)
               or isinstance(s, dict) and isinstance(s.get("_id") or s.get("id"), str)]
@@ -273,7 +342,8 @@ def _collect(node: Any, found: dict[str, list[Any]], depth: int) -> None:
         group = _UNCLASSIFIED_KEYS.get(key.lower()) if isinstance(key, str) else None
         if group is not None:
             found[group] += _expand(value)
-        if isinstance(value, (dict, list)) and group not in ("students", "attachments"):
+        if isinstance(value, (dict, list)):
+            # Into pupils and attachments too: {"students": [{"_id": ..., "points": -5}]} awards -5.
             _collect(value, found, depth + 1)
 
 

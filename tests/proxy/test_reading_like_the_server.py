@@ -19,6 +19,7 @@ import pytest
 from dojoguard.proxy import body as bodies
 from dojoguard.standin import data, reading
 from tests.proxy.conftest import running_proxy, signed_in
+from tests.proxy.test_bypasses import websocket_exchange
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,8 @@ def world(tmp_path_factory):
     with running_proxy(tmp_path_factory.mktemp("reading"), policy="builtin") as found:
         with signed_in(found["proxy"]) as client:
             assert client.get(f"{API}/api/dojoClass/{data.CLASS_ID}/behavior").status_code == 200
-            yield dict(found, client=client)
+            cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+            yield dict(found, client=client, cookie=cookie)
 
 
 def send(world, url: str, content: bytes, content_type: str | None = "application/json",
@@ -269,3 +271,75 @@ def test_the_control_an_unclassified_write_without_points_is_warned_and_sent(wor
     response = send(world, API + "/api/newFeature", json.dumps({"note": "Trip letters please"}).encode())
     assert response.status_code == 200, response.text
     assert arrived(world, b"Trip letters please")
+
+
+# -- points anywhere in a points write ------------------------------------------------------------
+
+@pytest.mark.parametrize("url,content,content_type", [
+    (AWARD, {"students": [{"_id": PUPIL, "points": -5}], "points": 1, "behaviorId": POLITE}, "application/json"),
+    (AWARD + "?points=-5", {"studentIds": [PUPIL], "points": 1, "behaviorId": POLITE}, "application/json"),
+    (AWARD, f"studentIds={PUPIL}&points=1&x[points]=-5&behaviorId={POLITE}".encode(),
+     "application/x-www-form-urlencoded"),
+    (AWARD, f"studentIds={PUPIL}&points[]=-5&behaviorId={POLITE}".encode(), "application/x-www-form-urlencoded"),
+    (f"{API}/api/dojoClass/{data.CLASS_ID}/awardBatchV2",
+     {"students": [{"_id": PUPIL, "points": -5}], "points": 1, "behaviorId": POLITE}, "application/json"),
+    (f"{API}/api/dojoClass/{data.CLASS_ID}/awardBatchV2?points=-5", {"studentIds": [PUPIL], "points": 1},
+     "application/json"),
+    (f"{API}/api/dojoClass/{data.CLASS_ID}/award", {"studentIds": [PUPIL], "amount": -5}, "application/json"),
+])
+def test_negative_points_off_the_catalogue_locations_are_refused(world, url, content, content_type):
+    """``points: 1`` beside -5 per pupil, in the query, as ``x[points]`` or ``amount`` (known or unknown path): refused."""
+    before = len(world["standin"].received)
+    body = json.dumps(content).encode() if isinstance(content, dict) else content
+    record = refused(world, send(world, url, body, content_type))
+    assert "positive-points-only" in record["rules"]
+    assert len(world["standin"].received) == before
+
+
+def test_the_control_a_positive_award_with_per_pupil_points_goes_through(world):
+    """Positive points per pupil beside ``points: 1`` are not refused: only a negative value elsewhere is."""
+    doc = {"students": [{"_id": PUPIL, "points": 1}], "points": 1, "behaviorId": POLITE}
+    response = send(world, AWARD, json.dumps(doc).encode())
+    assert response.status_code == 200, response.text
+
+
+# -- JSON escapes inside text ---------------------------------------------------------------------
+
+SOCKET_IO = '42["message",{"body":"what a load of sh\\u0031t"}]'
+
+
+def decisions(world) -> list[dict]:
+    db = sqlite3.connect(world["folder"] / "data" / "audit.sqlite")
+    try:
+        rows = db.execute("SELECT body FROM records WHERE type = 'decision' ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    return [json.loads(body) for (body,) in rows]
+
+
+@pytest.mark.parametrize("message", [' {"body":"what a load of sh\\u0031t"}', SOCKET_IO])
+def test_escaped_words_in_a_websocket_text_message_are_refused(world, message):
+    """JSON after a space, or a socket.io frame, with ``sh\\u0031t``: dropped and recorded, as a server reads "sh1t"."""
+    assert json.loads(message.strip().removeprefix("42"))  # the server's JSON.parse reads it
+    before = len(decisions(world))
+    clean = "Well done everyone"
+    assert websocket_exchange(world, [message, clean]) == [clean]
+    assert not [r for r in world["standin"].received if r.method == "WEBSOCKET" and b"u0031" in r.body]
+    blocked = [d for d in decisions(world)[before:] if d["verdict"] == "block"]
+    assert len(blocked) == 1 and "appropriate-language" in blocked[0]["rules"]
+
+
+def test_escaped_words_in_a_socket_io_polling_post_are_refused(world):
+    """A socket.io long-polling POST (text/plain) carrying ``sh\\u0031t`` in its JSON is refused, not forwarded."""
+    record = refused(world, send(world, f"{API}/socket.io/?EIO=4&transport=polling", SOCKET_IO.encode(),
+                                 "text/plain;charset=UTF-8"))
+    assert "appropriate-language" in record["rules"]
+    assert not arrived(world, b"u0031")
+
+
+def test_the_control_a_clean_socket_io_polling_post_goes_through(world):
+    """A socket.io frame with clean escaped text still reaches ClassDojo (with the warning an unknown write gets)."""
+    content = b'42["message",{"body":"See you at 3\\u0020o\'clock"}]'
+    response = send(world, f"{API}/socket.io/?EIO=4&transport=polling", content, "text/plain;charset=UTF-8")
+    assert response.status_code == 200, response.text
+    assert arrived(world, content)

@@ -215,3 +215,90 @@ def test_an_unclassified_write_is_read_in_json_parts_and_untyped_json(cat):
     assert recognise(post("/api/somethingNew", content, ctype="multipart/form-data; boundary=B"), cat).points == -5
     request = Request("POST", "teach.classdojo.com", 443, "/api/somethingNew", (), b'{"points": -5}', "10.0.0.5")
     assert recognise(request, cat).points == -5
+
+
+# -- points anywhere in a points write --------------------------------------------------------------
+
+AWARD = f"/api/dojoClass/{CLASS}/awardBatch"
+
+
+@pytest.mark.parametrize("path,doc", [
+    (AWARD, {"students": [{"_id": "p1", "points": -5}], "points": 1, "behaviorId": "b1"}),
+    (AWARD, {"awards": [{"studentId": "p1", "weight": -5}], "points": 1}),
+    (AWARD, {"studentIds": ["p1"], "meta": {"deep": [{"value": -5}]}, "points": 1}),
+    (AWARD, {"studentIds": ["p1"], "options": {"amount": "-5"}, "behaviorId": "b1"}),
+    (AWARD + "?points=-5", {"studentIds": ["p1"], "points": 1, "behaviorId": "b1"}),
+    (AWARD + "?x%5Bpoints%5D=-5", {"studentIds": ["p1"], "points": 1}),
+    ("/api/awardBatch?weight=-5", {"studentIds": ["p1"], "points": 1}),
+])
+def test_negative_points_anywhere_in_a_points_write_are_its_points(cat, path, doc):
+    """A negative value under a points name off the catalogue's locations (nested, in the query) is the award's."""
+    rec = recognise(post(path, doc), cat)
+    assert (rec.kind, rec.points) == (Kind.POINTS_AWARD, -5)
+
+
+@pytest.mark.parametrize("content", [
+    b"studentIds=p1&points=1&x[points]=-5&behaviorId=b1",
+    b"studentIds=p1&points[]=-5&behaviorId=b1",
+    b"studentIds=p1&students[0][points]=-5&points=1",
+    b"studentIds=p1&award.points=-5&points=1",
+])
+def test_bracketed_form_names_of_a_points_write_are_read(cat, content):
+    """``x[points]``, ``points[]``, ``students[0][points]`` and ``award.points`` are points, as a qs server nests them."""
+    rec = recognise(post(AWARD, content, ctype="application/x-www-form-urlencoded"), cat)
+    assert rec.points == -5
+
+
+def test_bracketed_multipart_names_of_a_points_write_are_read(cat):
+    """A multipart field named ``x[points]`` is read as points too."""
+    content = (b"--B\r\nContent-Disposition: form-data; name=\"studentIds\"\r\n\r\np1\r\n"
+               b"--B\r\nContent-Disposition: form-data; name=\"points\"\r\n\r\n1\r\n"
+               b"--B\r\nContent-Disposition: form-data; name=\"x[points]\"\r\n\r\n-5\r\n--B--\r\n")
+    assert recognise(post(AWARD, content, ctype="multipart/form-data; boundary=B"), cat).points == -5
+
+
+@pytest.mark.parametrize("doc", [
+    {"studentIds": ["p1"], "points": 1, "students": [{"_id": "p1", "points": 3}]},   # positive elsewhere: no change
+    {"studentIds": ["p1"], "points": 1, "note": "-5", "count": -5},                    # not under a points name
+])
+def test_points_elsewhere_that_are_not_negative_leave_the_catalogue_value(cat, doc):
+    """Only a negative value elsewhere changes the award's points; other numbers and keys do not."""
+    rec = recognise(post(AWARD, doc), cat)
+    assert (rec.points, rec.problems) == (1, [])
+
+
+def test_catalogue_locations_keep_their_rules(cat):
+    """Two catalogue locations that disagree are still a problem, with the most negative kept."""
+    rec = recognise(post(AWARD, {"studentIds": ["p1"], "points": 1, "weight": -2,
+                                 "students": [{"_id": "p1", "points": -7}]}), cat)
+    assert rec.points == -7 and "the request gives more than one point value" in rec.problems
+
+
+def test_a_non_finite_points_value_anywhere_is_a_problem(cat):
+    """``NaN`` or ``Infinity`` under a points name anywhere in a points write cannot be read: a problem."""
+    rec = recognise(post(AWARD, b'{"studentIds": ["p1"], "points": 1, "students": [{"points": -Infinity}]}'), cat)
+    assert "a points value cannot be read" in rec.problems
+
+
+def test_a_message_is_not_read_for_points(cat):
+    """The points scan is for points writes only: a message mentioning ``points: -5`` has no points."""
+    rec = recognise(post(f"/api/message-thread/{CLASS}/message", {"body": "hi", "meta": {"points": -5}}), cat)
+    assert rec.points is None
+
+
+@pytest.mark.parametrize("path,content,ctype", [
+    ("/api/awardBatchV2", {"students": [{"_id": "p1", "points": -5}], "points": 1, "behaviorId": "b1"},
+     "application/json"),
+    ("/api/awardBatchV2?points=-5", {"studentIds": ["p1"], "points": 1}, "application/json"),
+    ("/api/awardBatchV2", b"studentIds=p1&points=1&x[points]=-5", "application/x-www-form-urlencoded"),
+    ("/api/awardBatchV2", {"studentIds": ["p1"], "amount": -5}, "application/json"),
+])
+def test_an_unclassified_write_is_read_inside_pupils_in_the_query_and_in_brackets(cat, path, content, ctype):
+    """Points inside pupil objects, in the query, under a bracketed form name or as ``amount`` beside pupils."""
+    rec = recognise(post(path, content, ctype=ctype), cat)
+    assert (rec.kind, rec.points, rec.students) == (Kind.UNCLASSIFIED_WRITE, -5, ("p1",))
+
+
+def test_amount_without_pupils_or_a_skill_is_not_points(cat):
+    """A bare ``amount`` on an unknown write (a quantity, a sum) is not taken for points."""
+    assert recognise(post("/api/order", {"amount": -5}), cat).points is None
