@@ -8,8 +8,8 @@ same place with everything around it unchanged.
 Every string a server could read is collected in ``texts`` for the content
 rules, wherever it sits and whatever its key: a rule that only read the
 keys it expected would miss ``{"body": "hello", "text": "..."}``. Only
-strings that cannot be words are left out: ObjectIds, UUIDs and long runs of
-base64 (inline pictures and files, which the image checks read instead).
+strings that cannot be words are left out: ObjectIds, UUIDs and inline
+pictures (which the image checks read instead).
 
 The body is read as the server would read it, or refused: the Content-Type
 by RFC 9110's grammar (see ``mediatype``), text in UTF-8 or ASCII only
@@ -35,9 +35,8 @@ MAX_JSON_DEPTH = 64
 # Base64 shorter than this cannot hold a photo worth checking (and would waste time).
 _MIN_BASE64 = 256
 _DATA_URI = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
-# Strings that cannot hold a word: record ids, and long unbroken base64 (inline files).
+# Strings that cannot hold a word: record ids.
 _ID = re.compile(r"[0-9a-fA-F]{24}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 _MAGIC = (
     (b"\xff\xd8\xff", "image/jpeg"),
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -98,14 +97,20 @@ class Body:
         return seen
 
 
+# Body-parser, Express's, refuses a form of more fields than this (its parameterLimit): so does the proxy.
+MAX_FORM_FIELDS = 1000
+
+
 def is_data(value: str) -> bool:
-    """Whether a string is clearly an identifier or inline data rather than words (short strings never are data)."""
-    if _ID.fullmatch(value):
-        return True
-    if len(value) < _MIN_BASE64:
-        return False
-    m = _DATA_URI.match(value)
-    return bool(_BASE64_RUN.fullmatch(value[m.end():] if m else value))
+    """Whether a string is an identifier (an ObjectId or a UUID) rather than words.
+
+    Long runs that look like base64 are read as words too: "Dear-parents-
+    ...-sh1t-..." is a base64 run by its alphabet, and so is a message with
+    a random tail. Pictures inside strings are taken out before this (they
+    are checked as pictures); anything else is scanned, which the linear
+    pattern matchers do at the cost of a copy.
+    """
+    return bool(_ID.fullmatch(value))
 
 
 def sniff_image(data: bytes) -> str | None:
@@ -166,7 +171,7 @@ def _read_multipart(content: bytes, media: mediatype.MediaType) -> Body:
         form = multipart.parse(content, multipart.boundary_of(media), form=form_data)
     except multipart.MultipartError as exc:
         raise BodyError(f"the multipart body cannot be read: {exc}") from None
-    body = Body("multipart", content, form=form, fields={} if form_data else None)
+    body = Body("multipart", content, form=form, fields=FormFields() if form_data else None)
     for i, part in enumerate(form.parts):
         what = f"multipart part {i}"
         kind = sniff_image(part.body)
@@ -194,12 +199,13 @@ def _read_multipart(content: bytes, media: mediatype.MediaType) -> Body:
                 body.add_text(mediatype.decode_text(part.body, part.charset, what, strict=True))
             except mediatype.HeaderValueError:
                 pass
+    _finish_fields(body.fields)
     return body
 
 
 def _read_urlencoded(content: bytes, charset: str | None) -> Body:
     text = mediatype.decode_text(content, charset, "the form body")
-    body = Body("form", content, fields={})
+    body = Body("form", content, fields=FormFields())
     try:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="replace")
     except ValueError as exc:
@@ -210,17 +216,45 @@ def _read_urlencoded(content: bytes, charset: str | None) -> Body:
         # "points[]=-5" and "points[0]=-5" are the field "points" to a qs-style server.
         _add_field(body.fields, key.split("[", 1)[0], value)
         body.add_text(value)
+    _finish_fields(body.fields)
     return body
 
 
+class FormFields(dict):
+    """A form's fields while they are read, counting every value (repeats too) against ``MAX_FORM_FIELDS``."""
+
+    count = 0
+
+
 def _add_field(fields: dict[str, Any], name: str | None, value: str) -> None:
+    """Add one field; a name met again collects its values in a list, made a ``Many`` by ``_finish_fields``.
+
+    Building the tuple afresh at every repeat took time with the square of the
+    repeats (``a=1&`` 100,000 times: 10 s of the proxy's threads).
+    """
     if name is None:
         return
-    if name in fields:
-        old = fields[name]
-        fields[name] = Many((old.values if isinstance(old, Many) else (old,)) + (value,))
-    else:
+    counted = getattr(fields, "count", 0) + 1
+    if counted > MAX_FORM_FIELDS:
+        raise BodyError(f"the form has more than {MAX_FORM_FIELDS:,} fields, more than the server reads")
+    if isinstance(fields, FormFields):
+        fields.count = counted
+    old = fields.get(name)
+    if old is None:
         fields[name] = value
+    elif isinstance(old, list):
+        old.append(value)
+    else:
+        fields[name] = [old, value]
+
+
+def _finish_fields(fields: dict[str, Any] | None) -> None:
+    """Repeated names become ``Many``."""
+    if fields is None:
+        return
+    for name, value in fields.items():
+        if isinstance(value, list):
+            fields[name] = Many(tuple(value))
 
 
 def _read_unlabelled(content: bytes, body: Body) -> None:
@@ -229,6 +263,8 @@ def _read_unlabelled(content: bytes, body: Body) -> None:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
         return
+    if "\x00" in text:
+        return  # UTF-16 and other wide encodings decode as "s\0h\0...": not words this reads
     try:
         doc = _load_json(content, "the body", None)
     except BodyError:

@@ -71,11 +71,14 @@ def test_every_string_in_json_is_text_whatever_its_key_or_place():
     assert body.read(b'"just a string"', "application/json").texts == ["just a string"]
 
 
-def test_ids_and_inline_data_are_left_out_but_short_strings_never():
-    """ObjectIds, UUIDs and long base64 runs are not text; any short string, whatever it looks like, is."""
+def test_ids_and_inline_pictures_are_left_out_but_every_other_string_is_read():
+    """ObjectIds, UUIDs and pictures are not text; any other string is, however much it looks like base64."""
+    long = "Dear-parents-this-week-has-been-a-total-load-of-sh1t-" * 7
     doc = {"_id": "5f0000000000000000000c01", "uuid": "123e4567-e89b-12d3-a456-426614174000",
-           "blob": "QUJD" * 100, "id": "sh1t", "short": "QUJD", "code": "07123456789"}
-    assert body.read(json.dumps(doc).encode(), "application/json").texts == ["sh1t", "QUJD", "07123456789"]
+           "blob": "QUJD" * 100, "id": "sh1t", "short": "QUJD", "code": "07123456789", "long": long,
+           "tail": "what+a+load+of+sh1t+" + "QUJD" * 100}
+    texts = body.read(json.dumps(doc).encode(), "application/json").texts
+    assert texts == ["QUJD" * 100, "sh1t", "QUJD", "07123456789", long, "what+a+load+of+sh1t+" + "QUJD" * 100]
 
 
 def test_a_repeated_json_key_is_refused():

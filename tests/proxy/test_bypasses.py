@@ -296,3 +296,61 @@ def test_every_string_is_scanned_but_only_the_message_counts_for_its_length(worl
                                      "Content-Type: application/json", long)
     assert status == 200
     assert "doorstep-length" in decision(world, headers["x-dojoguard-decision"])["rules"]
+
+
+# -- found by an adversarial review of the fixes above ------------------------------------------
+
+
+def test_a_get_with_a_body_is_judged_like_a_post(world):
+    """A server reads a body whatever the method: a GET (or OPTIONS) carrying a swear word is judged and refused."""
+    for method in ("GET", "OPTIONS", "SEARCH"):
+        status, headers, answer = send(world, f"{method} {MESSAGE_PATH} HTTP/1.1\nHost: teach.classdojo.com\n"
+                                              "Content-Type: application/json", SWEARING)
+        assert "appropriate-language" in refused_and_recorded(world, status, headers, answer)["rules"], method
+    assert not arrived(world, b"sh1t")
+
+
+def test_a_pubnub_publish_by_get_is_judged_on_the_message_in_its_path(world):
+    """PubNub's publish is a GET with the message in the path: judged on it, refused, and recorded."""
+    path = "/publish/pub-c-1/sub-c-1/0/class-chat/0/%22what%20a%20load%20of%20sh1t%22"
+    status, headers, answer = send(world, f"GET {path} HTTP/1.1\nHost: classdojo.pubnub.com", b"",
+                                   target="classdojo.pubnub.com:443", sni="classdojo.pubnub.com")
+    assert "appropriate-language" in refused_and_recorded(world, status, headers, answer)["rules"]
+    assert not [r for r in world["standin"].received if "/publish/" in r.path]
+
+
+def test_long_text_that_looks_like_base64_is_still_read(world):
+    """353 characters of words joined by hyphens are words, not inline data: the swear word among them is found."""
+    long = "Dear-parents-this-week-has-been-a-total-load-of-sh1t-" * 7
+    body = json.dumps({"body": "hello", "subject": long}).encode()
+    status, headers, answer = send(world, f"POST {MESSAGE_PATH}?note={long} HTTP/1.1\nHost: teach.classdojo.com\n"
+                                          "Content-Type: application/json", body)
+    assert "appropriate-language" in refused_and_recorded(world, status, headers, answer)["rules"]
+
+
+def test_an_unrecognised_write_in_bytes_without_words_is_refused(world):
+    """UTF-16 (or compressed) bytes to an unknown path cannot be judged by the content rules, so they are not sent."""
+    status, headers, answer = send(world, "POST /api/somethingNew HTTP/1.1\nHost: teach.classdojo.com\n"
+                                          "Content-Type: application/octet-stream",
+                                   "what a load of sh1t".encode("utf-16"))
+    assert "proxy.incomplete-action" in refused_and_recorded(world, status, headers, answer)["rules"]
+
+
+def test_a_huge_header_run_in_a_multipart_part_does_not_hold_the_proxy(world):
+    """80 kB of spaces in a part's header line is refused at once, and another teacher's message is not kept waiting."""
+    part = (b"--XyZ\r\nContent-Disposition: form-data; name=\"body\"\r\nX-A: x" + b" " * 80_000 + b"y\r\n\r\n"
+            b"hello\r\n--XyZ--\r\n")
+    started = time.monotonic()
+    status, headers, answer = send(world, f"POST {MESSAGE_PATH} HTTP/1.1\nHost: teach.classdojo.com\n"
+                                          "Content-Type: multipart/form-data; boundary=XyZ", part)
+    assert time.monotonic() - started < 5
+    assert "proxy.incomplete-action" in refused_and_recorded(world, status, headers, answer)["rules"]
+
+
+def test_a_form_of_a_hundred_thousand_fields_is_refused_quickly(world):
+    """``a=1&`` 100,000 times is refused in well under a second (Express reads 1,000 fields at most)."""
+    started = time.monotonic()
+    status, headers, answer = send(world, f"POST {MESSAGE_PATH} HTTP/1.1\nHost: teach.classdojo.com\n"
+                                          "Content-Type: application/x-www-form-urlencoded", b"a=1&" * 100_000)
+    assert time.monotonic() - started < 5
+    assert "proxy.incomplete-action" in refused_and_recorded(world, status, headers, answer)["rules"]
