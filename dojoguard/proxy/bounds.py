@@ -8,6 +8,10 @@ Two mitmproxy addons, added around ``Guard`` (see ``addons``):
   a write to ClassDojo, a decision is recorded; CONNECT only to
   ``proxy.connect_ports``; a body over the size limit, chunked or not, gets
   the ClassDojo-shaped refusal with a reference and a record (``oversize``).
+  Beside it, ``headlimits.HeadLimits`` (a request head over
+  ``proxy.max_header_kb``, or slower than ``proxy.header_timeout_s``) and
+  ``wslimits.WebsocketLimits`` (a WebSocket message over
+  ``proxy.max_write_body_mb``) report through its ``Reporter``.
 - ``DestinationGuard`` (after ``Guard``, so that ``Guard`` has seen the
   name the device dialled before the address is pinned): every upstream
   connection is resolved and refused if any address is loopback, unspecified,
@@ -30,7 +34,7 @@ import structlog
 from mitmproxy import ctx, http
 
 from dojoguard.consent_registry.fairslots import REQUESTER
-from dojoguard.proxy import destinations, enforcement, flows, routing
+from dojoguard.proxy import destinations, enforcement, flows, headlimits, routing, wslimits
 from dojoguard.proxy.recognition import WRITE_METHODS
 from dojoguard.proxy.services import Services
 from dojoguard.proxy.sessions import session_id
@@ -49,9 +53,11 @@ NOTICE_SLOW_BODY = ("This upload took too long to reach the school's system, so 
 
 
 def addons(services: Services, guard) -> list:
-    """``Bounds``, ``guard`` and ``DestinationGuard`` in the order mitmproxy must call them."""
+    """``Bounds`` (with the head and WebSocket message limits), ``guard`` and ``DestinationGuard``, in order."""
     bounds = Bounds(services, guard.judge)
-    return [bounds, guard, DestinationGuard(services, bounds)]
+    heads = headlimits.HeadLimits(services, bounds.reporter)
+    messages = wslimits.WebsocketLimits(services, guard.judge, bounds.reporter)
+    return [bounds, heads, messages, guard, DestinationGuard(services, bounds)]
 
 
 def device_of(client) -> str:

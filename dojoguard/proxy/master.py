@@ -27,7 +27,10 @@ So dojoguard builds its master from the addons it needs:
 One method of mitmproxy's TLS layer is replaced, so that large bodies are
 encrypted in slices (``tlsslices.py`` says why and what it measured), and
 one of its HTTP layer is wrapped, so that a body over the size limit gets
-dojoguard's recorded refusal instead of a bare 413 (``oversize.py``).
+dojoguard's recorded refusal instead of a bare 413 (``oversize.py``). Its
+HTTP/1 server is wrapped so that a request head has a size limit
+(``headlimits.py``), and its WebSocket layer so that one message has one,
+counted after permessage-deflate (``wslimits.py``).
 
 Not loaded, on purpose: ``Block`` (dojoguard serves ``proxy.client_networks``
 itself, in the addon's ``client_connected``), ``ProxyAuth`` and
@@ -49,7 +52,7 @@ from mitmproxy.addons import (
     tlsconfig,
 )
 
-from dojoguard.proxy import oversize, tlsslices
+from dojoguard.proxy import headlimits, oversize, tlsslices, wslimits
 
 log = structlog.get_logger("dojoguard.proxy")
 
@@ -75,6 +78,12 @@ def build(opts: options.Options | None = None, *, with_termlog: bool = True) -> 
     if not oversize.install():
         log.warning("oversize.refusal_off", reason="mitmproxy's HttpStream.check_body_size differs from the "
                     "supported version; a body over the size limit gets mitmproxy's own 413, unrecorded")
+    if not headlimits.install():
+        log.warning("headlimits.off", reason="mitmproxy's Http1Server differs from the supported version; "
+                    "request heads are not limited in size")
+    if not wslimits.install():
+        log.warning("wslimits.off", reason="mitmproxy's WebsocketLayer or wsproto's deflate differs from the "
+                    "supported version; WebSocket messages are not limited in size")
     m = master.Master(opts or options.Options(), with_termlog=with_termlog)
     m.addons.add(*proxy_addons())
     return m

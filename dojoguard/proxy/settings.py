@@ -66,6 +66,10 @@ class Settings:
     connect_ports: frozenset[int] = frozenset({443, 80})
     max_connections_per_client: int = 128
     body_timeout_s: float = 120.0
+    # A request head (request line and headers): largest, in KiB, and seconds it may take
+    # to arrive once a head is due (0: no limit). See proxy/headlimits.py.
+    max_header_kb: int = 64
+    header_timeout_s: float = 30.0
     # Caps on what the proxy learns (see proxy/sessions.py and proxy/discovery.py).
     max_sessions: int = 5000
     session_days: int = 30
@@ -115,6 +119,8 @@ class Settings:
             connect_ports=frozenset(int(p) for p in proxy["connect_ports"]),
             max_connections_per_client=int(proxy["max_connections_per_client"]),
             body_timeout_s=float(proxy["body_timeout_s"]),
+            max_header_kb=int(proxy["max_header_kb"]),
+            header_timeout_s=float(proxy["header_timeout_s"]),
             max_sessions=int(proxy["max_sessions"]),
             session_days=int(proxy["session_days"]),
             max_unclassified_shapes=int(proxy["max_unclassified_shapes"]),
