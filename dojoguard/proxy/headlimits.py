@@ -20,7 +20,8 @@ Two bounds, one in mitmproxy's layer and one in an addon:
 - Time. ``HeadLimits`` arms a deadline when a device connects to the proxy
   port, when a decrypted connection's TLS starts, and after each HTTP/1
   answer on a connection that stays open; a request's headers cancel it.
-  If it passes, the connection is closed and a ``connection.refused`` event
+  If it passes while the device is still receiving the last answer, it waits
+  again; otherwise the connection is closed and a ``connection.refused`` event
   (reason ``header-timeout``) recorded. Tunnels (CONNECT), WebSockets and
   other upgrades carry no more heads, so they cancel it and do not re-arm it.
 
@@ -35,8 +36,11 @@ ones this was written against, and leaves mitmproxy's own in place if not.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import inspect
+import struct
+import termios
 from dataclasses import dataclass
 
 import structlog
@@ -210,7 +214,14 @@ class HeadLimits:
     def _timed_out(self, client_id: str) -> None:
         self._timers.pop(client_id, None)
         client = self._clients.pop(client_id, None)
-        if client is None or not close_connection(client_id):
+        if client is None:
+            return
+        if still_sending(client_id):
+            # The deadline starts when an answer is handed to mitmproxy, not when the device has it:
+            # a device still downloading a large answer is not idle.
+            self.arm(client)
+            return
+        if not close_connection(client_id):
             return
         from dojoguard.proxy.bounds import device_of
 
@@ -228,14 +239,37 @@ class HeadLimits:
         self._clients.clear()
 
 
-def close_connection(client_id: str) -> bool:
-    """Close a device's connection by its id (as mitmproxy's idle timeout does); False when it is gone."""
+def _io(client_id: str):
     try:
         handler = ctx.master.addons.get("proxyserver").connections.get(client_id)
-        io = handler.transports.get(handler.client) if handler is not None else None
-        task = io.handler if io is not None else None
+        return handler.transports.get(handler.client) if handler is not None else None
+    except AttributeError:
+        return None
+
+
+def still_sending(client_id: str) -> bool:
+    """Whether bytes for the device are still on their way: in the connection's buffer or the kernel's send queue."""
+    writer = getattr(_io(client_id), "writer", None)
+    try:
+        transport = writer.transport
+        if transport.get_write_buffer_size() > 0:
+            return True
+        sock = transport.get_extra_info("socket")
     except AttributeError:
         return False
+    if sock is None or not hasattr(termios, "TIOCOUTQ"):
+        return False
+    try:
+        # Bytes sent but not yet acknowledged by the device (Linux); a large answer can sit here whole.
+        unsent = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
+    except OSError:
+        return False
+    return struct.unpack("i", unsent)[0] > 0
+
+
+def close_connection(client_id: str) -> bool:
+    """Close a device's connection by its id (as mitmproxy's idle timeout does); False when it is gone."""
+    task = getattr(_io(client_id), "handler", None)
     if task is None or task.done():
         return False
     task.cancel("dojoguard: the request head took too long")

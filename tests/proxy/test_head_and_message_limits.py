@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow
 MAX_HEADER_KB = 8
 HEADER_TIMEOUT_S = 1.5
 WRITE_CAP = 1024 * 1024  # max_write_body_mb: 1
+MEDIA_BYTES = 1536 * 1024  # a photo the stand-in serves (under the proxy's 2 MB body limit here), read slowly
 SLOW_HOST = "slow.example.org"
 # Each flood comes from its own loopback address, so one test's refusal record does not hide another's.
 HEAD_DEVICE = "127.0.0.21"
@@ -38,6 +39,7 @@ WAIT_DEVICE = "127.0.0.23"
 SILENT_DEVICE = "127.0.0.24"
 TRICKLE_DEVICE = "127.0.0.25"
 IDLE_DEVICE = "127.0.0.26"
+DOWNLOAD_DEVICE = "127.0.0.28"
 WS_DEVICE = "127.0.0.27"
 
 
@@ -72,7 +74,7 @@ def world(tmp_path_factory):
                           header_timeout_s=HEADER_TIMEOUT_S)
     clock = folder / "clock"
     FileClock.write(clock, MONDAY_10)  # in school hours, so a message is allowed
-    with StandIn(folder / "standin") as standin:
+    with StandIn(folder / "standin", media_bytes=MEDIA_BYTES) as standin:
         proxy = ProxyProcess(config, folder, standin.port, standin.ca_cert, clock_file=clock,
                              extra_args=("--resolve", f"{SLOW_HOST}:80:127.0.0.1:{silent.port}")).start()
         try:
@@ -299,6 +301,34 @@ def test_a_kept_alive_connection_gets_a_new_deadline_after_each_answer(world):
         took = closed_within(tls, HEADER_TIMEOUT_S + 5)
     assert took is not None
     assert wait_for(lambda: refusals(world, IDLE_DEVICE, "header-timeout"))
+
+
+def test_a_slow_download_is_not_cut_by_the_next_heads_deadline(world):
+    """A device still receiving a large answer past header_timeout_s gets all of it: only an idle connection is closed."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)  # the answer waits in the proxy, not here
+    raw.bind((DOWNLOAD_DEVICE, 0))
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", world["proxy"].port))
+    raw.sendall(b"CONNECT teach.classdojo.com:443 HTTP/1.1\r\nHost: teach.classdojo.com:443\r\n\r\n")
+    assert raw.recv(1024).startswith(b"HTTP/1.1 200")
+    context = ssl.create_default_context(cafile=str(world["proxy"].ca_cert))
+    with context.wrap_socket(raw, server_hostname="teach.classdojo.com") as tls:
+        tls.sendall(b"GET /uploads/big.jpg HTTP/1.1\r\nHost: teach.classdojo.com\r\n\r\n")
+        started, answer = time.monotonic(), b""
+        while b"\r\n\r\n" not in answer:
+            answer += tls.recv(65536)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        while len(body) < MEDIA_BYTES:
+            chunk = tls.recv(32 * 1024)
+            assert chunk, f"cut after {len(body)} bytes"
+            body += chunk
+            time.sleep(0.05)
+        took = time.monotonic() - started
+    assert len(body) == MEDIA_BYTES
+    assert took > HEADER_TIMEOUT_S, "the download was too quick to prove anything"
+    assert not refusals(world, DOWNLOAD_DEVICE, "header-timeout")
 
 
 # -- WebSocket messages ------------------------------------------------------------------
