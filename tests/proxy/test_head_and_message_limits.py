@@ -501,3 +501,26 @@ def test_an_honest_compressed_message_under_the_cap_inflates_whole():
         events = list(proxy_side.events())
         assert not [e for e in events if isinstance(e, CloseConnection)]
         assert "".join(e.data for e in events if isinstance(e, TextMessage)) == text
+
+
+# -- the wrappers are the ones in use ------------------------------------------------------
+
+def test_the_wrapped_mitmproxy_code_is_the_version_the_limits_were_written_for():
+    """The pinned mitmproxy and wsproto still have the methods wrapped here, so the limits are on, not skipped."""
+    from dojoguard.proxy import headlimits, wslimits
+
+    assert headlimits.source_digest() == headlimits._EXPECTED
+    assert wslimits.source_digest() == wslimits._EXPECTED
+
+
+async def test_building_the_proxy_puts_both_limits_in_place():
+    """The master dojoguard runs has the HTTP/1 head limit and the WebSocket message limit installed."""
+    from mitmproxy.proxy.layers.http._http1 import Http1Server
+    from mitmproxy.proxy.layers.websocket import WebsocketLayer
+
+    from dojoguard.proxy import headlimits, master, wslimits
+
+    master.build(with_termlog=False)
+    assert Http1Server._handle_event is headlimits.handle_event
+    assert WebsocketLayer.relay_messages is wslimits.relay_messages
+    assert WebsocketLayer._handle_event is wslimits.start
