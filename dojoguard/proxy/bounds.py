@@ -31,7 +31,7 @@ from collections import Counter
 from typing import Any
 
 import structlog
-from mitmproxy import ctx, http
+from mitmproxy import http
 
 from dojoguard.consent_registry.fairslots import REQUESTER
 from dojoguard.proxy import destinations, enforcement, flows, headlimits, routing, wslimits
@@ -288,18 +288,5 @@ def _regular(client) -> bool:
 
 
 def close_client(flow: http.HTTPFlow) -> bool:
-    """Close the device's connection that ``flow`` arrived on; False when it is already gone.
-
-    mitmproxy offers no command for this; its own idle timeout does the same
-    (cancels the task that reads the connection).
-    """
-    try:
-        handler = ctx.master.addons.get("proxyserver").connections.get(flow.client_conn.id)
-        io = handler.transports.get(handler.client) if handler is not None else None
-        task = io.handler if io is not None else None
-    except AttributeError:
-        return False
-    if task is None or task.done():
-        return False
-    task.cancel("dojoguard: the request body took too long")
-    return True
+    """Close the device's connection that ``flow`` arrived on; False when it is already gone."""
+    return headlimits.close_connection(flow.client_conn.id, "the request body took too long")

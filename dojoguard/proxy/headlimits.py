@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import hashlib
-import inspect
 import struct
 import termios
 from dataclasses import dataclass
@@ -51,6 +49,8 @@ from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.layers.http._events import ErrorCode, RequestProtocolError
+
+from dojoguard.proxy import patches
 
 log = structlog.get_logger("dojoguard.proxy")
 
@@ -79,14 +79,6 @@ class DojoguardHeadTooLargeHook(commands.StartHook):
     data: HeadTooLarge  # mitmproxy hands a hook's one argument to addons
 
 
-def _limit(context) -> int:
-    try:
-        limit = int(getattr(context.options, OPTION))
-    except (AttributeError, TypeError, ValueError):
-        limit = DEFAULT_MAX_HEAD_BYTES  # fail closed: no setting means the default bound, never none
-    return limit if limit > 0 else DEFAULT_MAX_HEAD_BYTES
-
-
 def _answer_431(limit: int) -> bytes:
     response = http.Response.make(
         431, f"dojoguard: the request head is larger than this proxy accepts ({limit // 1024} KiB)\n".encode(),
@@ -100,7 +92,7 @@ def handle_event(self, event: events.Event):
     if not isinstance(event, events.DataReceived):
         return
     reading, waiting = self.state == self.read_headers, self.state == self.wait
-    limit = _limit(self.context)
+    limit = patches.option_bytes(self.context, OPTION, DEFAULT_MAX_HEAD_BYTES)
     if not (reading or waiting) or len(self.buf) <= limit:
         return
     size = len(self.buf)
@@ -117,9 +109,7 @@ def handle_event(self, event: events.Event):
 
 
 def source_digest() -> str:
-    sources = (inspect.getsource(_original), inspect.getsource(_http1.Http1Server.read_headers),
-               inspect.getsource(_http1.Http1Connection.wait))
-    return hashlib.sha256("".join(sources).encode()).hexdigest()
+    return patches.source_digest(_original, _http1.Http1Server.read_headers, _http1.Http1Connection.wait)
 
 
 def install() -> bool:
@@ -267,10 +257,14 @@ def still_sending(client_id: str) -> bool:
     return struct.unpack("i", unsent)[0] > 0
 
 
-def close_connection(client_id: str) -> bool:
-    """Close a device's connection by its id (as mitmproxy's idle timeout does); False when it is gone."""
+def close_connection(client_id: str, why: str = "the request head took too long") -> bool:
+    """Close a device's connection by its id; False when it is already gone.
+
+    mitmproxy offers no command for this; its own idle timeout does the same
+    (cancels the task that reads the connection).
+    """
     task = getattr(_io(client_id), "handler", None)
     if task is None or task.done():
         return False
-    task.cancel("dojoguard: the request head took too long")
+    task.cancel(f"dojoguard: {why}")
     return True

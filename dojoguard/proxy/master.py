@@ -70,20 +70,24 @@ def proxy_addons() -> list:
     ]
 
 
+# The pieces of mitmproxy dojoguard replaces (see proxy/patches.py), and what is lost if one cannot be.
+_PATCHES = (
+    (tlsslices, "tls.slices_off", "mitmproxy's TLSLayer.send_data differs from the supported version; "
+                                  "large bodies are encrypted in one piece"),
+    (oversize, "oversize.refusal_off", "mitmproxy's HttpStream.check_body_size differs from the supported version; "
+                                       "a body over the size limit gets mitmproxy's own 413, unrecorded"),
+    (headlimits, "headlimits.off", "mitmproxy's Http1Server differs from the supported version; "
+                                   "request heads are not limited in size"),
+    (wslimits, "wslimits.off", "mitmproxy's WebsocketLayer or wsproto's deflate differs from the supported version; "
+                               "WebSocket messages are not limited in size"),
+)
+
+
 def build(opts: options.Options | None = None, *, with_termlog: bool = True) -> master.Master:
     """A master with dojoguard's addon set (dojoguard's own addon is added by the caller)."""
-    if not tlsslices.install():
-        log.warning("tls.slices_off", reason="mitmproxy's TLSLayer.send_data differs from the supported version; "
-                    "large bodies are encrypted in one piece")
-    if not oversize.install():
-        log.warning("oversize.refusal_off", reason="mitmproxy's HttpStream.check_body_size differs from the "
-                    "supported version; a body over the size limit gets mitmproxy's own 413, unrecorded")
-    if not headlimits.install():
-        log.warning("headlimits.off", reason="mitmproxy's Http1Server differs from the supported version; "
-                    "request heads are not limited in size")
-    if not wslimits.install():
-        log.warning("wslimits.off", reason="mitmproxy's WebsocketLayer or wsproto's deflate differs from the "
-                    "supported version; WebSocket messages are not limited in size")
+    for module, event, reason in _PATCHES:
+        if not module.install():
+            log.warning(event, reason=reason)
     m = master.Master(opts or options.Options(), with_termlog=with_termlog)
     m.addons.add(*proxy_addons())
     return m

@@ -23,8 +23,6 @@ written against, and leaves mitmproxy's own in place (and says so) if not.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 from dataclasses import dataclass
 
 from mitmproxy import flow as mflow
@@ -34,6 +32,8 @@ from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import _events
 from mitmproxy.utils import human
+
+from dojoguard.proxy import patches
 
 # The source of the mitmproxy method wrapped here, as of the pinned version.
 _EXPECTED = "236ca0a7b9fd4f69a1f75cf6026a5f9c827270f79a90335673e4721afd731a4a"
@@ -101,7 +101,7 @@ def check_body_size(self, request: bool):
 
 
 def source_digest() -> str:
-    return hashlib.sha256(inspect.getsource(_original).encode()).hexdigest()
+    return patches.source_digest(_original)
 
 
 def install() -> bool:

@@ -28,8 +28,6 @@ mitmproxy and wsproto versions, as ``oversize`` does.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import zlib
 from dataclasses import dataclass
 
@@ -40,6 +38,8 @@ from mitmproxy import http
 from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers import websocket as ws_layer
 from wsproto.frame_protocol import CloseReason
+
+from dojoguard.proxy import patches
 
 log = structlog.get_logger("dojoguard.proxy")
 
@@ -102,14 +102,6 @@ class BoundedDeflate(wsproto.extensions.PerMessageDeflate):
         return super().frame_inbound_complete(proto, fin)
 
 
-def _limit(context) -> int:
-    try:
-        limit = int(getattr(context.options, OPTION))
-    except (AttributeError, TypeError, ValueError):
-        limit = DEFAULT_MAX_MESSAGE_BYTES  # fail closed: no setting means the default bound, never none
-    return limit if limit > 0 else DEFAULT_MAX_MESSAGE_BYTES
-
-
 def _bound(ws: ws_layer.WebsocketConnection, limit: int) -> None:
     """Count ``ws``'s message bytes as they are read; past ``limit``, free them and hand on a 1009 close."""
     for extension in ws._proto.extensions:
@@ -140,7 +132,7 @@ def _bound(ws: ws_layer.WebsocketConnection, limit: int) -> None:
 def start(self, event):
     """``WebsocketLayer.start``, then each side's messages bounded."""
     yield from _original_start(self, event)
-    limit = _limit(self.context)
+    limit = patches.option_bytes(self.context, OPTION, DEFAULT_MAX_MESSAGE_BYTES)
     _bound(self.client_ws, limit)
     _bound(self.server_ws, limit)
 
@@ -159,9 +151,8 @@ def relay_messages(self, event):
 
 def source_digest() -> str:
     deflate = wsproto.extensions.PerMessageDeflate
-    sources = (inspect.getsource(_original_start), inspect.getsource(_original_relay),
-               inspect.getsource(deflate.frame_inbound_payload_data), inspect.getsource(deflate.frame_inbound_complete))
-    return hashlib.sha256("".join(sources).encode()).hexdigest()
+    return patches.source_digest(_original_start, _original_relay, deflate.frame_inbound_payload_data,
+                                 deflate.frame_inbound_complete)
 
 
 def install() -> bool:
