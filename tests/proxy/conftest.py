@@ -133,3 +133,30 @@ def signed_in(proxy, *, timeout: float = 30) -> Iterator[httpx.Client]:
                             json={"login": "teacher@example.org", "password": data.PASSWORD})
         assert login.status_code == 200, login.text
         yield client
+
+
+def through_connect(proxy, raw, target: str = "teach.classdojo.com:443", sni: str | None = "teach.classdojo.com",
+                    *, check_hostname: bool = True) -> ssl.SSLSocket:
+    """TLS over ``raw`` (a socket connected to the proxy) after ``CONNECT target``, trusting only the proxy's CA."""
+    raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = raw.recv(4096)
+        assert chunk, f"the proxy closed the tunnel: {head!r}"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 200"), head
+    context = ssl.create_default_context(cafile=str(proxy.ca_cert))
+    context.check_hostname = check_hostname
+    return context.wrap_socket(raw, server_hostname=sni)
+
+
+def audit_rows(database: Path, kind: str = "decision") -> list[dict]:
+    """The bodies of the audit records of one type, in order."""
+    import sqlite3
+
+    db = sqlite3.connect(database)
+    try:
+        return [json.loads(body) for (body,) in db.execute("SELECT body FROM records WHERE type = ? ORDER BY seq",
+                                                           (kind,))]
+    finally:
+        db.close()

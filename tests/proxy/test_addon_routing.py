@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import sqlite3
 
 from mitmproxy import http
-from mitmproxy.test import taddons, tflow, tutils
+from mitmproxy.test import taddons, tflow
 
 from dojoguard.proxy.addon import Guard
-from tests.proxy.conftest import THREAD_ID, read_flow, write_flow
+from tests.proxy.conftest import THREAD_ID, audit_rows, read_flow, write_flow
 
 MESSAGE = f"/api/message-thread/{THREAD_ID}/message"
 
 
 def decisions(services) -> list[dict]:
-    db = sqlite3.connect(services.settings.audit_path)
-    try:
-        return [json.loads(body) for (body,) in db.execute("SELECT body FROM records WHERE type = 'decision'")]
-    finally:
-        db.close()
+    return audit_rows(services.settings.audit_path)
+
+
+def websocket_flow():
+    """A WebSocket flow to ClassDojo, as a device's CONNECT and upgrade leave it."""
+    flow = tflow.twebsocketflow()
+    flow.request.headers["host"] = "teach.classdojo.com"
+    flow.server_conn.address = ("teach.classdojo.com", 443)
+    flow.client_conn.sni = "teach.classdojo.com"
+    return flow
 
 
 async def test_a_write_with_a_forged_host_is_refused_with_a_recorded_decision(services):
@@ -103,10 +106,7 @@ async def test_a_websocket_message_that_breaks_the_policy_is_dropped_and_recorde
     from wsproto.frame_protocol import Opcode
 
     guard = Guard(services)
-    flow = tflow.twebsocketflow()
-    flow.request.headers["host"] = "teach.classdojo.com"
-    flow.server_conn.address = ("teach.classdojo.com", 443)
-    flow.client_conn.sni = "teach.classdojo.com"
+    flow = websocket_flow()
     sent = []
     for content in (b'{"text": "Well done today"}', b'{"text": "cut off'):
         flow.websocket.messages.append(WebSocketMessage(Opcode.TEXT, True, content))
@@ -132,10 +132,7 @@ async def test_a_binary_websocket_message_is_read_as_a_picture_or_words_or_refus
     from wsproto.frame_protocol import Opcode
 
     guard = Guard(services)
-    flow = tflow.twebsocketflow()
-    flow.request.headers["host"] = "teach.classdojo.com"
-    flow.server_conn.address = ("teach.classdojo.com", 443)
-    flow.client_conn.sni = "teach.classdojo.com"
+    flow = websocket_flow()
     sent = []
     for content in (b"Well done today", "Well done today".encode("utf-16"), gzip.compress(b"Well done today")):
         flow.websocket.messages.append(WebSocketMessage(Opcode.BINARY, True, content))

@@ -22,7 +22,7 @@ from dojoguard.clock import FileClock
 from dojoguard.proxy.enforcement import DECISION_HEADER
 from dojoguard.standin import StandIn, data
 from dojoguard.standin.harness import ProxyProcess
-from tests.proxy.conftest import MONDAY_10, write_config
+from tests.proxy.conftest import MONDAY_10, through_connect, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -121,15 +121,7 @@ def tunnel(world, *, source: str = "127.0.0.1", host: str = "teach.classdojo.com
     raw.bind((source, 0))
     raw.settimeout(10)
     raw.connect(("127.0.0.1", world["proxy"].port))
-    raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = raw.recv(1024)
-        assert chunk, "the proxy closed the tunnel"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 200"), head
-    context = ssl.create_default_context(cafile=str(world["proxy"].ca_cert))
-    return context.wrap_socket(raw, server_hostname=host)
+    return through_connect(world["proxy"], raw, f"{host}:443", host)
 
 
 def open_fds(proxy: ProxyProcess) -> int:

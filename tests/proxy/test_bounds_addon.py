@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 
 from mitmproxy import options
 from mitmproxy.proxy.layers.http import HttpRequestHook
@@ -15,16 +14,13 @@ from dojoguard.proxy import bounds, destinations, master, oversize
 from dojoguard.proxy.addon import Guard
 from dojoguard.proxy.enforcement import DECISION_HEADER
 from tests.proxy.conftest import THREAD_ID, write_flow
+from tests.proxy.conftest import audit_rows as records
 
 MESSAGE = f"/api/message-thread/{THREAD_ID}/message"
 
 
 def audit_rows(services, kind: str = "decision") -> list[dict]:
-    db = sqlite3.connect(services.settings.audit_path)
-    try:
-        return [json.loads(body) for (body,) in db.execute("SELECT body FROM records WHERE type = ?", (kind,))]
-    finally:
-        db.close()
+    return records(services.settings.audit_path, kind)
 
 
 class Probe:

@@ -20,7 +20,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from dojoguard.standin import data
-from tests.proxy.conftest import running_proxy, signed_in
+from tests.proxy.conftest import running_proxy, signed_in, through_connect
 
 pytestmark = pytest.mark.slow
 
@@ -40,18 +40,9 @@ def world(tmp_path_factory):
 
 
 def tunnel(world, target: str = "teach.classdojo.com:443", sni: str | None = "teach.classdojo.com"):
-    """A TLS connection through the proxy's CONNECT tunnel to ``target``, trusting only the proxy's CA."""
+    """A TLS connection through the proxy's CONNECT tunnel to ``target`` (names under test are not all certificate names)."""
     raw = socket.create_connection(("127.0.0.1", world["proxy"].port), timeout=30)
-    raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        chunk = raw.recv(4096)
-        assert chunk, answer
-        answer += chunk
-    assert answer.startswith(b"HTTP/1.1 200"), answer
-    context = ssl.create_default_context(cafile=str(world["proxy"].ca_cert))
-    context.check_hostname = False  # the names under test are not all ones a certificate check accepts
-    return context.wrap_socket(raw, server_hostname=sni)
+    return through_connect(world["proxy"], raw, target, sni, check_hostname=False)
 
 
 def send(world, head: str, body: bytes = b"", **connect) -> tuple[int, dict, bytes]:

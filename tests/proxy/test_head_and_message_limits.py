@@ -23,7 +23,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Requ
 from dojoguard.clock import FileClock
 from dojoguard.standin import StandIn, data
 from dojoguard.standin.harness import ProxyProcess
-from tests.proxy.conftest import MONDAY_10, write_config
+from tests.proxy.conftest import MONDAY_10, through_connect, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -129,16 +129,7 @@ def plain(world, source: str) -> socket.socket:
 
 
 def tunnel(world, source: str, host: str = "teach.classdojo.com") -> ssl.SSLSocket:
-    raw = plain(world, source)
-    raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = raw.recv(1024)
-        assert chunk, "the proxy closed the tunnel"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 200"), head
-    context = ssl.create_default_context(cafile=str(world["proxy"].ca_cert))
-    return context.wrap_socket(raw, server_hostname=host)
+    return through_connect(world["proxy"], plain(world, source), f"{host}:443", host)
 
 
 def flood(sock, start: bytes, piece: bytes, most: int) -> tuple[int, bytes]:
