@@ -276,7 +276,6 @@ def _read_unlabelled(content: bytes, body: Body) -> None:
         _add_plain_text(body, text)
     else:
         body.json = doc  # what a server that parses any body as JSON would read (format stays "binary")
-    body.images.clear()  # only words are taken from a body whose type says nothing of pictures
 
 
 # A JSON string literal inside plain text. Possessive, and a literal with no closing quote runs to the

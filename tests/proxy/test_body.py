@@ -157,3 +157,18 @@ def test_a_proto_key_is_refused():
     """A ``__proto__`` key, which a JavaScript server merging the object would take as every object's, is refused."""
     with pytest.raises(body.BodyError, match="__proto__"):
         body.read(b'{"body": "hi", "x": {"__proto__": {"points": -5}}}', "application/json")
+
+
+def test_a_picture_inside_an_untyped_json_body_is_still_a_picture():
+    """A body sent with no Content-Type is read as JSON when it is, and a picture inside it goes to the image checks."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.effect_noise((64, 64), 60).convert("RGB").save(png, "PNG")  # large enough to be inline data
+    content = json.dumps({"caption": "Sports day", "photo": base64.b64encode(png.getvalue()).decode()}).encode()
+    found = body.read(content, None)
+    assert found.texts == ["Sports day"]
+    assert [s.content_type for s in found.images] == ["image/png"]
