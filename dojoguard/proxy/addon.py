@@ -208,8 +208,9 @@ class Guard:
         if not message.from_client or not self._route(flow).classdojo:
             return
         started = time.perf_counter()
-        request = flows.frame_request(flow, message.content, is_text=message.is_text)
+        request = None
         try:
+            request = flows.frame_request(flow, message.content, is_text=message.is_text)
             outcome = await self.judge.judge(request)
         except Exception as exc:  # noqa: BLE001 - fail closed: an exception must never let a message through
             log.exception("judge.failed", error=type(exc).__name__)
@@ -222,7 +223,7 @@ class Guard:
             message.drop()
         if logs.enabled("info"):
             log.info("websocket.judged", decision_id=outcome.decision.decision_id, verdict=str(verdict),
-                     rules=list(outcome.decision.rule_ids), host=request.host, device=request.client_address,
+                     rules=list(outcome.decision.rule_ids), host=flows.host_of(flow), device=flows.client_address(flow),
                      outcome="dropped" if message.dropped else "forwarded",
                      ms=round((time.perf_counter() - started) * 1000, 1))
 

@@ -35,7 +35,6 @@ from mitmproxy import http
 
 from dojoguard.consent_registry.fairslots import REQUESTER
 from dojoguard.proxy import destinations, enforcement, flows, headlimits, routing, wslimits
-from dojoguard.proxy.recognition import WRITE_METHODS
 from dojoguard.proxy.services import Services
 from dojoguard.proxy.sessions import session_id
 from dojoguard.rules.action import Action, Channel, Kind
@@ -54,7 +53,7 @@ NOTICE_SLOW_BODY = ("This upload took too long to reach the school's system, so 
 
 def addons(services: Services, guard) -> list:
     """``Bounds`` (with the head and WebSocket message limits), ``guard`` and ``DestinationGuard``, in order."""
-    bounds = Bounds(services, guard.judge)
+    bounds = Bounds(services, guard)
     heads = headlimits.HeadLimits(services, bounds.reporter)
     messages = wslimits.WebsocketLimits(services, guard.judge, bounds.reporter)
     return [bounds, heads, messages, guard, DestinationGuard(services, bounds)]
@@ -105,9 +104,11 @@ class Reporter:
 
 
 class Bounds:
-    def __init__(self, services: Services, judge):
+    def __init__(self, services: Services, guard):
         self.services = services
-        self.judge = judge
+        # The Guard decides what is a judged ClassDojo write (by its route, as everywhere else).
+        self.guard = guard
+        self.judge = guard.judge
         self.reporter = Reporter(services)
         self._open: Counter[str] = Counter()
         self._counted: dict[str, str] = {}  # client connection id -> device
@@ -201,13 +202,18 @@ class Bounds:
             await self.reporter.refused(device, "body-timeout", host=host[:100])
 
     def _is_classdojo_write(self, flow: http.HTTPFlow) -> bool:
-        if flow.request.method.upper() not in WRITE_METHODS:
-            return False
-        return self.services.catalogue.role_of(flows.host_of(flow), flow.request.port) is not None
+        return self.guard._is_guarded_write(flow)
 
     async def dojoguard_request_too_large(self, flow: http.HTTPFlow) -> None:
         """A body over the size limit (chunked, or a length nobody answered yet): a recorded refusal."""
         if flow.response is not None:
+            return
+        if not self._is_classdojo_write(flow):
+            # Not a write the policy judges: refused all the same, and counted per device (the
+            # audit log holds decisions about ClassDojo writes, and must not be flooded by others).
+            await self.reporter.refused(flows.client_address(flow), "body-too-large", host=flows.host_of(flow)[:100])
+            flows.refuse(flow, 413, b"dojoguard: the request body is larger than the proxy accepts\n",
+                         {"Content-Type": "text/plain; charset=utf-8", "Connection": "close"})
             return
         try:
             outcome = await self.judge.too_large(flows.request_of(flow, with_body=False))

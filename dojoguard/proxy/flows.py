@@ -73,8 +73,11 @@ def route_of(flow: http.HTTPFlow, catalogue) -> routing.Route:
     found = flow.metadata.get(ROUTE)
     if found is None or found[0] != catalogue.revision:
         port = flow.request.port
-        found = flow.metadata[ROUTE] = (catalogue.revision,
-                                        routing.route(names_of(flow), lambda h: catalogue.role_of(h, port)))
+        try:
+            route = routing.route(names_of(flow), lambda h: catalogue.role_of(h, port))
+        except Exception:  # noqa: BLE001 - a hook that raises lets the flow through: refuse instead
+            route = routing.Route(flow.request.host or "", None, "the request's host names could not be read")
+        found = flow.metadata[ROUTE] = (catalogue.revision, route)
     return found[1]
 
 

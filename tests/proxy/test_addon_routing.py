@@ -141,3 +141,17 @@ async def test_a_binary_websocket_message_is_read_as_a_picture_or_words_or_refus
         sent.append(flow.websocket.messages[-1])
     assert [m.dropped for m in sent] == [False, True, True]
     assert [r["verdict"] for r in decisions(services)] == ["allow", "block", "block"]
+
+
+async def test_a_request_whose_names_cannot_be_read_is_refused_not_waved_through(services, monkeypatch):
+    """If routing itself fails (a hook that raises lets mitmproxy forward the flow), the write is refused and recorded."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("routing broke")
+
+    guard = Guard(services)
+    monkeypatch.setattr(type(services.catalogue), "role_of", broken)
+    flow = write_flow(MESSAGE, {"body": "hello"})
+    with taddons.context(guard):
+        await guard.requestheaders(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+    assert decisions(services)[0]["rules"] == ["proxy.misdirected"]

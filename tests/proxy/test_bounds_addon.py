@@ -48,7 +48,7 @@ async def test_the_image_queue_knows_who_asked_when_the_guard_judges(services):
 
 async def test_connect_to_a_port_outside_the_list_is_refused_and_recorded(services):
     """http_connect answers 403 for a port not in connect_ports, and records connection.refused."""
-    addon = bounds.Bounds(services, Guard(services).judge)
+    addon = bounds.Bounds(services, Guard(services))
     with taddons.context(addon):
         flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="mail.example.org", port=25, path=b"",
                                            authority=b"mail.example.org:25"))
@@ -64,7 +64,7 @@ async def test_connect_to_a_port_outside_the_list_is_refused_and_recorded(servic
 
 async def test_connections_are_counted_per_device_and_released(services):
     """Each device's open connections are counted; closing them gives the device its allowance back."""
-    addon = bounds.Bounds(services, Guard(services).judge)
+    addon = bounds.Bounds(services, Guard(services))
     limit = services.settings.max_connections_per_client
     clients = [tflow.tclient_conn() for _ in range(limit + 1)]
     with taddons.context(addon):
@@ -84,7 +84,7 @@ async def test_an_ipv4_mapped_peer_counts_as_the_same_device(services):
 
 async def test_an_oversized_body_is_answered_with_a_recorded_refusal(services):
     """The over-limit hook records proxy.body-too-large and answers 413 with the reference, ClassDojo-shaped."""
-    addon = bounds.Bounds(services, Guard(services).judge)
+    addon = bounds.Bounds(services, Guard(services))
     with taddons.context(addon):
         flow = write_flow(MESSAGE, b"")
         await addon.dojoguard_request_too_large(flow)
@@ -93,6 +93,17 @@ async def test_an_oversized_body_is_answered_with_a_recorded_refusal(services):
     assert error["decisionId"] in error["fallbackMessage"]
     assert flow.response.headers[DECISION_HEADER] == error["decisionId"]
     assert audit_rows(services)[0]["rules"] == ["proxy.body-too-large"]
+
+
+async def test_an_oversized_body_to_another_site_is_refused_without_a_decision(services):
+    """Only ClassDojo writes get decisions: an over-limit upload elsewhere gets a plain 413 and a per-device count."""
+    addon = bounds.Bounds(services, Guard(services))
+    with taddons.context(addon):
+        flow = write_flow("/upload", b"", host="www.example.org")
+        await addon.dojoguard_request_too_large(flow)
+    assert flow.response.status_code == 413 and DECISION_HEADER not in flow.response.headers
+    assert audit_rows(services) == []
+    assert [r["reason"] for r in audit_rows(services, "connection.refused")] == ["body-too-large"]
 
 
 async def test_the_oversize_wrapper_is_installed_by_the_master():
@@ -113,7 +124,7 @@ async def test_a_name_is_connected_at_its_judged_address_and_known_by_its_name_a
 
     monkeypatch.setattr(destinations, "judge", judged)
     guard = Guard(services)
-    check = bounds.DestinationGuard(services, bounds.Bounds(services, guard.judge))
+    check = bounds.DestinationGuard(services, bounds.Bounds(services, guard))
     server = connection.Server(address=("teach.classdojo.com", 443))
     data = server_hooks.ServerConnectionHookData(server=server, client=tflow.tclient_conn())
     with taddons.context(guard, check):
@@ -134,7 +145,7 @@ async def test_a_name_that_resolves_to_loopback_is_refused_before_connecting(ser
         return [ipaddress.ip_address("93.184.215.14"), ipaddress.ip_address("127.0.0.1")]
 
     monkeypatch.setattr(destinations, "resolve", resolve)
-    check = bounds.DestinationGuard(services, bounds.Bounds(services, Guard(services).judge))
+    check = bounds.DestinationGuard(services, bounds.Bounds(services, Guard(services)))
     server = connection.Server(address=("rebind.example.org", 443))
     data = server_hooks.ServerConnectionHookData(server=server, client=tflow.tclient_conn())
     with taddons.context(check):
