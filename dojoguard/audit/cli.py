@@ -132,14 +132,13 @@ def _describe_tail(tail) -> str:
 
 def _checkpoint_files(given) -> list[Path]:
     """Checkpoint files from files and folders (a missing or unset folder gives none)."""
-    found: list[Path] = []
+    found: dict[Path, None] = {}  # in order, each once (a list's "in" made many files quadratic)
     for path in given:
         if path is None:
             continue
         for file in (checkpoints.files(path) if path.is_dir() else [path] if path.is_file() else []):
-            if file not in found:
-                found.append(file)
-    return found
+            found.setdefault(file, None)
+    return list(found)
 
 
 def _has_purge(log) -> bool:

@@ -446,6 +446,11 @@ class AuditLog:
         if types:
             where.append(f"type IN ({', '.join('?' * len(types))})")
             args.extend(types)
+            if "decision" not in types:
+                # Rare types (grants, approvals, purges): read them through the type index. SQLite
+                # would walk the whole table by seq instead (0.15 s against 0.4 ms for a million records);
+                # the unary + keeps it from choosing the primary key.
+                where[0] = "+seq > ?"
         sql = f"SELECT {_COLUMNS} FROM records WHERE {' AND '.join(where)} ORDER BY seq"
         if conn is not None:
             return conn.execute(sql, args).fetchall()
