@@ -74,8 +74,9 @@ class Cadence:
                 self._retry_publish()
                 return None
             try:
-                checkpoint, path = checkpoints.write_checkpoint(self.log, self.key_path, self.folder,
-                                                                self.publish_to)
+                checkpoint, path = checkpoints.write_checkpoint(
+                    self.log, self.key_path, self.folder, self.publish_to,
+                    report_unpublished=self._unpublished is None)  # recorded once an outage, not every minute
             except PublishError as exc:
                 self._covered = exc.checkpoint.seq
                 self._unpublished = exc.path

@@ -222,8 +222,13 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_checkpoint(log, key_path: Path, folder: Path, publish_to=()) -> tuple[Checkpoint, Path]:
+def write_checkpoint(log, key_path: Path, folder: Path, publish_to=(), *,
+                     report_unpublished: bool = True) -> tuple[Checkpoint, Path]:
     """Sign the log's current head, export it to ``folder`` and publish it, then record that in the log.
+
+    ``report_unpublished=False`` leaves a publishing failure out of the log (it
+    still raises): the frequent checkpoints record only the first failure of
+    an outage, not one a minute for as long as the share is down.
 
     The exported checkpoint covers the head *before* its own
     ``checkpoint.written`` record, which the next checkpoint then covers. The
@@ -254,6 +259,7 @@ def write_checkpoint(log, key_path: Path, folder: Path, publish_to=()) -> tuple[
     log.append_event("checkpoint.written", fields)
     if failures:
         error = "; ".join(failures)[:900]
-        log.append_event("checkpoint.unpublished", {"seq": checkpoint.seq, "file": path.name, "error": error})
+        if report_unpublished:
+            log.append_event("checkpoint.unpublished", {"seq": checkpoint.seq, "file": path.name, "error": error})
         raise PublishError(f"checkpoint {path.name} could not be published: {error}", checkpoint, path)
     return checkpoint, path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 
 from dojoguard.audit import checkpoint as checkpoints
@@ -91,6 +92,26 @@ def test_an_unreachable_share_is_recorded_and_published_later(tmp_path, clock):
         share.mkdir()
         assert cadence.run() is None  # nothing new: the kept checkpoint is published again
     assert [p.name for p in checkpoints.files(share)] == [checkpoint_file(cfg)]
+
+
+def test_a_long_outage_is_recorded_once_not_every_checkpoint(tmp_path, clock):
+    """Checkpoints go on while the share is down; the failure is recorded once, then again after it recovers."""
+    cfg, share = settings(tmp_path)
+    share.rmdir()
+    with AuditLog.open(cfg.path("audit", "database"), clock=clock, emit_decisions=False) as log:
+        cadence = cadence_for(cfg, log)
+        for _ in range(4):
+            decide(log, clock, 3)
+            assert cadence.run() is not None
+        kinds = [r.type for r in log.records()]
+        assert kinds.count("checkpoint.written") == 4 and kinds.count("checkpoint.unpublished") == 1
+        share.mkdir()
+        decide(log, clock, 3)
+        cadence.run()
+        shutil.rmtree(share)  # unmounted again
+        decide(log, clock, 3)
+        cadence.run()
+        assert [r.type for r in log.records()].count("checkpoint.unpublished") == 2
 
 
 def checkpoint_file(cfg) -> str:
