@@ -226,7 +226,7 @@ class FormFields(dict):
     count = 0
 
 
-def _add_field(fields: dict[str, Any], name: str | None, value: str) -> None:
+def _add_field(fields: FormFields, name: str | None, value: str) -> None:
     """Add one field; a name met again collects its values in a list, made a ``Many`` by ``_finish_fields``.
 
     Building the tuple afresh at every repeat took time with the square of the
@@ -234,11 +234,9 @@ def _add_field(fields: dict[str, Any], name: str | None, value: str) -> None:
     """
     if name is None:
         return
-    counted = getattr(fields, "count", 0) + 1
-    if counted > MAX_FORM_FIELDS:
+    fields.count += 1
+    if fields.count > MAX_FORM_FIELDS:
         raise BodyError(f"the form has more than {MAX_FORM_FIELDS:,} fields, more than the server reads")
-    if isinstance(fields, FormFields):
-        fields.count = counted
     old = fields.get(name)
     if old is None:
         fields[name] = value

@@ -37,7 +37,6 @@ from dojoguard.consent_registry.fairslots import REQUESTER
 from dojoguard.proxy import destinations, enforcement, flows, headlimits, routing, wslimits
 from dojoguard.proxy.services import Services
 from dojoguard.proxy.sessions import session_id
-from dojoguard.rules.action import Action, Channel, Kind
 
 log = structlog.get_logger("dojoguard.proxy")
 
@@ -228,16 +227,7 @@ class Bounds:
                     host=flows.host_of(flow))
 
     async def _record(self, flow: http.HTTPFlow, endpoint: str, rule: str, reason: str, notice: str):
-        from dojoguard.proxy.judge import Outcome
-
-        request = flows.request_of(flow, with_body=False)
-        now = self.services.clock.now()
-        teacher_id, teacher_name = self.services.sessions.teacher(session_id(request.header("cookie")))
-        action = Action(kind=Kind.UNCLASSIFIED_WRITE, channel=Channel.UNKNOWN, at=now, teacher_id=teacher_id,
-                        teacher_name=teacher_name, device_address=request.client_address or None,
-                        endpoint=endpoint, problems=("the request could not be inspected",))
-        decision = enforcement.proxy_block(rule, reason, notice, revision=self.services.policy.revision, at=now)
-        return await self.judge.record(Outcome(action, decision, request=request))
+        return await self.judge.refuse_unread(flows.request_of(flow, with_body=False), endpoint, rule, reason, notice)
 
     def _requester(self, flow: http.HTTPFlow) -> str:
         teacher_id, _ = self.services.sessions.teacher(session_id(flow.request.headers.get("cookie")))

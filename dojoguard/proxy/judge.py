@@ -176,11 +176,8 @@ class Judge:
 
     async def too_large(self, request: Request) -> Outcome:
         """A write over ``max_write_body_mb`` cannot be inspected, so it is blocked unread."""
-        s, now = self.services, self.clock.now()
-        action = self._bare_action(request, now, endpoint="oversized")
-        decision = enforcement.proxy_block("proxy.body-too-large", "write body over max_write_body_mb",
-                                           NOTICE_TOO_LARGE, revision=s.policy.revision, at=now)
-        return await self.record(Outcome(action, decision, request=request))
+        return await self.refuse_unread(request, "oversized", "proxy.body-too-large",
+                                        "write body over max_write_body_mb", NOTICE_TOO_LARGE)
 
     async def misdirected(self, request: Request, problem: str) -> Outcome:
         """A write whose Host or authority disagrees with where it goes: blocked unread, and recorded.
@@ -188,11 +185,16 @@ class Judge:
         Judging it by either name would let the device choose which policy
         applies (a ClassDojo write labelled as another site goes unjudged).
         """
-        s, now = self.services, self.clock.now()
-        action = self._bare_action(request, now, endpoint="misdirected")
-        decision = enforcement.proxy_block("proxy.misdirected", problem, NOTICE_MISDIRECTED,
-                                           revision=s.policy.revision, at=now)
-        return await self.record(Outcome(action, decision, request=request))
+        return await self.refuse_unread(request, "misdirected", "proxy.misdirected", problem, NOTICE_MISDIRECTED)
+
+    async def refuse_unread(self, request: Request, endpoint: str, rule_id: str, reason: str,
+                            notice: str) -> Outcome:
+        """A write the proxy blocks without reading it (``rule_id`` says why), recorded like any decision."""
+        now = self.clock.now()
+        decision = enforcement.proxy_block(rule_id, reason, notice,
+                                           revision=getattr(self.services.policy, "revision", "unknown"), at=now)
+        return await self.record(Outcome(self._bare_action(request, now, endpoint=endpoint), decision,
+                                         request=request))
 
     async def record(self, outcome: Outcome) -> Outcome:
         """Record the decision before anything is forwarded or answered; an audit failure fails closed.
@@ -250,12 +252,8 @@ class Judge:
 
     async def fail_closed(self, request: Request, error: BaseException) -> Outcome:
         """The answer when judging itself broke: a block with its own decision id, recorded if possible."""
-        now = self.clock.now()
-        revision = getattr(self.services.policy, "revision", "unknown")
-        decision = enforcement.proxy_block("proxy.internal-error", f"judging failed: {type(error).__name__}",
-                                           NOTICE_INTERNAL, revision=revision, at=now)
-        return await self.record(Outcome(self._bare_action(request, now, endpoint="error"), decision,
-                                         request=request))
+        return await self.refuse_unread(request, "error", "proxy.internal-error",
+                                        f"judging failed: {type(error).__name__}", NOTICE_INTERNAL)
 
     # -- pieces ---------------------------------------------------------------
 

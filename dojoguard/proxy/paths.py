@@ -12,6 +12,7 @@ and in that canonical form, and judges it by the stricter reading.
 
 from __future__ import annotations
 
+import functools
 import re
 
 OPTIONAL_TRAILING_SLASH = "/?"
@@ -56,6 +57,7 @@ def remove_dot_segments(path: str) -> str:
     return "/" + "/".join(out)
 
 
+@functools.lru_cache(maxsize=4096)  # asked for each write by the guard, the catalogue and recognition
 def spellings(path: str) -> tuple[str, ...]:
     """The readings of ``path`` to route: canonical first, then as sent when that differs."""
     path = of(path)
