@@ -263,7 +263,7 @@ class Guard:
         method = flow.request.method.upper()
         route = self._route(flow)
         if method not in WRITE_METHODS:
-            return route.classdojo and (_carries_body(flow) or (
+            return route.classdojo and (flows.carries_body(flow.request) or (
                 route.role == "realtime" and _PUBLISH.match(paths.canonical(paths.of(flow.request.path))) is not None))
         if route.problem is not None:
             return True
@@ -390,14 +390,6 @@ def settle_heap() -> None:
 
 # PubNub's REST calls that send a message (the message is in the path): publish and signal.
 _PUBLISH = re.compile(r"/(publish|signal)/", re.IGNORECASE)
-
-
-def _carries_body(flow: http.HTTPFlow) -> bool:
-    req = flow.request
-    if req.raw_content:
-        return True
-    length = (req.headers.get("content-length") or "").strip()
-    return "transfer-encoding" in req.headers or (length not in ("", "0"))
 
 
 def _is_websocket_upgrade(flow: http.HTTPFlow) -> bool:

@@ -157,15 +157,16 @@ class Bounds:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         timeout = self.settings.body_timeout_s
-        if timeout and flow.response is None and flow.error is None:
+        if timeout and flow.response is None and flow.error is None and flows.carries_body(flow.request):
             loop = asyncio.get_running_loop()
             self._timers[flow.id] = loop.call_later(timeout, self._body_timed_out, flow)
 
     def request(self, flow: http.HTTPFlow) -> None:
         self._stop_timer(flow)
-        # For this request's task only (mitmproxy calls every addon's hook in one task, Guard's
-        # after this): the image checks take turns by who asked.
-        REQUESTER.set(self._requester(flow))
+        if self._is_classdojo_write(flow):
+            # For this request's task only (mitmproxy calls every addon's hook in one task, Guard's
+            # after this): the image checks take turns by who asked. Only judged writes have images checked.
+            REQUESTER.set(self._requester(flow))
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._stop_timer(flow)

@@ -172,6 +172,14 @@ def _inflate(raw: bytes, limit: int) -> bytes:
     return raw
 
 
+def carries_body(req: http.Request) -> bool:
+    """Whether the request has a body, or its head says one follows (framed by length or chunks)."""
+    if req.raw_content:
+        return True
+    length = (req.headers.get("content-length") or "").strip()
+    return "transfer-encoding" in req.headers or length not in ("", "0")
+
+
 def client_address(flow: http.HTTPFlow) -> str:
     peer = flow.client_conn.peername
     return str(peer[0]) if peer else ""
