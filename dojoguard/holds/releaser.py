@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Protocol
 
 from dojoguard.clock import Clock
@@ -136,7 +136,7 @@ class Releaser:
         try:
             item = self.store.get(item_id)
         except (HoldError, ValueError):  # a row edited past reading: report by id alone
-            item = _placeholder(item_id, found)
+            item = _unreadable(item_id, found, self.clock.now())
         return Outcome(item, "hold.tampered", why)
 
     async def _expire(self, item: HeldItem) -> Outcome:
@@ -155,8 +155,9 @@ def _approves(record, item: HeldItem) -> bool:
     return record.fields.get("hold") == item.id and record.fields.get("decision_id") == item.decision_id
 
 
-def _placeholder(item_id: str, found: dict) -> HeldItem:
-    return HeldItem(id=item_id, kind=HoldKind.HOLD, state=HoldState.TAMPERED, created_at=datetime.now(UTC),
+def _unreadable(item_id: str, found: dict, now: datetime) -> HeldItem:
+    """The outcome's item for a row edited past reading: its id, what was found, and the time it was found."""
+    return HeldItem(id=item_id, kind=HoldKind.HOLD, state=HoldState.TAMPERED, created_at=now,
                     release_at=None, decision_id=str(found.get("decision_id")), teacher_id=None, class_id=None,
                     action_kind="", channel="", rule_ids=(), reason="", attempts=0, last_error=None,
                     content_type=None, content_length=0)
