@@ -93,11 +93,14 @@ def test_an_edit_made_while_the_proxy_was_down_is_recorded_at_start_once(world):
         assert old_end in text
         path.write_text(text.replace(old_end, new_end), "utf-8")
 
+    starts = len(seq_of(world, "proxy.started", lambda e: True))
     world.restart(while_down=widen)
     changed = [e for e in world.events("exemption.edited_by_hand") if e["exemption"] == granted]
     assert [(e["change"], e["changed"]) for e in changed] == [("changed", ["ends"])]
     assert changed[0]["recorded"]["ends"] == (MONDAY_1800 + timedelta(hours=1)).isoformat()
     assert changed[0]["now"]["ends"] == (MONDAY_1800 + timedelta(hours=3)).isoformat()
+    # proxy.started is recorded just after the proxy starts listening: wait for the restarted one's.
+    wait_for(lambda: len(seq_of(world, "proxy.started", lambda e: True)) > starts, world=world)
     started = seq_of(world, "proxy.started", lambda e: True)
     assert seq_of(world, "exemption.edited_by_hand", lambda e: e["exemption"] == granted)[0] < started[-1]
 
