@@ -86,7 +86,7 @@ def _reason(decision: Decision) -> str:
 
 def _count_findings(action: Action, counts: dict[str, Any]) -> None:
     totals = {"faces_found": 0, "faces_matched": 0, "faces_not_permitted": 0, "faces_unidentified": 0,
-              "gps_present": 0, "not_checked": 0, "unreadable": 0}
+              "people_unverified": 0, "video_frames_checked": 0, "gps_present": 0, "not_checked": 0, "unreadable": 0}
     for attachment in action.attachments:
         f = attachment.findings
         if f is None:
@@ -96,6 +96,8 @@ def _count_findings(action: Action, counts: dict[str, Any]) -> None:
         totals["faces_matched"] += f.faces_permitted
         totals["faces_not_permitted"] += f.faces_not_permitted
         totals["faces_unidentified"] += f.faces_unidentified
+        totals["people_unverified"] += f.people_unverified
+        totals["video_frames_checked"] += f.frames_checked
         totals["gps_present"] += int(f.gps_present)
         totals["unreadable"] += int(not f.is_complete)
     counts.update(totals)

@@ -55,6 +55,11 @@ class ImageFindings:
     faces_permitted: int = 0
     faces_not_permitted: int = 0
     faces_unidentified: int = 0
+    # People seen (a profile, a turned head, an upper body) whose faces were not
+    # found and checked; counted only when the audience is not all permitted.
+    people_unverified: int = 0
+    # Videos: how many sampled frames were checked (0 for a photo).
+    frames_checked: int = 0
     gps_present: bool = False
     unreadable: bool = False
     # Why the check could not be completed (unreadable, too large, engine error).
@@ -201,6 +206,8 @@ def _attachment_dict(a: Attachment) -> dict[str, Any]:
             "faces_permitted": f.faces_permitted,
             "faces_not_permitted": f.faces_not_permitted,
             "faces_unidentified": f.faces_unidentified,
+            "people_unverified": f.people_unverified,
+            "frames_checked": f.frames_checked,
             "gps_present": f.gps_present,
             "unreadable": f.unreadable,
         }
@@ -209,7 +216,8 @@ def _attachment_dict(a: Attachment) -> dict[str, Any]:
     return doc
 
 
-_FINDING_INTS = ("faces_found", "faces_permitted", "faces_not_permitted", "faces_unidentified")
+_FINDING_INTS = ("faces_found", "faces_permitted", "faces_not_permitted", "faces_unidentified",
+                 "people_unverified", "frames_checked")
 
 
 def _attachment(doc: Any, path: str) -> Attachment:

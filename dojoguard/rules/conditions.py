@@ -190,6 +190,10 @@ class Compiler:
         wanted = frozenset(_many(value))
         return lambda a, f: bool(a.attachments) and _image_matches(a, wanted)
 
+    def _video(self, value, path) -> Test:
+        wanted = frozenset(_many(value))
+        return lambda a, f: bool(a.attachments) and _image_matches(a, wanted, AttachmentKind.VIDEO)
+
     def _unclassified(self, value, path) -> Test:
         wanted = bool(value)
         return lambda a, f: (a.kind is Kind.UNCLASSIFIED_WRITE) == wanted
@@ -219,7 +223,7 @@ class Compiler:
 
 # Cheapest first: attribute compares, then small walks, then clock, then text scans.
 COST = {"kind": 0, "channel": 0, "unclassified": 0, "incomplete": 0, "text_longer_than": 1, "points": 1,
-        "attachment": 1, "image": 1, "teacher": 1, "device": 2, "inside": 3, "outside": 3, "not": 4,
+        "attachment": 1, "image": 1, "video": 1, "teacher": 1, "device": 2, "inside": 3, "outside": 3, "not": 4,
         "all": 4, "any": 4, "phrases": 5, "language": 5, "regex": 6}
 
 
@@ -260,9 +264,9 @@ def _sign(points: Points | None) -> str | None:
     return "positive" if value > 0 else "negative" if value < 0 else "zero"
 
 
-def _image_matches(action: Action, wanted: frozenset[str]) -> bool:
+def _image_matches(action: Action, wanted: frozenset[str], kind: AttachmentKind = AttachmentKind.PHOTO) -> bool:
     for att in action.attachments:
-        if att.kind is not AttachmentKind.PHOTO:
+        if att.kind is not kind:
             continue
         findings = att.findings
         if findings is None or not findings.is_complete:
@@ -272,6 +276,7 @@ def _image_matches(action: Action, wanted: frozenset[str]) -> bool:
         if ("faces_found" in wanted and findings.faces_found > 0
                 or "faces_not_permitted" in wanted and findings.faces_not_permitted > 0
                 or "faces_unidentified" in wanted and findings.faces_unidentified > 0
+                or "people_unverified" in wanted and findings.people_unverified > 0
                 or "gps_present" in wanted and findings.gps_present):
             return True
     return False
@@ -311,7 +316,7 @@ def needs_of(cond: dict) -> int:
     """The NEEDS_* bits an action must carry for ``cond`` to hold (0: none known)."""
     bits = 0
     for key, value in cond.items():
-        if key in ("attachment", "image"):
+        if key in ("attachment", "image", "video"):
             bits |= NEEDS_ATTACHMENTS
         elif key == "incomplete" and value is True:
             bits |= NEEDS_PROBLEMS

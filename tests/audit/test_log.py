@@ -63,7 +63,8 @@ def test_decision_record_holds_ids_hashes_and_counts(log):
     assert f["hashes"]["attachment_sha256"] == ["ab" * 32]
     assert len(f["hashes"]["text_hmac"]) == 64 and f["hashes"]["text_key"].startswith("fk-")
     assert f["counts"] == {"attachments": 1, "text_chars": 11, "faces_found": 3, "faces_matched": 1,
-                           "faces_not_permitted": 2, "faces_unidentified": 0, "gps_present": 1,
+                           "faces_not_permitted": 2, "faces_unidentified": 0, "people_unverified": 0,
+                           "video_frames_checked": 0, "gps_present": 1,
                            "not_checked": 0, "unreadable": 0}
     assert set(f["masked"]) == {"text", "teacher_name", "pupils", "attachments"}
     assert all(p.startswith("p-") for p in f["pupils"]) and len(f["pupils"]) == 2
