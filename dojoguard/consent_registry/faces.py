@@ -50,6 +50,8 @@ class Analysis:
     boxes: tuple[tuple[int, int, int, int], ...] = ()
     # One per box when matching ran: True when the face matched the allow-list.
     permitted: tuple[bool, ...] | None = None
+    # People seen whose faces were not found and checked (see people.py); 0 when not looked for.
+    people_unverified: int = 0
     error_code: str | None = None
     error: str | None = None
 
@@ -211,6 +213,29 @@ def analyse(data: bytes, settings: Settings, allowed: np.ndarray | None, match_f
     except Exception as exc:  # noqa: BLE001 - dlib raises bare RuntimeErrors; any failure fails closed
         return Analysis(decoded.format, decoded.gps_present, error_code="engine",
                         error=f"face engine failed: {type(exc).__name__}: {exc}")
+
+
+def analyse_pixels(rgb: np.ndarray, settings: Settings, allowed: np.ndarray | None,
+                   match_faces: bool) -> Analysis:
+    """Detect and (when ``match_faces``) match faces in one upright RGB frame (a video frame, say).
+
+    ``rgb`` is uint8, height x width x 3, in original pixels; boxes come back in
+    the same pixels. The same detection and identification as a photo's.
+    Errors come back as values (``error_code`` "engine").
+    """
+    try:
+        image = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+        frame = decoding.prepare(image, long_side=settings.processing_size, original_size=image.size)
+        found = detect(frame.pixels, settings)
+        boxes = tuple(_to_original(f.box, frame.scale, frame.size) for f in found)
+        permitted = match(encode(found), allowed, settings.tolerance) if (match_faces and found) else ()
+        return Analysis(None, False, boxes, tuple(permitted) if match_faces else None)
+    except EngineError as exc:
+        return Analysis(None, False, error_code="engine", error=str(exc))
+    except MemoryError:
+        return Analysis(None, False, error_code="engine", error="out of memory")
+    except Exception as exc:  # noqa: BLE001 - any failure fails closed
+        return Analysis(None, False, error_code="engine", error=f"face engine failed: {type(exc).__name__}: {exc}")
 
 
 def templates_of(data: bytes, settings: Settings) -> tuple[list[np.ndarray], str | None]:
