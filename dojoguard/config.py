@@ -97,11 +97,24 @@ def _overlay(base: dict, top: dict) -> None:
             base[key] = value
 
 
+# Settings that were replaced, and what to write instead.
+_REPLACED = {
+    ("images", "processing_size"): "images.detect_megapixels (the size of the face detector's top level, "
+                                   "17.5 by default: it finds faces from 56 pixels in a 12-megapixel photo; "
+                                   "see docs/images.md)",
+    ("images", "upsample"): "images.detect_megapixels (see docs/images.md); remove this setting",
+}
+
+
 def _unknown_keys(located: Located, data: dict, defaults: dict, path: tuple) -> list[Problem]:
     problems = []
     for key, value in data.items():
         here = path + (key,)
-        if key not in defaults:
+        if here in _REPLACED:
+            where = ".".join(map(str, here))
+            problems.append(located.problem(here, "DG-CONFIG-UNKNOWN", f"setting {where!r} was replaced",
+                                            f"Use {_REPLACED[here]}.", key=True))
+        elif key not in defaults:
             close = difflib.get_close_matches(str(key), [str(k) for k in defaults], n=1, cutoff=0.6)
             hint = f"Did you mean {close[0]!r}?" if close else \
                 f"Known keys here: {', '.join(sorted(map(str, defaults)))}."

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,6 +120,19 @@ def decode_cost(image: Image.Image, data_size: int = 0) -> int:
     # Scaling first reduces by a whole factor into a new image (a quarter of the size or
     # less), and the decoder keeps working buffers: measured, about a third more in all.
     return int(full * (copies + 0.35)) + data_size
+
+
+def peek(data: bytes, *, max_pixels: int) -> tuple[tuple[int, int], int]:
+    """A picture's stored (width, height) and its number of frames, from the header alone.
+
+    Orientation is not applied: reading EXIF would load a PNG's pixels.
+    """
+    image = open_image(data, max_pixels=max_pixels)
+    try:
+        frames = 1 if image.format in SINGLE_PICTURE_FORMATS else getattr(image, "n_frames", 1)
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:
+        raise DecodeError("corrupt", f"the picture is truncated or damaged ({exc})") from None
+    return image.size, frames
 
 
 def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
@@ -220,12 +234,23 @@ def _shrink(image: Image.Image, long_side: int) -> Image.Image:
         return image  # a mode Pillow cannot scale (rare 16-bit kinds): converted first, scaled after
 
 
-def prepare(image: Image.Image, *, long_side: int, original_size: tuple[int, int]) -> Frame:
-    """Scale, orient and convert one loaded frame to at most ``long_side`` pixels on its long side."""
+def prepare(image: Image.Image, *, long_side: int, original_size: tuple[int, int], release: bool = False) -> Frame:
+    """Scale, orient and convert one loaded frame to at most ``long_side`` pixels on its long side.
+
+    ``release``: free ``image``'s pixels as soon as the scaled copy exists
+    (the caller needs it no more), so a huge picture and its copies are
+    not all held at once.
+    """
     turn = _TRANSPOSE.get(orientation(image))
     small = _shrink(image, long_side)
+    if release and small is not image:
+        image.close()
     oriented = small.transpose(turn) if turn is not None else small
+    if oriented is not small:
+        small.close()
     rgb = to_rgb(oriented)
+    if rgb is not oriented:
+        oriented.close()
     width, height = original_size
     if long_side > 0 and max(rgb.size) > long_side:
         factor = long_side / max(rgb.size)
@@ -255,13 +280,19 @@ def _load_or_raise(image: Image.Image) -> None:
         raise DecodeError("corrupt", f"the picture is truncated or damaged ({exc})") from None
 
 
-def decode(data: bytes, *, max_pixels: int, long_side: int, max_frames: int = 20,
-           memory_limit: int | None = None) -> Decoded:
+def decode(data: bytes, *, max_pixels: int, long_side: int | Callable[[tuple[int, int]], int],
+           max_frames: int = 20, memory_limit: int | None = None) -> Decoded:
     """Decode every frame of a picture for detection, or raise ``DecodeError``.
 
+    ``long_side``: the longest side to decode at (never above the original),
+    or a function of the picture's (width, height) after orientation giving it.
     ``memory_limit`` (bytes) defaults to this process's ``memory_budget()``; 0 means none.
     """
     image = open_image(data, max_pixels=max_pixels)
+    # The detection plan depends on the area only, which orientation does not
+    # change; image.size is read from the header (reading EXIF would load a PNG).
+    if callable(long_side):
+        long_side = long_side(image.size)
     fmt = image.format
     try:
         n_frames = 1 if fmt in SINGLE_PICTURE_FORMATS else getattr(image, "n_frames", 1)
@@ -294,7 +325,7 @@ def decode(data: bytes, *, max_pixels: int, long_side: int, max_frames: int = 20
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             if n_frames == 1:
                 image.load()
-                frames.append(prepare(image, long_side=long_side, original_size=size))
+                frames.append(prepare(image, long_side=long_side, original_size=size, release=True))
             else:
                 for frame in ImageSequence.Iterator(image):
                     frame.load()

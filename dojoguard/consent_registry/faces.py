@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile
 
-from dojoguard.consent_registry import decoding
+from dojoguard.consent_registry import decoding, detection
 
 # Enrolment and checking must use the same landmark model.
 LANDMARK_MODEL = "small"
@@ -25,6 +25,7 @@ SAME_FACE_OVERLAP = 0.3
 THOROUGH_ANGLES = (-30.0, 30.0)
 
 _engine = None
+_detector = None
 
 
 class EngineError(Exception):
@@ -33,8 +34,12 @@ class EngineError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    processing_size: int = 1600
-    upsample: int = 1
+    # The detector's top level has at most this many pixels (see detection.plan):
+    # 17.5 finds faces from 56 px wide in a 12-megapixel photo.
+    detect_megapixels: float = 17.5
+    # dlib's HOG score a detection must reach; slightly below its default of 0
+    # (measured: finds the faint faces of the back row, no false faces).
+    threshold: float = -0.2
     thorough: bool = False
     tolerance: float = 0.5
     max_pixels: int = 64_000_000
@@ -52,6 +57,8 @@ class Analysis:
     permitted: tuple[bool, ...] | None = None
     # People seen whose faces were not found and checked (see people.py); 0 when not looked for.
     people_unverified: int = 0
+    # One per box: the detector's score, to merge the parts of a split check.
+    scores: tuple[float, ...] = ()
     error_code: str | None = None
     error: str | None = None
 
@@ -115,42 +122,63 @@ def _unrotate_box(box, angle: float, rotated_size, original_size):
 
 @dataclass
 class _Found:
-    box: tuple  # in the processing frame, upright
-    source: np.ndarray  # the pixels it was found in (upright or rotated copy)
+    box: tuple  # in the frame's pixels, upright
+    source: np.ndarray  # the RGB pixels it was found in (the frame, or a turned copy of it)
     source_box: tuple  # the box in ``source``
+    score: float = 0.0
 
 
-def _grey(pixels: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(Image.fromarray(pixels).convert("L")))
+def detector() -> detection.Detector:
+    """This process's face detector (dlib's, whole and split), loaded once."""
+    global _detector
+    if _detector is None:
+        engine()
+        _detector = detection.Detector()
+    return _detector
 
 
-def detect(pixels: np.ndarray, settings: Settings) -> list[_Found]:
-    """Faces in one processing frame; in thorough mode, tilted heads too.
+def _scaled_grey(pixels: np.ndarray, factor: float) -> Image.Image:
+    grey = Image.fromarray(pixels).convert("L")
+    if abs(factor - 1.0) > 1e-3:
+        grey = grey.resize((max(1, round(grey.width * factor)), max(1, round(grey.height * factor))),
+                           Image.Resampling.BILINEAR)
+    return grey
 
-    Detection runs on the grey image: measured on the reference photos it
-    finds the same faces as on colour, about a fifth faster (HOG on colour
-    takes the strongest gradient of three channels). Templates are computed
-    from the colour pixels.
+
+def _array(image: Image.Image) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(image))
+
+
+def detect(frame: decoding.Frame, settings: Settings, part: str = detection.ALL) -> list[_Found]:
+    """Faces in one decoded frame (one part of the detector's pyramid); in thorough mode, tilted heads too.
+
+    Detection runs on the grey picture scaled to the plan's top level: grey
+    finds the same faces as colour, about a fifth faster (HOG on colour takes
+    the strongest gradient of three channels). Templates are computed from
+    the colour pixels of the frame.
     """
-    fr = engine()
-    grey = _grey(pixels)
-    found = [_Found(tuple(b), pixels, tuple(b))
-             for b in fr.face_locations(grey, number_of_times_to_upsample=settings.upsample, model="hog")]
+    found_by = detector()
+    plan = detection.plan(frame.size, settings.detect_megapixels)
+    factor = detection.level_scale(plan, part) * frame.scale  # detector pixels per frame pixel
+    grey = _scaled_grey(frame.pixels, factor)
+    found = []
+    for d in found_by.scan(_array(grey), part, settings.threshold):
+        box = tuple(v / factor for v in d.box)
+        found.append(_Found(box, frame.pixels, box, d.score))
     if not settings.thorough:
         return found
-    height, width = pixels.shape[:2]
-    upright = Image.fromarray(pixels)
+    height, width = frame.pixels.shape[:2]
     for angle in THOROUGH_ANGLES:
-        rotated_grey = upright.convert("L").rotate(angle, resample=Image.Resampling.BILINEAR, expand=True)
-        rotated_rgb = None
-        for b in fr.face_locations(np.ascontiguousarray(np.asarray(rotated_grey)),
-                                   number_of_times_to_upsample=settings.upsample, model="hog"):
-            box = _unrotate_box(b, angle, rotated_grey.size, (width, height))
+        turned = grey.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True)
+        turned_rgb = None
+        for d in found_by.scan(_array(turned), part, settings.threshold):
+            box = tuple(v / factor for v in _unrotate_box(d.box, angle, turned.size, grey.size))
             if all(_overlap(box, f.box) < SAME_FACE_OVERLAP for f in found):
-                if rotated_rgb is None:
-                    rotated_rgb = np.ascontiguousarray(np.asarray(upright.rotate(
-                        angle, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=(0, 0, 0))))
-                found.append(_Found(box, rotated_rgb, tuple(b)))
+                if turned_rgb is None:
+                    turned_rgb = _array(Image.fromarray(frame.pixels).rotate(
+                        angle, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=(0, 0, 0)))
+                source_box = tuple(v / factor for v in d.box)
+                found.append(_Found(box, turned_rgb, source_box, d.score))
     return found
 
 
@@ -164,8 +192,8 @@ def encode(found: list[_Found]) -> list[np.ndarray]:
     order = []
     for group in by_source.values():
         source = np.ascontiguousarray(group[0].source)
-        encodings = fr.face_encodings(source, known_face_locations=[tuple(map(int, g.source_box)) for g in group],
-                                      num_jitters=1, model=LANDMARK_MODEL)
+        boxes = [tuple(int(round(v)) for v in g.source_box) for g in group]
+        encodings = fr.face_encodings(source, known_face_locations=boxes, num_jitters=1, model=LANDMARK_MODEL)
         if len(encodings) != len(group):
             raise EngineError(f"{len(group)} faces found but {len(encodings)} templates computed")
         order.extend(group)
@@ -189,30 +217,86 @@ def _to_original(box, scale: float, size: tuple[int, int]) -> tuple[int, int, in
             min(height, int(math.ceil(bottom * scale))), max(0, int(math.floor(left * scale))))
 
 
-def analyse(data: bytes, settings: Settings, allowed: np.ndarray | None, match_faces: bool) -> Analysis:
-    """Decode, detect and (when ``match_faces``) match one picture. Errors come back as values."""
+# The most pixels a decoded frame keeps (a 12-megapixel photo's own): a larger
+# picture's detector level is scaled up from this, as a 12 MP photo's is from
+# its own pixels, and a JPEG can then be decoded at half or a quarter size.
+FRAME_PIXELS = 4032 * 3024
+
+
+def frame_side(settings: Settings):
+    """The long side to decode a picture of a given size at: never above the original, the plan's scale or FRAME_PIXELS."""
+    def side(size: tuple[int, int]) -> int:
+        plan = detection.plan(size, settings.detect_megapixels)
+        scale = min(1.0, plan.scale, math.sqrt(FRAME_PIXELS / max(1, size[0] * size[1])))
+        return min(max(size), math.ceil(max(size) * scale))
+    return side
+
+
+def _check_frames(frames, settings: Settings, allowed, match_faces: bool, part: str):
+    boxes: list = []
+    scores: list[float] = []
+    permitted: list[bool] = []
+    for frame in frames:
+        found = detect(frame, settings, part)
+        boxes.extend(_to_original(f.box, frame.scale, frame.size) for f in found)
+        scores.extend(f.score for f in found)
+        if match_faces and found:
+            permitted.extend(match(encode(found), allowed, settings.tolerance))
+    return tuple(boxes), tuple(scores), (tuple(permitted) if match_faces else None)
+
+
+def _engine_failure(fmt, gps, exc: BaseException) -> Analysis:
+    if isinstance(exc, EngineError):
+        return Analysis(fmt, gps, error_code="engine", error=str(exc))
+    if isinstance(exc, MemoryError):
+        return Analysis(fmt, gps, error_code="engine", error="out of memory")
+    return Analysis(fmt, gps, error_code="engine", error=f"face engine failed: {type(exc).__name__}: {exc}")
+
+
+def analyse(data: bytes, settings: Settings, allowed: np.ndarray | None, match_faces: bool,
+            part: str = detection.ALL) -> Analysis:
+    """Decode, detect (one part of the pyramid, or all) and, when ``match_faces``, match. Errors come back as values."""
     try:
-        decoded = decoding.decode(data, max_pixels=settings.max_pixels, long_side=settings.processing_size,
+        decoded = decoding.decode(data, max_pixels=settings.max_pixels, long_side=frame_side(settings),
                                   max_frames=settings.max_frames)
     except decoding.DecodeError as exc:
         return Analysis(None, False, error_code=exc.code, error=str(exc))
+    if part != detection.ALL and len(decoded.frames) != 1:
+        part = detection.ALL if part == detection.TOP else None  # an animation is checked whole, by one job
+        if part is None:
+            return Analysis(decoded.format, decoded.gps_present, (), None if not match_faces else (), scores=())
     try:
-        boxes: list = []
-        permitted: list[bool] = []
-        for frame in decoded.frames:
-            found = detect(frame.pixels, settings)
-            boxes.extend(_to_original(f.box, frame.scale, frame.size) for f in found)
-            if match_faces and found:
-                permitted.extend(match(encode(found), allowed, settings.tolerance))
-        return Analysis(decoded.format, decoded.gps_present, tuple(boxes),
-                        tuple(permitted) if match_faces else None)
-    except EngineError as exc:
-        return Analysis(decoded.format, decoded.gps_present, error_code="engine", error=str(exc))
-    except MemoryError:
-        return Analysis(decoded.format, decoded.gps_present, error_code="engine", error="out of memory")
+        boxes, scores, permitted = _check_frames(decoded.frames, settings, allowed, match_faces, part)
+        return Analysis(decoded.format, decoded.gps_present, boxes, permitted, scores=scores)
     except Exception as exc:  # noqa: BLE001 - dlib raises bare RuntimeErrors; any failure fails closed
-        return Analysis(decoded.format, decoded.gps_present, error_code="engine",
-                        error=f"face engine failed: {type(exc).__name__}: {exc}")
+        return _engine_failure(decoded.format, decoded.gps_present, exc)
+
+
+def combine(parts: list[Analysis]) -> Analysis:
+    """One analysis from the parts of a split check: any error wins, a face found twice counts once.
+
+    A face found by both parts (at their boundary levels) is one face, and
+    it is permitted only if every part that found it says so.
+    """
+    for analysis in parts:
+        if analysis.error_code is not None:
+            return analysis
+    first = parts[0]
+    matching = all(a.permitted is not None for a in parts)
+    kept: list[tuple[tuple, float, bool]] = []
+    for analysis in parts:
+        flags = analysis.permitted if analysis.permitted is not None else (True,) * len(analysis.boxes)
+        for box, score, ok in zip(analysis.boxes, analysis.scores or (0.0,) * len(analysis.boxes), flags):
+            for i, (other, other_score, other_ok) in enumerate(kept):
+                if detection.same_face(box, other):
+                    kept[i] = (other if other_score >= score else box, max(score, other_score), other_ok and ok)
+                    break
+            else:
+                kept.append((box, score, ok))
+    return Analysis(first.format, any(a.gps_present for a in parts), tuple(k[0] for k in kept),
+                    tuple(k[2] for k in kept) if matching else None,
+                    people_unverified=max(a.people_unverified for a in parts),
+                    scores=tuple(k[1] for k in kept))
 
 
 def analyse_pixels(rgb: np.ndarray, settings: Settings, allowed: np.ndarray | None,
@@ -220,30 +304,24 @@ def analyse_pixels(rgb: np.ndarray, settings: Settings, allowed: np.ndarray | No
     """Detect and (when ``match_faces``) match faces in one upright RGB frame (a video frame, say).
 
     ``rgb`` is uint8, height x width x 3, in original pixels; boxes come back in
-    the same pixels. The same detection and identification as a photo's.
-    Errors come back as values (``error_code`` "engine").
+    the same pixels. The same detection and identification as a photo's, in
+    this one process. Errors come back as values (``error_code`` "engine").
     """
     try:
         image = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
-        frame = decoding.prepare(image, long_side=settings.processing_size, original_size=image.size)
-        found = detect(frame.pixels, settings)
-        boxes = tuple(_to_original(f.box, frame.scale, frame.size) for f in found)
-        permitted = match(encode(found), allowed, settings.tolerance) if (match_faces and found) else ()
-        return Analysis(None, False, boxes, tuple(permitted) if match_faces else None)
-    except EngineError as exc:
-        return Analysis(None, False, error_code="engine", error=str(exc))
-    except MemoryError:
-        return Analysis(None, False, error_code="engine", error="out of memory")
+        frame = decoding.prepare(image, long_side=frame_side(settings)(image.size), original_size=image.size)
+        boxes, scores, permitted = _check_frames([frame], settings, allowed, match_faces, detection.ALL)
+        return Analysis(None, False, boxes, permitted, scores=scores)
     except Exception as exc:  # noqa: BLE001 - any failure fails closed
-        return Analysis(None, False, error_code="engine", error=f"face engine failed: {type(exc).__name__}: {exc}")
+        return _engine_failure(None, False, exc)
 
 
 def templates_of(data: bytes, settings: Settings) -> tuple[list[np.ndarray], str | None]:
     """Templates of every face in an enrolment photo; (templates, problem code or None)."""
     try:
-        decoded = decoding.decode(data, max_pixels=settings.max_pixels, long_side=settings.processing_size,
+        decoded = decoding.decode(data, max_pixels=settings.max_pixels, long_side=frame_side(settings),
                                   max_frames=1)
     except decoding.DecodeError as exc:
         return [], exc.code
-    found = detect(decoded.frames[0].pixels, settings)
+    found = detect(decoded.frames[0], settings)
     return (encode(found) if found else []), None

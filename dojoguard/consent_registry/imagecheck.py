@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dojoguard.consent_registry import decoding, faces, metadata, redaction, worker
+from dojoguard.consent_registry import decoding, detection, faces, metadata, redaction, worker
 from dojoguard.consent_registry.fairslots import REQUESTER, FairSlots
 from dojoguard.consent_registry.registry import Audience, Registry, RegistryError
 from dojoguard.rules.action import AttachmentKind, ImageFindings
@@ -63,8 +63,8 @@ class ImageCheck:
 
 def settings_from(images: dict) -> faces.Settings:
     return faces.Settings(
-        processing_size=int(images.get("processing_size", 1600)),
-        upsample=int(images.get("upsample", 1)),
+        detect_megapixels=float(images.get("detect_megapixels", faces.Settings.detect_megapixels)),
+        threshold=float(images.get("detect_threshold", faces.Settings.threshold)),
         thorough=images.get("mode", "standard") == "thorough",
         tolerance=float(images.get("tolerance", 0.5)),
         max_pixels=int(images.get("max_megapixels", 64)) * 1_000_000,
@@ -155,12 +155,46 @@ class ImageChecker:
         """
         loop = asyncio.get_running_loop()
         async with self._slots_for(loop).slot(requester if requester is not None else REQUESTER.get()):
-            pool = self._pool
+            return await self._in_worker(fn, *args)
+
+    async def _in_worker(self, fn, *args):
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), self.timeout)
+        except (TimeoutError, BrokenProcessPool):
+            await asyncio.to_thread(self._replace_pool, pool)
+            raise
+
+    async def analyse(self, data: bytes, allowed: np.ndarray | None, match_faces: bool,
+                      *, requester: str | None = None) -> faces.Analysis:
+        """One photo's analysis; its detection split over two workers when one is idle (detection.py)."""
+        loop = asyncio.get_running_loop()
+        who = requester if requester is not None else REQUESTER.get()
+        slots = self._slots_for(loop)
+        split = self.workers > 1 and await asyncio.to_thread(self._worth_splitting, data)
+        async with slots.slot(who):
+            if not (split and slots.try_borrow(who)):
+                return await self._in_worker(worker.check, data, self.settings, allowed, match_faces, detection.ALL)
             try:
-                return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), self.timeout)
-            except (TimeoutError, BrokenProcessPool):
-                await asyncio.to_thread(self._replace_pool, pool)
-                raise
+                parts = await asyncio.gather(
+                    *(self._in_worker(worker.check, data, self.settings, allowed, match_faces, part)
+                      for part in (detection.TOP, detection.REST)), return_exceptions=True)
+            finally:
+                slots.release(who)
+        for part in parts:
+            if isinstance(part, BaseException):
+                raise part
+        return faces.combine(list(parts))
+
+    def _worth_splitting(self, data: bytes) -> bool:
+        # The header only; a picture that cannot even be opened goes whole to
+        # one worker, which reports why.
+        try:
+            size, frames = decoding.peek(data, max_pixels=self.settings.max_pixels)
+        except Exception:  # noqa: BLE001 - any problem is the worker's to report
+            return False
+        return frames == 1 and detection.plan(size, self.settings.detect_megapixels).split
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -217,7 +251,7 @@ class ImageChecker:
         if kind is AttachmentKind.VIDEO:
             return self._video(audience)
         match_faces = audience is not None and not audience.all_permitted
-        analysis: faces.Analysis = await self.run(worker.check, data, self.settings, allowed, match_faces)
+        analysis = await self.analyse(data, allowed, match_faces)
         return self._findings(analysis, audience, registry_problem)
 
     def _video(self, audience: Audience | None) -> ImageCheck:

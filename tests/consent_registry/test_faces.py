@@ -107,18 +107,20 @@ def test_sideways_phone_photo_found_in_upright_pixels(faces_dir):
 
 
 def test_thorough_mode_finds_tilted_heads(faces_dir):
-    """A head tilted 45 degrees is missed by standard mode and found, in the right place, by thorough mode."""
+    """A head tilted 55 degrees is missed by standard mode and found, in the right place, by thorough mode."""
     portrait = Image.open(faces_dir / "people" / "obama.jpg").convert("RGB")
     (upright,) = detect(jpeg(portrait))
-    tilted = portrait.rotate(45, expand=True, fillcolor=(255, 255, 255))
+    tilted = portrait.rotate(55, expand=True, fillcolor=(255, 255, 255))
     data = jpeg(tilted)
-    thorough = faces.Settings(processing_size=SHIPPED.processing_size, upsample=SHIPPED.upsample, thorough=True)
+    thorough = faces.Settings(detect_megapixels=SHIPPED.detect_megapixels, threshold=SHIPPED.threshold, thorough=True)
     assert detect(data) == []
-    (box,) = detect(data, thorough)
-    # Where the upright face's centre lands after a 45-degree anticlockwise turn about the centre.
+    # The face is the largest box (a turned copy's white corners can add a small doubtful one,
+    # which, unidentified, only ever makes the check stricter).
+    box = max(detect(data, thorough), key=lambda b: b[1] - b[3])
+    # Where the upright face's centre lands after a 55-degree anticlockwise turn about the centre.
     dx = (upright[1] + upright[3]) / 2 - portrait.width / 2
     dy = (upright[0] + upright[2]) / 2 - portrait.height / 2
-    c, s = math.cos(math.radians(45)), math.sin(math.radians(45))
+    c, s = math.cos(math.radians(55)), math.sin(math.radians(55))
     expected = (tilted.width / 2 + dx * c + dy * s, tilted.height / 2 - dx * s + dy * c)
     found = ((box[1] + box[3]) / 2, (box[0] + box[2]) / 2)
     face_size = upright[1] - upright[3]

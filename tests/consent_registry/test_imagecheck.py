@@ -21,7 +21,7 @@ from dojoguard.clock import FixedClock
 
 PURPOSES = {"class_story": "class_story", "school_story": "school_story", "portfolio": "portfolio",
             "message": "class_story"}
-SETTINGS = {"processing_size": 1600, "upsample": 1, "tolerance": 0.5, "max_megapixels": 64, "timeout_s": 30,
+SETTINGS = {"tolerance": 0.5, "max_megapixels": 64, "timeout_s": 30,
             "mode": "standard"}
 MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
 

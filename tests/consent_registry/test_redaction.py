@@ -12,7 +12,7 @@ from dojoguard.consent_registry import decoding, faces, redaction
 from dojoguard.rules.action import ImageFindings
 from tests.consent_registry.conftest import class_photo, gps_exif, inside, jpeg
 
-SETTINGS = faces.Settings(processing_size=1600, upsample=1)
+SETTINGS = faces.Settings()
 CAP = 64_000_000
 
 

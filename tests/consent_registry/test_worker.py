@@ -11,7 +11,7 @@ from dojoguard.consent_registry.imagecheck import ImageChecker
 
 PURPOSES = {"class_story": "class_story", "school_story": "school_story", "portfolio": "portfolio",
             "message": "class_story"}
-SETTINGS = {"processing_size": 1600, "upsample": 1, "tolerance": 0.5, "max_megapixels": 64, "timeout_s": 30,
+SETTINGS = {"tolerance": 0.5, "max_megapixels": 64, "timeout_s": 30,
             "mode": "standard"}
 
 

@@ -17,7 +17,7 @@ from dojoguard.consent_registry import decoding, worker
 from dojoguard.consent_registry.imagecheck import ImageChecker
 
 PURPOSES = {"class_story": "class_story"}
-SETTINGS = {"processing_size": 1600, "upsample": 1, "tolerance": 0.5, "max_megapixels": 64, "timeout_s": 60,
+SETTINGS = {"tolerance": 0.5, "max_megapixels": 64, "timeout_s": 60,
             "mode": "standard", "max_decode_mb": 330, "worker_memory_mb": 600}
 CEILING_MB = 600  # docs/images.md
 
