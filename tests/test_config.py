@@ -69,3 +69,13 @@ def test_config_show_prints_the_commented_defaults():
     assert result.exit_code == 0
     assert result.output.startswith("# yaml-language-server")
     assert "# Client networks allowed" in result.output
+
+
+def test_the_replaced_detector_settings_get_a_clear_error(tmp_path):
+    """images.processing_size and images.upsample were replaced by images.detect_megapixels: say so."""
+    path = tmp_path / "config.yaml"
+    path.write_text("images:\n  processing_size: 1600\n  upsample: 1\n", "utf-8")
+    with pytest.raises(FileProblems) as caught:
+        config.load(path)
+    text = str(caught.value)
+    assert "images.processing_size" in text and "was replaced" in text and "detect_megapixels" in text

@@ -182,3 +182,37 @@ def test_layered_check_blocks_and_redacts_the_unpermitted_face(faces_dir, enroll
                                                boxes_not_permitted=hidden), max_pixels=CAP)
     assert identify(out, enrolled) == ["obama"]
     assert Image.open(io.BytesIO(out)).format == "JPEG"
+
+
+def _both_halves(data: bytes, settings=SHIPPED) -> faces.Analysis:
+    from dojoguard.consent_registry import detection
+
+    return faces.combine([faces.analyse(data, settings, None, False, part)
+                          for part in (detection.TOP, detection.REST)])
+
+
+def test_the_back_row_is_found_in_12_megapixel_group_photos(faces_dir):
+    """Group photos with faces of 40-200 px (the labelled PASCAL faces, scaled and packed into 4032x3024
+    frames): recall >= 0.97 from 56 px wide, >= 0.99 from 100 px, precision >= 0.95, at the shipped settings."""
+    from tests.support import groupphotos
+
+    tally = groupphotos.Tally()
+    for width in (60, 84, 130):
+        for photo in groupphotos.frames(faces_dir, width):
+            analysis = _both_halves(photo.jpeg)
+            assert analysis.error is None, analysis.error
+            tally.add(analysis.boxes, photo.boxes)
+    assert sum(tally.total[b] for b in groupphotos.BANDS if b[0] >= 56) >= 150
+    assert tally.recall(56) >= 0.97, tally.row()
+    assert tally.recall(100) >= 0.99, tally.row()
+    assert tally.precision >= 0.95
+
+
+def test_a_photo_whose_only_faces_are_small_is_not_face_free(faces_dir):
+    """A 12 MP scene with one 60 px face in a corner: the face is found (the old 1600 px check saw none)."""
+    from tests.support import groupphotos
+
+    photo = groupphotos.one_small_face(faces_dir, 60)
+    analysis = _both_halves(photo.jpeg)
+    assert len(analysis.boxes) == 1
+    assert groupphotos.iou(analysis.boxes[0], photo.boxes[0]) >= groupphotos.IOU

@@ -96,3 +96,47 @@ def test_an_error_in_a_job_returns_its_slot():
             return slots.busy
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_a_check_borrows_an_idle_worker_only_while_nobody_waits():
+    """try_borrow takes a second slot beyond the requester's share only when one is idle and no one is queued,
+    and a request arriving meanwhile gets the slot as soon as the borrowed one is returned."""
+    async def scenario():
+        slots = FairSlots(2, per_requester=1)
+        await slots.acquire("teacher:a")
+        assert slots.try_borrow("teacher:a") and slots.busy == 2
+        assert not slots.try_borrow("teacher:a")  # no slot left
+        other = asyncio.create_task(slots.acquire("teacher:b"))
+        await asyncio.sleep(0)
+        assert not other.done() and slots.waiting("teacher:b") == 1
+        slots.release("teacher:a")  # the borrowed half finishes
+        await asyncio.sleep(0)
+        assert other.done() and slots.busy == 2
+        assert not slots.try_borrow("teacher:a")  # full again
+        slots.release("teacher:b")
+        await slots.acquire("teacher:c")
+        assert slots.busy == 2 and not slots.try_borrow("teacher:a")
+        slots.release("teacher:c")
+        assert slots.try_borrow("teacher:a")  # idle again, nobody waiting
+        return slots
+
+    slots = asyncio.run(scenario())
+    assert slots.busy == 2
+
+
+def test_nothing_is_borrowed_while_someone_waits():
+    """With a request queued, a free slot goes to it, never to a borrower."""
+    async def scenario():
+        slots = FairSlots(2, per_requester=1)
+        await slots.acquire("teacher:a")
+        await slots.acquire("teacher:b")
+        waiting = asyncio.create_task(slots.acquire("teacher:b"))  # b's second job waits for its share
+        await asyncio.sleep(0)
+        assert slots.waiting("teacher:b") == 1
+        slots.release("teacher:a")
+        # one slot is free but b is queued (over its share): a may not jump in by borrowing
+        assert not slots.try_borrow("teacher:a")
+        waiting.cancel()
+        return True
+
+    assert asyncio.run(scenario())

@@ -70,6 +70,14 @@ def audit(world, kind: str = "decision") -> list[dict]:
         db.close()
 
 
+def decision_record(world, decision_id: str) -> list[dict]:
+    db = sqlite3.connect(world["folder"] / "data" / "audit.sqlite")
+    try:
+        return [json.loads(b) for (b,) in db.execute("SELECT body FROM records WHERE id = ?", (decision_id,))]
+    finally:
+        db.close()
+
+
 def reached(world, method: str, path_part: str) -> list:
     return [r for r in world["standin"].received if r.method == method and path_part in r.path]
 
@@ -141,6 +149,24 @@ def test_photo_with_faces_without_consent_is_refused(world, client, faces_dir):
     assert posted.status_code == 403, posted.text
     assert "photo permission" in posted.json()["error"]["fallbackMessage"]
     assert not [r for r in reached(world, "POST", "/storyFeed") if b"Our trip" in r.body]
+
+
+@pytest.mark.faces
+def test_a_12_megapixel_photo_with_one_small_face_without_consent_is_refused(world, client, faces_dir):
+    """A back-row face, 60 px wide in a 12 MP photo, is found and the post is blocked (it is not "face-free")."""
+    from tests.support import groupphotos
+
+    photo = groupphotos.one_small_face(faces_dir, 60).jpeg
+    posted = client.post(STORY, json={"body": "Sports day", "attachments": [
+        {"type": "photo", "data": "data:image/jpeg;base64," + base64.b64encode(photo).decode()}]})
+    assert posted.status_code == 403, posted.text
+    assert "photo permission" in posted.json()["error"]["fallbackMessage"]
+    assert not [r for r in reached(world, "POST", "/storyFeed") if b"Sports day" in r.body]
+    wanted = posted.json()["error"]["decisionId"]
+    deadline = time.monotonic() + 10
+    while not (found := decision_record(world, wanted)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the record is written just after the reply
+    assert found and found[0]["verdict"] == "block" and found[0]["counts"]["faces_found"] == 1, found
 
 
 @pytest.mark.faces

@@ -111,6 +111,21 @@ def filling_frames(root: Path, quality: int = 90) -> list[GroupPhoto]:
     return out
 
 
+def one_small_face(root: Path, face_width: int = 60, at: tuple[int, int] = (3700, 2700)) -> GroupPhoto:
+    """A 12 MP face-free scene (the rocket) with one real face ``face_width`` pixels wide in a corner."""
+    image, boxes = labelled_photos(root, mirrored=False)[0]
+    top, right, bottom, left = boxes[0]
+    margin = (right - left) // 2
+    face = image.crop((left - margin, top - margin, right + margin, bottom + margin))
+    factor = face_width / (right - left)
+    scene = Image.open(root / "no-faces" / "rocket.jpg").convert("RGB").resize(FRAME, Image.Resampling.BICUBIC)
+    scene.paste(face.resize((round(face.width * factor), round(face.height * factor)), Image.Resampling.BICUBIC), at)
+    x, y = at[0] + round(margin * factor), at[1] + round(margin * factor)
+    data = io.BytesIO()
+    scene.save(data, "JPEG", quality=90)
+    return GroupPhoto(data.getvalue(), ((y, x + face_width, y + round((bottom - top) * factor), x),))
+
+
 def iou(a: Box, b: Box) -> float:
     top, right, bottom, left = max(a[0], b[0]), min(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
     inter = max(0, right - left) * max(0, bottom - top)
