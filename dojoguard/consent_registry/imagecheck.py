@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dojoguard.consent_registry import decoding, faces, metadata, redaction, worker
+from dojoguard.consent_registry import decoding, faces, metadata, redaction, video, worker
 from dojoguard.consent_registry.fairslots import REQUESTER, FairSlots
 from dojoguard.consent_registry.registry import Audience, Registry, RegistryError
 from dojoguard.rules.action import AttachmentKind, ImageFindings
@@ -103,6 +103,9 @@ class ImageChecker:
         self.registry_path = Path(registry_path) if registry_path else None
         self.channel_purposes = dict(channel_purposes)
         self.timeout = float(self.images.get("timeout_s", 30))
+        # A video is many frames: its own, longer limit for all of its work (docs/images.md#videos).
+        self.video_timeout = float(self.images.get("video_timeout_s", 120))
+        self.video_limits = video.Limits.from_settings(self.images)
         count = workers if workers is not None else int(self.images.get("workers", 0))
         self.workers = count or os.cpu_count() or 1
         self._registry: Registry | None = None
@@ -147,8 +150,8 @@ class ImageChecker:
             self._slots = (loop, FairSlots(self.workers, per_requester=max(1, self.workers - 1)))
         return self._slots[1]
 
-    async def run(self, fn, *args, requester: str | None = None):
-        """Run ``fn`` in a worker with the check timeout; a dead or stuck worker raises.
+    async def run(self, fn, *args, requester: str | None = None, timeout: float | None = None):
+        """Run ``fn`` in a worker with the check timeout (or ``timeout``); a dead or stuck worker raises.
 
         ``requester`` (who asked; by default the current request's, see
         ``fairslots.REQUESTER``) decides whose turn it is when workers are busy.
@@ -157,7 +160,8 @@ class ImageChecker:
         async with self._slots_for(loop).slot(requester if requester is not None else REQUESTER.get()):
             pool = self._pool
             try:
-                return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), self.timeout)
+                return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args),
+                                              self.timeout if timeout is None else timeout)
             except (TimeoutError, BrokenProcessPool):
                 await asyncio.to_thread(self._replace_pool, pool)
                 raise
@@ -193,7 +197,9 @@ class ImageChecker:
         except asyncio.CancelledError:
             raise
         except TimeoutError:
-            return _failed(sniff_kind(data, content_type), f"the image check took longer than {self.timeout:g} s")
+            kind = sniff_kind(data, content_type)
+            limit = self.video_timeout if kind is AttachmentKind.VIDEO else self.timeout
+            return _failed(kind, f"the {kind.value} check took longer than {limit:g} s")
         except BrokenProcessPool:
             return _failed(sniff_kind(data, content_type), "the image-check worker stopped unexpectedly")
         except Exception as exc:  # noqa: BLE001 - the contract: any failure is a failed check
@@ -215,21 +221,69 @@ class ImageChecker:
             except Exception as exc:  # noqa: BLE001 - registry unavailable: fail closed if a face needs it
                 registry_problem = f"the consent registry is unavailable: {exc}"
         if kind is AttachmentKind.VIDEO:
-            return self._video(audience)
+            return await self._video(data, audience, allowed, registry_problem)
         match_faces = audience is not None and not audience.all_permitted
         analysis: faces.Analysis = await self.run(worker.check, data, self.settings, allowed, match_faces)
         return self._findings(analysis, audience, registry_problem)
 
-    def _video(self, audience: Audience | None) -> ImageCheck:
-        # Videos cannot be checked frame by frame yet. They are reported as
-        # videos with no faces counted, so the policy's video rule decides
-        # (the shipped policy holds every video for a leader); the layer says
-        # whether the whole audience was permitted anyway.
-        if audience is not None and audience.all_permitted:
-            return ImageCheck(ImageFindings(), None, AttachmentKind.VIDEO, Layer.AUDIENCE_PERMITTED,
-                              audience_known=True)
-        return ImageCheck(ImageFindings(), None, AttachmentKind.VIDEO, Layer.VIDEO,
-                          audience_known=bool(audience and audience.is_known))
+    async def _video(self, data: bytes, audience: Audience | None, allowed: np.ndarray | None,
+                     registry_problem: str | None) -> ImageCheck:
+        """Sample the video's frames in a worker, then run the photo check on them (docs/images.md#videos).
+
+        ``images.video_timeout_s`` bounds the time the video's jobs run in all;
+        past it the check fails closed (waiting for a free worker is not counted, as for photos).
+        """
+        kind = AttachmentKind.VIDEO
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.video_timeout
+
+        def left() -> float:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            return remaining
+
+        sampled = await self.run(worker.sample_video, data, self.video_limits, timeout=left())
+        if isinstance(sampled, video.Failure):
+            return _failed(kind, sampled.message, unreadable=sampled.code in video.UNREADABLE_CODES,
+                           fmt=None)
+        match_faces = audience is not None and not audience.all_permitted
+        # One job per worker one requester may hold at once (see _slots_for): on a
+        # two-core machine that is one, and the frames are checked in one job.
+        jobs = max(1, min(self.workers - 1, len(sampled.frames)))
+        chunks = [sampled.frames[i::jobs] for i in range(jobs)]
+        results = await asyncio.gather(*(self.run(worker.check_frames, chunk, self.settings, allowed, match_faces,
+                                                  timeout=left()) for chunk in chunks))
+        return self._video_findings([a for r in results for a in r], sampled, audience, registry_problem)
+
+    def _video_findings(self, analyses: list[faces.Analysis], sampled: video.Sampled, audience: Audience | None,
+                        registry_problem: str | None) -> ImageCheck:
+        kind, fmt = AttachmentKind.VIDEO, sampled.format
+        known = bool(audience and audience.is_known)
+        frames = len(analyses)
+        if frames != len(sampled.frames):
+            return _failed(kind, "not every sampled frame was checked", fmt=fmt)
+        failed = next((a for a in analyses if a.error_code is not None), None)
+        if failed is not None:
+            return _failed(kind, f"a video frame could not be checked: {failed.error or failed.error_code}", fmt=fmt)
+        found = sum(len(a.boxes) for a in analyses)
+        unverified = sum(a.people_unverified for a in analyses)
+        if not found and not unverified:
+            return ImageCheck(ImageFindings(frames_checked=frames), fmt, kind, Layer.VIDEO, (), known)
+        if registry_problem is not None or audience is None:
+            return ImageCheck(ImageFindings(faces_found=found, people_unverified=unverified, frames_checked=frames,
+                                            error=registry_problem or "no audience"), fmt, kind, Layer.FAILED,
+                              (), known)
+        if audience.all_permitted:
+            return ImageCheck(ImageFindings(faces_found=found, faces_permitted=found, frames_checked=frames),
+                              fmt, kind, Layer.AUDIENCE_PERMITTED, (), known)
+        if any(len(a.permitted or ()) != len(a.boxes) for a in analyses):
+            return _failed(kind, "faces found but not all could be matched", fmt=fmt)
+        permitted = sum(sum(a.permitted or ()) for a in analyses)
+        return ImageCheck(ImageFindings(faces_found=found, faces_permitted=permitted,
+                                        faces_not_permitted=found - permitted, faces_unidentified=found - permitted,
+                                        people_unverified=unverified, frames_checked=frames),
+                          fmt, kind, Layer.VIDEO, (), known)
 
     def _findings(self, analysis: faces.Analysis, audience: Audience | None,
                   registry_problem: str | None) -> ImageCheck:
