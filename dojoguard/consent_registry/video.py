@@ -194,7 +194,7 @@ def _picture_stream(container, limits: Limits):
         raise VideoError("unsupported-format", f"the video's picture codec ({ctx.name}) is not one devices record")
     if ctx.width * ctx.height > limits.max_pixels:
         raise VideoError("too-large", f"the video's frames ({ctx.width} x {ctx.height}) exceed the size limit")
-    declared = max(_seconds(container.duration, 1e-6), _seconds(stream.duration, stream.time_base))
+    declared = declared_duration(container, stream)
     if declared > limits.max_duration_s:
         raise VideoError("too-long", f"the video lasts {declared:.0f} s, over the {limits.max_duration_s:g} s limit")
     # One thread: the worker pool decides how many cores are busy.
@@ -203,6 +203,11 @@ def _picture_stream(container, limits: Limits):
     # A decoder that meets damage stops with an error instead of hiding it.
     ctx.options = {"err_detect": "explode"}
     return stream
+
+
+def declared_duration(container, stream) -> float:
+    """What the header says, in seconds (0 when it says nothing); a hint only, never trusted as a bound."""
+    return max(_seconds(container.duration, 1e-6), _seconds(stream.duration, stream.time_base))
 
 
 def _seconds(value, unit) -> float:
@@ -234,7 +239,10 @@ def _compact(pixels: np.ndarray) -> bytes:
 
 def _sample(container, stream, fmt: str, limits: Limits, deadline: float) -> Sampled:
     kept: list[SampledFrame] = []
-    interval = limits.sample_every_s
+    # Spread the regular frames over the declared length, leaving room for scene
+    # changes; if the header lies, thinning (below) still keeps within the cap.
+    regular = max(1, limits.max_frames - limits.max_scene_frames)
+    interval = max(limits.sample_every_s, declared_duration(container, stream) / regular)
     next_sample = next_compare = start = last_time = None
     last_thumb = None
     walked = packets = scenes = 0
