@@ -35,6 +35,8 @@ from dojoguard.rules.action import AttachmentKind, ImageFindings
 # Decoding problems are "unreadable"; anything else that stops a check is an "error".
 UNREADABLE_CODES = frozenset({"not-an-image", "corrupt", "too-large", "unsupported-format", "too-many-frames"})
 WHOLE_SCHOOL_CHANNELS = frozenset({"school_story"})
+# Video frames checked in one worker job (about 1 s each for a 1080p frame).
+VIDEO_FRAMES_PER_JOB = 8
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
 _PHOTO_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 
@@ -150,21 +152,34 @@ class ImageChecker:
             self._slots = (loop, FairSlots(self.workers, per_requester=max(1, self.workers - 1)))
         return self._slots[1]
 
-    async def run(self, fn, *args, requester: str | None = None, timeout: float | None = None):
-        """Run ``fn`` in a worker with the check timeout (or ``timeout``); a dead or stuck worker raises.
+    async def run(self, fn, *args, requester: str | None = None, deadline: float | None = None):
+        """Run ``fn`` in a worker with the check timeout; a dead or stuck worker raises.
 
         ``requester`` (who asked; by default the current request's, see
         ``fairslots.REQUESTER``) decides whose turn it is when workers are busy.
+        ``deadline`` (event-loop time; a video's): waiting for a worker and the
+        job itself must both end by then, or ``TimeoutError``.
         """
         loop = asyncio.get_running_loop()
-        async with self._slots_for(loop).slot(requester if requester is not None else REQUESTER.get()):
+        slots = self._slots_for(loop)
+        who = requester if requester is not None else REQUESTER.get()
+        if deadline is None:
+            await slots.acquire(who)
+        else:
+            async with asyncio.timeout_at(deadline):
+                await slots.acquire(who)
+        try:
+            limit = self.timeout if deadline is None else deadline - loop.time()
+            if limit <= 0:
+                raise TimeoutError
             pool = self._pool
             try:
-                return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args),
-                                              self.timeout if timeout is None else timeout)
+                return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), limit)
             except (TimeoutError, BrokenProcessPool):
                 await asyncio.to_thread(self._replace_pool, pool)
                 raise
+        finally:
+            slots.release(who)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -230,30 +245,23 @@ class ImageChecker:
                      registry_problem: str | None) -> ImageCheck:
         """Sample the video's frames in a worker, then run the photo check on them (docs/images.md#videos).
 
-        ``images.video_timeout_s`` bounds the time the video's jobs run in all;
-        past it the check fails closed (waiting for a free worker is not counted, as for photos).
+        ``images.video_timeout_s`` bounds the whole check, waiting for workers
+        included (the teacher's request is open meanwhile); past it the check fails closed.
         """
         kind = AttachmentKind.VIDEO
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.video_timeout
-
-        def left() -> float:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError
-            return remaining
-
-        sampled = await self.run(worker.sample_video, data, self.video_limits, timeout=left())
+        deadline = asyncio.get_running_loop().time() + self.video_timeout
+        sampled = await self.run(worker.sample_video, data, self.video_limits, deadline=deadline)
         if isinstance(sampled, video.Failure):
             return _failed(kind, sampled.message, unreadable=sampled.code in video.UNREADABLE_CODES,
                            fmt=None)
         match_faces = audience is not None and not audience.all_permitted
-        # One job per worker one requester may hold at once (see _slots_for): on a
-        # two-core machine that is one, and the frames are checked in one job.
-        jobs = max(1, min(self.workers - 1, len(sampled.frames)))
-        chunks = [sampled.frames[i::jobs] for i in range(jobs)]
+        # A few frames a job: the jobs run on as many workers as one requester may
+        # hold (see _slots_for; one on a two-core machine), and other teachers'
+        # photos get their turns between them.
+        frames = sampled.frames
+        chunks = [frames[i:i + VIDEO_FRAMES_PER_JOB] for i in range(0, len(frames), VIDEO_FRAMES_PER_JOB)]
         results = await asyncio.gather(*(self.run(worker.check_frames, chunk, self.settings, allowed, match_faces,
-                                                  timeout=left()) for chunk in chunks))
+                                                  deadline=deadline) for chunk in chunks))
         return self._video_findings([a for r in results for a in r], sampled, audience, registry_problem)
 
     def _video_findings(self, analyses: list[faces.Analysis], sampled: video.Sampled, audience: Audience | None,

@@ -235,3 +235,30 @@ def test_real_person_not_enrolled_after_a_cut_is_held(people_checker, policy, fa
     assert f.faces_not_permitted >= 2 and f.faces_unidentified == f.faces_not_permitted
     decision = decide(policy, result, class_id="olly-bob")
     assert decision.verdict is Verdict.HOLD and "video-review" in decision.rule_ids
+
+
+def test_waiting_for_a_worker_counts_towards_the_video_limit(registry_path, coffee):
+    """A video that cannot get a worker before images.video_timeout_s fails closed; the job it waited
+    behind is not disturbed (its worker is not ended)."""
+    import time
+
+    c = ImageChecker({**SETTINGS, "video_timeout_s": 1}, registry_path, PURPOSES, workers=1)
+    video = clip((coffee, 1))
+
+    async def both():
+        busy = asyncio.ensure_future(c.run(time.sleep, 3, requester="another teacher"))
+        await asyncio.sleep(0.1)
+        asked = time.monotonic()
+        checked = await c.check(video, channel="class_story", class_id="mixed", content_type="video/mp4")
+        waited = time.monotonic() - asked
+        return checked, waited, await busy
+
+    try:
+        asyncio.run(c.run(faces.Settings))
+        started = time.monotonic()
+        result, waited, slept = asyncio.run(both())
+    finally:
+        c.close()
+    assert not result.findings.is_complete and "longer than 1 s" in result.findings.error
+    assert waited < 2  # it gave up at its limit, not when the worker came free
+    assert slept is None and time.monotonic() - started >= 2.9

@@ -21,7 +21,7 @@ from dojoguard.consent_registry import faces, sample_photos, sample_videos
 from dojoguard.consent_registry.registry import BIOMETRIC, Registry
 from dojoguard.standin import data
 from tests.consent_registry.conftest import add_pupil
-from tests.proxy.conftest import MONDAY_10, running_proxy, signed_in
+from tests.proxy.conftest import MONDAY_10, audit_rows, running_proxy, signed_in
 
 pytestmark = pytest.mark.slow
 
@@ -84,24 +84,29 @@ def test_video_of_a_permitted_pupil_is_posted(world):
                   "Ada's science video")
     assert answer.status_code == 200, answer.text
     assert arrived(world, "Ada's science video")
+    counts = audit_rows(world["folder"] / "data" / "audit.sqlite")[-1]["counts"]
+    assert counts["video_frames_checked"] == 4 and counts["faces_found"] == 3, counts
+    assert counts["faces_not_permitted"] == 0, counts
 
 
 def test_video_showing_someone_not_permitted_is_held(world, faces_dir):
     """A face nobody enrolled, after Ada's: held for a senior leader, not forwarded."""
     stranger = Image.open(faces_dir / "people" / "obama.jpg")
     answer = post(world, clip((sample_photos.open_sample("astronaut.jpg"), 2), (stranger, 2)), "Visitor video")
-    assert answer.status_code != 200 or "hold" in answer.text.lower(), answer.text
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "DOJOGUARD_HELD", answer.text
     assert not arrived(world, "Visitor video")
     decision_id = answer.headers.get("x-dojoguard-decision")
     assert decision_id
     record = audit(world, decision_id)
     assert record["verdict"] == "hold" and "video-review" in record["rules"], record
+    assert record["counts"]["faces_not_permitted"] >= 1 and record["counts"]["video_frames_checked"] >= 4, record
 
 
 def test_unreadable_video_is_held(world):
     """A video cut short cannot be checked: held, not forwarded."""
     video = clip((sample_photos.open_sample("astronaut.jpg"), 2))
     answer = post(world, video[:len(video) // 2], "Cut-off video")
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "DOJOGUARD_HELD", answer.text
     assert not arrived(world, "Cut-off video")
     record = audit(world, answer.headers["x-dojoguard-decision"])
     assert record["verdict"] == "hold" and "video-review" in record["rules"], record
