@@ -136,7 +136,8 @@ def main() -> None:
                   f"(permitted {f.faces_permitted}, not permitted {f.faces_not_permitted}); "
                   f"layer {result.layer}; error {f.error}")
             print("peak resident memory: workers " + ", ".join(f"{peak_mb(p):.0f} MB" for p in pids)
-                  + f"; proxy process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+                  + f"; this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
+                  "(it also built the clip: the proxy holds only the compressed frames, see below)")
 
             # The two phases apart: sampling (one job), then the frames (one job, or split in two).
             started = time.perf_counter()
