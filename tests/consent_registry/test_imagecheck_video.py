@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -160,7 +162,6 @@ def test_rotated_phone_video_face_is_found(checker, policy, portrait):
     """Stored sideways with a rotation tag, as phones record: the face is still found (and checked)."""
     upright = sample_videos.fit(portrait, SMALL)
     stored = Image.fromarray(upright).rotate(-90, expand=True)  # the player turns it back 90 degrees
-    import numpy as np
     data = sample_videos.encode(itertools.repeat(np.asarray(stored), 50), rotation=90)
     result = check(checker, data, channel="portfolio")
     assert result.findings.faces_found == 2 and result.findings.faces_not_permitted == 2
@@ -240,8 +241,6 @@ def test_real_person_not_enrolled_after_a_cut_is_held(people_checker, policy, fa
 def test_waiting_for_a_worker_counts_towards_the_video_limit(registry_path, coffee):
     """A video that cannot get a worker before images.video_timeout_s fails closed; the job it waited
     behind is not disturbed (its worker is not ended)."""
-    import time
-
     c = ImageChecker({**SETTINGS, "video_timeout_s": 1}, registry_path, PURPOSES, workers=1)
     video = clip((coffee, 1))
 

@@ -80,8 +80,8 @@ def audit(world, decision_id: str) -> dict:
 
 def test_video_of_a_permitted_pupil_is_posted(world):
     """Ada's face in every frame, matched against the allow-list: the video goes to ClassDojo."""
-    answer = post(world, clip((sample_photos.open_sample("coffee.jpg"), 1), (sample_photos.open_sample("astronaut.jpg"), 3)),
-                  "Ada's science video")
+    video = clip((sample_photos.open_sample("coffee.jpg"), 1), (sample_photos.open_sample("astronaut.jpg"), 3))
+    answer = post(world, video, "Ada's science video")
     assert answer.status_code == 200, answer.text
     assert arrived(world, "Ada's science video")
     counts = audit_rows(world["folder"] / "data" / "audit.sqlite")[-1]["counts"]
