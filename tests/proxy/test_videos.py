@@ -110,3 +110,37 @@ def test_unreadable_video_is_held(world):
     assert not arrived(world, "Cut-off video")
     record = audit(world, answer.headers["x-dojoguard-decision"])
     assert record["verdict"] == "hold" and "video-review" in record["rules"], record
+
+
+def test_uploading_a_video_with_faces_is_not_held(world):
+    """An upload publishes nothing (the post naming it is judged): a video with a face uploads, checked
+    for faces only, like a photo."""
+    video = clip((sample_photos.open_sample("astronaut.jpg"), 2))
+    answer = world["client"].post("https://teach.classdojo.com/api/upload",
+                                  files={"file": ("clip.mp4", video, "video/mp4")})
+    assert answer.status_code == 200, answer.text
+    counts = audit_rows(world["folder"] / "data" / "audit.sqlite")[-1]["counts"]
+    assert counts["faces_found"] == 2 and counts["video_frames_checked"] == 2, counts
+
+
+def _upload_then_post(world, video: bytes, marker: str):
+    uploaded = world["client"].post("https://teach.classdojo.com/api/upload",
+                                    files={"file": ("clip.mp4", video, "video/mp4")})
+    assert uploaded.status_code == 200, uploaded.text
+    ref = uploaded.json()
+    return world["client"].post(STORY, json={"body": marker, "attachments": [{"_id": ref["_id"],
+                                                                                "path": ref["path"]}]})
+
+
+def test_an_uploaded_video_is_judged_when_a_post_names_it(world, faces_dir):
+    """The usual two steps (upload, then a post naming it): the post is judged on the video for its class."""
+    ada = clip((sample_photos.open_sample("astronaut.jpg"), 2))
+    posted = _upload_then_post(world, ada, "Ada uploaded")
+    assert posted.status_code == 200, posted.text
+    assert arrived(world, "Ada uploaded")
+    stranger = clip((Image.open(faces_dir / "people" / "obama.jpg"), 2))
+    held = _upload_then_post(world, stranger, "Visitor uploaded")
+    assert held.status_code == 403 and held.json()["error"]["code"] == "DOJOGUARD_HELD", held.text
+    assert not arrived(world, "Visitor uploaded")
+    record = audit(world, held.headers["x-dojoguard-decision"])
+    assert "video-review" in record["rules"] and record["counts"]["faces_not_permitted"] == 2, record
