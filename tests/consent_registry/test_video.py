@@ -220,3 +220,64 @@ def test_limits_from_settings():
     assert limits == Limits(sample_every_s=2, max_frames=30, scene_threshold=20, max_duration_s=120,
                             max_pixels=2_100_000, time_budget_s=15)
     assert Limits.from_settings({}) == Limits()
+
+
+def _growing_mjpeg(small=(640, 360), big=(4096, 2304)) -> bytes:
+    """Motion JPEG in Matroska whose header (and first frames) say 640 x 360 and whose later frames are 4096 x 2304."""
+    from fractions import Fraction
+
+    out = io.BytesIO()
+    with av.open(out, "w", format="matroska") as c:
+        stream = c.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = small[0], small[1], "yuvj420p"
+        large = av.CodecContext.create("mjpeg", "w")
+        large.width, large.height, large.pix_fmt, large.time_base = big[0], big[1], "yuvj420p", Fraction(1, 25)
+        for i in range(4):
+            size = small if i < 2 else big
+            frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), 128, np.uint8), format="rgb24")
+            frame = frame.reformat(format="yuvj420p")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in (stream.encode(frame) if i < 2 else large.encode(frame)):
+                packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, 25)
+                c.mux(packet)
+        c.mux(stream.encode())
+    return out.getvalue()
+
+
+def test_frames_growing_past_the_cap_part_way_are_refused():
+    """A stream that declares a small size and then switches to frames over the cap is stopped at them."""
+    data = _growing_mjpeg()
+    with av.open(io.BytesIO(data), format="matroska") as c:
+        ctx = c.streams.video[0].codec_context
+        assert (ctx.width, ctx.height) == (640, 360)
+    assert code_of(data) == "too-large"
+    # The control: the same construction kept small is sampled.
+    assert len(video.sample(_growing_mjpeg(big=(640, 360))).frames) == 1
+
+
+def test_a_second_picture_track_is_refused(coffee, portrait):
+    """Two picture tracks: a player may show either, so a face could hide in the one not checked."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp4") as c:
+        first, second = (c.add_stream(sample_videos.codec(), rate=25) for _ in range(2))
+        for stream in (first, second):
+            stream.width, stream.height, stream.pix_fmt = SMALL[0], SMALL[1], "yuv420p"
+        for a, b in zip(sample_videos.still(coffee, 1, size=SMALL), sample_videos.still(portrait, 1, size=SMALL)):
+            c.mux(first.encode(av.VideoFrame.from_ndarray(a, format="rgb24")))
+            c.mux(second.encode(av.VideoFrame.from_ndarray(b, format="rgb24")))
+        c.mux(first.encode())
+        c.mux(second.encode())
+    assert code_of(out.getvalue()) == "unsupported-format"
+
+
+def test_a_picture_codec_no_device_records_is_refused(coffee):
+    """Lossless FFV1 frames in Matroska decode fine elsewhere, but are not a camera's codec: refused unread."""
+    frames = sample_videos.still(coffee, 1, size=SMALL)
+    out = io.BytesIO()
+    with av.open(out, "w", format="matroska") as c:
+        stream = c.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = SMALL[0], SMALL[1], "yuv420p"
+        for pixels in frames:
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        c.mux(stream.encode())
+    assert code_of(out.getvalue()) == "unsupported-format"
