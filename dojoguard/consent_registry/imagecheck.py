@@ -260,8 +260,16 @@ class ImageChecker:
         # photos get their turns between them.
         frames = sampled.frames
         chunks = [frames[i:i + VIDEO_FRAMES_PER_JOB] for i in range(0, len(frames), VIDEO_FRAMES_PER_JOB)]
-        results = await asyncio.gather(*(self.run(worker.check_frames, chunk, self.settings, allowed, match_faces,
-                                                  deadline=deadline) for chunk in chunks))
+        jobs = [asyncio.ensure_future(self.run(worker.check_frames, chunk, self.settings, allowed, match_faces,
+                                               deadline=deadline)) for chunk in chunks]
+        try:
+            results = await asyncio.gather(*jobs)
+        except BaseException:
+            # One job failed (or the check was cancelled): the others' answers cannot help, stop waiting for them.
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            raise
         return self._video_findings([a for r in results for a in r], sampled, audience, registry_problem)
 
     def _video_findings(self, analyses: list[faces.Analysis], sampled: video.Sampled, audience: Audience | None,

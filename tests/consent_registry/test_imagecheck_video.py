@@ -16,12 +16,13 @@ import pytest
 from PIL import Image
 
 from dojoguard.clock import FixedClock
-from dojoguard.consent_registry import faces, sample_photos, sample_videos
+from dojoguard.consent_registry import faces, sample_photos, sample_videos, worker
 from dojoguard.consent_registry.imagecheck import ImageChecker, Layer
 from dojoguard.consent_registry.registry import BIOMETRIC, Registry
 from dojoguard.rules.action import Action, Attachment, AttachmentKind, Channel, Kind
 from dojoguard.rules.decision import Verdict
 from dojoguard.rules.policy import builtin_path, load_policy
+from tests.consent_registry import crashing
 from tests.consent_registry.conftest import NOW, add_pupil
 
 pytestmark = pytest.mark.slow
@@ -261,3 +262,30 @@ def test_waiting_for_a_worker_counts_towards_the_video_limit(registry_path, coff
     assert not result.findings.is_complete and "longer than 1 s" in result.findings.error
     assert waited < 2  # it gave up at its limit, not when the worker came free
     assert slept is None and time.monotonic() - started >= 2.9
+
+
+def test_a_frame_job_that_fails_fails_the_video_and_frees_the_workers(registry_path, portrait):
+    """A worker that dies while checking some of a video's frames: the video fails closed, and the next
+    check works."""
+    c = ImageChecker(SETTINGS, registry_path, PURPOSES, workers=2)
+    original, calls = c.run, []
+
+    async def first_frames_job_dies(fn, *args, **kwargs):
+        if fn is worker.check_frames:
+            calls.append(len(args[0]))
+            if len(calls) == 1:
+                return await original(crashing.exit_quietly, **kwargs)
+        return await original(fn, *args, **kwargs)
+
+    data = clip((portrait, 10), fps=5)  # 10 frames: two jobs
+    try:
+        c.run = first_frames_job_dies
+        failed = check(c, data, class_id="all-ok")
+        c.run = original
+        fine = check(c, data, class_id="all-ok")
+    finally:
+        c.close()
+    assert calls == [8, 2]
+    assert failed.layer == Layer.FAILED and not failed.findings.is_complete and failed.kind is AttachmentKind.VIDEO
+    assert "stopped unexpectedly" in failed.findings.error
+    assert fine.findings.is_complete and fine.findings.faces_found == 10
