@@ -289,3 +289,20 @@ def test_a_frame_job_that_fails_fails_the_video_and_frees_the_workers(registry_p
     assert failed.layer == Layer.FAILED and not failed.findings.is_complete and failed.kind is AttachmentKind.VIDEO
     assert "stopped unexpectedly" in failed.findings.error
     assert fine.findings.is_complete and fine.findings.faces_found == 10
+
+
+def test_a_4k_video_is_checked_within_the_worker_memory_ceiling(registry_path):
+    """A 4K (3840 x 2160) video decodes and is checked under the kernel's memory ceiling for a worker."""
+    sheet, _ = sample_photos.class_photo(columns=4, rows=2, tile=480)
+    data = sample_videos.encode(sample_videos.pan(sheet, 2, size=(3840, 2160), fps=10), fps=10)
+    c = ImageChecker({**SETTINGS, "worker_memory_mb": 600, "max_decode_mb": 330}, registry_path, PURPOSES,
+                     workers=1)
+    try:
+        result = check(c, data, class_id="all-ok")
+        peak = asyncio.run(c.run(worker.peak_rss_mb))
+    finally:
+        c.close()
+    f = result.findings
+    # The pan keeps five to eight of the eight faces in view.
+    assert f.is_complete and f.frames_checked >= 2 and f.faces_found >= 5 * f.frames_checked, f
+    assert peak < 600, peak
