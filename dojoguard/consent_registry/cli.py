@@ -426,6 +426,7 @@ def image_check(env: Environment, photo: Path, channel: str, class_id: str | Non
                "findings": {"faces_found": f.faces_found, "faces_permitted": f.faces_permitted,
                             "faces_not_permitted": f.faces_not_permitted,
                             "faces_unidentified": f.faces_unidentified, "gps_present": f.gps_present,
+                            "frames_checked": f.frames_checked,
                             "unreadable": f.unreadable, "error": f.error},
                "boxes": [list(b) for b in check.boxes],
                "boxes_not_permitted": [list(b) for b in f.boxes_not_permitted],
@@ -437,6 +438,8 @@ def image_check(env: Environment, photo: Path, channel: str, class_id: str | Non
         click.echo(f"{photo.name}: {check.kind}, {check.format or 'unknown format'}")
         click.echo(f"  faces found {f.faces_found}, permitted {f.faces_permitted}, "
                    f"not permitted {f.faces_not_permitted}, unidentified {f.faces_unidentified}")
+        if str(check.kind) == "video":
+            click.echo(f"  frames checked {f.frames_checked} (faces are counted in every frame)")
         click.echo(f"  GPS location {'present' if f.gps_present else 'absent'}; decided by: {check.layer}")
         if f.unreadable or f.error:
             click.echo(f"  check not completed{' (unreadable)' if f.unreadable else ''}: {f.error}")

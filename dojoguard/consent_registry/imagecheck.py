@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dojoguard.consent_registry import decoding, detection, faces, metadata, redaction, worker
+from dojoguard.consent_registry import decoding, detection, faces, metadata, redaction, video, worker
 from dojoguard.consent_registry.fairslots import REQUESTER, FairSlots
 from dojoguard.consent_registry.registry import Audience, Registry, RegistryError
 from dojoguard.rules.action import AttachmentKind, ImageFindings
@@ -35,6 +35,8 @@ from dojoguard.rules.action import AttachmentKind, ImageFindings
 # Decoding problems are "unreadable"; anything else that stops a check is an "error".
 UNREADABLE_CODES = frozenset({"not-an-image", "corrupt", "too-large", "unsupported-format", "too-many-frames"})
 WHOLE_SCHOOL_CHANNELS = frozenset({"school_story"})
+# Video frames checked in one worker job (about 1 s each for a 1080p frame).
+VIDEO_FRAMES_PER_JOB = 8
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
 _PHOTO_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 
@@ -103,6 +105,9 @@ class ImageChecker:
         self.registry_path = Path(registry_path) if registry_path else None
         self.channel_purposes = dict(channel_purposes)
         self.timeout = float(self.images.get("timeout_s", 30))
+        # A video is many frames: its own, longer limit for all of its work (docs/images.md#videos).
+        self.video_timeout = float(self.images.get("video_timeout_s", 120))
+        self.video_limits = video.Limits.from_settings(self.images)
         count = workers if workers is not None else int(self.images.get("workers", 0))
         self.workers = count or os.cpu_count() or 1
         self._registry: Registry | None = None
@@ -147,21 +152,40 @@ class ImageChecker:
             self._slots = (loop, FairSlots(self.workers, per_requester=max(1, self.workers - 1)))
         return self._slots[1]
 
-    async def run(self, fn, *args, requester: str | None = None):
+    async def run(self, fn, *args, requester: str | None = None, deadline: float | None = None,
+                  borrow: bool = False):
         """Run ``fn`` in a worker with the check timeout; a dead or stuck worker raises.
 
         ``requester`` (who asked; by default the current request's, see
         ``fairslots.REQUESTER``) decides whose turn it is when workers are busy.
+        ``deadline`` (event-loop time; a video's): waiting for a worker and the
+        job itself must both end by then, or ``TimeoutError``. ``borrow``: take
+        an idle worker beyond the requester's share if nobody waits (see
+        ``FairSlots.try_borrow``), else wait a turn as usual.
         """
         loop = asyncio.get_running_loop()
-        async with self._slots_for(loop).slot(requester if requester is not None else REQUESTER.get()):
-            return await self._in_worker(fn, *args)
+        slots = self._slots_for(loop)
+        who = requester if requester is not None else REQUESTER.get()
+        if borrow and slots.try_borrow(who):
+            pass
+        elif deadline is None:
+            await slots.acquire(who)
+        else:
+            async with asyncio.timeout_at(deadline):
+                await slots.acquire(who)
+        try:
+            return await self._in_worker(fn, *args, deadline=deadline)
+        finally:
+            slots.release(who)
 
-    async def _in_worker(self, fn, *args):
+    async def _in_worker(self, fn, *args, deadline: float | None = None):
         loop = asyncio.get_running_loop()
+        limit = self.timeout if deadline is None else deadline - loop.time()
+        if limit <= 0:
+            raise TimeoutError
         pool = self._pool
         try:
-            return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), self.timeout)
+            return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), limit)
         except (TimeoutError, BrokenProcessPool):
             await asyncio.to_thread(self._replace_pool, pool)
             raise
@@ -227,7 +251,9 @@ class ImageChecker:
         except asyncio.CancelledError:
             raise
         except TimeoutError:
-            return _failed(sniff_kind(data, content_type), f"the image check took longer than {self.timeout:g} s")
+            kind = sniff_kind(data, content_type)
+            limit = self.video_timeout if kind is AttachmentKind.VIDEO else self.timeout
+            return _failed(kind, f"the {kind.value} check took longer than {limit:g} s")
         except BrokenProcessPool:
             return _failed(sniff_kind(data, content_type), "the image-check worker stopped unexpectedly")
         except Exception as exc:  # noqa: BLE001 - the contract: any failure is a failed check
@@ -249,21 +275,81 @@ class ImageChecker:
             except Exception as exc:  # noqa: BLE001 - registry unavailable: fail closed if a face needs it
                 registry_problem = f"the consent registry is unavailable: {exc}"
         if kind is AttachmentKind.VIDEO:
-            return self._video(audience)
+            return await self._video(data, audience, allowed, registry_problem)
         match_faces = audience is not None and not audience.all_permitted
         analysis = await self.analyse(data, allowed, match_faces)
         return self._findings(analysis, audience, registry_problem)
 
-    def _video(self, audience: Audience | None) -> ImageCheck:
-        # Videos cannot be checked frame by frame yet. They are reported as
-        # videos with no faces counted, so the policy's video rule decides
-        # (the shipped policy holds every video for a leader); the layer says
-        # whether the whole audience was permitted anyway.
-        if audience is not None and audience.all_permitted:
-            return ImageCheck(ImageFindings(), None, AttachmentKind.VIDEO, Layer.AUDIENCE_PERMITTED,
-                              audience_known=True)
-        return ImageCheck(ImageFindings(), None, AttachmentKind.VIDEO, Layer.VIDEO,
-                          audience_known=bool(audience and audience.is_known))
+    async def _video(self, data: bytes, audience: Audience | None, allowed: np.ndarray | None,
+                     registry_problem: str | None) -> ImageCheck:
+        """Sample the video's frames in a worker, then run the photo check on them (docs/images.md#videos).
+
+        ``images.video_timeout_s`` bounds the whole check, waiting for workers
+        included (the teacher's request is open meanwhile); past it the check fails closed.
+        """
+        kind = AttachmentKind.VIDEO
+        deadline = asyncio.get_running_loop().time() + self.video_timeout
+        sampled = await self.run(worker.sample_video, data, self.video_limits, deadline=deadline)
+        if isinstance(sampled, video.Failure):
+            return _failed(kind, sampled.message, unreadable=sampled.code in video.UNREADABLE_CODES,
+                           fmt=None)
+        match_faces = audience is not None and not audience.all_permitted
+        # A few frames a job, in lanes: as many as one requester may hold workers
+        # (see _slots_for; one on a two-core machine), each taking its turns so
+        # other teachers' photos go between them, and one more lane that runs
+        # only on a worker nobody else is waiting for (borrowed).
+        frames = sampled.frames
+        chunks = [frames[i:i + VIDEO_FRAMES_PER_JOB] for i in range(0, len(frames), VIDEO_FRAMES_PER_JOB)]
+
+        async def lane(share, borrow: bool) -> list:
+            # One job at a time per lane; the second lane borrows an idle worker
+            # while nobody else waits, else takes its turn like any job.
+            return [await self.run(worker.check_frames, chunk, self.settings, allowed, match_faces,
+                                   deadline=deadline, borrow=borrow) for chunk in share]
+
+        count = max(1, self.workers - 1) + (1 if self.workers > 1 else 0)
+        lanes = [chunks[i::count] for i in range(count)]
+        jobs = [asyncio.ensure_future(lane(share, borrow=self.workers > 1 and i == count - 1))
+                for i, share in enumerate(lanes)]
+        try:
+            results = await asyncio.gather(*jobs)
+        except BaseException:
+            # One job failed (or the check was cancelled): the others' answers cannot help, stop waiting for them.
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            raise
+        return self._video_findings([a for done in results for r in done for a in r], sampled, audience,
+                                    registry_problem)
+
+    def _video_findings(self, analyses: list[faces.Analysis], sampled: video.Sampled, audience: Audience | None,
+                        registry_problem: str | None) -> ImageCheck:
+        kind, fmt = AttachmentKind.VIDEO, sampled.format
+        known = bool(audience and audience.is_known)
+        frames = len(analyses)
+        if frames != len(sampled.frames):
+            return _failed(kind, "not every sampled frame was checked", fmt=fmt)
+        failed = next((a for a in analyses if a.error_code is not None), None)
+        if failed is not None:
+            return _failed(kind, f"a video frame could not be checked: {failed.error or failed.error_code}", fmt=fmt)
+        found = sum(len(a.boxes) for a in analyses)
+        unverified = sum(a.people_unverified for a in analyses)
+        if not found and not unverified:
+            return ImageCheck(ImageFindings(frames_checked=frames), fmt, kind, Layer.VIDEO, (), known)
+        if registry_problem is not None or audience is None:
+            return ImageCheck(ImageFindings(faces_found=found, people_unverified=unverified, frames_checked=frames,
+                                            error=registry_problem or "no audience"), fmt, kind, Layer.FAILED,
+                              (), known)
+        if audience.all_permitted:
+            return ImageCheck(ImageFindings(faces_found=found, faces_permitted=found, frames_checked=frames),
+                              fmt, kind, Layer.AUDIENCE_PERMITTED, (), known)
+        if any(len(a.permitted or ()) != len(a.boxes) for a in analyses):
+            return _failed(kind, "faces found but not all could be matched", fmt=fmt)
+        permitted = sum(sum(a.permitted or ()) for a in analyses)
+        return ImageCheck(ImageFindings(faces_found=found, faces_permitted=permitted,
+                                        faces_not_permitted=found - permitted, faces_unidentified=found - permitted,
+                                        people_unverified=unverified, frames_checked=frames),
+                          fmt, kind, Layer.VIDEO, (), known)
 
     def _findings(self, analysis: faces.Analysis, audience: Audience | None,
                   registry_problem: str | None) -> ImageCheck:

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from dojoguard.consent_registry import decoding, faces
+from dojoguard.consent_registry import decoding, faces, video
 
 # How far below the proxy's own priority the image workers run (os.nice increment, 0-19)
 # where the scheduler has no idle class (see _lower_priority).
@@ -46,6 +46,7 @@ def initialise(decode_budget_bytes: int | None = None, memory_limit_bytes: int =
         decoding.set_memory_budget(decode_budget_bytes)
     _return_freed_memory()
     faces.detector()
+    video.preload()
     if memory_limit_bytes:
         limit_address_space(memory_limit_bytes)
 
@@ -156,6 +157,32 @@ def check(data: bytes, settings: faces.Settings, allowed: np.ndarray | None, mat
         return faces.analyse(data, settings, allowed, match_faces, part)
     finally:
         trim()
+
+
+def sample_video(data: bytes, limits: video.Limits) -> video.Sampled | video.Failure:
+    """The frames of a video to check (compressed, see video.py), or why it cannot be checked."""
+    try:
+        return video.sample(data, limits)
+    except video.VideoError as exc:
+        return video.Failure(exc.code, str(exc))
+    except MemoryError:
+        return video.Failure("too-large", "decoding the video needed more memory than a worker may use")
+
+
+def check_frames(frames: tuple[video.SampledFrame, ...], settings: faces.Settings, allowed: np.ndarray | None,
+                 match_faces: bool) -> list[faces.Analysis]:
+    """The photo check on each of some video frames (one Analysis each; errors come back as values)."""
+    results = []
+    for frame in frames:
+        try:
+            pixels = frame.rgb()
+        except (OSError, MemoryError) as exc:
+            results.append(faces.Analysis(None, False, error_code="engine", error=f"a video frame was lost: {exc}"))
+            continue
+        results.append(faces.analyse_pixels(pixels, settings, allowed, match_faces))
+        del pixels
+    trim()
+    return results
 
 
 def ping() -> int:

@@ -450,9 +450,10 @@ def detection_only(check: Any) -> ImageFindings:
     failure to read or analyse the picture itself still is.
     """
     f = check.findings
-    detected = f.error is None or bool(getattr(check, "boxes", ()))
-    return ImageFindings(faces_found=f.faces_found, gps_present=f.gps_present, unreadable=f.unreadable,
-                         error=None if detected else f.error)
+    # Faces were looked for: boxes for a photo; for a video, frames checked (it has no boxes).
+    detected = f.error is None or bool(getattr(check, "boxes", ())) or f.frames_checked > 0
+    return ImageFindings(faces_found=f.faces_found, frames_checked=f.frames_checked, gps_present=f.gps_present,
+                         unreadable=f.unreadable, error=None if detected else f.error)
 
 
 async def _sha256(data: bytes) -> str:
