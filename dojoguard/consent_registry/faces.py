@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile
 
-from dojoguard.consent_registry import decoding
+from dojoguard.consent_registry import decoding, people
 
 # Enrolment and checking must use the same landmark model.
 LANDMARK_MODEL = "small"
@@ -199,13 +199,16 @@ def analyse(data: bytes, settings: Settings, allowed: np.ndarray | None, match_f
     try:
         boxes: list = []
         permitted: list[bool] = []
+        unverified = 0
         for frame in decoded.frames:
             found = detect(frame.pixels, settings)
             boxes.extend(_to_original(f.box, frame.scale, frame.size) for f in found)
             if match_faces and found:
                 permitted.extend(match(encode(found), allowed, settings.tolerance))
+            if match_faces:  # people whose faces were not found (see people.py)
+                unverified += people.find_unverified(frame.pixels, [f.box for f in found]).count
         return Analysis(decoded.format, decoded.gps_present, tuple(boxes),
-                        tuple(permitted) if match_faces else None)
+                        tuple(permitted) if match_faces else None, people_unverified=unverified)
     except EngineError as exc:
         return Analysis(decoded.format, decoded.gps_present, error_code="engine", error=str(exc))
     except MemoryError:
@@ -229,7 +232,10 @@ def analyse_pixels(rgb: np.ndarray, settings: Settings, allowed: np.ndarray | No
         found = detect(frame.pixels, settings)
         boxes = tuple(_to_original(f.box, frame.scale, frame.size) for f in found)
         permitted = match(encode(found), allowed, settings.tolerance) if (match_faces and found) else ()
-        return Analysis(None, False, boxes, tuple(permitted) if match_faces else None)
+        # People whose faces were not found (see people.py), only when faces must be matched.
+        unverified = people.find_unverified(frame.pixels, [f.box for f in found]).count if match_faces else 0
+        return Analysis(None, False, boxes, tuple(permitted) if match_faces else None,
+                        people_unverified=unverified)
     except EngineError as exc:
         return Analysis(None, False, error_code="engine", error=str(exc))
     except MemoryError:
