@@ -203,7 +203,8 @@ def analyse(data: bytes, settings: Settings, allowed: np.ndarray | None, match_f
         for frame in decoded.frames:
             found = detect(frame.pixels, settings)
             boxes.extend(_to_original(f.box, frame.scale, frame.size) for f in found)
-            if match_faces and found:
+            # No allow-list (the registry is unavailable): no templates, the check fails closed.
+            if match_faces and found and allowed is not None:
                 permitted.extend(match(encode(found), allowed, settings.tolerance))
             if match_faces:  # people whose faces were not found (see people.py)
                 unverified += people.find_unverified(frame.pixels, [f.box for f in found]).count

@@ -180,3 +180,27 @@ def test_layered_check_blocks_and_redacts_the_unpermitted_face(faces_dir, enroll
                                                boxes_not_permitted=hidden), max_pixels=CAP)
     assert identify(out, enrolled) == ["obama"]
     assert Image.open(io.BytesIO(out)).format == "JPEG"
+
+
+def test_no_templates_without_an_allow_list(samples, monkeypatch):
+    """With the registry unavailable (no allow-list) faces are found and people looked for, but no
+    template is computed: the check fails closed on the registry, not on a needless template."""
+    def no_templates(found):
+        raise AssertionError("a template was computed with no allow-list to match it against")
+
+    monkeypatch.setattr(faces, "encode", no_templates)
+    analysis = faces.analyse((samples / "astronaut.jpg").read_bytes(), faces.Settings(), None, True)
+    assert analysis.error is None and len(analysis.boxes) == 1 and analysis.permitted == ()
+    assert analysis.people_unverified == 0
+    camera = faces.analyse((samples / "camera.jpg").read_bytes(), faces.Settings(), None, True)
+    assert camera.boxes == () and camera.people_unverified == 1
+
+
+def test_people_are_looked_for_only_when_faces_are_matched(samples):
+    """When faces need not be matched (everyone in the audience permitted), the backstop does not run."""
+    data = (samples / "camera.jpg").read_bytes()
+    assert faces.analyse(data, faces.Settings(), None, False).people_unverified == 0
+    assert faces.analyse(data, faces.Settings(), np.zeros((0, 128)), True).people_unverified == 1
+    pixels = np.asarray(Image.open(samples / "camera.jpg").convert("RGB"))
+    assert faces.analyse_pixels(pixels, faces.Settings(), None, False).people_unverified == 0
+    assert faces.analyse_pixels(pixels, faces.Settings(), np.zeros((0, 128)), True).people_unverified == 1
