@@ -55,6 +55,11 @@ SAME_BODY_OVERLAP = 0.5
 HEAD_ZONE = 0.35
 FACE_TO_BODY_WIDTH = (0.08, 0.7)
 SAME_FACE_OVERLAP = 0.3
+# The detectors' windows (height, width): a picture smaller than one has no
+# one to find, and the native code must never be handed one (a 800 x 1 copy
+# crashed the process).
+FACE_WINDOW = (80, 80)
+BODY_WINDOW = (128, 64)
 
 _face_detector = None
 _body_detector = None
@@ -97,8 +102,8 @@ def _grey_at(pixels: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
 
     Small photos are enlarged too, so that what is seen depends on how much
     of the photo a person fills, not on how many pixels it has: measured, the
-    cameraman (a 512-pixel photo) in profile scores -0.29 looking right and
-    -0.74 looking left at his own size, -0.1 and -0.14 enlarged.
+    cameraman (a 512-pixel photo) in profile scores -0.29 looking one way and
+    -0.74 the other at his own size, -0.14 and -0.1 at twice it.
     """
     import cv2
 
@@ -130,12 +135,6 @@ def head_of(face, body) -> bool:
     low, high = FACE_TO_BODY_WIDTH
     return (b_left <= cx <= b_right and b_top - 0.1 * height <= cy <= b_top + HEAD_ZONE * height
             and low * width <= f_right - f_left <= high * width)
-
-
-# The detectors' windows: a picture smaller than one has no one to find
-# (and the native code must never be handed one: it can crash the process).
-FACE_WINDOW = (80, 80)
-BODY_WINDOW = (128, 64)
 
 
 def _fits(grey: np.ndarray, window: tuple[int, int]) -> bool:
@@ -178,14 +177,14 @@ def find_unverified(pixels: np.ndarray, face_boxes, *, long_side: int = LONG_SID
     found_bodies = [tuple(v * scale * body_scale for v in b) for b in bodies(body_grey)]
     checked = [tuple(float(v) for v in box) for box in face_boxes]
     heads = [h for h in heads if all(_overlap(h, f) < SAME_FACE_OVERLAP for f in checked)]
-    people: list = []
+    unaccounted: list = []
     for body in found_bodies:
         if any(head_of(f, _widened(body, BODY_WIDEN)) for f in checked):
             continue
         # The detector can return one person twice, at neighbouring scales.
-        if all(_overlap(body, other) < SAME_BODY_OVERLAP for other in people):
-            people.append(body)
+        if all(_overlap(body, other) < SAME_BODY_OVERLAP for other in unaccounted):
+            unaccounted.append(body)
     # A near-miss face at the head of an unaccounted body is one person, not two.
-    heads = [h for h in heads if not any(head_of(h, _widened(b, BODY_WIDEN)) for b in people)]
-    regions = [Region(h, "near-miss face") for h in heads] + [Region(b, "body") for b in people]
+    heads = [h for h in heads if not any(head_of(h, _widened(b, BODY_WIDEN)) for b in unaccounted)]
+    regions = [Region(h, "near-miss face") for h in heads] + [Region(b, "body") for b in unaccounted]
     return People(len(regions), tuple(regions))
