@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile
 
-from dojoguard.consent_registry import decoding, detection
+from dojoguard.consent_registry import decoding, detection, people
 
 # Enrolment and checking must use the same landmark model.
 LANDMARK_MODEL = "small"
@@ -59,6 +59,8 @@ class Analysis:
     people_unverified: int = 0
     # One per box: the detector's score, to merge the parts of a split check.
     scores: tuple[float, ...] = ()
+    # Where people may be (boxes only, original pixels; see people.py), from the part that looked.
+    people_seen: "people.Candidates | None" = None
     error_code: str | None = None
     error: str | None = None
 
@@ -233,16 +235,31 @@ def frame_side(settings: Settings):
 
 
 def _check_frames(frames, settings: Settings, allowed, match_faces: bool, part: str):
+    """(boxes, scores, permitted, people unverified, people candidates) over ``frames``, in original pixels.
+
+    When faces must be matched, people whose faces were not found are looked
+    for too (people.py): by the part that scans the lower levels (or the
+    whole pyramid), whose candidates come back so that, in a split check,
+    the faces both halves found account for them (``combine``).
+    """
     boxes: list = []
     scores: list[float] = []
     permitted: list[bool] = []
+    unverified = 0
+    seen = None
     for frame in frames:
         found = detect(frame, settings, part)
-        boxes.extend(_to_original(f.box, frame.scale, frame.size) for f in found)
+        frame_boxes = [_to_original(f.box, frame.scale, frame.size) for f in found]
+        boxes.extend(frame_boxes)
         scores.extend(f.score for f in found)
-        if match_faces and found:
+        # No allow-list (the registry is unavailable): no templates; the check fails closed.
+        if match_faces and found and allowed is not None:
             permitted.extend(match(encode(found), allowed, settings.tolerance))
-    return tuple(boxes), tuple(scores), (tuple(permitted) if match_faces else None)
+        if match_faces and part != detection.TOP:
+            candidates = people.candidates(frame.pixels).scaled(frame.scale)
+            unverified += people.account(candidates, frame_boxes).count
+            seen = candidates
+    return tuple(boxes), tuple(scores), (tuple(permitted) if match_faces else None), unverified, seen
 
 
 def _engine_failure(fmt, gps, exc: BaseException) -> Analysis:
@@ -266,8 +283,10 @@ def analyse(data: bytes, settings: Settings, allowed: np.ndarray | None, match_f
         if part is None:
             return Analysis(decoded.format, decoded.gps_present, (), None if not match_faces else (), scores=())
     try:
-        boxes, scores, permitted = _check_frames(decoded.frames, settings, allowed, match_faces, part)
-        return Analysis(decoded.format, decoded.gps_present, boxes, permitted, scores=scores)
+        boxes, scores, permitted, unverified, seen = _check_frames(decoded.frames, settings, allowed, match_faces,
+                                                                   part)
+        return Analysis(decoded.format, decoded.gps_present, boxes, permitted, people_unverified=unverified,
+                        people_seen=seen, scores=scores)
     except Exception as exc:  # noqa: BLE001 - dlib raises bare RuntimeErrors; any failure fails closed
         return _engine_failure(decoded.format, decoded.gps_present, exc)
 
@@ -283,20 +302,35 @@ def combine(parts: list[Analysis]) -> Analysis:
             return analysis
     first = parts[0]
     matching = all(a.permitted is not None for a in parts)
-    kept: list[tuple[tuple, float, bool]] = []
+    # ok: True / False when a part matched the face, None when it could not (no allow-list).
+    kept: list[tuple[tuple, float, bool | None]] = []
     for analysis in parts:
-        flags = analysis.permitted if analysis.permitted is not None else (True,) * len(analysis.boxes)
-        for box, score, ok in zip(analysis.boxes, analysis.scores or (0.0,) * len(analysis.boxes), flags):
+        flags = list(analysis.permitted or ())
+        flags += [None] * (len(analysis.boxes) - len(flags))
+        scores = list(analysis.scores) + [0.0] * (len(analysis.boxes) - len(analysis.scores))
+        for box, score, ok in zip(analysis.boxes, scores, flags):
             for i, (other, other_score, other_ok) in enumerate(kept):
                 if detection.same_face(box, other):
-                    kept[i] = (other if other_score >= score else box, max(score, other_score), other_ok and ok)
+                    both = None if ok is None or other_ok is None else (ok and other_ok)
+                    kept[i] = (other if other_score >= score else box, max(score, other_score), both)
                     break
             else:
                 kept.append((box, score, ok))
-    return Analysis(first.format, any(a.gps_present for a in parts), tuple(k[0] for k in kept),
-                    tuple(k[2] for k in kept) if matching else None,
-                    people_unverified=max(a.people_unverified for a in parts),
+    permitted = None
+    if matching:
+        # Fewer answers than faces: the check cannot be completed (see ImageChecker._findings).
+        permitted = () if any(k[2] is None for k in kept) else tuple(k[2] for k in kept)
+    return Analysis(first.format, any(a.gps_present for a in parts), tuple(k[0] for k in kept), permitted,
+                    people_unverified=_unverified_in(parts, [k[0] for k in kept]),
                     scores=tuple(k[1] for k in kept))
+
+
+def _unverified_in(parts: list[Analysis], boxes) -> int:
+    # The people one part saw, accounted for by the faces either part found.
+    seen = [a.people_seen for a in parts if a.people_seen is not None]
+    if not seen:
+        return max(a.people_unverified for a in parts)
+    return sum(people.account(candidates, boxes).count for candidates in seen)
 
 
 def analyse_pixels(rgb: np.ndarray, settings: Settings, allowed: np.ndarray | None,
@@ -310,8 +344,9 @@ def analyse_pixels(rgb: np.ndarray, settings: Settings, allowed: np.ndarray | No
     try:
         image = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
         frame = decoding.prepare(image, long_side=frame_side(settings)(image.size), original_size=image.size)
-        boxes, scores, permitted = _check_frames([frame], settings, allowed, match_faces, detection.ALL)
-        return Analysis(None, False, boxes, permitted, scores=scores)
+        boxes, scores, permitted, unverified, _ = _check_frames([frame], settings, allowed, match_faces,
+                                                                detection.ALL)
+        return Analysis(None, False, boxes, permitted, people_unverified=unverified, scores=scores)
     except Exception as exc:  # noqa: BLE001 - any failure fails closed
         return _engine_failure(None, False, exc)
 

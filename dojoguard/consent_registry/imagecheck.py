@@ -276,7 +276,11 @@ class ImageChecker:
                 registry_problem = f"the consent registry is unavailable: {exc}"
         if kind is AttachmentKind.VIDEO:
             return await self._video(data, audience, allowed, registry_problem)
-        match_faces = audience is not None and not audience.all_permitted
+        # Faces are matched, and people whose faces were not found are looked
+        # for, unless the whole audience is known to be permitted: with the
+        # registry unavailable too, so that such a person fails the check
+        # closed instead of passing as "no face".
+        match_faces = audience is None or not audience.all_permitted
         analysis = await self.analyse(data, allowed, match_faces)
         return self._findings(analysis, audience, registry_problem)
 
@@ -293,7 +297,7 @@ class ImageChecker:
         if isinstance(sampled, video.Failure):
             return _failed(kind, sampled.message, unreadable=sampled.code in video.UNREADABLE_CODES,
                            fmt=None)
-        match_faces = audience is not None and not audience.all_permitted
+        match_faces = audience is None or not audience.all_permitted  # as for a photo
         # A few frames a job, in lanes: as many as one requester may hold workers
         # (see _slots_for; one on a two-core machine), each taking its turns so
         # other teachers' photos go between them, and one more lane that runs
@@ -359,11 +363,14 @@ class ImageChecker:
                            unreadable=analysis.error_code in UNREADABLE_CODES, gps=analysis.gps_present)
         boxes = analysis.boxes
         known = bool(audience and audience.is_known)
-        if not boxes:
+        # Someone whose face could not be checked (people.py) means the photo is not "no face".
+        unverified = analysis.people_unverified
+        if not boxes and not unverified:
             return ImageCheck(ImageFindings(gps_present=analysis.gps_present), analysis.format, kind,
                               Layer.NO_FACE, (), known)
         if registry_problem is not None or audience is None:
-            return ImageCheck(ImageFindings(faces_found=len(boxes), gps_present=analysis.gps_present,
+            return ImageCheck(ImageFindings(faces_found=len(boxes), people_unverified=unverified,
+                                            gps_present=analysis.gps_present,
                                             error=registry_problem or "no audience"),
                               analysis.format, kind, Layer.FAILED, boxes, known)
         if audience.all_permitted:
@@ -377,7 +384,7 @@ class ImageChecker:
         not_permitted = tuple(b for b, ok in zip(boxes, permitted) if not ok)
         return ImageCheck(ImageFindings(faces_found=len(boxes), faces_permitted=len(boxes) - len(not_permitted),
                                         faces_not_permitted=len(not_permitted),
-                                        faces_unidentified=len(not_permitted),
+                                        faces_unidentified=len(not_permitted), people_unverified=unverified,
                                         gps_present=analysis.gps_present, boxes_not_permitted=not_permitted),
                           analysis.format, kind, Layer.MATCHED, boxes, known)
 

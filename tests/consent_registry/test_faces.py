@@ -216,3 +216,27 @@ def test_a_photo_whose_only_faces_are_small_is_not_face_free(faces_dir):
     analysis = _both_halves(photo.jpeg)
     assert len(analysis.boxes) == 1
     assert groupphotos.iou(analysis.boxes[0], photo.boxes[0]) >= groupphotos.IOU
+
+
+def test_no_templates_without_an_allow_list(samples, monkeypatch):
+    """With the registry unavailable (no allow-list) faces are found and people looked for, but no
+    template is computed: the check fails closed on the registry, not on a needless template."""
+    def no_templates(found):
+        raise AssertionError("a template was computed with no allow-list to match it against")
+
+    monkeypatch.setattr(faces, "encode", no_templates)
+    analysis = faces.analyse((samples / "astronaut.jpg").read_bytes(), faces.Settings(), None, True)
+    assert analysis.error is None and len(analysis.boxes) == 1 and analysis.permitted == ()
+    assert analysis.people_unverified == 0
+    camera = faces.analyse((samples / "camera.jpg").read_bytes(), faces.Settings(), None, True)
+    assert camera.boxes == () and camera.people_unverified == 1
+
+
+def test_people_are_looked_for_only_when_faces_are_matched(samples):
+    """When faces need not be matched (everyone in the audience permitted), the backstop does not run."""
+    data = (samples / "camera.jpg").read_bytes()
+    assert faces.analyse(data, faces.Settings(), None, False).people_unverified == 0
+    assert faces.analyse(data, faces.Settings(), np.zeros((0, 128)), True).people_unverified == 1
+    pixels = np.asarray(Image.open(samples / "camera.jpg").convert("RGB"))
+    assert faces.analyse_pixels(pixels, faces.Settings(), None, False).people_unverified == 0
+    assert faces.analyse_pixels(pixels, faces.Settings(), np.zeros((0, 128)), True).people_unverified == 1

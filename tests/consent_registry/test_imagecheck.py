@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import subprocess
 import sys
@@ -220,3 +221,57 @@ def test_many_checks_at_once_queue_without_failing(checker, samples):
     finally:
         checker.timeout = original
     assert [r.findings.faces_permitted for r in results] == [1] * 10
+
+
+# -- People whose faces cannot be checked (people.py) -------------------------
+
+
+def test_person_whose_face_cannot_be_checked_is_not_no_face(checker, samples):
+    """The cameraman, in profile: no face is found, but with a pupil in the class who is not
+    permitted the photo is not "no face": it is counted as unverified and St Wilfrid's rules hold it."""
+    from dojoguard.rules.action import Action, Attachment
+    from dojoguard.rules.policy import builtin_path, load_policy
+
+    result = check(checker, (samples / "camera.jpg").read_bytes(), class_id="mixed")
+    f = result.findings
+    assert result.layer == Layer.MATCHED and f.is_complete
+    assert (f.faces_found, f.faces_not_permitted, f.people_unverified) == (0, 0, 1)
+    policy = load_policy("builtin", calendar=builtin_path().parent / "example-calendar.yaml")
+    action = Action.from_dict({"kind": "story.post", "channel": "class_story", "at": "2026-11-30T10:00:00+00:00",
+                               "teacher": {"id": "t1"}, "device": {"address": "10.20.1.5"},
+                               "class": {"id": "mixed"}})
+    decision = policy.evaluate(dataclasses.replace(action, attachments=(Attachment(AttachmentKind.PHOTO,
+                                                                                   findings=f),)))
+    assert decision.verdict == "hold" and decision.rule_ids == ("photo-people-unverified",)
+
+
+def test_people_are_looked_for_only_when_the_audience_is_not_all_permitted(checker, samples):
+    """Everyone in the class permitted: the same photo needs no check at all. No one in the picture
+    (a coffee cup) and a permitted portrait: nothing unverified, with a refused pupil in the class too."""
+    camera = check(checker, (samples / "camera.jpg").read_bytes(), class_id="all-ok")
+    assert camera.layer == Layer.NO_FACE and camera.findings.people_unverified == 0
+    coffee = check(checker, (samples / "coffee.jpg").read_bytes(), class_id="mixed")
+    assert coffee.layer == Layer.NO_FACE and coffee.findings.people_unverified == 0
+    portrait = check(checker, (samples / "astronaut.jpg").read_bytes(), class_id="mixed")
+    assert (portrait.findings.faces_permitted, portrait.findings.people_unverified) == (1, 0)
+
+
+def test_person_whose_face_cannot_be_checked_fails_closed_without_a_registry(samples):
+    """With no registry, a faceless photo of a coffee cup still passes; a photo of someone whose
+    face cannot be checked is a check not completed (the audience it needs cannot be known)."""
+    c = ImageChecker(SETTINGS, None, PURPOSES, workers=1)
+    try:
+        coffee = check(c, (samples / "coffee.jpg").read_bytes())
+        camera = check(c, (samples / "camera.jpg").read_bytes())
+    finally:
+        c.close()
+    assert coffee.findings.is_complete and coffee.layer == Layer.NO_FACE
+    assert not camera.findings.is_complete and "registry" in camera.findings.error
+    assert camera.findings.people_unverified == 1
+
+
+def test_cut_off_photo_of_a_person_is_unreadable_not_no_face(checker, samples):
+    """Walking round it: the cameraman's photo cut off half way is unreadable, never "no face"."""
+    data = (samples / "camera.jpg").read_bytes()
+    result = check(checker, data[: len(data) // 2], class_id="mixed")
+    assert result.layer == Layer.FAILED and result.findings.unreadable
