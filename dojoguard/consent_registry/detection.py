@@ -164,7 +164,13 @@ def same_face(a, b) -> bool:
         return False
     area_a = (a[1] - a[3]) * (a[2] - a[0])
     area_b = (b[1] - b[3]) * (b[2] - b[0])
-    return inter / (area_a + area_b - inter) >= 0.3 or inter / min(area_a, area_b) >= 0.7
+    if inter / (area_a + area_b - inter) >= 0.3:
+        return True
+    # A box mostly inside another is the same face only at a neighbouring level's size
+    # (5/6 to 25/36): a much smaller one is a second person (a child in front of an adult),
+    # whose box redaction needs.
+    widths = sorted((a[1] - a[3], b[1] - b[3]))
+    return inter / min(area_a, area_b) >= 0.7 and widths[1] <= 1.6 * widths[0]
 
 
 def merge(groups: list[list[Detection]]) -> list[Detection]:

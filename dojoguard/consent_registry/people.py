@@ -97,6 +97,11 @@ def _detectors():
     return _face_detector, _body_detector
 
 
+def preload() -> None:
+    """Load OpenCV and both detectors now (an image worker does, before its memory ceiling is set)."""
+    _detectors()
+
+
 def _grey_at(pixels: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
     """A grey copy whose long side is ``long_side``, and frame pixels per copy pixel.
 

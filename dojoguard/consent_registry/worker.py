@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from dojoguard.consent_registry import decoding, faces, video
+from dojoguard.consent_registry import decoding, faces, people, video
 
 # How far below the proxy's own priority the image workers run (os.nice increment, 0-19)
 # where the scheduler has no idle class (see _lower_priority).
@@ -46,7 +46,10 @@ def initialise(decode_budget_bytes: int | None = None, memory_limit_bytes: int =
         decoding.set_memory_budget(decode_budget_bytes)
     _return_freed_memory()
     faces.detector()
+    # Libraries mapped now, before the address-space ceiling below is set from what is
+    # already reserved: OpenCV alone maps about 300 MB it never touches.
     video.preload()
+    people.preload()
     if memory_limit_bytes:
         limit_address_space(memory_limit_bytes)
 
@@ -54,6 +57,7 @@ def initialise(decode_budget_bytes: int | None = None, memory_limit_bytes: int =
 # glibc's mallopt parameter for the size above which allocations are mapped
 # (and given back to the system when freed).
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _libc = None
 
 
@@ -73,6 +77,10 @@ def _return_freed_memory() -> None:
 
         _libc = ctypes.CDLL("libc.so.6")
         _libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+        # One heap for the process: each thread that allocates (OpenCV's, dlib's) would
+        # otherwise reserve its own 64 MB arena, which counts against the address-space
+        # ceiling below although it is never used.
+        _libc.mallopt(_M_ARENA_MAX, 1)
     except (OSError, AttributeError):
         _libc = None  # not glibc: the decode budget and the ceiling still apply
 

@@ -43,9 +43,10 @@ def test_same_face_and_merge_keep_one_box_per_face_the_strongest():
     a = detection.Detection((100, 200, 200, 100), 1.0)
     b = detection.Detection((105, 205, 205, 105), 2.0)  # the same face, found by the other half
     c = detection.Detection((400, 500, 500, 400), 0.5)  # another face
-    inner = detection.Detection((120, 180, 180, 120), 0.1)  # a box inside a: the same face again
-    kept = detection.merge([[a, c], [b, inner]])
-    assert [k.box for k in kept] == [b.box, c.box]
+    inner = detection.Detection((115, 185, 185, 115), 0.1)  # inside a, a level smaller: the same face again
+    small = detection.Detection((110, 135, 135, 110), 0.2)  # inside a, a third of its width: another face
+    kept = detection.merge([[a, c], [b, inner, small]])
+    assert [k.box for k in kept] == [b.box, c.box, small.box]
 
 
 def test_combining_halves_counts_a_face_once_and_it_is_permitted_only_if_both_halves_say_so():

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -226,13 +227,27 @@ def test_many_checks_at_once_queue_without_failing(checker, samples):
 # -- People whose faces cannot be checked (people.py) -------------------------
 
 
-def test_person_whose_face_cannot_be_checked_is_not_no_face(checker, samples):
-    """The cameraman, in profile: no face is found, but with a pupil in the class who is not
-    permitted the photo is not "no face": it is counted as unverified and St Wilfrid's rules hold it."""
+@pytest.fixture(scope="module")
+def hidden_person(samples) -> bytes:
+    """The astronaut with her face blurred just past what the face detector finds: a person whose face
+    cannot be checked (as a child looking down or turned away is)."""
+    from dojoguard.consent_registry import sample_photos
+    from tests.consent_registry.test_people import checked_faces, softly_hidden
+
+    image = sample_photos.open_sample(sample_photos.PORTRAIT).convert("RGB")
+    hidden = softly_hidden(image, checked_faces(np.asarray(image))[0])
+    data = jpeg(hidden, quality=95)
+    assert faces.analyse(data, faces.Settings(), None, False).boxes == ()
+    return data
+
+
+def test_person_whose_face_cannot_be_checked_is_not_no_face(checker, hidden_person):
+    """A person whose face is not found: with a pupil in the class who is not permitted the photo
+    is not "no face": it is counted as unverified and St Wilfrid's rules hold it."""
     from dojoguard.rules.action import Action, Attachment
     from dojoguard.rules.policy import builtin_path, load_policy
 
-    result = check(checker, (samples / "camera.jpg").read_bytes(), class_id="mixed")
+    result = check(checker, hidden_person, class_id="mixed")
     f = result.findings
     assert result.layer == Layer.MATCHED and f.is_complete
     assert (f.faces_found, f.faces_not_permitted, f.people_unverified) == (0, 0, 1)
@@ -245,10 +260,10 @@ def test_person_whose_face_cannot_be_checked_is_not_no_face(checker, samples):
     assert decision.verdict == "hold" and decision.rule_ids == ("photo-people-unverified",)
 
 
-def test_people_are_looked_for_only_when_the_audience_is_not_all_permitted(checker, samples):
+def test_people_are_looked_for_only_when_the_audience_is_not_all_permitted(checker, samples, hidden_person):
     """Everyone in the class permitted: the same photo needs no check at all. No one in the picture
     (a coffee cup) and a permitted portrait: nothing unverified, with a refused pupil in the class too."""
-    camera = check(checker, (samples / "camera.jpg").read_bytes(), class_id="all-ok")
+    camera = check(checker, hidden_person, class_id="all-ok")
     assert camera.layer == Layer.NO_FACE and camera.findings.people_unverified == 0
     coffee = check(checker, (samples / "coffee.jpg").read_bytes(), class_id="mixed")
     assert coffee.layer == Layer.NO_FACE and coffee.findings.people_unverified == 0
@@ -256,13 +271,13 @@ def test_people_are_looked_for_only_when_the_audience_is_not_all_permitted(check
     assert (portrait.findings.faces_permitted, portrait.findings.people_unverified) == (1, 0)
 
 
-def test_person_whose_face_cannot_be_checked_fails_closed_without_a_registry(samples):
+def test_person_whose_face_cannot_be_checked_fails_closed_without_a_registry(samples, hidden_person):
     """With no registry, a faceless photo of a coffee cup still passes; a photo of someone whose
     face cannot be checked is a check not completed (the audience it needs cannot be known)."""
     c = ImageChecker(SETTINGS, None, PURPOSES, workers=1)
     try:
         coffee = check(c, (samples / "coffee.jpg").read_bytes())
-        camera = check(c, (samples / "camera.jpg").read_bytes())
+        camera = check(c, hidden_person)
     finally:
         c.close()
     assert coffee.findings.is_complete and coffee.layer == Layer.NO_FACE
