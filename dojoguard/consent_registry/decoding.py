@@ -50,7 +50,7 @@ class DecodeError(Exception):
 class Frame:
     """One picture ready for detection, and how to map its pixels back to the original."""
 
-    pixels: np.ndarray  # RGB, uint8, C-contiguous (dlib silently misbehaves otherwise)
+    pixels: np.ndarray  # RGB (or grey, when asked for), uint8, C-contiguous (dlib silently misbehaves otherwise)
     scale: float        # original pixels (after EXIF orientation) per processing pixel
     size: tuple[int, int]  # original (width, height) after EXIF orientation
 
@@ -199,15 +199,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _draft_target(image: Image.Image, long_side: int) -> None:
+def _draft_target(image: Image.Image, long_side: int, grey: bool = False) -> None:
     # Pillow's draft picks the smallest JPEG DCT scale (1/2, 1/4, 1/8) whose
     # result is still at least the requested size: far cheaper than a full decode.
-    if image.format not in ("JPEG", "MPO") or long_side <= 0:
+    # In grey, a JPEG's colour channels are not decoded at all.
+    if image.format not in ("JPEG", "MPO"):
         return
     width, height = image.size
-    factor = long_side / max(width, height)
-    if factor < 1:
-        image.draft("RGB", (math.ceil(width * factor), math.ceil(height * factor)))
+    factor = long_side / max(width, height) if long_side > 0 else 1.0
+    if factor < 1 or grey:
+        factor = min(factor, 1.0)
+        image.draft("L" if grey else "RGB", (math.ceil(width * factor), math.ceil(height * factor)))
 
 
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
@@ -234,7 +236,8 @@ def _shrink(image: Image.Image, long_side: int) -> Image.Image:
         return image  # a mode Pillow cannot scale (rare 16-bit kinds): converted first, scaled after
 
 
-def prepare(image: Image.Image, *, long_side: int, original_size: tuple[int, int], release: bool = False) -> Frame:
+def prepare(image: Image.Image, *, long_side: int, original_size: tuple[int, int], release: bool = False,
+            grey: bool = False) -> Frame:
     """Scale, orient and convert one loaded frame to at most ``long_side`` pixels on its long side.
 
     ``release``: free ``image``'s pixels as soon as the scaled copy exists
@@ -248,7 +251,9 @@ def prepare(image: Image.Image, *, long_side: int, original_size: tuple[int, int
     oriented = small.transpose(turn) if turn is not None else small
     if oriented is not small:
         small.close()
-    rgb = to_rgb(oriented)
+    rgb = oriented if grey and oriented.mode == "L" else to_rgb(oriented)
+    if grey and rgb.mode != "L":
+        rgb = rgb.convert("L")
     if rgb is not oriented:
         oriented.close()
     width, height = original_size
@@ -281,11 +286,12 @@ def _load_or_raise(image: Image.Image) -> None:
 
 
 def decode(data: bytes, *, max_pixels: int, long_side: int | Callable[[tuple[int, int]], int],
-           max_frames: int = 20, memory_limit: int | None = None) -> Decoded:
+           max_frames: int = 20, memory_limit: int | None = None, grey: bool = False) -> Decoded:
     """Decode every frame of a picture for detection, or raise ``DecodeError``.
 
     ``long_side``: the longest side to decode at (never above the original),
-    or a function of the picture's (width, height) after orientation giving it.
+    or a function of the picture's stored (width, height) giving it. ``grey``:
+    frames in grey (a JPEG's colour is then never decoded).
     ``memory_limit`` (bytes) defaults to this process's ``memory_budget()``; 0 means none.
     """
     image = open_image(data, max_pixels=max_pixels)
@@ -305,7 +311,7 @@ def decode(data: bytes, *, max_pixels: int, long_side: int | Callable[[tuple[int
     if jpeg:
         size = oriented_size(image)  # before draft(), which changes the size the image reports
         if n_frames == 1:
-            _draft_target(image, long_side)  # a JPEG then decodes at the reduced size: the estimate uses it
+            _draft_target(image, long_side, grey)  # a JPEG then decodes at the reduced size: the estimate uses it
     # Before any pixel is decoded (a PNG's are, below, to read its metadata).
     budget = memory_budget() if memory_limit is None else memory_limit
     cost = decode_cost(image, len(data))
@@ -325,11 +331,11 @@ def decode(data: bytes, *, max_pixels: int, long_side: int | Callable[[tuple[int
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             if n_frames == 1:
                 image.load()
-                frames.append(prepare(image, long_side=long_side, original_size=size, release=True))
+                frames.append(prepare(image, long_side=long_side, original_size=size, release=True, grey=grey))
             else:
                 for frame in ImageSequence.Iterator(image):
                     frame.load()
-                    frames.append(prepare(frame.copy(), long_side=long_side, original_size=size))
+                    frames.append(prepare(frame.copy(), long_side=long_side, original_size=size, grey=grey))
                     if len(frames) >= n_frames:
                         break
     except DecodeError:

@@ -234,13 +234,14 @@ def frame_side(settings: Settings):
     return side
 
 
-def _check_frames(frames, settings: Settings, allowed, match_faces: bool, part: str):
+def _check_frames(frames, settings: Settings, allowed, match_faces: bool, part: str, colour=None):
     """(boxes, scores, permitted, people unverified, people candidates) over ``frames``, in original pixels.
 
     When faces must be matched, people whose faces were not found are looked
-    for too (people.py): by the part that scans the lower levels (or the
-    whole pyramid), whose candidates come back so that, in a split check,
-    the faces both halves found account for them (``combine``).
+    for too (people.py): by the part that scans the top levels (the lighter
+    one: the other identifies the larger faces), or the whole pyramid; the
+    candidates come back so that, in a split check, the faces both halves
+    found account for them (``combine``).
     """
     boxes: list = []
     scores: list[float] = []
@@ -254,8 +255,13 @@ def _check_frames(frames, settings: Settings, allowed, match_faces: bool, part: 
         scores.extend(f.score for f in found)
         # No allow-list (the registry is unavailable): no templates; the check fails closed.
         if match_faces and found and allowed is not None:
+            if colour is not None:  # found in a grey frame: templates need the colour pixels
+                rgb = colour()
+                if rgb.shape[:2] != frame.pixels.shape[:2]:
+                    raise EngineError("the colour picture does not match the grey one")
+                found = [_Found(f.box, rgb, f.source_box, f.score) for f in found]
             permitted.extend(match(encode(found), allowed, settings.tolerance))
-        if match_faces and part != detection.TOP:
+        if match_faces and part != detection.REST:
             candidates = people.candidates(frame.pixels).scaled(frame.scale)
             unverified += people.account(candidates, frame_boxes).count
             seen = candidates
@@ -273,18 +279,26 @@ def _engine_failure(fmt, gps, exc: BaseException) -> Analysis:
 def analyse(data: bytes, settings: Settings, allowed: np.ndarray | None, match_faces: bool,
             part: str = detection.ALL) -> Analysis:
     """Decode, detect (one part of the pyramid, or all) and, when ``match_faces``, match. Errors come back as values."""
+    # The top half mostly finds nothing (most faces are larger than its levels'): it
+    # decodes grey, and decodes the colour again only for faces it must identify.
+    grey = part == detection.TOP and not settings.thorough
     try:
         decoded = decoding.decode(data, max_pixels=settings.max_pixels, long_side=frame_side(settings),
-                                  max_frames=settings.max_frames)
+                                  max_frames=settings.max_frames, grey=grey)
+        if grey and len(decoded.frames) != 1:
+            grey, decoded = False, decoding.decode(data, max_pixels=settings.max_pixels,
+                                                   long_side=frame_side(settings), max_frames=settings.max_frames)
     except decoding.DecodeError as exc:
         return Analysis(None, False, error_code=exc.code, error=str(exc))
+    colour = (lambda: decoding.decode(data, max_pixels=settings.max_pixels, long_side=frame_side(settings),
+                                      max_frames=1).frames[0].pixels) if grey else None
     if part != detection.ALL and len(decoded.frames) != 1:
         part = detection.ALL if part == detection.TOP else None  # an animation is checked whole, by one job
         if part is None:
             return Analysis(decoded.format, decoded.gps_present, (), None if not match_faces else (), scores=())
     try:
         boxes, scores, permitted, unverified, seen = _check_frames(decoded.frames, settings, allowed, match_faces,
-                                                                   part)
+                                                                   part, colour)
         return Analysis(decoded.format, decoded.gps_present, boxes, permitted, people_unverified=unverified,
                         people_seen=seen, scores=scores)
     except Exception as exc:  # noqa: BLE001 - dlib raises bare RuntimeErrors; any failure fails closed
