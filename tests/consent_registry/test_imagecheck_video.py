@@ -28,7 +28,7 @@ from tests.consent_registry.conftest import NOW, add_pupil
 pytestmark = pytest.mark.slow
 
 PURPOSES = {"class_story": "class_story", "school_story": "school_story", "portfolio": "portfolio"}
-SETTINGS = {"processing_size": 1600, "upsample": 1, "tolerance": 0.5, "max_megapixels": 64, "timeout_s": 30,
+SETTINGS = {"tolerance": 0.5, "max_megapixels": 64, "timeout_s": 30,
             "mode": "standard", "video_timeout_s": 60}
 SMALL = (640, 360)
 
