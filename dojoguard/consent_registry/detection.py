@@ -155,6 +155,15 @@ def _limited(saved: bytes, levels: int) -> bytes | None:
     return saved[:cut] + bytes([0x01, levels]) + saved[cut + 3:]
 
 
+def overlap(a, b) -> float:
+    """Intersection over the smaller of two boxes (top, right, bottom, left): 1.0 when one lies inside the other."""
+    top, right = max(a[0], b[0]), min(a[1], b[1])
+    bottom, left = min(a[2], b[2]), max(a[3], b[3])
+    inter = max(0.0, right - left) * max(0.0, bottom - top)
+    smaller = min(max(0.0, r[1] - r[3]) * max(0.0, r[2] - r[0]) for r in (a, b))
+    return inter / smaller if smaller else 0.0
+
+
 def same_face(a, b) -> bool:
     """Two boxes (top, right, bottom, left) for one face: found by both parts, or at two levels."""
     top, right = max(a[0], b[0]), min(a[1], b[1])
@@ -170,7 +179,7 @@ def same_face(a, b) -> bool:
     # (5/6 to 25/36): a much smaller one is a second person (a child in front of an adult),
     # whose box redaction needs.
     widths = sorted((a[1] - a[3], b[1] - b[3]))
-    return inter / min(area_a, area_b) >= 0.7 and widths[1] <= 1.6 * widths[0]
+    return overlap(a, b) >= 0.7 and widths[1] <= 1.6 * widths[0]
 
 
 def merge(groups: list[list[Detection]]) -> list[Detection]:

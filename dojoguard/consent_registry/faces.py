@@ -98,14 +98,8 @@ def engine_build() -> str:
     return f"dlib {dlib.__version__}, {blas}, {simd}"
 
 
-def _overlap(a, b) -> float:
-    """Intersection over the smaller box: a box mostly inside another is the same face found twice."""
-    top, right = max(a[0], b[0]), min(a[1], b[1])
-    bottom, left = min(a[2], b[2]), max(a[3], b[3])
-    inter = max(0, right - left) * max(0, bottom - top)
-    area = lambda r: max(0, r[1] - r[3]) * max(0, r[2] - r[0])  # noqa: E731
-    smaller = min(area(a), area(b))
-    return inter / smaller if smaller else 0.0
+# A box mostly inside another is the same face (or person) found twice.
+_overlap = detection.overlap
 
 
 def _unrotate_box(box, angle: float, rotated_size, original_size):

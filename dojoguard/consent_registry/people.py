@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dojoguard.consent_registry import detection
+
 # The long sides of the grey copies the two passes run on: set by the cost
 # budget (about 0.15 s of CPU in all for a 12-megapixel photo, measured in
 # docs/images.md) more than by accuracy. At 800 pixels the face pass sees
@@ -121,14 +123,8 @@ def _grey_at(pixels: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
     return np.ascontiguousarray(grey), 1.0 / factor
 
 
-def _overlap(a, b) -> float:
-    """Intersection over the smaller box ([top, right, bottom, left])."""
-    top, right = max(a[0], b[0]), min(a[1], b[1])
-    bottom, left = min(a[2], b[2]), max(a[3], b[3])
-    inter = max(0.0, right - left) * max(0.0, bottom - top)
-    area = lambda r: max(0.0, r[1] - r[3]) * max(0.0, r[2] - r[0])  # noqa: E731
-    smaller = min(area(a), area(b))
-    return inter / smaller if smaller else 0.0
+# A box mostly inside another is the same face (or person) found twice.
+_overlap = detection.overlap
 
 
 def head_of(face, body) -> bool:
