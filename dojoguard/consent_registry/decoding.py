@@ -100,7 +100,7 @@ def bytes_per_pixel(mode: str) -> int:
     return 4
 
 
-def decode_cost(image: Image.Image, data_size: int = 0) -> int:
+def decode_cost(image: Image.Image, data_size: int = 0, frame_pixels: int = 0) -> int:
     """Bytes decoding ``image`` for detection needs at its peak, from the header alone.
 
     The decoded frame itself; a second full copy where a step cannot work
@@ -119,7 +119,10 @@ def decode_cost(image: Image.Image, data_size: int = 0) -> int:
         copies = max(copies, 2.0)
     # Scaling first reduces by a whole factor into a new image (a quarter of the size or
     # less), and the decoder keeps working buffers: measured, about a third more in all.
-    return int(full * (copies + 0.35)) + data_size
+    # A picture larger than the frame kept for detection is scaled into a new
+    # image (four bytes a pixel) and copied into an array (three) while its
+    # full-size decode still exists: ``frame_pixels`` is that frame's size.
+    return int(full * (copies + 0.35)) + data_size + frame_pixels * 7
 
 
 def peek(data: bytes, *, max_pixels: int) -> tuple[tuple[int, int], int]:
@@ -314,7 +317,9 @@ def decode(data: bytes, *, max_pixels: int, long_side: int | Callable[[tuple[int
             _draft_target(image, long_side, grey)  # a JPEG then decodes at the reduced size: the estimate uses it
     # Before any pixel is decoded (a PNG's are, below, to read its metadata).
     budget = memory_budget() if memory_limit is None else memory_limit
-    cost = decode_cost(image, len(data))
+    width, height = image.size
+    shrink = long_side / max(width, height) if 0 < long_side < max(width, height) else 0.0
+    cost = decode_cost(image, len(data), int(width * height * shrink * shrink))
     if budget and cost > budget:
         raise DecodeError("too-large", f"decoding this {image.size[0]}x{image.size[1]} {image.mode} picture needs "
                                        f"about {cost // 2**20} MB, over the limit of {budget // 2**20} MB")

