@@ -144,3 +144,31 @@ def test_an_uploaded_video_is_judged_when_a_post_names_it(world, faces_dir):
     assert not arrived(world, "Visitor uploaded")
     record = audit(world, held.headers["x-dojoguard-decision"])
     assert "video-review" in record["rules"] and record["counts"]["faces_not_permitted"] == 2, record
+
+
+# -- Photos of people whose faces cannot be checked, through the same proxy --------------
+
+
+def hidden_person() -> bytes:
+    """The shipped portrait with her face blurred just past what the face detector finds."""
+    import numpy as np
+
+    from tests.consent_registry.test_people import checked_faces, softly_hidden
+
+    image = sample_photos.open_sample(sample_photos.PORTRAIT).convert("RGB")
+    return sample_photos.encode_jpeg(softly_hidden(image, checked_faces(np.asarray(image))[0]), quality=95)
+
+
+@pytest.mark.parametrize("declared", ["image/jpeg", "application/octet-stream", "video/mp4"])
+def test_a_photo_of_someone_whose_face_cannot_be_checked_is_held_however_it_is_labelled(world, declared):
+    """No face is found, but a person is seen and the class is not all permitted: held for a leader,
+    never "no face", whatever content type the upload claims (the bytes decide)."""
+    marker = f"Hidden face {declared}"
+    doc = {"body": marker, "attachments": [{"type": "photo", "data": f"data:{declared};base64,"
+                                            + base64.b64encode(hidden_person()).decode()}]}
+    answer = world["client"].post(STORY, json=doc)
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "DOJOGUARD_HELD", answer.text
+    assert not arrived(world, marker)
+    record = audit(world, answer.headers["x-dojoguard-decision"])
+    assert record["verdict"] == "hold" and "photo-people-unverified" in record["rules"], record
+    assert record["counts"]["faces_found"] == 0 and record["counts"]["people_unverified"] >= 1, record
