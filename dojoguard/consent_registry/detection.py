@@ -56,9 +56,6 @@ class Plan:
         """The smallest face (in the photo's pixels) found reliably with this plan."""
         return math.ceil(RELIABLE_FACE_PX / self.scale)
 
-    def parts(self) -> tuple[str, ...]:
-        return (TOP, REST) if self.split else (ALL,)
-
 
 def plan(size: tuple[int, int], detect_megapixels: float) -> Plan:
     width, height = size
@@ -180,12 +177,3 @@ def same_face(a, b) -> bool:
     # whose box redaction needs.
     widths = sorted((a[1] - a[3], b[1] - b[3]))
     return overlap(a, b) >= 0.7 and widths[1] <= 1.6 * widths[0]
-
-
-def merge(groups: list[list[Detection]]) -> list[Detection]:
-    """One detection per face, the strongest first, from the parts' results."""
-    kept: list[Detection] = []
-    for d in sorted((d for g in groups for d in g), key=lambda d: -d.score):
-        if not any(same_face(d.box, k.box) for k in kept):
-            kept.append(d)
-    return kept

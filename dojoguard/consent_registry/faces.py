@@ -286,10 +286,12 @@ def analyse(data: bytes, settings: Settings, allowed: np.ndarray | None, match_f
         return Analysis(None, False, error_code=exc.code, error=str(exc))
     colour = (lambda: decoding.decode(data, max_pixels=settings.max_pixels, long_side=frame_side(settings),
                                       max_frames=1).frames[0].pixels) if grey else None
-    if part != detection.ALL and len(decoded.frames) != 1:
-        part = detection.ALL if part == detection.TOP else None  # an animation is checked whole, by one job
-        if part is None:
-            return Analysis(decoded.format, decoded.gps_present, (), None if not match_faces else (), scores=())
+    if len(decoded.frames) != 1 and part != detection.ALL:
+        # An animation is never split (ImageChecker checks it whole); should a half be asked
+        # for one, the top half checks it all and the other adds nothing.
+        if part == detection.REST:
+            return Analysis(decoded.format, decoded.gps_present, (), () if match_faces else None)
+        part = detection.ALL
     try:
         boxes, scores, permitted, unverified, seen = _check_frames(decoded.frames, settings, allowed, match_faces,
                                                                    part, colour)
