@@ -57,6 +57,9 @@ class StandIn:
         self.expired: set[str] = set()
         # URL -> (content type, body) of everything uploaded, served back by the media routes.
         self.uploads: dict[str, tuple[str, bytes]] = {}
+        # The slow-reply switch: writes whose path contains the pattern are recorded as they
+        # arrive and answered only after the delay (a slow ClassDojo, or a send cut short).
+        self._slow: tuple[float, str] = (0.0, "")
         self._accepted = 0  # TCP connections accepted (each costs the client a TLS handshake)
         self._lock = threading.Lock()
         self._server = _Server((host, port), _Handler)
@@ -88,6 +91,20 @@ class StandIn:
         with self._lock:
             self.expired.update(self.sessions)
             self.sessions.clear()
+
+    def slow_replies(self, seconds: float, path_contains: str = "") -> None:
+        """Answer writes whose path contains ``path_contains`` only ``seconds`` after they arrive (0: at once).
+
+        The write is recorded on arrival, so a test can tell "ClassDojo got it"
+        from "the sender heard back", and kill the proxy in between.
+        """
+        with self._lock:
+            self._slow = (float(seconds), path_contains)
+
+    def reply_delay(self, method: str, path: str) -> float:
+        with self._lock:
+            seconds, pattern = self._slow
+        return seconds if seconds > 0 and method not in ("GET", "HEAD", "OPTIONS") and pattern in path else 0.0
 
     def record(self, item: Received) -> None:
         with self._lock:
@@ -169,6 +186,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         standin = self.server.standin
         standin.record(Received(self.command, host, self.path, tuple(self.headers.items()), body))
+        delay = standin.reply_delay(self.command, path)
+        if delay:
+            time.sleep(delay)
         if self.command in ("POST", "PUT", "PATCH", "DELETE") and path != "/api/session" \
                 and self._expired_session():
             self._json(401, {"error": {"type": 401, "code": "ERR_NOT_LOGGED_IN", "detail": "session expired",

@@ -92,3 +92,29 @@ def test_writes_with_an_expired_session_are_refused_but_login_is_not(standin, cl
     again = client.post("/api/session", json={"login": "t", "password": data.PASSWORD},
                         headers={"Host": "teach.classdojo.com", "Cookie": cookie})
     assert again.status_code == 200
+
+
+def test_slow_replies_record_the_write_first_and_answer_late(standin, client):
+    """The slow-reply switch: the write is recorded on arrival, its answer comes only after the delay."""
+    import threading
+    import time
+
+    standin.clear()
+    standin.slow_replies(1.5, "/message")
+    try:
+        path = f"/api/message-thread/{data.THREAD_ID}/message"
+        answers = []
+        sender = threading.Thread(target=lambda: answers.append(
+            client.post(path, json={"body": "slow"}, headers={"Host": "teach.classdojo.com"})))
+        started = time.monotonic()
+        sender.start()
+        while not standin.writes() and time.monotonic() - started < 5:
+            time.sleep(0.02)
+        assert standin.writes() and not answers, "the write should arrive before its answer"
+        sender.join(10)
+        assert answers[0].status_code == 200 and time.monotonic() - started >= 1.4
+        fast = time.monotonic()
+        client.get("/api/dojoClass")  # reads are never slowed
+        assert time.monotonic() - fast < 1.0
+    finally:
+        standin.slow_replies(0)
