@@ -231,7 +231,8 @@ def report_command(env: Environment, first: datetime, last: datetime, fmt: str, 
                                   policy_reviewed=cfg["reports"]["policy_reviewed"],
                                   checkpoint_dir=cfg.path("audit", "checkpoint_dir"),
                                   publish_dir=cfg.path("audit", "checkpoint_publish_dir"),
-                                  retention_days=cfg["audit"]["retention_days"])
+                                  retention_days=cfg["audit"]["retention_days"],
+                                  hold_max_age_days=cfg["holds"]["max_age_days"])
         except ValueError as exc:
             raise fail(exc) from None
     click.echo(f"Writing the {fmt.upper()} report ({report.decisions:,} decisions)...", file=env.stderr)

@@ -138,7 +138,8 @@ class Jobs:
                               policy_reviewed=reports.get("policy_reviewed"),
                               checkpoint_dir=self.config.path("audit", "checkpoint_dir"),
                               publish_dir=self.config.path("audit", "checkpoint_publish_dir"),
-                              retention_days=self.config["audit"]["retention_days"])
+                              retention_days=self.config["audit"]["retention_days"],
+                              hold_max_age_days=self.config["holds"]["max_age_days"])
         html = render(report, "html")
         folder = self.config.path("reports", "folder")
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -26,6 +26,13 @@ _FORMULA_CHARS = "=+-@\t\r"
 KIND_LABELS = {"message.send": "message to families", "story.post": "story post", "comment.post": "comment",
                "points.award": "points", "attachment.upload": "upload", "portfolio.post": "portfolio post",
                "unclassified.write": "unrecognised write"}
+# How the held and queued items section names its rows and kinds.
+HOLD_OUTCOME_LABELS = {"held": "held for a leader", "queued": "queued until their time",
+                       "approved": "approved by a leader", "rejected": "rejected (never sent)",
+                       "released": "sent on to ClassDojo", "failed": "failed to send",
+                       "expired": "expired (waited too long)", "uncertain": "uncertain (send cut short)",
+                       "closed": "closed by a person (not sent)"}
+HOLD_KIND_LABELS = {"hold": "held", "defer": "queued"}
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("dojoguard.audit", "templates"),
@@ -53,6 +60,7 @@ def render_html(report: Report) -> str:
     }
     return _templates.get_template("report.html.j2").render(
         r=report, period=report.period, charts=images, verdicts=VERDICTS, limit=LIST_LIMIT, kinds=KIND_LABELS,
+        hold_outcomes=HOLD_OUTCOME_LABELS, hold_kinds=HOLD_KIND_LABELS,
         event_names={name: EVENTS[name].summary for name in EVENTS})
 
 

@@ -9,6 +9,8 @@ either: teachers, classes and devices appear by their ids.
 from __future__ import annotations
 
 import json
+import re
+import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -18,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from dojoguard.audit import checkpoint as checkpoints
 from dojoguard.audit import verification
-from dojoguard.audit.events import HEALTH_EVENTS
+from dojoguard.audit.events import EVENTS, HEALTH_EVENTS
 from dojoguard.audit.record import parse_time
 from dojoguard.rules.decision import Verdict
 
@@ -27,6 +29,27 @@ STOPPED = ("block", "hold", "defer")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # The HTML lists at most this many stopped items and events; the CSV has all.
 LIST_LIMIT = 500
+
+# The steps of a held or queued item. ``defer.created`` is named even while the
+# catalogue may not list it yet: a log written by a newer proxy carries it.
+HOLD_EVENTS = tuple(sorted({n for n in EVENTS if n.startswith(("hold.", "defer."))}
+                           | {"hold.created", "defer.created"}))
+# What the "Held and queued items" section counts, in the order it shows them.
+HOLD_OUTCOMES = ("held", "queued", "approved", "rejected", "released", "failed", "expired", "uncertain", "closed")
+HOLD_KINDS = ("hold", "defer")
+# States that need a person, in the order they are listed: an uncertain item may
+# already be on ClassDojo, so it is the most urgent to look at.
+NEEDS_A_PERSON = ("uncertain", "failed", "expired", "waiting")
+# A hold still waiting for a leader after this long is listed as needing one.
+HOLD_DECISION_DUE = timedelta(days=1)
+# An item needs a person until someone acts, however long ago it failed. The report
+# looks for them beyond holds.max_age_days (the longest an item waits before it
+# expires) by this much more, so an untouched item stays in four more weekly
+# reports; `held list --failed` lists every one, however old.
+HOLD_GRACE_DAYS = 28
+# Item ids are 12 hex characters; anything else read from the log is not offered
+# as a command to paste into a shell.
+_SAFE_HOLD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -62,6 +85,10 @@ class Item(NamedTuple):
     faces_found: int = 0
     faces_not_permitted: int = 0
     details: str = ""
+    # Held and queued items only: the item's id, its state and the command(s) that act on it.
+    hold: str = ""
+    state: str = ""
+    command: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +131,14 @@ class Report:
     chain_records: int
     chain_detail: str
     last_checkpoint: str | None
+    # Held and queued items: one row per outcome, split by kind (hold, defer).
+    hold_outcomes: tuple[Row, ...] = ()
+    # How long holds decided in the period waited for a leader: decisions, median and longest hours.
+    hold_wait: dict[str, Any] = field(default_factory=lambda: {"decisions": 0, "median_hours": None,
+                                                               "longest_hours": None})
+    # Items whose latest step needs a person (uncertain first), from records back to ``holds_since``.
+    needs_person: tuple[Item, ...] = ()
+    holds_since: str = ""
     all_items: tuple[Item, ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +165,9 @@ class Report:
             "policy": {"revisions": [r.__dict__ for r in self.revisions], "events": items(self.policy_events),
                        "reviewed": self.policy_reviewed, "review_due": self.review_due,
                        "review_overdue": self.is_review_overdue},
+            "holds": {"counts": {r.key: r.total for r in self.hold_outcomes},
+                      "by_outcome": rows(self.hold_outcomes), "wait_for_leader": dict(self.hold_wait),
+                      "needs_a_person": items(self.needs_person), "looked_back_to": self.holds_since},
             "audit_log": {"intact": self.chain_ok, "records": self.chain_records, "detail": self.chain_detail,
                           "last_checkpoint": self.last_checkpoint},
         }
@@ -144,19 +182,32 @@ def period_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, date
 
 def build_report(log, start: datetime, end: datetime, *, tz: ZoneInfo, now: datetime, label: str | None = None,
                  policy_reviewed: str | None = None, checkpoint_dir=None, publish_dir=None,
-                 retention_days: int | None = None) -> Report:
+                 retention_days: int | None = None, hold_max_age_days: int = 7) -> Report:
     """Count and group the records written in [start, end); also verify the whole log as ``audit verify`` does.
 
     The chain, every retention purge (signed, and within ``retention_days``)
     and the newest checkpoints, local and published: a log whose history was
     cut by a forged purge is reported as broken, not as intact.
+
+    Held and queued items are followed further back (``hold_max_age_days``,
+    the setting holds.max_age_days, plus ``HOLD_GRACE_DAYS``): an item held
+    last week whose send was cut short this week still needs a person.
     """
     if end <= start:
         raise ValueError(f"the period ends ({end:%Y-%m-%d %H:%M}) before it starts ({start:%Y-%m-%d %H:%M})")
+    if isinstance(hold_max_age_days, bool) or not isinstance(hold_max_age_days, int) or hold_max_age_days < 0:
+        raise ValueError(f"holds.max_age_days must be a whole number of days, not {hold_max_age_days!r}")
     tally = _Tally(tz)
+    holds = _Holds(tz, start, end, as_of=min(end, now))
+    holds_since = start - timedelta(days=hold_max_age_days + HOLD_GRACE_DAYS)
     with log.snapshot() as conn:
         for row in log.rows(start=start, end=end, conn=conn):
             tally.add(row)
+        # Read a second time over the longer look-back, through the type index: hold
+        # steps are a few records a day, so this costs milliseconds even for a year.
+        for row in log.rows(start=holds_since, end=end, types=HOLD_EVENTS, conn=conn):
+            holds.add(row)
+    hold_fields = holds.summary(log.get, _local(holds_since, tz))
     checked = _verify(log, checkpoint_dir, publish_dir, retention_days, now)
     chain = checked.chain
     chain_detail = _integrity_detail(checked)
@@ -172,7 +223,7 @@ def build_report(log, start: datetime, end: datetime, *, tz: ZoneInfo, now: date
     label = label or f"{_local(start, tz)} to {_local(end, tz)}"
     return tally.report(label, _local(start, tz), _local(end, tz), now=now, chain_ok=checked.is_ok,
                         chain_records=chain.records, chain_detail=chain_detail, last_checkpoint=last_checkpoint,
-                        reviewed=reviewed, due=due, overdue=overdue)
+                        reviewed=reviewed, due=due, overdue=overdue, holds=hold_fields)
 
 
 # The report checks the newest checkpoints of each folder: they pin everything before them.
@@ -328,7 +379,7 @@ class _Tally:
         return item
 
     def report(self, label, start, end, *, now, chain_ok, chain_records, chain_detail, last_checkpoint,
-               reviewed, due, overdue) -> Report:
+               reviewed, due, overdue, holds: dict[str, Any] | None = None) -> Report:
         def rows(groups) -> tuple[Row, ...]:
             out = [Row(key, sum(c.values()), {v: c.get(v, 0) for v in VERDICTS}) for key, c in groups.items()]
             return tuple(sorted(out, key=lambda r: (-r.total, r.key)))
@@ -353,8 +404,163 @@ class _Tally:
             policy_events=tuple(self.lists["policy"]),
             policy_reviewed=reviewed, review_due=due, is_review_overdue=overdue,
             chain_ok=chain_ok, chain_records=chain_records, chain_detail=chain_detail,
-            last_checkpoint=last_checkpoint, all_items=tuple(self.items),
+            last_checkpoint=last_checkpoint, all_items=tuple(self.items), **(holds or {}),
         )
+
+
+class _Track:
+    """What the log says so far about one held or queued item."""
+
+    __slots__ = ("kind", "teacher", "klass", "rules", "decision_id", "created_at", "approved", "decided", "last")
+
+    def __init__(self) -> None:
+        self.kind = ""
+        self.teacher = ""
+        self.klass = ""
+        self.rules = ""
+        self.decision_id = ""
+        self.created_at: datetime | None = None
+        self.approved = False
+        self.decided = False
+        # The latest step: (seq, record id, time, event, fields).
+        self.last: tuple[int, str, datetime, str, dict] | None = None
+
+
+class _Holds:
+    """The "Held and queued items" section: the period's counts, waits for a leader, and what needs a person.
+
+    Fed every hold and deferral record from the look-back start to the end of
+    the period, in log order; only records inside the period are counted.
+    """
+
+    def __init__(self, tz: ZoneInfo, start: datetime, end: datetime, *, as_of: datetime):
+        self.tz = tz
+        self.start, self.end, self.as_of = start, end, as_of
+        self.counts: dict[str, Counter] = {outcome: Counter() for outcome in HOLD_OUTCOMES}
+        self.waits: list[timedelta] = []
+        self.tracks: dict[str, _Track] = {}
+
+    def add(self, row) -> None:
+        seq, record_id, at, type_, body = row[:5]
+        fields = json.loads(body)
+        hold = fields.get("hold")
+        if not isinstance(hold, str) or not hold:
+            return  # not about one item (none is written today); nothing to follow
+        prefix, step = type_.split(".", 1)
+        track = self.tracks.setdefault(hold, _Track())
+        when = parse_time(at)
+        if step == "tampered":
+            # Set aside and never sent (System health lists it). Its fields are what was
+            # found in a row changed by hand, so they do not replace what the log says.
+            track.last = (seq, record_id, when, type_, fields)
+            return
+        kind = fields.get("kind")
+        # hold.approved and hold.created name no kind: only holds are approved, and
+        # deferred items are created as defer.created.
+        track.kind = kind if kind in HOLD_KINDS else track.kind or ("defer" if prefix == "defer" else "hold")
+        track.teacher = str(fields.get("teacher_id") or track.teacher)
+        track.klass = str(fields.get("class_id") or track.klass)
+        track.decision_id = str(fields.get("decision_id") or track.decision_id)
+        if step == "created":
+            track.created_at = when
+            track.rules = ", ".join(map(str, _as_list(fields.get("rules"))))
+        elif step == "approved":
+            track.approved = True
+        if self.start <= when < self.end:
+            self._count(track, step, when)
+        if step in ("approved", "rejected"):
+            track.decided = True
+        track.last = (seq, record_id, when, type_, fields)
+
+    def _count(self, track: _Track, step: str, when: datetime) -> None:
+        outcome = {"created": "held" if track.kind == "hold" else "queued", "closed": "closed"}.get(step, step)
+        if outcome in self.counts:
+            self.counts[outcome][track.kind] += 1
+        # The wait for a leader: from the hold to its first decision (a queued item
+        # rejected by a leader never waited for one).
+        if (step in ("approved", "rejected") and track.kind == "hold" and not track.decided
+                and track.created_at is not None):
+            self.waits.append(when - track.created_at)
+
+    def summary(self, lookup, since: str) -> dict[str, Any]:
+        """The Report fields of this section; ``lookup(decision_id)`` finds a hold's decision record."""
+        outcomes = tuple(Row(outcome, sum(c.values()), {k: c.get(k, 0) for k in HOLD_KINDS})
+                         for outcome, c in self.counts.items())
+        hours = sorted(w.total_seconds() / 3600 for w in self.waits)
+        wait = {"decisions": len(hours),
+                "median_hours": round(statistics.median(hours), 1) if hours else None,
+                "longest_hours": round(hours[-1], 1) if hours else None}
+        listed = [item for hold, track in self.tracks.items() if (item := self._needs(hold, track, lookup))]
+        listed.sort(key=lambda i: (NEEDS_A_PERSON.index(i.state), i.seq))
+        return {"hold_outcomes": outcomes, "hold_wait": wait, "needs_person": tuple(listed), "holds_since": since}
+
+    def _needs(self, hold: str, track: _Track, lookup) -> Item | None:
+        """The item as listed under "needs a person", or None when its latest step does not need one."""
+        seq, record_id, when, type_, fields = track.last
+        step = type_.split(".", 1)[1]
+        if step in ("uncertain", "failed", "expired"):
+            state, since = step, when
+        elif step == "created" and track.kind == "hold" and self.as_of - when > HOLD_DECISION_DUE:
+            state, since = "waiting", when
+        else:
+            return None
+        if not (track.teacher and track.klass) and track.decision_id:
+            # hold.created names only the decision; the decision record says whose it was.
+            record = lookup(track.decision_id)
+            if record is not None and record.type == "decision":
+                track.teacher = track.teacher or str(record.fields.get("teacher") or "")
+                track.klass = track.klass or str(record.fields.get("class") or "")
+        return Item(seq, record_id, _local(since, self.tz), type_, kind=track.kind, teacher=track.teacher,
+                    klass=track.klass, rules=track.rules, reason=self._what(state, fields, since),
+                    hold=hold, state=state, command=self._commands(hold, state, track))
+
+    def _what(self, state: str, fields: dict, since: datetime) -> str:
+        """What happened, in a line a leader can act on (from the record's own fields)."""
+        error = _short(str(fields.get("error") or ""))
+        if state == "uncertain":
+            began = self._moment(fields.get("sent_at"))
+            return (f"uncertain: send began {began}" if began else "uncertain: the send was cut short") + \
+                f"; {error or 'no answer'}; it may or may not be on ClassDojo"
+        if state == "failed":
+            attempts = fields.get("attempts")
+            tried = f" after {attempts} attempt(s)" if isinstance(attempts, int) and attempts > 0 else ""
+            return f"failed{tried}: {error or 'no reason recorded'}; not sent"
+        if state == "expired":
+            waiting = self._moment(fields.get("waiting_since"))
+            return f"expired: waiting since {waiting}, never sent" if waiting else "expired: never sent"
+        waited = self.as_of - since
+        age = f"{waited.days} day(s)" if waited.days >= 2 else f"{int(waited.total_seconds() // 3600)} hours"
+        return f"waiting for a leader's decision since {self._moment(since)} ({age})"
+
+    def _moment(self, value) -> str:
+        """ "08:00 Mon 12 Apr" in local time, or "" for a missing or unreadable time."""
+        try:
+            at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        except ValueError:
+            return ""
+        if at.tzinfo is None:
+            return ""
+        return at.astimezone(self.tz).strftime("%H:%M %a %d %b")
+
+    @staticmethod
+    def _commands(hold: str, state: str, track: _Track) -> str:
+        """The commands that act on the item, one a line."""
+        if not _SAFE_HOLD_ID.fullmatch(hold):
+            return "its id holds unexpected characters: find it with dojoguard held list --failed"
+        by = '--by "YOUR NAME"'
+        if state == "uncertain":
+            lines = [f"dojoguard held show {hold}",
+                     f"dojoguard held resend {hold} {by}",
+                     f'dojoguard held close {hold} --reason "It is on ClassDojo" {by}']
+        elif state == "waiting" or (state == "expired" and track.kind == "hold" and not track.approved
+                                    and track.created_at is not None):
+            lines = [f"dojoguard held show {hold}",
+                     f"dojoguard held approve {hold} {by}",
+                     f'dojoguard held reject {hold} --reason "WHY" {by}']
+        else:
+            lines = [f"dojoguard held retry {hold} {by}",
+                     f'dojoguard held close {hold} --reason "WHAT YOU FOUND" {by}']
+        return "\n".join(lines)
 
 
 def _as_list(value) -> list:

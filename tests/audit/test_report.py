@@ -155,6 +155,9 @@ def test_report_renders_in_headless_chromium(tmp_path, log, clock):
     """In a real browser the report shows its headline figures and sections, and no injected script runs."""
     populate(log, clock, days=5, teachers=4, per_teacher_day=5)
     hostile_log(log)
+    log.append_event("hold.uncertain", {"hold": "3f9c2a1b7d20", "kind": "hold", "decision_id": "d-1",
+                                        "teacher_id": "t-100", "class_id": "c-3A",
+                                        "sent_at": "2026-11-24T08:00:00+00:00", "error": "no answer (proxy stopped)"})
     report = week(log, policy_reviewed="2025-09-01")
     page = tmp_path / "report.html"
     page.write_bytes(render(report, "html"))
@@ -168,8 +171,10 @@ def test_report_renders_in_headless_chromium(tmp_path, log, clock):
     assert "The policy review is overdue" in dom
     for heading in ("Decisions by outcome", "Rules that stepped in", "When the policy stepped in",
                     "Blocked, held and delayed items", "By class", "By teacher", "Exemptions",
-                    "Consent changes and erasures", "System health", "Policy revisions and review"):
+                    "Consent changes and erasures", "System health", "Policy revisions and review",
+                    "Held and queued items", "Needs a person"):
         assert heading in dom
+    assert 'dojoguard held resend 3f9c2a1b7d20 --by "YOUR NAME"' in dom
     assert "&lt;script&gt;document.title" in dom  # the hostile rule id is shown as text
     shot = tmp_path / "report.png"
     headless(tmp_path, "--hide-scrollbars", "--window-size=1100,1600", f"--screenshot={shot}", page.as_uri())
