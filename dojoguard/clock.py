@@ -66,3 +66,30 @@ class FileClock:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(at.isoformat(), "utf-8")
         os.replace(tmp, path)
+
+
+# A proxy started with --clock-file names its clock file here, in its data folder, so that the
+# commands run against the same data (`held approve`, `exempt grant`...) stamp their records
+# with the proxy's time, and the audit log stays in order in staging.
+POINTER = "staging-clock"
+
+
+def publish(data_dir: str | Path, clock_file: str | Path | None) -> None:
+    """Record which clock file the proxy uses (None: the real time; any pointer is removed)."""
+    pointer = Path(data_dir) / POINTER
+    if clock_file is None:
+        pointer.unlink(missing_ok=True)
+        return
+    pointer.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = pointer.with_suffix(".tmp")
+    tmp.write_text(str(Path(clock_file).resolve()), "utf-8")
+    os.replace(tmp, pointer)
+
+
+def published(data_dir: str | Path) -> Path | None:
+    """The clock file a proxy on ``data_dir`` reads its time from, or None when it uses the real time."""
+    try:
+        target = Path((Path(data_dir) / POINTER).read_text("utf-8").strip())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return target if target.is_file() else None

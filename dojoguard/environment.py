@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from dojoguard import config as config_module
+from dojoguard import clock as clocks
 from dojoguard.clock import Clock, SystemClock
 
 
@@ -25,5 +26,16 @@ class Environment:
 
     @cached_property
     def config(self) -> config_module.Config:
-        """Loaded on first use; raises ``FileProblems`` when the file is wrong."""
-        return config_module.load(self.config_path)
+        """Loaded on first use; raises ``FileProblems`` when the file is wrong.
+
+        When the proxy on this data folder reads its time from a clock file
+        (staging), the command's clock follows the same file, so every record
+        in the audit log is stamped by one clock.
+        """
+        loaded = config_module.load(self.config_path)
+        staged = clocks.published(loaded.data_dir)
+        if staged is not None and type(self.clock) is SystemClock:
+            self.clock = clocks.FileClock(staged)
+            print(f"Note: the proxy on this data folder reads its time from {staged} (staging); "
+                  "so does this command.", file=self.stderr)
+        return loaded

@@ -13,7 +13,8 @@ from dojoguard.clitools import fail, pass_env
 from dojoguard.environment import Environment
 from dojoguard.holds.export import media
 from dojoguard.holds.seal import SealKeyError, key_path_for
-from dojoguard.holds.store import HoldError, HoldKind, HoldState, HoldStore, HoldTampered
+from dojoguard.holds import notices
+from dojoguard.holds.store import NEEDS_A_PERSON, HoldError, HoldKind, HoldState, HoldStore, HoldTampered
 
 
 @contextmanager
@@ -67,7 +68,8 @@ def held() -> None:
 
 @held.command("list")
 @click.option("--kind", type=click.Choice([k.value for k in HoldKind]), help="Only holds or only deferred.")
-@click.option("--failed", is_flag=True, help="Only items whose release failed.")
+@click.option("--failed", is_flag=True,
+              help="Only items that need a person: failed, expired, or uncertain (a send cut short).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_env
 def list_items(env: Environment, kind: str | None, failed: bool, as_json: bool) -> None:
@@ -78,7 +80,7 @@ def list_items(env: Environment, kind: str | None, failed: bool, as_json: bool) 
       dojoguard held list --kind hold
     """
     with _opened(env) as store:
-        items = store.list(kind=HoldKind(kind) if kind else None, state=HoldState.FAILED if failed else None)
+        items = store.list(kind=HoldKind(kind) if kind else None, states=NEEDS_A_PERSON if failed else None)
     if as_json:
         for item in items:
             click.echo(json.dumps(item.summary()))
@@ -87,11 +89,13 @@ def list_items(env: Environment, kind: str | None, failed: bool, as_json: bool) 
         click.echo("Nothing is held or queued.")
         return
     tz = env.config.timezone
-    click.echo(f"{'ID':<13} {'KIND':<6} {'STATE':<9} {'SINCE':<17} {'TEACHER':<25} {'WHAT':<18} WHY")
+    click.echo(f"{'ID':<13} {'KIND':<6} {'STATE':<17} {'SINCE':<17} {'TEACHER':<25} {'WHAT':<18} WHY")
     for item in items:
         since = item.created_at.astimezone(tz).strftime("%a %d %b %H:%M")
-        click.echo(f"{item.id:<13} {item.kind:<6} {item.state:<9} {since:<17} {item.teacher_id or 'unknown':<25} "
-                   f"{item.action_kind:<18} {item.reason}")
+        # For items that need a person, what happened matters more than the rule that held them.
+        why = item.last_error if item.state in NEEDS_A_PERSON and item.last_error else item.reason
+        click.echo(f"{item.id:<13} {item.kind:<6} {item.state:<17} {since:<17} {item.teacher_id or 'unknown':<25} "
+                   f"{item.action_kind:<18} {why}")
 
 
 @held.command("show")
@@ -140,34 +144,75 @@ def approve(env: Environment, item_id: str, by: str) -> None:
         item = store.get(item_id)
         if item.state == HoldState.TAMPERED:
             raise HoldError(f"item {item_id} was changed outside dojoguard and set aside: it can only be rejected")
-        if item.kind != HoldKind.HOLD or item.state != HoldState.PENDING:
+        if item.state == HoldState.SENDING:
+            store.approve(item_id, "-", env.clock.now())  # raises, saying it is being sent
+        if item.kind != HoldKind.HOLD or item.state not in (HoldState.PENDING, HoldState.EXPIRED) or item.approval:
             raise HoldError(f"item {item_id} is a {item.kind} in state {item.state}; "
-                            "only pending holds can be approved")
+                            "only holds waiting for a leader can be approved")
         # The record comes first and the item names it: the proxy sends an approved
         # hold only when this very record is in the audit log.
         record = _audit(env, "hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": by})
-        store.approve(item_id, record.record_id)
-    click.echo(f"Approved {item_id}: the proxy will send it on.")
+        store.approve(item_id, record.record_id, env.clock.now())
+    click.echo(f"Approved {item_id}: the proxy will send it on within seconds; the teacher is told once it is "
+               "posted.")
 
 
 @held.command("reject")
 @click.argument("item_id")
-@click.option("--reason", required=True, help="Why it was rejected (recorded; the teacher can be told).")
+@click.option("--reason", required=True, help="Why it was rejected (recorded, and shown to the teacher).")
 @click.option("--by", "by", required=True, help="Who rejected it (recorded).")
 @pass_env
 def reject(env: Environment, item_id: str, reason: str, by: str) -> None:
-    """Reject a held or queued item: it is discarded and never reaches ClassDojo.
+    """Reject a held or queued item: it is discarded, never reaches ClassDojo, and the teacher is told.
+
+    Refused while the proxy is sending the item (it may already be at ClassDojo).
 
     \b
     Example:
       dojoguard held reject 3f9c2a1b7d20 --reason "Pupil without photo consent" --by "Mrs Head"
     """
+    _discard(env, item_id, "hold.rejected", "rejected", by=by, reason=reason)
+    click.echo(f"Rejected {item_id}: discarded; the teacher is told on their next ClassDojo post.")
+
+
+@held.command("close")
+@click.argument("item_id")
+@click.option("--reason", required=True,
+              help="What was found (e.g. \"it is on ClassDojo\"); recorded.")
+@click.option("--by", "by", required=True, help="Who closed it (recorded).")
+@pass_env
+def close(env: Environment, item_id: str, reason: str, by: str) -> None:
+    """Close an uncertain, failed or expired item without sending it (e.g. it did reach ClassDojo).
+
+    \b
+    Example:
+      dojoguard held close 3f9c2a1b7d20 --reason "It is on the class story" --by "IT office"
+    """
+    _discard(env, item_id, "hold.closed", None, by=by, reason=reason)
+    click.echo(f"Closed {item_id}: it will not be sent.")
+
+
+def _discard(env: Environment, item_id: str, event: str, outcome: str | None, *, by: str, reason: str) -> None:
+    """Take the item out of the queue, record why, then delete it; put it back if the record fails."""
     with _opened(env) as store:
         item = store.get(item_id)
-        _audit(env, "hold.rejected", {"hold": item.id, "kind": str(item.kind), "decision_id": item.decision_id,
-                                      "by": by, "reason": reason})
+        if event == "hold.closed" and item.state not in NEEDS_A_PERSON + (HoldState.TAMPERED,):
+            raise HoldError(f"item {item_id} is {item.state}; only uncertain, failed or expired items are closed "
+                            "(a waiting one is rejected with `held reject`)")
+        # Taken out first, in one transaction that refuses while it is being sent: once this
+        # returns, the proxy can no longer start sending it.
+        item, previous = store.begin_reject(item_id)
+        try:
+            _audit(env, event, {"hold": item.id, "kind": str(item.kind), "decision_id": item.decision_id,
+                                "by": by, "reason": reason, "state": previous})
+        except BaseException:
+            store.undo_reject(item_id, previous)
+            raise
+        if outcome is not None:
+            notice = notices.for_outcome(item, outcome, tz=env.config.timezone, reason=reason)
+            if notice is not None:
+                store.tell(item.teacher_id, item.id, outcome, notice[0], env.clock.now(), interrupts=notice[1])
         store.remove(item_id)
-    click.echo(f"Rejected {item_id}: discarded.")
 
 
 @held.command("retry")
@@ -175,16 +220,50 @@ def reject(env: Environment, item_id: str, reason: str, by: str) -> None:
 @click.option("--by", "by", required=True, help="Who asked for the retry (recorded).")
 @pass_env
 def retry(env: Environment, item_id: str, by: str) -> None:
-    """Queue a failed release again (e.g. after the teacher logged in again).
+    """Queue a failed or expired item again (e.g. after ClassDojo's outage ended).
+
+    It is sent with the teacher's most recent ClassDojo login seen by the proxy.
 
     \b
     Example:
       dojoguard held retry 3f9c2a1b7d20 --by "IT office"
     """
     with _opened(env, "retry") as store:
-        item = store.retry(item_id, env.clock.now())
-        _audit(env, "hold.retried", {"hold": item.id, "decision_id": item.decision_id, "by": by})
-    click.echo(f"{item_id} is queued again.")
+        store.verify(item_id)
+        item = store.get(item_id)
+        if item.state not in (HoldState.FAILED, HoldState.EXPIRED, HoldState.WAITING_FOR_LOGIN):
+            store.retry(item_id, env.clock.now())  # raises, saying why
+        # Recorded first: the proxy sends a retried item only once the audit log says it was reopened.
+        _audit(env, "hold.retried", {"hold": item.id, "kind": str(item.kind), "decision_id": item.decision_id,
+                                     "by": by})
+        store.retry(item_id, env.clock.now())
+    click.echo(f"{item_id} is queued again: the proxy sends it within seconds.")
+
+
+@held.command("resend")
+@click.argument("item_id")
+@click.option("--by", "by", required=True, help="Who checked that it did not arrive (recorded).")
+@pass_env
+def resend(env: Environment, item_id: str, by: str) -> None:
+    """Send an uncertain item again, once someone has checked that it is not on ClassDojo.
+
+    An item is uncertain when its send was cut short (the proxy stopped, the
+    connection dropped) before ClassDojo answered: it may have arrived. It is
+    never sent again without this command.
+
+    \b
+    Example:
+      dojoguard held resend 3f9c2a1b7d20 --by "IT office"
+    """
+    with _opened(env, "resend") as store:
+        store.verify(item_id)
+        item = store.get(item_id)
+        if item.state != HoldState.UNCERTAIN:
+            store.resend(item_id, "-", env.clock.now())  # raises, saying why
+        record = _audit(env, "hold.resent", {"hold": item.id, "kind": str(item.kind),
+                                             "decision_id": item.decision_id, "by": by})
+        store.resend(item_id, record.record_id, env.clock.now())
+    click.echo(f"{item_id} will be sent again within seconds.")
 
 
 COMMANDS = [held]

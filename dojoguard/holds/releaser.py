@@ -4,22 +4,33 @@ The proxy runs ``Releaser.run_once`` every few seconds; nothing about an item
 is lost between runs because every step is written to the store first. A
 restart therefore releases whatever fell due while the proxy was down.
 
+**At most once when in doubt.** An item is claimed (state ``sending``) in one
+transaction before it is sent, and released, failed or put back in another
+after ClassDojo answers. An item found still ``sending`` at the start of a
+pass is one whose send was cut short (the proxy was killed, the machine lost
+power): the audit log is asked whether its release was recorded; if not, it
+becomes ``uncertain`` and waits for a person (``held resend`` or
+``held close``). It is never sent again by itself. A send whose request went
+out whole but whose answer never came is uncertain in the same way.
+
 Nothing is sent on the word of the store alone: an item goes only if its
 row's seal matches (no one changed it with another tool), an approved hold
-only if the audit log holds the ``hold.approved`` record the approval names,
-and no item the audit log already shows released, rejected or expired (a row
-put back from a copy). Anything else is recorded as ``hold.tampered``, set
-aside and never sent.
+only if the audit log holds the ``hold.approved`` (or ``hold.resent``) record
+the approval names, and no item the audit log already shows released,
+rejected or expired (a row put back from a copy). Anything else is recorded
+as ``hold.tampered``, set aside and never sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import secrets
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Callable, Iterable, Protocol
 
 from dojoguard.clock import Clock
+from dojoguard.holds import notices
 from dojoguard.holds.sender import SendResult
 from dojoguard.holds.store import (HeldItem, HoldError, HoldKind, HoldState, HoldStore, HoldTampered,
                                    StoredRequest)
@@ -27,8 +38,20 @@ from dojoguard.holds.store import (HeldItem, HoldError, HoldKind, HoldState, Hol
 # Audit records are looked for from a day before the item was kept: the commands'
 # clock and the proxy's may differ a little, and the time index keeps the search short.
 _CLOCK_MARGIN = timedelta(days=1)
-# Records after which an item must not be sent again.
-_FINISHED = ("hold.released", "defer.released", "hold.rejected", "hold.expired")
+# The records that say where an item stands. The latest one naming an item must allow a send:
+# after a release, rejection or close it is finished; after a send cut short, an expiry or a
+# final failure only a person's `held resend` or `held retry` (a later record) sends it again.
+# So a row put back from an old copy of the store is never sent on the row's word alone.
+_STOPPING = ("hold.released", "defer.released", "hold.rejected", "hold.closed", "hold.uncertain",
+             "defer.uncertain", "hold.expired", "defer.expired", "hold.failed", "defer.failed")
+_REOPENING = ("hold.retried", "hold.resent", "hold.approved")
+_RELEASED = ("hold.released", "defer.released")
+# Records that let a hold be sent: a leader's approval, or a person's decision to send an uncertain one again.
+_APPROVALS = ("hold.approved", "hold.resent")
+# Answers that mean ClassDojo did not act on the request: worth trying again after a while.
+_TRY_AGAIN = frozenset({408, 425, 429, 502, 503, 504})
+# Answers that mean the teacher's ClassDojo login has ended.
+_LOGGED_OUT = frozenset({401, 403})
 
 
 class AuditTrail(Protocol):
@@ -60,29 +83,49 @@ def backoff(attempt: int) -> timedelta:
 
 class Releaser:
     def __init__(self, store: HoldStore, send: Callable[[StoredRequest], SendResult], audit: AuditTrail,
-                 clock: Clock, *, max_attempts: int, max_age: timedelta):
+                 clock: Clock, *, max_attempts: int, max_age: timedelta, tz: tzinfo | None = None,
+                 run_id: str | None = None):
         self.store = store
         self.send = send
         self.audit = audit
         self.clock = clock
         self.max_attempts = max_attempts
         self.max_age = max_age
+        self.tz = tz
+        # Which proxy run claimed an item for sending (kept with the item, for whoever looks later).
+        self.run_id = run_id or secrets.token_hex(6)
         self._lock = asyncio.Lock()
 
     async def run_once(self) -> list[Outcome]:
-        """One pass: expire, then send everything due. Safe to call concurrently (it serialises)."""
+        """One pass: settle sends cut short, expire, then send everything due. Serialised with itself."""
         async with self._lock:
-            outcomes = [await self._expire(item) for item in self.store.expired(self.clock.now(), self.max_age)]
-            now = self.clock.now()
-            for item_id in self.store.due_ids(now):
+            # No send of this releaser is in flight between passes: anything still `sending` was cut short.
+            outcomes = [await self._cut_short(item) for item in self.store.in_flight()]
+            for item in self.store.expired(self.clock.now(), self.max_age):
+                outcome = await self._expire(item)
+                if outcome is not None:
+                    outcomes.append(outcome)
+            for item_id in self.store.due_ids(self.clock.now()):
                 outcome = await self._release(item_id)
                 if outcome is not None:
                     outcomes.append(outcome)
-            return outcomes
+            await asyncio.to_thread(self.store.refresh_teachers)
+            return [o for o in outcomes if o is not None]
+
+    async def finish(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) for a pass in progress, so a stopping proxy does not cut a send short."""
+        try:
+            await asyncio.wait_for(self._lock.acquire(), timeout_s)
+        except TimeoutError:
+            return False
+        self._lock.release()
+        return True
+
+    # -- one item -------------------------------------------------------------------
 
     async def _release(self, item_id: str) -> Outcome | None:
         try:
-            item, request = self.store.sealed(item_id)
+            item, request = await asyncio.to_thread(self.store.begin_send, item_id, self.run_id, self.clock.now())
         except HoldTampered as exc:
             return await self._tampered(item_id, exc.why, exc.found)
         except HoldError:
@@ -90,34 +133,98 @@ class Releaser:
         problem = await asyncio.to_thread(self._unbacked, item)
         if problem is not None:
             return await self._tampered(item.id, problem, _found(item))
+        request = await asyncio.to_thread(self._with_latest_session, item, request)
         result = await asyncio.to_thread(self.send, request)
-        prefix = "defer" if item.kind == HoldKind.DEFER else "hold"
+        prefix = _prefix(item)
         if result.ok:
+            # Recorded before the item is deleted: if the record cannot be written, the item stays
+            # `sending` and the next pass finds no release recorded, so it becomes uncertain (never resent).
             await self._record(f"{prefix}.released", _fields(item, status=result.status))
-            self.store.remove(item.id)
+            await asyncio.to_thread(self.store.sent, item.id)
+            if item.kind == HoldKind.HOLD:
+                await self._tell(item, "released")
             return Outcome(item, f"{prefix}.released", result.detail)
+        return await self._not_sent(item, result)
+
+    async def _not_sent(self, item: HeldItem, result: SendResult) -> Outcome:
+        """Where an item goes when ClassDojo did not take it: uncertain, waiting for a login, queued again, failed."""
+        prefix, now = _prefix(item), self.clock.now()
         attempts = item.attempts + 1
-        give_up = attempts >= self.max_attempts
+        if result.maybe_delivered or (result.status >= 500 and result.status not in _TRY_AGAIN):
+            state, event = HoldState.UNCERTAIN, f"{prefix}.uncertain"
+        elif result.status in _LOGGED_OUT:
+            state, event = HoldState.WAITING_FOR_LOGIN, f"{prefix}.waiting_for_login"
+        elif result.status == 0 or result.status in _TRY_AGAIN:
+            give_up = attempts >= self.max_attempts
+            state = HoldState.FAILED if give_up else None
+            event = f"{prefix}.failed" if give_up else f"{prefix}.retrying"
+        else:  # ClassDojo refused the request itself: sending the same bytes again will not help
+            state, event = HoldState.FAILED, f"{prefix}.failed"
         try:
-            updated = self.store.record_attempt(item.id, result.detail, give_up=give_up,
-                                                retry_at=self.clock.now() + backoff(attempts))
+            updated = await asyncio.to_thread(self.store.send_failed, item.id, result.detail, state=state,
+                                              retry_at=now + backoff(attempts))
         except HoldTampered as exc:  # changed by hand while it was being sent
             return await self._tampered(item.id, exc.why, exc.found)
-        event = f"{prefix}.failed" if give_up else f"{prefix}.retrying"
+        extra = {"sent_at": item.sending_at.isoformat()} if state == HoldState.UNCERTAIN and item.sending_at else {}
         # The error is for IT to act on; kept short (the audit trail refuses long values).
-        await self._record(event, _fields(updated, status=result.status, error=result.detail[:300]))
+        await self._record(event, _fields(updated, status=result.status or None, error=result.detail[:300], **extra))
+        if state in (HoldState.UNCERTAIN, HoldState.FAILED):
+            await self._tell(updated, str(state))
         return Outcome(updated, event, result.detail)
+
+    async def _cut_short(self, item: HeldItem) -> Outcome:
+        """An item left `sending` by a run that stopped mid-send: released if the log says so, else uncertain."""
+        prefix = _prefix(item)
+        released = await asyncio.to_thread(self._finished_record, item, _RELEASED)
+        if released is not None:
+            await asyncio.to_thread(self.store.sent, item.id)
+            return Outcome(item, released.type, f"already recorded as {released.type} ({released.record_id})")
+        sent_at = item.sending_at.isoformat() if item.sending_at else None
+        why = (f"the proxy stopped while sending it (send began {sent_at or 'at an unknown time'}; no answer "
+               "was seen): ClassDojo may or may not have it")
+        # Recorded first: if the record cannot be written the item stays `sending`, and the next pass tries again.
+        await self._record(f"{prefix}.uncertain", _fields(item, sent_at=sent_at, error="no answer (proxy stopped)"))
+        try:
+            updated = await asyncio.to_thread(self.store.mark_uncertain, item.id, why)
+        except HoldTampered as exc:
+            return await self._tampered(item.id, exc.why, exc.found)
+        await self._tell(updated, "uncertain")
+        return Outcome(updated, f"{prefix}.uncertain", why)
+
+    async def _expire(self, item: HeldItem) -> Outcome | None:
+        """An item that waited longer than the maximum age: kept for leaders, the teacher told, never sent."""
+        since = item.waiting_since or item.created_at
+        what = {HoldState.PENDING: "a leader's decision" if item.kind == HoldKind.HOLD else "its release",
+                HoldState.APPROVED: "a successful send", HoldState.WAITING_FOR_LOGIN: "the teacher to log in again"}
+        why = (f"expired: waited more than {self.max_age.days} days for {what.get(item.state, 'release')} "
+               f"(counted from {since.isoformat()})")
+        event = f"{_prefix(item)}.expired"
+        await self._record(event, _fields(item, waiting_since=since.isoformat()))
+        try:
+            updated = await asyncio.to_thread(self.store.expire, item.id, why)
+        except HoldTampered as exc:
+            return await self._tampered(item.id, exc.why, exc.found)
+        except HoldError:
+            return None  # decided since it was listed
+        await self._tell(updated, "expired")
+        return Outcome(updated, event, why)
+
+    # -- checks ----------------------------------------------------------------------
 
     def _unbacked(self, item: HeldItem) -> str | None:
         """Why the audit log does not back sending ``item`` now, or None when it does (blocking)."""
-        for record in self.audit.records(start=item.created_at - _CLOCK_MARGIN, types=_FINISHED):
+        last = None
+        for record in self.audit.records(start=item.created_at - _CLOCK_MARGIN, types=_STOPPING + _REOPENING):
             if record.fields.get("hold") == item.id:
-                return f"the audit log already shows it {record.type.split('.', 1)[1]} (record {record.record_id})"
+                last = record
+        if last is not None and last.type in _STOPPING:
+            return (f"the audit log's latest record of it says {last.type.split('.', 1)[1]} "
+                    f"(record {last.record_id})")
         if item.kind != HoldKind.HOLD:
             return None
         if item.approval:
             record = self.audit.get(item.approval)
-            if record is not None and record.type == "hold.approved" and _approves(record, item):
+            if record is not None and record.type in _APPROVALS and _approves(record, item):
                 return None
             return f"its approval names audit record {item.approval[:40]}, which is not a hold.approved for it"
         # Approved before approvals named their record: find it by the hold's id.
@@ -125,6 +232,23 @@ class Releaser:
             if _approves(record, item):
                 return None
         return "approved, but the audit log has no hold.approved record for it"
+
+    def _finished_record(self, item: HeldItem, types: tuple[str, ...]):
+        for record in self.audit.records(start=item.created_at - _CLOCK_MARGIN, types=types):
+            if record.fields.get("hold") == item.id:
+                return record
+        return None
+
+    def _with_latest_session(self, item: HeldItem, request: StoredRequest) -> StoredRequest:
+        """The request with the teacher's most recent working ClassDojo login, when one was seen since."""
+        latest = self.store.session_of(item.teacher_id)
+        if latest is None:
+            return request
+        cookie, _ = latest
+        headers = tuple((k, v) for k, v in request.headers if k.lower() != "cookie") + (("Cookie", cookie),)
+        return replace(request, headers=headers)
+
+    # -- recording ---------------------------------------------------------------------
 
     async def _tampered(self, item_id: str, why: str, found: dict) -> Outcome:
         # Recorded first: if the record cannot be written the item stays as it is (still never sent)
@@ -139,16 +263,22 @@ class Releaser:
             item = _unreadable(item_id, found, self.clock.now())
         return Outcome(item, "hold.tampered", why)
 
-    async def _expire(self, item: HeldItem) -> Outcome:
-        await self._record("hold.expired", _fields(item))
-        self.store.remove(item.id)
-        return Outcome(item, "hold.expired", f"older than {self.max_age.days} days")
-
+    async def _tell(self, item: HeldItem, outcome: str) -> None:
+        """Keep a notice of the outcome for the teacher's next ClassDojo write."""
+        notice = notices.for_outcome(item, outcome, tz=self.tz, max_age_days=self.max_age.days)
+        if notice is not None:
+            text, interrupts = notice
+            await asyncio.to_thread(self.store.tell, item.teacher_id, item.id, outcome, text, self.clock.now(),
+                                    interrupts=interrupts)
 
     async def _record(self, event: str, fields: dict) -> None:
         # The audit write waits for the disk: off the event loop. If it fails the step is not
         # taken further (the item stays in the store and is tried again next pass).
         await asyncio.to_thread(self.audit.append_event, event, fields)
+
+
+def _prefix(item: HeldItem) -> str:
+    return "defer" if item.kind == HoldKind.DEFER else "hold"
 
 
 def _approves(record, item: HeldItem) -> bool:

@@ -25,6 +25,9 @@ class SendResult:
     status: int
     ok: bool
     detail: str
+    # The request was written out whole but no answer came back (a timeout, a reset): ClassDojo
+    # may have acted on it, so it must not be sent again without a person deciding.
+    maybe_delivered: bool = False
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Sender:
 
     def send(self, request: StoredRequest) -> SendResult:
         """Send the request; any failure is a result, not an exception, so it can be retried."""
+        written = False
         try:
             if request.scheme == "https":
                 conn = https_connection(request.host, request.port, resolve=self.resolve, context=self._context,
@@ -54,10 +58,14 @@ class Sender:
                     conn.putheader(name, value)
             conn.putheader("Content-Length", str(len(request.content)))
             conn.endheaders(request.content)
+            written = True
             response = conn.getresponse()
             body = response.read(2048)
             conn.close()
         except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+            if written:
+                return SendResult(0, False, f"sent to {request.host}, but no answer came back: "
+                                  f"{type(exc).__name__}: {exc}", maybe_delivered=True)
             return SendResult(0, False, f"could not reach {request.host}: {type(exc).__name__}: {exc}")
         ok = 200 <= response.status < 300
         detail = f"HTTP {response.status}"

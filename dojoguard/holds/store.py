@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import hmac
 import json
 import os
 import secrets
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
+from dojoguard.holds import schema
 from dojoguard.holds import seal as seals
 from dojoguard.rules.action import Action
 from dojoguard.rules.decision import Decision
@@ -34,8 +36,19 @@ class HoldKind(enum.StrEnum):
 class HoldState(enum.StrEnum):
     PENDING = "pending"      # waiting for a leader (hold) or for its time (defer)
     APPROVED = "approved"    # a leader approved it; the proxy sends it on next
-    FAILED = "failed"        # every release attempt failed; listed for leaders
-    TAMPERED = "tampered"    # changed behind the commands' back: never sent, only rejected or expired
+    SENDING = "sending"      # the proxy is sending it now; nothing else may change it
+    WAITING_FOR_LOGIN = "waiting-for-login"  # ClassDojo refused the teacher's login; sent when they are back
+    UNCERTAIN = "uncertain"  # a send began but its answer never came: it may have arrived; a person decides
+    FAILED = "failed"        # ClassDojo refused it, or every attempt failed; listed for leaders
+    EXPIRED = "expired"      # waited longer than holds.max_age_days; kept, listed for leaders
+    REJECTING = "rejecting"  # a leader's rejection is being recorded; never sent
+    TAMPERED = "tampered"    # changed behind the commands' back: never sent, only rejected
+
+
+# States from which nothing more happens without a person: `held list --failed`.
+NEEDS_A_PERSON = (HoldState.FAILED, HoldState.EXPIRED, HoldState.UNCERTAIN)
+# States of an item still on its way: a teacher's retry joins it rather than making a second.
+OPEN = (HoldState.PENDING, HoldState.APPROVED, HoldState.SENDING, HoldState.WAITING_FOR_LOGIN)
 
 
 class HoldError(Exception):
@@ -100,6 +113,11 @@ class HeldItem:
     is_duplicate: bool = False
     # The id of the audit record of the leader's approval (approved holds only).
     approval: str | None = None
+    # When its maximum age (holds.max_age_days) started counting: the release time of a
+    # deferred item, the approval of a hold, a retry; the time it was kept otherwise.
+    waiting_since: datetime | None = None
+    # When the last send began (kept for an item left uncertain by a send cut short).
+    sending_at: datetime | None = None
 
     def summary(self) -> dict[str, Any]:
         """What a leader sees: who, what, when, why. No message text, no image."""
@@ -120,41 +138,15 @@ class HeldItem:
             "last_error": self.last_error,
             "content_type": self.content_type,
             "content_length": self.content_length,
+            "waiting_since": self.waiting_since.isoformat() if self.waiting_since else None,
+            "sending_at": self.sending_at.isoformat() if self.sending_at else None,
         }
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    state TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    release_at TEXT,
-    decision_id TEXT NOT NULL,
-    teacher_id TEXT,
-    class_id TEXT,
-    action_kind TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    rule_ids TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    dedupe_key TEXT NOT NULL,
-    request TEXT NOT NULL,
-    content BLOB NOT NULL,
-    approval TEXT,
-    seal TEXT
-);
-CREATE INDEX IF NOT EXISTS items_due ON items (state, release_at);
-CREATE UNIQUE INDEX IF NOT EXISTS items_dedupe ON items (dedupe_key);
-"""
-
 _COLUMNS = ("id, kind, state, created_at, release_at, decision_id, teacher_id, class_id, action_kind, "
-            "channel, rule_ids, reason, attempts, last_error, request, length(content), approval")
-# Every stored column, in order: what a seal covers.
-_ALL = ("id", "kind", "state", "created_at", "release_at", "decision_id", "teacher_id", "class_id", "action_kind",
-        "channel", "rule_ids", "reason", "attempts", "last_error", "dedupe_key", "request", "content", "approval",
-        "seal")
+            "channel, rule_ids, reason, attempts, last_error, request, length(content), approval, waiting_since, "
+            "sending_at")
+_ALL = schema.COLUMNS
 
 
 def dedupe_key(kind: HoldKind, request: StoredRequest, teacher_id: str | None) -> str:
@@ -167,14 +159,28 @@ def dedupe_key(kind: HoldKind, request: StoredRequest, teacher_id: str | None) -
     return digest.hexdigest()
 
 
+def _iso(at: datetime | None) -> str | None:
+    return at.astimezone(UTC).isoformat() if at is not None else None
+
+
 class HoldStore:
-    """The held/deferred store. Thread-safe: the proxy calls it from worker threads."""
+    """The held/deferred store. Thread-safe: the proxy calls it from worker threads.
+
+    Every change of an item's state is one transaction that first checks the
+    row's seal and its current state, so two processes (the proxy and a
+    leader's command) can never both act on one item: a rejection and a send
+    that race are serialised by SQLite, and the loser is told why.
+    """
 
     def __init__(self, connection: sqlite3.Connection, path: Path, key: bytes):
         self._db = connection
         self._lock = threading.Lock()
         self._key = key
         self.path = path
+        # Teachers with something waiting or something to be told, for the proxy's per-write
+        # checks (no SQL on the hot path); refreshed by ``refresh_teachers``.
+        self.teachers_waiting: frozenset[str] = frozenset()
+        self.teachers_to_tell: frozenset[str] = frozenset()
 
     @classmethod
     def open(cls, path: str | Path, *, key_path: str | Path | None = None) -> "HoldStore":
@@ -188,52 +194,39 @@ class HoldStore:
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.executescript(_SCHEMA)
+        try:
+            schema.migrate(db, key, key_is_new)
+        except BaseException:
+            db.close()
+            raise
         store = cls(db, path, key)
-        store._upgrade(key_is_new)
+        store.refresh_teachers()
         return store
-
-    def _upgrade(self, key_is_new: bool) -> None:
-        """Add the approval and seal columns to a store made before rows were sealed.
-
-        Rows already waiting are sealed as they are only when the key is new too,
-        i.e. on the first start of a version that seals. Columns missing while the
-        key already exists mean someone removed them: the rows stay unsealed, and
-        so are never sent.
-        """
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
-                missing = [c for c in ("approval", "seal") if c not in columns]
-                for column in missing:
-                    self._db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
-                if missing and key_is_new:
-                    for row in self._db.execute(f"SELECT {', '.join(_ALL)} FROM items").fetchall():
-                        doc = dict(zip(_ALL, row))
-                        self._db.execute("UPDATE items SET seal = ? WHERE id = ?",
-                                         (seals.seal(self._key, doc), doc["id"]))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+    # -- keeping ----------------------------------------------------------------
+
     def keep(self, kind: str | HoldKind, request: StoredRequest, decision: Decision, action: Action,
-             release_at: datetime | None) -> HeldItem:
-        """Store a request; a retry of one already waiting returns that one, marked duplicate."""
+             release_at: datetime | None, *, content_key: str | None = None) -> HeldItem:
+        """Store a request; a retry of one still on its way returns that one, marked duplicate.
+
+        A retry is the same call with the same body (``dedupe_key``), or the
+        same publication (``content_key``: same teacher, text and attachments,
+        whatever upload ids or multipart boundaries carry them).
+        """
         kind = HoldKind(kind)
         key = dedupe_key(kind, request, action.teacher_id)
         strictest = [m for m in decision.matches if m.verdict == decision.verdict] or list(decision.matches)
+        created = decision.at.astimezone(UTC).isoformat()
         row = {
             "id": secrets.token_hex(6),
             "kind": str(kind),
             "state": str(HoldState.PENDING),
-            "created_at": decision.at.astimezone(UTC).isoformat(),
-            "release_at": release_at.astimezone(UTC).isoformat() if release_at else None,
+            "created_at": created,
+            "release_at": _iso(release_at),
             "decision_id": decision.decision_id,
             "teacher_id": action.teacher_id,
             "class_id": action.class_id,
@@ -241,23 +234,41 @@ class HoldStore:
             "channel": str(action.channel),
             "rule_ids": json.dumps([m.rule_id for m in strictest]),
             "reason": "; ".join(m.reason for m in strictest),
+            "attempts": 0,
+            "last_error": None,
             "dedupe_key": key,
             "request": json.dumps(_request_doc(request)),
             "content": request.content,
-            "attempts": 0,
-            "last_error": None,
             "approval": None,
+            # A deferred item's age counts from its release, however far off (a holiday).
+            "waiting_since": _iso(release_at) if kind == HoldKind.DEFER and release_at else created,
+            "sending_at": None,
+            "sender": None,
+            "content_key": content_key,
         }
         row["seal"] = seals.seal(self._key, row)
+        open_states = tuple(str(s) for s in OPEN)
         with self._lock:
-            existing = self._db.execute(f"SELECT {_COLUMNS} FROM items WHERE dedupe_key = ?", (key,)).fetchone()
-            if existing:
-                item = _item(existing)
-                return HeldItem(**{**item.__dict__, "is_duplicate": True})
-            self._db.execute(
-                f"INSERT INTO items ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                existing = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM items WHERE kind = ? AND state IN ({', '.join('?' * len(open_states))})"
+                    " AND (dedupe_key = ? OR (content_key IS NOT NULL AND content_key = ?)) "
+                    "ORDER BY created_at LIMIT 1", (str(kind), *open_states, key, content_key)).fetchone()
+                if existing is None:
+                    self._db.execute(f"INSERT INTO items ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                                     tuple(row.values()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if existing is not None:
+            return replace(_item(existing), is_duplicate=True)
+        if action.teacher_id:
+            self.teachers_waiting = self.teachers_waiting | {action.teacher_id}
         return self.get(row["id"])
+
+    # -- reading ------------------------------------------------------------------
 
     def get(self, item_id: str) -> HeldItem:
         with self._lock:
@@ -272,18 +283,14 @@ class HoldStore:
             row = self._db.execute("SELECT request, content FROM items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
             raise HoldError(f"no held or queued item {item_id!r}")
-        doc = json.loads(row[0])
-        return StoredRequest(**{**doc, "headers": tuple(tuple(h) for h in doc["headers"]), "content": row[1]})
+        return _stored(row[0], row[1])
 
     def sealed(self, item_id: str) -> tuple[HeldItem, StoredRequest]:
         """The item and its request, read together, only if the row's seal matches (else ``HoldTampered``)."""
         with self._lock:
             doc = self._row(item_id)
         self._check(doc)
-        item = _item(tuple(doc[c] for c in _ALL[:14]) + (doc["request"], len(doc["content"]), doc["approval"]))
-        request = json.loads(doc["request"])
-        return item, StoredRequest(**{**request, "headers": tuple(tuple(h) for h in request["headers"]),
-                                      "content": doc["content"]})
+        return _item_of(doc), _stored(doc["request"], doc["content"])
 
     def verify(self, item_id: str) -> None:
         """Raise ``HoldTampered`` unless the row's seal matches."""
@@ -291,12 +298,17 @@ class HoldStore:
             doc = self._row(item_id)
         self._check(doc)
 
-    def list(self, *, kind: HoldKind | None = None, state: HoldState | None = None) -> list[HeldItem]:
+    def list(self, *, kind: HoldKind | None = None, state: HoldState | None = None,
+             states: tuple[HoldState, ...] | None = None, teacher_id: str | None = None) -> list[HeldItem]:
         query, args = f"SELECT {_COLUMNS} FROM items WHERE 1=1", []
         if kind:
             query, args = query + " AND kind = ?", args + [str(kind)]
         if state:
-            query, args = query + " AND state = ?", args + [str(state)]
+            states = (state,)
+        if states:
+            query, args = query + f" AND state IN ({', '.join('?' * len(states))})", args + [str(s) for s in states]
+        if teacher_id:
+            query, args = query + " AND teacher_id = ?", args + [teacher_id]
         with self._lock:
             rows = self._db.execute(query + " ORDER BY created_at, id", args).fetchall()
         return [_item(r) for r in rows]
@@ -304,14 +316,14 @@ class HoldStore:
     def due_ids(self, now: datetime) -> list[str]:
         """Ids of the rows that say they are due: deferred ones whose time has come, approved holds.
 
-        Only ids: what a row says is believed only once ``sealed`` has checked it.
+        Only ids: what a row says is believed only once ``begin_send`` has checked it.
         """
         with self._lock:
             rows = self._db.execute(
                 "SELECT id FROM items WHERE (state = ? AND kind = ? AND release_at <= ?) "
                 "OR (state = ? AND (release_at IS NULL OR release_at <= ?)) ORDER BY created_at, id",
-                (str(HoldState.PENDING), str(HoldKind.DEFER), now.astimezone(UTC).isoformat(),
-                 str(HoldState.APPROVED), now.astimezone(UTC).isoformat()),
+                (str(HoldState.PENDING), str(HoldKind.DEFER), _iso(now),
+                 str(HoldState.APPROVED), _iso(now)),
             ).fetchall()
         return [r[0] for r in rows]
 
@@ -319,42 +331,180 @@ class HoldStore:
         """Items to send now, as their rows say (the releaser checks each seal before sending)."""
         return [self.get(i) for i in self.due_ids(now)]
 
-    def approve(self, item_id: str, approval: str) -> HeldItem:
-        """Mark a pending hold approved; ``approval`` is the id of the audit record of the leader's approval."""
+    def expired(self, now: datetime, max_age: timedelta) -> list[HeldItem]:
+        """Items still waiting whose maximum age, counted from ``waiting_since``, has passed."""
+        waiting = (HoldState.PENDING, HoldState.APPROVED, HoldState.WAITING_FOR_LOGIN)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM items WHERE state IN (?, ?, ?) "
+                "AND coalesce(waiting_since, created_at) < ? ORDER BY created_at",
+                (*(str(s) for s in waiting), _iso(now - max_age))).fetchall()
+        return [_item(r) for r in rows]
+
+    def in_flight(self) -> list[HeldItem]:
+        """Items in state ``sending`` (after a crash: sends whose outcome nobody saw)."""
+        return self.list(state=HoldState.SENDING)
+
+    # -- a leader's steps -------------------------------------------------------------
+
+    def approve(self, item_id: str, approval: str, now: datetime) -> HeldItem:
+        """Mark a pending (or expired, never approved) hold approved; ``approval`` names the audit record."""
         if not approval:
             raise HoldError("an approval must name its audit record")
 
         def step(doc):
-            if doc["kind"] != HoldKind.HOLD or doc["state"] != HoldState.PENDING:
+            _refuse_while_sending(doc, "approved")
+            if doc["kind"] != HoldKind.HOLD or doc["state"] not in (HoldState.PENDING, HoldState.EXPIRED) \
+                    or doc["approval"]:
                 raise HoldError(f"item {item_id} is a {doc['kind']} in state {doc['state']}; "
-                                "only pending holds can be approved")
-            return {"state": str(HoldState.APPROVED), "approval": approval}
+                                "only holds waiting for a leader can be approved")
+            return {"state": str(HoldState.APPROVED), "approval": approval, "waiting_since": _iso(now),
+                    "attempts": 0, "release_at": None, "last_error": None}
 
         self._change(item_id, step)
-        return self.get(item_id)
-
-    def record_attempt(self, item_id: str, error: str, *, give_up: bool, retry_at: datetime) -> HeldItem:
-        """A failed release: counted, its error kept, retried not before ``retry_at`` (or given up)."""
-        self._change(item_id, lambda doc: {
-            "attempts": doc["attempts"] + 1, "last_error": error[:500],
-            "release_at": retry_at.astimezone(UTC).isoformat(),
-            "state": str(HoldState.FAILED) if give_up else doc["state"]})
         return self.get(item_id)
 
     def retry(self, item_id: str, now: datetime) -> HeldItem:
-        """Put a failed item back in the queue (a leader's decision after fixing the cause)."""
+        """Put a failed or expired item back in the queue (a leader's decision after fixing the cause)."""
         def step(doc):
-            if doc["state"] != HoldState.FAILED:
-                raise HoldError(f"item {item_id} has not failed; nothing to retry")
-            hold = doc["kind"] == HoldKind.HOLD
-            return {"state": str(HoldState.APPROVED if hold else HoldState.PENDING), "attempts": 0,
-                    "release_at": None if hold else now.astimezone(UTC).isoformat()}
+            _refuse_while_sending(doc, "retried")
+            if doc["state"] not in (HoldState.FAILED, HoldState.EXPIRED, HoldState.WAITING_FOR_LOGIN):
+                raise HoldError(f"item {item_id} is {doc['state']}: only failed, expired or waiting-for-login "
+                                "items can be retried" + (" (an uncertain one is resent with `held resend`)"
+                                                          if doc["state"] == HoldState.UNCERTAIN else ""))
+            return {**_back_in_queue(doc, now), "attempts": 0, "last_error": None}
 
         self._change(item_id, step)
         return self.get(item_id)
 
+    def resend(self, item_id: str, record: str, now: datetime) -> HeldItem:
+        """Send an uncertain item again: a person checked that it did not arrive (``record``: their audit record)."""
+        def step(doc):
+            if doc["state"] != HoldState.UNCERTAIN:
+                raise HoldError(f"item {item_id} is {doc['state']}, not uncertain: only an item whose send "
+                                "was cut short is resent (use `held retry` for failed or expired ones)")
+            back = _back_in_queue(doc, now)
+            if doc["kind"] == HoldKind.HOLD:
+                back["approval"] = record  # the releaser sends a hold only on a record that names it
+            return {**back, "attempts": 0, "last_error": None}
+
+        self._change(item_id, step)
+        return self.get(item_id)
+
+    def begin_reject(self, item_id: str) -> tuple[HeldItem, str]:
+        """Take an item out of the queue for good, before the rejection is recorded: (item, previous state).
+
+        Refused while it is being sent. A row changed by hand can still be
+        rejected (that is what a leader does with it), but is never resealed.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                doc = self._row(item_id)
+                _refuse_while_sending(doc, "rejected")
+                previous = doc["state"]
+                intact = seals.matches(self._key, doc)
+                doc["state"] = str(HoldState.REJECTING)
+                if intact:
+                    doc["seal"] = seals.seal(self._key, doc)
+                self._db.execute("UPDATE items SET state = ?, seal = ? WHERE id = ?",
+                                 (doc["state"], doc["seal"], item_id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return self.get(item_id), previous
+
+    def undo_reject(self, item_id: str, previous: str) -> None:
+        """Put a rejection that could not be recorded back as it was."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                doc = self._row(item_id)
+                if doc["state"] == HoldState.REJECTING:
+                    intact = seals.matches(self._key, doc)
+                    doc["state"] = previous
+                    if intact:
+                        doc["seal"] = seals.seal(self._key, doc)
+                    self._db.execute("UPDATE items SET state = ?, seal = ? WHERE id = ?",
+                                     (doc["state"], doc["seal"], item_id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # -- the proxy's steps --------------------------------------------------------------
+
+    def begin_send(self, item_id: str, sender: str, now: datetime) -> tuple[HeldItem, StoredRequest]:
+        """Claim a due item for sending (state ``sending``): from here no one else may change it.
+
+        Raises ``HoldTampered`` for a row whose seal does not match, and
+        ``HoldError`` when it is no longer due (a leader rejected it since).
+        """
+        def step(doc):
+            due = (doc["state"] == HoldState.APPROVED
+                   or doc["state"] == HoldState.PENDING and doc["kind"] == HoldKind.DEFER)
+            if not due or (doc["release_at"] or "") > _iso(now):
+                raise HoldError(f"item {item_id} is no longer due ({doc['state']})")
+            return {"state": str(HoldState.SENDING), "sending_at": _iso(now), "sender": sender}
+
+        doc = self._change(item_id, step)
+        return _item_of(doc), _stored(doc["request"], doc["content"])
+
+    def sent(self, item_id: str) -> HeldItem:
+        """A send ClassDojo accepted: the item and its request are deleted."""
+        return self.remove(item_id)
+
+    def send_failed(self, item_id: str, error: str, *, state: HoldState | None, retry_at: datetime) -> HeldItem:
+        """A send that ClassDojo refused or that never reached it: counted, its error kept.
+
+        ``state`` is where the item goes (failed, waiting-for-login, uncertain),
+        or None to wait in the queue again until ``retry_at``.
+        """
+        def step(doc):
+            if doc["state"] != HoldState.SENDING:
+                raise HoldError(f"item {item_id} is {doc['state']}, not being sent")
+            queued = HoldState.APPROVED if doc["kind"] == HoldKind.HOLD else HoldState.PENDING
+            return {"attempts": doc["attempts"] + 1, "last_error": error[:500], "release_at": _iso(retry_at),
+                    "state": str(state or queued)}
+
+        self._change(item_id, step)
+        return self.get(item_id)
+
+    def mark_uncertain(self, item_id: str, why: str) -> HeldItem:
+        """A send whose outcome nobody saw (the proxy stopped mid-send): never resent without a person."""
+        def step(doc):
+            if doc["state"] != HoldState.SENDING:
+                raise HoldError(f"item {item_id} is {doc['state']}, not being sent")
+            return {"state": str(HoldState.UNCERTAIN), "last_error": why[:500]}
+
+        self._change(item_id, step)
+        return self.get(item_id)
+
+    def expire(self, item_id: str, why: str) -> HeldItem:
+        """An item that waited too long: kept, listed for leaders, never sent by itself."""
+        def step(doc):
+            if doc["state"] not in (HoldState.PENDING, HoldState.APPROVED, HoldState.WAITING_FOR_LOGIN):
+                raise HoldError(f"item {item_id} is {doc['state']}")
+            return {"state": str(HoldState.EXPIRED), "last_error": why[:500]}
+
+        self._change(item_id, step)
+        return self.get(item_id)
+
+    def wake(self, teacher_id: str, now: datetime) -> list[HeldItem]:
+        """The teacher is using ClassDojo again: their items waiting for a login are due now."""
+        woken = []
+        for item in self.list(state=HoldState.WAITING_FOR_LOGIN, teacher_id=teacher_id):
+            try:
+                self._change(item.id, lambda doc: _back_in_queue(doc, now, keep_since=True)
+                             if doc["state"] == HoldState.WAITING_FOR_LOGIN else {})
+            except HoldError:
+                continue  # changed since it was listed (rejected, or tampered: the releaser records that)
+            woken.append(self.get(item.id))
+        return woken
+
     def mark_tampered(self, item_id: str) -> None:
-        """Set a tampered row aside for good: never due again, only rejected or expired.
+        """Set a tampered row aside for good: never due again, only rejected.
 
         It is sealed as found (the change is already recorded), so a later change
         by hand, such as setting it back to approved, shows again.
@@ -373,18 +523,80 @@ class HoldStore:
                 raise
 
     def remove(self, item_id: str) -> HeldItem:
-        """Delete an item and its request (after release, rejection or expiry)."""
+        """Delete an item and its request (after release or rejection)."""
         item = self.get(item_id)
         with self._lock:
             self._db.execute("DELETE FROM items WHERE id = ?", (item_id,))
         return item
 
-    def expired(self, now: datetime, max_age: timedelta) -> list[HeldItem]:
-        cutoff = (now - max_age).astimezone(UTC).isoformat()
+    # -- teachers: their latest session, and what they are to be told -----------------------
+
+    def refresh_teachers(self) -> None:
+        """Re-read which teachers have items waiting or notices due (other processes change them too)."""
+        waiting = tuple(str(s) for s in OPEN)
         with self._lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM items WHERE created_at < ? ORDER BY created_at",
-                                    (cutoff,)).fetchall()
-        return [_item(r) for r in rows]
+            have = {r[0] for r in self._db.execute(
+                f"SELECT DISTINCT teacher_id FROM items WHERE teacher_id IS NOT NULL "
+                f"AND state IN ({', '.join('?' * len(waiting))})", waiting)}
+            tell = {r[0] for r in self._db.execute("SELECT DISTINCT teacher_id FROM notices")}
+            # Sessions are kept only while the teacher has something on its way.
+            stale = [r[0] for r in self._db.execute("SELECT teacher_id FROM sessions") if r[0] not in have]
+            for teacher in stale:
+                self._db.execute("DELETE FROM sessions WHERE teacher_id = ?", (teacher,))
+        self.teachers_waiting, self.teachers_to_tell = frozenset(have), frozenset(tell)
+
+    def note_session(self, teacher_id: str, cookie: str, session: str, at: datetime) -> bool:
+        """Remember the teacher's latest working ClassDojo session; True when it is new (a fresh login)."""
+        with self._lock:
+            row = self._db.execute("SELECT session, seen_at FROM sessions WHERE teacher_id = ?",
+                                   (teacher_id,)).fetchone()
+            if row is not None and row[0] == session and row[1] >= _iso(at - _SESSION_REFRESH):
+                return False
+            doc = {"teacher_id": teacher_id, "cookie": cookie, "session": session, "seen_at": _iso(at)}
+            self._db.execute("INSERT OR REPLACE INTO sessions (teacher_id, cookie, session, seen_at, seal) "
+                             "VALUES (?, ?, ?, ?, ?)", (*doc.values(), _seal_session(self._key, doc)))
+        return row is None or row[0] != session
+
+    def session_of(self, teacher_id: str | None) -> tuple[str, datetime] | None:
+        """(Cookie header, when seen) of the teacher's latest working session, if it is intact."""
+        if not teacher_id:
+            return None
+        with self._lock:
+            row = self._db.execute("SELECT teacher_id, cookie, session, seen_at, seal FROM sessions "
+                                   "WHERE teacher_id = ?", (teacher_id,)).fetchone()
+        if row is None:
+            return None
+        doc = dict(zip(("teacher_id", "cookie", "session", "seen_at"), row[:4]))
+        if not hmac.compare_digest(row[4] or "", _seal_session(self._key, doc)):
+            return None  # changed by hand: the item's own cookie is used instead
+        return doc["cookie"], datetime.fromisoformat(doc["seen_at"])
+
+    def tell(self, teacher_id: str | None, hold_id: str, outcome: str, text: str, at: datetime, *,
+             interrupts: bool) -> None:
+        """Keep a notice for the teacher's next ClassDojo write (``interrupts``: shown even if that write is fine)."""
+        if not teacher_id:
+            return
+        with self._lock:
+            self._db.execute("INSERT INTO notices (id, teacher_id, hold_id, outcome, text, created_at, interrupts) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (secrets.token_hex(6), teacher_id, hold_id, outcome,
+                                                             text, _iso(at), int(interrupts)))
+        self.teachers_to_tell = self.teachers_to_tell | {teacher_id}
+
+    def notices_for(self, teacher_id: str) -> list[Notice]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, teacher_id, hold_id, outcome, text, created_at, interrupts "
+                                    "FROM notices WHERE teacher_id = ? ORDER BY created_at, id",
+                                    (teacher_id,)).fetchall()
+        return [Notice(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), bool(r[6])) for r in rows]
+
+    def told(self, notice_ids: list[str]) -> None:
+        """Notices shown to the teacher: deleted."""
+        with self._lock:
+            self._db.executemany("DELETE FROM notices WHERE id = ?", [(i,) for i in notice_ids])
+            left = {r[0] for r in self._db.execute("SELECT DISTINCT teacher_id FROM notices")}
+        self.teachers_to_tell = frozenset(left)
+
+    # -- plumbing ---------------------------------------------------------------------------
 
     def _row(self, item_id: str) -> dict[str, Any]:
         # Callers hold the lock.
@@ -401,7 +613,7 @@ class HoldStore:
                  for k in ("kind", "state", "decision_id", "teacher_id", "class_id", "release_at", "approval")}
         raise HoldTampered(doc["id"], why, found)
 
-    def _change(self, item_id: str, step) -> None:
+    def _change(self, item_id: str, step) -> dict[str, Any]:
         """Check the row's seal, apply ``step(row) -> new values`` and seal it again, in one transaction."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -417,9 +629,51 @@ class HoldStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        return doc
 
     def __iter__(self) -> Iterator[HeldItem]:
         return iter(self.list())
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something a teacher is to be told about one of their items, on their next write."""
+
+    id: str
+    teacher_id: str
+    hold_id: str
+    outcome: str
+    text: str
+    created_at: datetime
+    interrupts: bool
+
+
+# A session already noted is written again at most this often (every write passes here).
+_SESSION_REFRESH = timedelta(minutes=1)
+
+
+def _seal_session(key: bytes, doc: dict[str, Any]) -> str:
+    # The session row is sealed like an item: a cookie swapped in by hand is never used.
+    encoded = json.dumps({"sessions": doc}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hmac.new(key, encoded.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def _refuse_while_sending(doc: dict[str, Any], verb: str) -> None:
+    if doc["state"] == HoldState.SENDING:
+        raise HoldError(f"item {doc['id']} is being sent to ClassDojo right now (since {doc['sending_at']}), so it "
+                        f"cannot be {verb}; see how it ended with `dojoguard held show {doc['id']}` in a minute. "
+                        "If the proxy stopped during the send, the item is marked uncertain when it starts again")
+
+
+def _back_in_queue(doc: dict[str, Any], now: datetime, *, keep_since: bool = False) -> dict[str, Any]:
+    """The values that make an item due again now: an approved hold, or a deferred item due at once."""
+    hold = doc["kind"] == HoldKind.HOLD
+    # A hold goes back to its leader unless one approved it; a deferred item is simply due.
+    state = HoldState.APPROVED if hold and doc["approval"] else HoldState.PENDING
+    values = {"state": str(state), "release_at": None if hold else _iso(now), "sending_at": None, "sender": None}
+    if not keep_since:
+        values["waiting_since"] = _iso(now)
+    return values
 
 
 def _request_doc(request: StoredRequest) -> dict[str, Any]:
@@ -435,9 +689,19 @@ def _request_doc(request: StoredRequest) -> dict[str, Any]:
     }
 
 
+def _stored(request: str, content: bytes) -> StoredRequest:
+    doc = json.loads(request)
+    return StoredRequest(**{**doc, "headers": tuple(tuple(h) for h in doc["headers"]), "content": content})
+
+
+def _item_of(doc: dict[str, Any]) -> HeldItem:
+    return _item(tuple(doc[c] for c in _ALL[:14]) + (doc["request"], len(doc["content"]), doc["approval"],
+                                                     doc["waiting_since"], doc["sending_at"]))
+
+
 def _item(row) -> HeldItem:
     (item_id, kind, state, created, release, decision_id, teacher, klass, action_kind, channel, rules, reason,
-     attempts, last_error, request, length, approval) = row
+     attempts, last_error, request, length, approval, waiting_since, sending_at) = row
     try:
         headers = json.loads(request)["headers"]
         content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
@@ -453,7 +717,7 @@ def _item(row) -> HeldItem:
         kind=HoldKind(kind) if kind in HoldKind._value2member_map_ else HoldKind.HOLD,
         state=HoldState(state) if known else HoldState.TAMPERED,
         created_at=datetime.fromisoformat(created),
-        release_at=datetime.fromisoformat(release) if release else None,
+        release_at=_time(release),
         decision_id=decision_id,
         teacher_id=teacher,
         class_id=klass,
@@ -466,7 +730,16 @@ def _item(row) -> HeldItem:
         content_type=content_type,
         content_length=length,
         approval=approval,
+        waiting_since=_time(waiting_since),
+        sending_at=_time(sending_at),
     )
+
+
+def _time(text) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _json_list(text) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from dojoguard import clock as clocks
 from dojoguard.clitools import fail, pass_env
 from dojoguard.clock import FileClock
 from dojoguard.environment import Environment
@@ -60,6 +61,11 @@ def run(env: Environment, config_path, listen, mode, confdir, resolve, upstream_
     except (FileProblems, ResolveError, ValueError) as exc:
         raise fail(exc) from None
     _configure_logging(config)
+    try:
+        # Commands on the same data folder stamp their records with this clock too.
+        clocks.publish(config.data_dir, clock_file)
+    except OSError as exc:
+        raise fail(f"cannot write in the data folder {config.data_dir}: {exc}") from None
     try:
         services = open_services(settings, env.clock)
     except (FileProblems, StartupError) as exc:

@@ -12,12 +12,17 @@ class Upstream:
     def __init__(self):
         self.received: list[tuple[str, str, dict, bytes]] = []
         self.status = 200
+        # Seconds to wait before answering (a ClassDojo that takes the request and goes quiet).
+        self.delay = 0.0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 outer.received.append((self.command, self.path, dict(self.headers), self.rfile.read(length)))
+                if outer.delay:
+                    import time
+                    time.sleep(outer.delay)
                 self.send_response(outer.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", "2")

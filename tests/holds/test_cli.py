@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -111,7 +111,7 @@ def test_deferred_items_cannot_be_approved_and_unknown_ids_are_clear_errors(depl
     config, data = deployment
     item = held_photo(data, kind="defer")
     refused = run(config, "held", "approve", item.id, "--by", "Mrs Head")
-    assert refused.exit_code == 1 and "only pending holds" in refused.output
+    assert refused.exit_code == 1 and "only holds waiting for a leader" in refused.output
     missing = run(config, "held", "approve", "nope", "--by", "Mrs Head")
     assert missing.exit_code == 1 and "no held or queued item" in missing.output
     assert not [t for t, _ in audit_events(data) if t == "hold.approved"]
@@ -122,7 +122,8 @@ def test_retry_requeues_a_failed_release(deployment):
     config, data = deployment
     item = held_photo(data, kind="defer")
     store = HoldStore.open(data / "holds.sqlite")
-    store.record_attempt(item.id, "HTTP 401", give_up=True, retry_at=NOW)
+    store.begin_send(item.id, "run1", NOW + timedelta(days=4))
+    store.send_failed(item.id, "HTTP 400", state=HoldState.FAILED, retry_at=NOW)
     store.close()
     assert run(config, "held", "list", "--failed").output.count(item.id) == 1
     result = run(config, "held", "retry", item.id, "--by", "IT office")

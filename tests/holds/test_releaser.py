@@ -10,7 +10,7 @@ from dojoguard.audit.log import AuditLog
 from dojoguard.clock import FixedClock
 from dojoguard.holds.releaser import Releaser, backoff
 from dojoguard.holds.sender import Sender
-from dojoguard.holds.store import HoldState, HoldStore, StoredRequest
+from dojoguard.holds.store import NEEDS_A_PERSON, HoldError, HoldState, HoldStore, StoredRequest
 from dojoguard.rules.action import Action, Channel, Kind
 from dojoguard.rules.decision import Decision, Match, Verdict
 
@@ -62,7 +62,7 @@ async def test_deferred_message_is_sent_unchanged_when_due_and_then_forgotten(se
 async def test_failed_release_is_retried_with_backoff_then_listed_as_failed(setup, upstream):
     """A ClassDojo error is retried after the backoff, and after the last attempt the item is failed, not lost."""
     clock, store, log, releaser = setup
-    upstream.status = 401
+    upstream.status = 503
     item = keep(store, upstream)
     clock.set(MONDAY_0800)
     assert [o.event for o in await releaser.run_once()] == ["defer.retrying"]
@@ -72,7 +72,7 @@ async def test_failed_release_is_retried_with_backoff_then_listed_as_failed(setu
     clock.set(MONDAY_0800 + backoff(1) + backoff(2))
     assert [o.event for o in await releaser.run_once()] == ["defer.failed"]
     failed = store.get(item.id)
-    assert failed.state == HoldState.FAILED and failed.attempts == 3 and "401" in failed.last_error
+    assert failed.state == HoldState.FAILED and failed.attempts == 3 and "503" in failed.last_error
     clock.set(MONDAY_0800 + timedelta(hours=5))
     assert await releaser.run_once() == []
     assert len(upstream.received) == 3
@@ -86,19 +86,24 @@ async def test_approved_hold_is_sent_and_unapproved_waits(setup, upstream):
     clock.set(MONDAY_0800)
     assert await releaser.run_once() == []
     approval = log.append_event("hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": "Head"})
-    store.approve(item.id, approval.record_id)
+    store.approve(item.id, approval.record_id, clock.now())
     assert [o.event for o in await releaser.run_once()] == ["hold.released"]
     assert len(upstream.received) == 1
 
 
-async def test_items_older_than_the_maximum_age_expire_and_are_recorded(setup, upstream):
-    """An item nobody decided on is discarded after the maximum age, with an audit record."""
+async def test_items_older_than_the_maximum_age_expire_are_kept_and_the_teacher_is_told(setup, upstream):
+    """A hold nobody decided on expires after the maximum age: recorded, kept for leaders, never sent, and the
+    teacher has a notice waiting."""
     clock, store, log, releaser = setup
     item = keep(store, upstream, kind="hold")
     clock.set(FRIDAY_1730 + timedelta(days=8))
     assert [o.event for o in await releaser.run_once()] == ["hold.expired"]
-    assert store.list() == [] and upstream.received == []
+    assert [i.id for i in store.list(states=NEEDS_A_PERSON)] == [item.id] and upstream.received == []
+    assert "waited more than 7 days" in store.get(item.id).last_error
     assert any(e == "hold.expired" and f["hold"] == item.id for e, f in events(log))
+    (notice,) = store.notices_for("t1")
+    assert notice.outcome == "expired" and notice.interrupts and "was not sent" in notice.text
+    assert await releaser.run_once() == []  # expired once, not again
 
 
 async def test_unreachable_upstream_is_a_failed_attempt_not_an_exception(setup, upstream):

@@ -71,21 +71,24 @@ def test_holds_are_due_only_once_approved(store):
     """A held item waits for a leader however long it takes; approval makes it due."""
     item = store.keep("hold", request(), decision(Verdict.HOLD), ACTION, None)
     assert store.due(MONDAY_0800 + timedelta(days=3)) == []
-    store.approve(item.id, "approval-record")
+    store.approve(item.id, "approval-record", MONDAY_0800)
     assert [i.id for i in store.due(MONDAY_0800)] == [item.id]
     assert store.get(item.id).approval == "approval-record"
     with pytest.raises(HoldError):
-        store.approve(item.id, "approval-record")
+        store.approve(item.id, "approval-record", MONDAY_0800)
 
 
 def test_failed_attempts_back_off_and_then_give_up(store):
     """A failed release waits until its retry time; the last permitted failure marks it failed."""
     item = store.keep("defer", request(), decision(), ACTION, MONDAY_0800)
-    store.record_attempt(item.id, "HTTP 401", give_up=False, retry_at=MONDAY_0800 + timedelta(minutes=1))
+    store.begin_send(item.id, "run1", MONDAY_0800)
+    store.send_failed(item.id, "HTTP 503", state=None, retry_at=MONDAY_0800 + timedelta(minutes=1))
     assert store.due(MONDAY_0800) == []
     assert store.due(MONDAY_0800 + timedelta(minutes=1))
-    failed = store.record_attempt(item.id, "HTTP 401", give_up=True, retry_at=MONDAY_0800 + timedelta(minutes=3))
-    assert failed.state == HoldState.FAILED and failed.attempts == 2 and failed.last_error == "HTTP 401"
+    store.begin_send(item.id, "run1", MONDAY_0800 + timedelta(minutes=1))
+    failed = store.send_failed(item.id, "HTTP 503", state=HoldState.FAILED,
+                               retry_at=MONDAY_0800 + timedelta(minutes=3))
+    assert failed.state == HoldState.FAILED and failed.attempts == 2 and failed.last_error == "HTTP 503"
     assert store.due(MONDAY_0800 + timedelta(days=1)) == []
     assert [i.id for i in store.list(state=HoldState.FAILED)] == [item.id]
     assert store.retry(item.id, MONDAY_0800).state == HoldState.PENDING

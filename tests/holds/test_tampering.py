@@ -136,7 +136,7 @@ async def test_a_seal_copied_from_an_approved_row_does_not_fit_another(setup, up
     genuine = keep(store, upstream, body=b'{"body":"approved one"}')
     other = keep(store, upstream, body=b'{"body":"the one the intruder wants sent"}')
     record = log.append_event("hold.approved", {"hold": genuine.id, "decision_id": genuine.decision_id, "by": "Head"})
-    store.approve(genuine.id, record.record_id)
+    store.approve(genuine.id, record.record_id, clock.now())
     sql(store, "UPDATE items SET state = 'approved', approval = (SELECT approval FROM items WHERE id = ?), "
                "seal = (SELECT seal FROM items WHERE id = ?) WHERE id = ?", genuine.id, genuine.id, other.id)
     outcomes = {o.item.id: o.event for o in await releaser.run_once()}
@@ -151,7 +151,7 @@ async def test_an_approval_without_its_audit_record_is_not_sent(setup, upstream)
     elsewhere = keep(store, upstream, body=b'{"body":"another"}')
     wrong = log.append_event("hold.approved", {"hold": elsewhere.id, "decision_id": elsewhere.decision_id,
                                                "by": "Head"})
-    store.approve(item.id, wrong.record_id)  # a real record, but of another hold
+    store.approve(item.id, wrong.record_id, clock.now())  # a real record, but of another hold
     assert [o.event for o in await releaser.run_once()] == ["hold.tampered"]
     assert upstream.received == [] and "not a hold.approved for it" in tampered(log)[0]["found"]
 
@@ -169,7 +169,7 @@ async def test_a_released_row_put_back_from_a_copy_is_not_sent_twice(setup, upst
     db.commit()
     db.close()
     assert [o.event for o in await releaser.run_once()] == ["hold.tampered"]
-    assert len(upstream.received) == 1 and "already shows it released" in tampered(log)[0]["found"]
+    assert len(upstream.received) == 1 and "latest record of it says released" in tampered(log)[0]["found"]
 
 
 async def test_a_tampering_that_cannot_be_recorded_is_still_not_sent(setup, upstream):

@@ -1,0 +1,167 @@
+"""The hold store's tables, and the steps that bring an older file up to date.
+
+The file's version is SQLite's ``user_version``. Each step runs in one
+transaction with the version bump, so a file is never half upgraded. A file
+made by a newer dojoguard is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable
+
+from dojoguard.holds import seal as seals
+
+VERSION = 2
+
+# Version 1: the items table as first shipped (the approval and seal columns were added to it in place).
+_V1 = """
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    release_at TEXT,
+    decision_id TEXT NOT NULL,
+    teacher_id TEXT,
+    class_id TEXT,
+    action_kind TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    rule_ids TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    dedupe_key TEXT NOT NULL,
+    request TEXT NOT NULL,
+    content BLOB NOT NULL,
+    approval TEXT,
+    seal TEXT
+);
+CREATE INDEX IF NOT EXISTS items_due ON items (state, release_at);
+"""
+
+# The columns a version-1 seal covers, in order.
+V1_COLUMNS = ("id", "kind", "state", "created_at", "release_at", "decision_id", "teacher_id", "class_id",
+              "action_kind", "channel", "rule_ids", "reason", "attempts", "last_error", "dedupe_key", "request",
+              "content", "approval", "seal")
+# Added in version 2, in order: when the item's maximum age starts counting, the send in flight
+# (when, and which proxy run), and the second dedupe key (what the post publishes).
+V2_COLUMNS = ("waiting_since", "sending_at", "sender", "content_key")
+COLUMNS = V1_COLUMNS[:-1] + V2_COLUMNS + ("seal",)
+
+_V2 = """
+DROP INDEX IF EXISTS items_dedupe;
+CREATE INDEX IF NOT EXISTS items_dedupe ON items (dedupe_key);
+CREATE INDEX IF NOT EXISTS items_content ON items (content_key);
+CREATE INDEX IF NOT EXISTS items_teacher ON items (teacher_id, state);
+-- The latest ClassDojo session seen for a teacher who has something waiting: a release uses it,
+-- so an item kept before the teacher logged in again is sent with the new login.
+CREATE TABLE IF NOT EXISTS sessions (
+    teacher_id TEXT PRIMARY KEY,
+    cookie TEXT NOT NULL,
+    session TEXT NOT NULL,
+    seen_at TEXT NOT NULL,
+    seal TEXT NOT NULL
+);
+-- What a teacher is to be told about their held or queued items (approved, rejected, failed...),
+-- shown on their next ClassDojo write through the proxy and deleted once shown.
+CREATE TABLE IF NOT EXISTS notices (
+    id TEXT PRIMARY KEY,
+    teacher_id TEXT NOT NULL,
+    hold_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    interrupts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notices_teacher ON notices (teacher_id, created_at);
+"""
+
+
+class StoreVersionError(Exception):
+    """The hold store was written by a newer dojoguard."""
+
+
+def migrate(db: sqlite3.Connection, key: bytes, key_is_new: bool) -> None:
+    """Bring the file to ``VERSION``, one transaction per step."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > VERSION:
+        raise StoreVersionError(f"the hold store is version {version}, newer than this dojoguard knows "
+                                f"({VERSION}); upgrade dojoguard rather than open it with an older one")
+    steps: dict[int, Callable[[sqlite3.Connection, bytes, bool], None]] = {1: _to_v1, 2: _to_v2}
+    for target in range(version + 1, VERSION + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            steps[target](db, key, key_is_new)
+            db.execute(f"PRAGMA user_version = {target}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    _restore_columns(db)
+
+
+def _restore_columns(db: sqlite3.Connection) -> None:
+    """Put back columns someone dropped from an up-to-date store, empty: the rows are then unsealed, never sent."""
+    missing = [c for c in COLUMNS if c not in _columns(db)]
+    if missing:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for column in missing:
+                db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def _run(db: sqlite3.Connection, script: str) -> None:
+    # Statement by statement: executescript would commit the step's transaction first.
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    for statement in "\n".join(lines).split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _columns(db: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in db.execute("PRAGMA table_info(items)")}
+
+
+def _to_v1(db: sqlite3.Connection, key: bytes, key_is_new: bool) -> None:
+    """The first table, plus the approval and seal columns for a store made before rows were sealed.
+
+    Rows already waiting are sealed as they are only when the key is new too,
+    i.e. on the first start of a version that seals. Columns missing while the
+    key already exists mean someone removed them: the rows stay unsealed, and
+    so are never sent.
+    """
+    _run(db, _V1)
+    missing = [c for c in ("approval", "seal") if c not in _columns(db)]
+    for column in missing:
+        db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
+    if missing and key_is_new:
+        for row in db.execute(f"SELECT {', '.join(V1_COLUMNS)} FROM items").fetchall():
+            doc = dict(zip(V1_COLUMNS, row))
+            db.execute("UPDATE items SET seal = ? WHERE id = ?", (seals.seal(key, doc), doc["id"]))
+
+
+def _to_v2(db: sqlite3.Connection, key: bytes, key_is_new: bool) -> None:
+    """Columns for sends in flight and maximum age, the teacher tables, and a dedupe index that is not unique.
+
+    The dedupe key stops being unique: a teacher may send again something
+    whose first copy failed or expired, and that is a new item. A row whose
+    version-1 seal matched is sealed again over the new columns; one whose
+    seal did not match keeps it, and so still shows as changed by hand.
+    """
+    present = _columns(db)
+    for column in V2_COLUMNS:
+        if column not in present:
+            db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
+    _run(db, _V2)
+    for row in db.execute(f"SELECT {', '.join(V1_COLUMNS)} FROM items").fetchall():
+        old = dict(zip(V1_COLUMNS, row))
+        since = old["release_at"] if old["kind"] == "defer" and old["release_at"] else old["created_at"]
+        db.execute("UPDATE items SET waiting_since = ? WHERE id = ?", (since, old["id"]))
+        if seals.matches(key, old):
+            new = {**old, "waiting_since": since, "sending_at": None, "sender": None, "content_key": None}
+            db.execute("UPDATE items SET seal = ? WHERE id = ?", (seals.seal(key, new), old["id"]))
