@@ -159,6 +159,9 @@ _EVENTS = (
     Event("defer.waiting_for_login", "ClassDojo refused a deferred action because the teacher's login had ended; it "
           "is sent when the teacher next uses ClassDojo through the proxy.",
           {"hold": "deferred item id", "decision_id": "decision", "status": "HTTP status", "error": "why"}),
+    Event("teacher.told", "A teacher was told the outcome of a held or queued item, on their next ClassDojo write.",
+          {"hold": "held or deferred item id", "teacher_id": "teacher", "outcome": "released, rejected, failed, "
+           "expired or uncertain", "decision_id": "the decision of the write that carried the notice"}),
     Event("report.sent", "A scheduled report was written and/or emailed.",
           {"period_from": "start", "period_to": "end", "file": "file name", "recipients": "number emailed"}),
     Event("job.failed", "A scheduled job could not finish (it is retried).",

@@ -94,6 +94,8 @@ class Releaser:
         self.tz = tz
         # Which proxy run claimed an item for sending (kept with the item, for whoever looks later).
         self.run_id = run_id or secrets.token_hex(6)
+        # Set when the proxy stops: the pass in progress finishes its current item and takes no more.
+        self.closing = False
         self._lock = asyncio.Lock()
 
     async def run_once(self) -> list[Outcome]:
@@ -106,11 +108,13 @@ class Releaser:
                 if outcome is not None:
                     outcomes.append(outcome)
             for item_id in self.store.due_ids(self.clock.now()):
+                if self.closing:
+                    break
                 outcome = await self._release(item_id)
                 if outcome is not None:
                     outcomes.append(outcome)
             await asyncio.to_thread(self.store.refresh_teachers)
-            return [o for o in outcomes if o is not None]
+            return outcomes
 
     async def finish(self, timeout_s: float) -> bool:
         """Wait (at most ``timeout_s``) for a pass in progress, so a stopping proxy does not cut a send short."""

@@ -18,7 +18,7 @@ import structlog
 from mitmproxy import ctx, exceptions, http, tls
 
 from dojoguard import logs
-from dojoguard.proxy import enforcement, flows, learning, paths, routing
+from dojoguard.proxy import enforcement, flows, learning, logins, paths, routing
 from dojoguard.proxy.background import Background
 from dojoguard.proxy.durability import FlushProcess
 from dojoguard.proxy.judge import Judge, Outcome, unrecorded_block
@@ -191,6 +191,16 @@ class Guard:
             await self._learn(flow)
         except Exception as exc:  # noqa: BLE001 - learning is best effort; a miss means "unknown", which fails closed
             log.warning("learn.failed", error=type(exc).__name__)
+        if self.services.holds is not None and self.services.holds.teachers_waiting \
+                and flow.response.status_code < 300 and self._proves_login(flow, outcome):
+            await logins.note(self.services, flow.request.headers.get("cookie"), self.services.clock.now())
+
+    def _proves_login(self, flow: http.HTTPFlow, outcome: Outcome | None) -> bool:
+        """Whether ClassDojo's answer shows the request's login works: an accepted write, or "who am I"."""
+        if outcome is not None:
+            return outcome.decision.verdict in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT)
+        found = self._learnable(flow)
+        return found is not None and found[0].learn == "session"
 
     async def websocket_message(self, flow: http.HTTPFlow) -> None:
         """Judge what a device sends over a WebSocket to ClassDojo by the content rules; drop what breaks them.

@@ -12,6 +12,7 @@ scheduler's own thread.
 from __future__ import annotations
 
 import asyncio
+import zoneinfo
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,10 @@ from dojoguard.holds.sender import Sender
 from dojoguard.proxy import memory
 
 log = structlog.get_logger("dojoguard.proxy")
+
+
+# How long a release waits for ClassDojo's answer; a stopping proxy waits this long for one in progress.
+_SEND_TIMEOUT_S = 30.0
 
 
 class Background:
@@ -40,10 +45,12 @@ class Background:
         self._trim_task = asyncio.create_task(self._trim_loop(memory.TRIM_EVERY_S), name="dojoguard-trim")
         if s.holds is not None and self.config is not None:
             holds = self.config["holds"]
-            sender = Sender(resolve=dict(s.settings.resolve), upstream_trust=s.settings.upstream_trust)
+            sender = Sender(resolve=dict(s.settings.resolve), upstream_trust=s.settings.upstream_trust,
+                            timeout=_SEND_TIMEOUT_S)
             self.releaser = Releaser(s.holds, sender.send, s.audit, s.clock,
                                      max_attempts=holds["release_attempts"],
-                                     max_age=timedelta(days=holds["max_age_days"]))
+                                     max_age=timedelta(days=holds["max_age_days"]),
+                                     tz=zoneinfo.ZoneInfo(s.settings.timezone))
             self._release_task = asyncio.create_task(self._release_loop(float(holds["check_every_s"])),
                                                      name="dojoguard-release")
         if self.config is not None:
@@ -101,6 +108,12 @@ class Background:
             pass
 
     async def stop(self) -> None:
+        if self.releaser is not None:
+            # A send in progress is let finish (bounded by the sender's timeout): cut short, its item
+            # would have to wait for a person as "uncertain" even though ClassDojo may have answered.
+            self.releaser.closing = True
+            if not await self.releaser.finish(_SEND_TIMEOUT_S + 5):
+                log.warning("hold.release_cut_short")
         if self.cadence is not None:
             self.services.audit.watch_commits(None)
         for task in (self._release_task, self._trim_task, self._checkpoint_task):

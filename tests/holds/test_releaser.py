@@ -115,3 +115,212 @@ async def test_unreachable_upstream_is_a_failed_attempt_not_an_exception(setup, 
     (outcome,) = await releaser.run_once()
     assert outcome.event == "defer.retrying" and "could not reach" in outcome.detail
     assert store.get(item.id).attempts == 1
+
+
+# -- at most once when in doubt ------------------------------------------------------------
+
+
+def uncertain_events(log):
+    return [f for e, f in events(log) if e.endswith(".uncertain")]
+
+
+async def test_an_item_left_sending_by_a_killed_run_becomes_uncertain_and_is_not_resent(setup, upstream):
+    """A run that claimed an item and died before ClassDojo answered: the next pass records it uncertain, with
+    when the send began, sends nothing, tells the teacher, and lists it for a person."""
+    clock, store, log, releaser = setup
+    item = keep(store, upstream)
+    clock.set(MONDAY_0800)
+    store.begin_send(item.id, "killed-run", MONDAY_0800)  # what the killed run did before dying
+    clock.set(MONDAY_0800 + timedelta(seconds=30))
+    (outcome,) = await releaser.run_once()
+    assert outcome.event == "defer.uncertain" and upstream.received == []
+    assert store.get(item.id).state == HoldState.UNCERTAIN
+    assert [i.id for i in store.list(states=NEEDS_A_PERSON)] == [item.id]
+    (record,) = uncertain_events(log)
+    assert record["hold"] == item.id and record["sent_at"] == MONDAY_0800.isoformat()
+    assert [n.outcome for n in store.notices_for("t1")] == ["uncertain"]
+    clock.set(MONDAY_0800 + timedelta(days=1))
+    assert await releaser.run_once() == [] and upstream.received == []
+
+
+async def test_a_send_whose_release_was_recorded_before_the_crash_is_just_tidied(setup, upstream):
+    """Killed after recording the release but before deleting the item: the log says it went, so it is removed,
+    not made uncertain and not resent."""
+    clock, store, log, releaser = setup
+    item = keep(store, upstream)
+    clock.set(MONDAY_0800)
+    store.begin_send(item.id, "killed-run", MONDAY_0800)
+    log.append_event("defer.released", {"hold": item.id, "decision_id": item.decision_id})
+    (outcome,) = await releaser.run_once()
+    assert outcome.event == "defer.released" and store.list() == [] and upstream.received == []
+    assert uncertain_events(log) == []
+
+
+async def test_a_request_sent_whose_answer_never_came_is_uncertain(setup, upstream, tmp_path):
+    """ClassDojo took the request but did not answer before the sender gave up: it may have acted on it, so the
+    item is uncertain, not retried."""
+    clock, store, log, _ = setup
+    releaser = Releaser(store, Sender(timeout=0.5).send, log, clock, max_attempts=3, max_age=timedelta(days=7))
+    upstream.delay = 2.0
+    item = keep(store, upstream)
+    clock.set(MONDAY_0800)
+    (outcome,) = await releaser.run_once()
+    assert outcome.event == "defer.uncertain" and "no answer came back" in outcome.detail
+    assert len(upstream.received) == 1 and store.get(item.id).state == HoldState.UNCERTAIN
+    clock.set(MONDAY_0800 + timedelta(hours=2))
+    assert await releaser.run_once() == [] and len(upstream.received) == 1
+
+
+@pytest.mark.parametrize("status, event, state", [
+    (503, "defer.retrying", HoldState.PENDING),
+    (429, "defer.retrying", HoldState.PENDING),
+    (500, "defer.uncertain", HoldState.UNCERTAIN),
+    (400, "defer.failed", HoldState.FAILED),
+    (401, "defer.waiting_for_login", HoldState.WAITING_FOR_LOGIN),
+])
+async def test_each_answer_puts_the_item_where_it_belongs(setup, upstream, status, event, state):
+    """Not acted on (503, 429): tried again later. Maybe acted on (500): uncertain. Refused as such (400): failed at
+    once. Logged out (401): waits for the teacher's next login."""
+    clock, store, log, releaser = setup
+    upstream.status = status
+    item = keep(store, upstream)
+    clock.set(MONDAY_0800)
+    (outcome,) = await releaser.run_once()
+    assert outcome.event == event and store.get(item.id).state == state
+
+
+async def test_a_person_resends_an_uncertain_item_once(setup, upstream):
+    """After `held resend` (recorded as hold.resent) the uncertain item is sent, once."""
+    clock, store, log, releaser = setup
+    item = keep(store, upstream, kind="hold")
+    approval = log.append_event("hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": "Head"})
+    store.approve(item.id, approval.record_id, clock.now())
+    store.begin_send(item.id, "killed-run", clock.now())
+    assert [o.event for o in await releaser.run_once()] == ["hold.uncertain"]
+    record = log.append_event("hold.resent", {"hold": item.id, "decision_id": item.decision_id, "by": "IT"})
+    store.resend(item.id, record.record_id, clock.now())
+    assert [o.event for o in await releaser.run_once()] == ["hold.released"]
+    assert len(upstream.received) == 1 and store.list() == []
+    assert [n.outcome for n in store.notices_for("t1")] == ["uncertain", "released"]
+
+
+async def test_an_uncertain_item_put_back_as_approved_by_hand_is_not_sent(setup, upstream):
+    """A row restored from an old copy (state approved, seal valid) of an item the log shows uncertain: the log's
+    latest word wins, so it is not sent."""
+    import sqlite3
+
+    clock, store, log, releaser = setup
+    item = keep(store, upstream, kind="hold")
+    approval = log.append_event("hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": "Head"})
+    store.approve(item.id, approval.record_id, clock.now())
+    db = sqlite3.connect(store.path)
+    copy = db.execute("SELECT * FROM items WHERE id = ?", (item.id,)).fetchone()
+    store.begin_send(item.id, "killed-run", clock.now())
+    await releaser.run_once()
+    db.execute("DELETE FROM items WHERE id = ?", (item.id,))
+    db.execute(f"INSERT INTO items VALUES ({', '.join('?' * len(copy))})", copy)
+    db.commit()
+    db.close()
+    (outcome,) = await releaser.run_once()
+    assert outcome.event == "hold.tampered" and "says uncertain" in outcome.detail and upstream.received == []
+
+
+async def test_a_leader_cannot_reject_or_approve_while_it_is_being_sent(setup, upstream):
+    """While an item is `sending`, rejection and approval are refused with a clear reason."""
+    clock, store, log, releaser = setup
+    item = keep(store, upstream, kind="hold")
+    approval = log.append_event("hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": "Head"})
+    store.approve(item.id, approval.record_id, clock.now())
+    store.begin_send(item.id, releaser.run_id, clock.now())
+    with pytest.raises(HoldError, match="being sent to ClassDojo right now"):
+        store.begin_reject(item.id)
+    with pytest.raises(HoldError, match="being sent"):
+        store.approve(item.id, "x", clock.now())
+    assert store.get(item.id).state == HoldState.SENDING
+
+
+async def test_a_rejection_that_wins_the_race_stops_the_send(setup, upstream):
+    """Once a rejection has taken the item, the releaser cannot claim it: nothing is sent."""
+    clock, store, log, releaser = setup
+    item = keep(store, upstream)
+    store.begin_reject(item.id)
+    clock.set(MONDAY_0800)
+    assert await releaser.run_once() == [] and upstream.received == []
+    with pytest.raises(HoldError):
+        store.begin_send(item.id, "r", MONDAY_0800)
+
+
+# -- nothing expires unseen ------------------------------------------------------------------
+
+EASTER_FRIDAY_1730 = datetime(2027, 3, 26, 17, 30, tzinfo=UTC)
+AFTER_EASTER_0800 = datetime(2027, 4, 12, 7, 0, tzinfo=UTC)  # 8.00am BST
+
+
+async def test_a_message_queued_over_a_holiday_waits_and_is_sent_when_its_window_opens(setup, upstream):
+    """Queued on the Friday before a two-week holiday, released on the Monday after: the maximum age counts from
+    the release time, so it is not expired in between."""
+    clock, store, log, releaser = setup
+    clock.set(EASTER_FRIDAY_1730)
+    item = keep(store, upstream, release_at=AFTER_EASTER_0800)
+    for day in range(1, 17):
+        clock.set(EASTER_FRIDAY_1730 + timedelta(days=day, hours=-10))
+        if clock.now() >= AFTER_EASTER_0800:
+            break
+        assert await releaser.run_once() == [], clock.now()
+    clock.set(AFTER_EASTER_0800)
+    assert [o.event for o in await releaser.run_once()] == ["defer.released"]
+    assert len(upstream.received) == 1 and not any(e.endswith("expired") for e, _ in events(log))
+
+
+async def test_a_deferred_item_expires_only_max_age_after_its_release_time(setup, upstream):
+    """A release that keeps failing expires max_age after its release time, not its queue time; kept, listed."""
+    clock, store, log, releaser = setup
+    upstream.status = 401
+    clock.set(EASTER_FRIDAY_1730)
+    item = keep(store, upstream, release_at=AFTER_EASTER_0800)
+    clock.set(AFTER_EASTER_0800)
+    assert [o.event for o in await releaser.run_once()] == ["defer.waiting_for_login"]
+    clock.set(AFTER_EASTER_0800 + timedelta(days=6, hours=23))
+    assert await releaser.run_once() == []
+    clock.set(AFTER_EASTER_0800 + timedelta(days=7, minutes=1))
+    assert [o.event for o in await releaser.run_once()] == ["defer.expired"]
+    assert store.get(item.id).state == HoldState.EXPIRED and store.list(states=NEEDS_A_PERSON)
+
+
+# -- the teacher's current login -----------------------------------------------------------------
+
+
+async def test_a_release_uses_the_teachers_latest_login_and_one_refused_for_login_waits_for_a_new_one(
+        setup, upstream):
+    """Refused with 401 (the stored login ended): the item waits; a new login of the teacher seen working wakes it
+    and it is sent with that login's cookie, not the one stored with the item."""
+    clock, store, log, releaser = setup
+    upstream.status = 401
+    item = keep(store, upstream)
+    clock.set(MONDAY_0800)
+    assert [o.event for o in await releaser.run_once()] == ["defer.waiting_for_login"]
+    clock.set(MONDAY_0800 + timedelta(hours=1))
+    assert await releaser.run_once() == []  # waiting: not retried by itself
+    upstream.status = 200
+    assert store.note_session("t1", "dojo_login.sid=s%3Anew.sig", "s:new.sig", clock.now())
+    assert [i.id for i in store.wake("t1", clock.now())] == [item.id]
+    assert [o.event for o in await releaser.run_once()] == ["defer.released"]
+    assert upstream.received[-1][2]["Cookie"] == "dojo_login.sid=s%3Anew.sig"
+
+
+async def test_a_session_row_changed_by_hand_is_not_used(setup, upstream):
+    """Someone who can write the store swaps another teacher's cookie in: the seal does not match, so the item's
+    own cookie is used."""
+    import sqlite3
+
+    clock, store, log, releaser = setup
+    keep(store, upstream)
+    store.note_session("t1", "dojo_login.sid=s%3Amine.sig", "s:mine.sig", clock.now())
+    db = sqlite3.connect(store.path)
+    db.execute("UPDATE sessions SET cookie = 'dojo_login.sid=s%3Asomeone-else.sig'")
+    db.commit()
+    db.close()
+    assert store.session_of("t1") is None
+    clock.set(MONDAY_0800)
+    await releaser.run_once()
+    assert upstream.received[-1][2]["Cookie"] == "dojo_login.sid=s%3Asession.sig"

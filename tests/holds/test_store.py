@@ -120,3 +120,82 @@ def test_expired_lists_items_older_than_the_maximum_age(store):
     item = store.keep("hold", request(), decision(Verdict.HOLD), ACTION, None)
     assert store.expired(FRIDAY_1730 + timedelta(days=6), timedelta(days=7)) == []
     assert [i.id for i in store.expired(FRIDAY_1730 + timedelta(days=8), timedelta(days=7))] == [item.id]
+
+
+def test_the_same_publication_joins_the_item_waiting_whatever_carries_it(store):
+    """Two requests whose bytes differ (another multipart boundary, another upload id) but publish the same thing
+    (same content key) are one item; once that item has failed or expired, sending again makes a new one."""
+    first = store.keep("hold", request(b"--a\r\nvideo"), decision(Verdict.HOLD), ACTION, None, content_key="k1")
+    again = store.keep("hold", request(b"--b\r\nvideo"), decision(Verdict.HOLD), ACTION, None, content_key="k1")
+    other = store.keep("hold", request(b"--c\r\nvideo"), decision(Verdict.HOLD), ACTION, None, content_key="k2")
+    assert again.is_duplicate and again.id == first.id and other.id != first.id
+    store.approve(first.id, "approval", MONDAY_0800)
+    store.begin_send(first.id, "run", MONDAY_0800)
+    store.send_failed(first.id, "HTTP 400", state=HoldState.FAILED, retry_at=MONDAY_0800)
+    fresh = store.keep("hold", request(b"--d\r\nvideo"), decision(Verdict.HOLD), ACTION, None, content_key="k1")
+    assert not fresh.is_duplicate and fresh.id != first.id
+
+
+def test_a_store_of_the_previous_version_is_upgraded_with_its_seals_kept(tmp_path):
+    """A version-1 store (unique dedupe index, no version number) opens: rows whose seal matched are sealed again
+    over the new columns and stay sendable, one edited by hand stays unsealed, and the deferred row's age now
+    counts from its release time."""
+    import sqlite3
+
+    from dojoguard.holds import schema, seal
+
+    path = tmp_path / "holds.sqlite"
+    key_path = tmp_path / "keys" / "holds-seal.key"
+    key, _ = seal.load_or_create(key_path)
+    db = sqlite3.connect(path)
+    db.executescript(schema._V1 + "CREATE UNIQUE INDEX items_dedupe ON items (dedupe_key);")
+    for item_id, body in (("good", b"{}"), ("edited", b"{}")):
+        row = {"id": item_id, "kind": "defer", "state": "pending", "created_at": FRIDAY_1730.isoformat(),
+               "release_at": MONDAY_0800.isoformat(), "decision_id": "d-" + item_id, "teacher_id": "t1",
+               "class_id": None, "action_kind": "message.send", "channel": "message", "rule_ids": "[]",
+               "reason": "why", "attempts": 0, "last_error": None, "dedupe_key": item_id,
+               "request": '{"method": "POST", "scheme": "https", "host": "teach.classdojo.com", "port": 443, '
+                          '"path": "/api/x", "http_version": "HTTP/1.1", "headers": [], "client_address": "10.0.0.7"}',
+               "content": body, "approval": None}
+        row["seal"] = seal.seal(key, row)
+        db.execute(f"INSERT INTO items ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+    db.execute("UPDATE items SET release_at = ? WHERE id = 'edited'", (FRIDAY_1730.isoformat(),))
+    db.commit()
+    db.close()
+
+    store = HoldStore.open(path, key_path=key_path)
+    try:
+        item, _ = store.sealed("good")
+        assert item.waiting_since == MONDAY_0800
+        with pytest.raises(HoldError, match="changed outside dojoguard"):
+            store.sealed("edited")
+        assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
+    finally:
+        store.close()
+
+
+def test_a_store_from_a_newer_dojoguard_is_refused(tmp_path):
+    """A store whose version is newer than this dojoguard knows is not guessed at."""
+    import sqlite3
+
+    from dojoguard.holds.schema import StoreVersionError
+
+    path = tmp_path / "holds.sqlite"
+    HoldStore.open(path).close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreVersionError, match="newer than this dojoguard"):
+        HoldStore.open(path)
+
+
+def test_notices_wait_for_their_teacher_and_are_gone_once_told(store):
+    """A notice is kept per teacher until shown; the in-memory list of teachers to tell follows."""
+    store.tell("t1", "h1", "rejected", "Your post was not approved.", MONDAY_0800, interrupts=True)
+    store.tell(None, "h2", "rejected", "nobody to tell", MONDAY_0800, interrupts=True)
+    assert store.teachers_to_tell == {"t1"}
+    (notice,) = store.notices_for("t1")
+    assert notice.interrupts and notice.outcome == "rejected"
+    store.told([notice.id])
+    assert store.notices_for("t1") == [] and store.teachers_to_tell == frozenset()

@@ -172,23 +172,32 @@ def test_the_day_before_a_bank_holiday_waits_for_the_next_school_day(world):
     assert world.held() == []
 
 
-def test_failed_release_is_retried_then_reported_and_survives_a_restart(world):
-    """A message whose session expired is tried, retried, then listed as failed: never dropped silently."""
+def test_a_release_refused_for_a_login_waits_for_the_teachers_next_login_and_survives_a_restart(world):
+    """The teacher's ClassDojo login ended over the weekend: the release is refused (401) once, the item waits
+    (not retried into failure), survives a restart, and goes, once, with the new login as soon as the teacher
+    uses ClassDojo through the proxy again."""
     world.set_time(FRIDAY_1730)
     with world.client() as client:
         client.post(MESSAGE, json={"body": "Swimming on Tuesday"})
     world.standin.expire_sessions()  # the teacher's ClassDojo login ends over the weekend
     world.set_time(MONDAY_0800)
-    wait_for(lambda: world.events("defer.retrying"))
-    world.set_time(MONDAY_0800 + timedelta(minutes=2))  # past the first backoff
-    wait_for(lambda: world.events("defer.failed"))
-    (failed,) = [i for i in world.held() if i["state"] == "failed"]
-    assert failed["attempts"] == 2 and "401" in failed["last_error"]
-    assert world.arrived(b"Swimming") == 2  # two attempts, both refused by ClassDojo (401), then no more
+    wait_for(lambda: world.events("defer.waiting_for_login"), world=world)
+    (waiting,) = [i for i in world.held() if i["state"] == "waiting-for-login"]
+    assert "401" in waiting["last_error"]
+    world.set_time(MONDAY_0800 + timedelta(hours=1))
+    time.sleep(1.5)
+    assert world.arrived(b"Swimming") == 1  # the refused attempt only: nothing retried without a login
 
     world.restart()
-    assert [i["id"] for i in world.held() if i["state"] == "failed"] == [failed["id"]]
-    world.command("held", "reject", failed["id"], "--reason", "teacher resent it", "--by", "Office", at=MONDAY_1000)
+    assert [i["id"] for i in world.held() if i["state"] == "waiting-for-login"] == [waiting["id"]]
+    with world.client() as client:  # logs in again: a new session
+        assert client.get("https://teach.classdojo.com/api/session").status_code == 200
+        wait_for(lambda: world.arrived(b"Swimming") == 2, world=world)
+        new_cookie = client.cookies.get("dojo_login.sid")
+    sent = [r for r in world.standin.received if b"Swimming" in r.body][-1]
+    assert any(k.lower() == "cookie" and new_cookie in v for k, v in sent.headers)
+    wait_for(lambda: waiting["id"] in [e["hold"] for e in world.events("defer.released")])
+    assert world.held() == []
 
 
 def upload_and_post(client: httpx.Client, photo: bytes, caption: str) -> tuple[httpx.Response, httpx.Response]:
