@@ -45,7 +45,7 @@ def queued_notice(decision: Decision, tz: tzinfo | None, *, duplicate: bool = Fa
     sent"), and a rule switched from block to defer keeps it for the day it
     is switched back.
     """
-    at = when(decision.release_at, tz)  # type: ignore[arg-type] - only called with a release time
+    at = when(decision.release_at, tz)  # type: ignore[arg-type] - refusal calls it only with a release time
     if duplicate:
         lines = [f"This was already queued until {at}: it will be sent then, once."]
     else:
