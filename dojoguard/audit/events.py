@@ -93,6 +93,9 @@ _EVENTS = (
           {"seq": "last record covered", "file": "checkpoint file name", "error": "why"}, is_health=True),
     Event("hold.created", "An action was held for a leader to review.",
           {"hold": "hold id", "decision_id": "decision", "rules": "rule ids"}),
+    Event("hold.joined", "The teacher sent an action again while it was held (the same request, or the same "
+          "post with the same text and attachments): this decision joined the held item, which is sent at most once.",
+          {"hold": "hold id of the item already waiting", "decision_id": "this decision"}),
     Event("hold.approved", "A leader approved a held action; the proxy sends it next.",
           {"hold": "hold id", "decision_id": "decision", "by": "staff id"}),
     Event("hold.rejected", "A leader rejected a held or queued action; it was discarded, never sent.",
@@ -132,6 +135,12 @@ _EVENTS = (
            "release_at": "release time, as found", "approval": "the approval record it names, as found",
            "noticed_by": "the command that found it (held approve, held retry), when not the proxy"},
           is_health=True),
+    Event("defer.created", "An action was queued, to be sent when the deferring rule's window next opens.",
+          {"hold": "deferred item id", "decision_id": "decision", "rules": "rule ids",
+           "release_at": "when it is due to be sent"}),
+    Event("defer.joined", "The teacher sent an action again while it was queued: this decision joined the queued "
+          "item, which is sent once.",
+          {"hold": "deferred item id of the item already waiting", "decision_id": "this decision"}),
     Event("defer.retrying", "Sending a deferred action failed; it will be tried again.",
           {"hold": "deferred item id", "decision_id": "decision", "attempts": "attempts so far", "error": "why"}),
     Event("defer.released", "A deferred action was sent when its window opened.",

@@ -3,7 +3,9 @@
 A post usually refers to a photo uploaded a moment before. The upload's
 findings are remembered here (counts only, never pixels) and applied when the
 post names it; a post naming a photo the proxy never analysed makes the proxy
-fetch and analyse it itself.
+fetch and analyse it itself. An upload whose check could not complete is
+remembered too, and a post naming it is judged on that incomplete check
+(a video is then held for a leader), not fetched again.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ class Seen:
         if findings is None or not findings.is_complete:
             return False
         return findings.faces_found == 0 or (self.channel == channel and self.class_id == class_id)
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether the check of this attachment could not be completed (a post naming it is judged on that)."""
+        findings = self.attachment.findings
+        return findings is None or not findings.is_complete
 
 
 class AttachmentMemory:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from dojoguard.holds.dedupe import publication_key
 from dojoguard.proxy import durability, enforcement
 from dojoguard.proxy.attachments import FetchError, Seen
 from dojoguard.proxy.body import pick, rebuild, sniff_image
@@ -76,6 +77,8 @@ class Outcome:
     body: bytes | None = None
     checked: list[Checked] = field(default_factory=list)
     hold_id: str | None = None
+    # "hold" or "defer": the kind of the item it is kept as (a retry joins the item already waiting).
+    hold_kind: str | None = None
     # The teacher sent it again while it was already queued: same item, not a new one.
     hold_duplicate: bool = False
     request: Request | None = None
@@ -168,6 +171,9 @@ class Judge:
         action = self._action(request, rec, checked, now)
         decision = s.policy.evaluate(action, s.exemptions)
         decision = self._floors(decision, action, rec)
+        if action.kind is Kind.ATTACHMENT_UPLOAD:
+            # Storage publishes nothing: a hold or defer waits on the post that names the upload.
+            decision = enforcement.upload_passed(decision)
         outcome = Outcome(action, decision, rec, checked=checked, request=request)
         await self._rewrite(outcome)
         if outcome.decision.verdict in (Verdict.HOLD, Verdict.DEFER):
@@ -322,7 +328,10 @@ class Judge:
         s = self.services
         seen = s.memory.recall(ref.id, ref.url)
         url = ref.url or (seen.url if seen else None)
-        if seen is not None and seen.applies_to(rec.channel, rec.class_id):
+        if seen is not None and (seen.applies_to(rec.channel, rec.class_id) or seen.incomplete):
+            # An upload whose check could not complete is judged on that: the strictest finding
+            # there is (a video is held for a leader). Fetching it again would meet the same bytes,
+            # or fail to fetch and turn that hold into a block for a file the proxy did see.
             return Checked(replace(seen.attachment, id=ref.id or seen.attachment.id))
         if not url or s.catalogue.role_of(_host(url)) is None:
             return _unanalysed(ref, "the attachment was never seen by the proxy and cannot be fetched")
@@ -401,14 +410,18 @@ class Judge:
                                                    "the hold store is not available", NOTICE_NOT_QUEUED)
             return
         try:
-            item = await asyncio.to_thread(s.holds.keep, kind, stored(), outcome.decision, outcome.action,
-                                           outcome.decision.release_at)
+            request = stored()
+            key = publication_key(kind, outcome.action, request, _references(outcome.recognition))
+            item = await asyncio.to_thread(functools.partial(
+                s.holds.keep, kind, request, outcome.decision, outcome.action, outcome.decision.release_at,
+                content_key=key))
         except Exception as exc:  # noqa: BLE001 - a request that cannot be kept must not be sent or lost silently
             log.error("hold.keep_failed", decision_id=outcome.decision.decision_id, error=type(exc).__name__)
             outcome.decision = enforcement.tighten(outcome.decision, "proxy.hold-unavailable",
                                                    f"the hold store failed: {type(exc).__name__}", NOTICE_NOT_QUEUED)
             return
         outcome.hold_id = item.id
+        outcome.hold_kind = str(item.kind)
         outcome.hold_duplicate = item.is_duplicate
 
     async def _record_events(self, outcome: Outcome, events: list[tuple[str, dict]]) -> int:
@@ -417,9 +430,8 @@ class Judge:
         for exemption in d.exemptions_used:
             events.append(("exemption.used", {"exemption": exemption, "decision_id": d.decision_id,
                                               "rules": [m.rule_id for m in d.exempted]}))
-        if outcome.hold_id and d.verdict is Verdict.HOLD:
-            events.append(("hold.created", {"hold": outcome.hold_id, "decision_id": d.decision_id,
-                                            "rules": list(d.rule_ids)}))
+        if outcome.hold_id:
+            events.append(_kept(outcome))
         if rec is not None and rec.endpoint is None and outcome.request is not None:
             req = outcome.request
             events.append(("write.unclassified", {"method": req.method, "host": req.host,
@@ -439,6 +451,25 @@ class Judge:
             except Exception as exc:  # noqa: BLE001 - the decision itself is recorded; say this one is not
                 log.error("audit.event_failed", audit_event=name, error=type(exc).__name__)
         return last
+
+
+def _references(rec: Recognition | None) -> list[str]:
+    """The strings a write uses to name its attachments (upload ids, file URLs)."""
+    if rec is None:
+        return []
+    return [value for ref in rec.refs for value in (ref.id, ref.url) if value]
+
+
+def _kept(outcome: Outcome) -> tuple[str, dict]:
+    """The event linking a held or deferred write's decision to its item: created, or joined by a retry."""
+    d = outcome.decision
+    kind = outcome.hold_kind or str(d.verdict)
+    if outcome.hold_duplicate:
+        return f"{kind}.joined", {"hold": outcome.hold_id, "decision_id": d.decision_id}
+    fields = {"hold": outcome.hold_id, "decision_id": d.decision_id, "rules": list(d.rule_ids)}
+    if kind == "defer":
+        fields["release_at"] = d.release_at.isoformat() if d.release_at else None
+    return f"{kind}.created", fields
 
 
 def detection_only(check: Any) -> ImageFindings:

@@ -6,6 +6,7 @@ client trusting only the proxy's CA, and the real ``held`` commands.
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 import stat
 import time
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 from dojoguard.cli import cli
 from dojoguard.clock import FixedClock
 from dojoguard.environment import Environment
-from tests.proxy.test_background import (FRIDAY_1730, MESSAGE, MONDAY_0800, MONDAY_1000, UPLOAD, World,
+from tests.proxy.test_background import (FRIDAY_1730, MESSAGE, MONDAY_0800, MONDAY_1000, STORY, World,
                                          started_world, wait_for)
 
 pytestmark = pytest.mark.slow
@@ -41,23 +42,29 @@ def intrude(world: World, statement: str, *args) -> None:
         db.close()
 
 
+def post_photo(client, photo: bytes, caption: str):
+    """A class story post carrying the photo itself: the post is what is held."""
+    return client.post(STORY, json={"body": caption, "attachments": [
+        {"type": "photo", "data": "data:image/jpeg;base64," + base64.b64encode(photo).decode()}]})
+
+
 def item_for(world: World, answer) -> dict:
     return next(i for i in world.held() if i["decision_id"] == answer.headers["X-Dojoguard-Decision"])
 
 
 def test_a_hold_approved_in_the_file_is_refused_recorded_and_never_sent(world):
-    """UPDATE ... SET state='approved' on a held photo: no upload reaches ClassDojo, hold.tampered is recorded."""
+    """UPDATE ... SET state='approved' on a held photo post: nothing reaches ClassDojo, hold.tampered is recorded."""
     world.set_time(MONDAY_1000)
     rocket = PHOTOS.joinpath("rocket.jpg").read_bytes()
     with world.client() as client:
-        held = client.post(UPLOAD, files={"file": ("rocket.jpg", rocket, "image/jpeg")})
+        held = post_photo(client, rocket, "Rocket (tampered)")
     assert held.status_code == 403 and held.json()["error"]["code"] == "DOJOGUARD_HELD", held.text
     item = item_for(world, held)
 
     intrude(world, "UPDATE items SET state = 'approved' WHERE id = ?", item["id"])
     wait_for(lambda: [e for e in world.events("hold.tampered") if e["hold"] == item["id"]], world=world)
     time.sleep(1.5)  # several release passes (every 0.3 s)
-    assert world.arrived(rocket, "/api/upload") == 0
+    assert world.arrived(b"Rocket (tampered)", "/storyFeed") == 0
     assert not [e for e in world.events("hold.released") + world.events("hold.approved") if e["hold"] == item["id"]]
     assert next(i for i in world.held() if i["id"] == item["id"])["state"] == "tampered"
     (record,) = [e for e in world.events("hold.tampered") if e["hold"] == item["id"]]
@@ -68,7 +75,7 @@ def test_a_hold_approved_in_the_file_is_refused_recorded_and_never_sent(world):
                                  obj=Environment(clock=FixedClock(MONDAY_1000)))
     assert refused.exit_code == 1 and "changed outside dojoguard" in refused.output
     world.command("held", "reject", item["id"], "--reason", "changed by hand", "--by", "Head", at=MONDAY_1000)
-    assert world.arrived(rocket, "/api/upload") == 0
+    assert world.arrived(b"Rocket (tampered)", "/storyFeed") == 0
 
 
 def test_a_genuine_approval_through_the_command_still_goes(world):
@@ -76,10 +83,11 @@ def test_a_genuine_approval_through_the_command_still_goes(world):
     world.set_time(MONDAY_1000)
     coffee = PHOTOS.joinpath("coffee.jpg").read_bytes()
     with world.client() as client:
-        held = client.post(UPLOAD, files={"file": ("coffee.jpg", coffee, "image/jpeg")})
+        held = post_photo(client, coffee, "Coffee (approved)")
     item = item_for(world, held)
     world.command("held", "approve", item["id"], "--by", "Mrs Head", at=MONDAY_1000)
-    wait_for(lambda: world.arrived(coffee, "/api/upload") == 1, world=world)
+    wait_for(lambda: world.arrived(b"Coffee (approved)", "/storyFeed") == 1, world=world)
+    assert world.arrived(held.request.content, "/storyFeed") == 1  # byte for byte
     approved = [e for e in world.events("hold.approved") if e["hold"] == item["id"]]
     assert approved and [e["hold"] for e in world.events("hold.released")].count(item["id"]) == 1
     key = world.folder / "data" / "keys" / "holds-seal.key"

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow
 POLICY = Path(__file__).parent / "policy" / "defer-and-hold.yaml"
 MESSAGE = f"https://teach.classdojo.com/api/message-thread/{data.THREAD_ID}/message"
 UPLOAD = "https://teach.classdojo.com/api/upload"
+STORY = f"https://teach.classdojo.com/api/dojoClass/{data.CLASS_ID}/storyFeed"
 # London is on GMT in these weeks, so UTC hours are school hours.
 FRIDAY_1730 = datetime(2026, 11, 27, 17, 30, tzinfo=UTC)
 MONDAY_0800 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -137,8 +138,10 @@ def test_deferred_message_is_sent_at_eight_on_monday_even_across_a_restart(world
     assert first.status_code == 403, first.text
     notice = first.json()["error"]["fallbackMessage"]
     assert first.json()["error"]["code"] == "DOJOGUARD_DEFERRED"
-    assert notice.startswith("Queued: it will be sent at 8.00am on Monday 30 November.")
-    assert "already queued" in again.json()["error"]["fallbackMessage"]
+    assert notice.startswith("Queued until 8.00am on Monday 30 November: it will be sent then, by itself. "
+                             "The message function will only operate within the stated hours.")
+    assert again.json()["error"]["fallbackMessage"].startswith("This was already queued until 8.00am on Monday "
+                                                               "30 November: it will be sent then, once.")
     queued = [i for i in world.held() if i["kind"] == "defer"]
     assert len(queued) == 1 and queued[0]["release_at"] == MONDAY_0800.isoformat()
 
@@ -197,29 +200,41 @@ def test_a_release_refused_for_a_login_waits_for_the_teachers_next_login_and_sur
     assert world.held() == []
 
 
+def upload_and_post(client: httpx.Client, photo: bytes, caption: str) -> tuple[httpx.Response, httpx.Response]:
+    """The app's two steps: upload the photo (ClassDojo answers with its id), then post naming that id."""
+    uploaded = client.post(UPLOAD, files={"file": ("photo.jpg", photo, "image/jpeg")})
+    assert uploaded.status_code == 200, uploaded.text
+    posted = client.post(STORY, json={"body": caption, "attachments": [{"_id": uploaded.json()["_id"]}]})
+    return uploaded, posted
+
+
 def test_held_photos_wait_for_a_leader_across_a_restart_then_approved_one_goes_and_rejected_one_not(world):
-    """Two held uploads survive a restart; the approved one reaches ClassDojo byte for byte, the rejected never."""
+    """Both uploads reach storage at once (they publish nothing); the two posts naming them are held, survive
+    a restart, and the approved post reaches ClassDojo byte for byte, the rejected one never."""
     world.set_time(MONDAY_1000)
     photos = resources.files("dojoguard.samples").joinpath("photos")
     rocket, coffee = photos.joinpath("rocket.jpg").read_bytes(), photos.joinpath("coffee.jpg").read_bytes()
     with world.client() as client:
-        held_rocket = client.post(UPLOAD, files={"file": ("rocket.jpg", rocket, "image/jpeg")})
-        held_coffee = client.post(UPLOAD, files={"file": ("coffee.jpg", coffee, "image/jpeg")})
+        rocket_upload, held_rocket = upload_and_post(client, rocket, "Rocket launch")
+        _, held_coffee = upload_and_post(client, coffee, "Coffee morning")
+    assert world.arrived(rocket, "/api/upload") == 1 and world.arrived(coffee, "/api/upload") == 1
     for answer in (held_rocket, held_coffee):
         assert answer.status_code == 403 and answer.json()["error"]["code"] == "DOJOGUARD_HELD", answer.text
     by_decision = {i["decision_id"]: i for i in world.held()}
     rocket_item = by_decision[held_rocket.headers["X-Dojoguard-Decision"]]
     coffee_item = by_decision[held_coffee.headers["X-Dojoguard-Decision"]]
+    assert rocket_item["action"] == coffee_item["action"] == "story.post"
     assert world.events("hold.created")
 
     world.restart()
     world.command("held", "approve", rocket_item["id"], "--by", "Mrs Head", at=MONDAY_1000)
     world.command("held", "reject", coffee_item["id"], "--reason", "Not for the class page", "--by", "Mrs Head",
                   at=MONDAY_1000)
-    wait_for(lambda: world.arrived(rocket, "/api/upload") == 1)
+    wait_for(lambda: world.arrived(b"Rocket launch", "/storyFeed") == 1)
     time.sleep(1.5)
-    assert world.arrived(coffee, "/api/upload") == 0
-    assert world.held() == []
+    assert world.arrived(rocket_upload.json()["_id"].encode(), "/storyFeed") == 1
+    assert world.arrived(b"Coffee morning", "/storyFeed") == 0
+    assert not [i for i in world.held() if i["id"] in (rocket_item["id"], coffee_item["id"])]
     assert [e["hold"] for e in world.events("hold.released")] == [rocket_item["id"]]
     assert coffee_item["id"] in [e["hold"] for e in world.events("hold.rejected")]
 

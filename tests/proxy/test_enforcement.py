@@ -33,15 +33,47 @@ def test_tighten_keeps_the_decision_id_and_matches():
 
 
 def test_deferred_answer_says_when_it_will_be_sent_in_school_time():
-    """A deferred message's answer says 'Queued: it will be sent at 8.00am on Monday ...' in local time."""
+    """A deferred message's answer says it is queued until 8.00am on Monday (local time), that it will be sent
+    then by itself, and the deferring rule's description; never the rule's refusal notice."""
     from zoneinfo import ZoneInfo
 
     monday_8_bst = datetime(2027, 4, 12, 7, 0, tzinfo=UTC)  # 08:00 in London (BST)
-    decision = Decision(Verdict.DEFER, (Match("messaging-hours", Verdict.DEFER, "why", "Out of hours."),), "rev",
-                        AT, notice="Out of hours.", release_at=monday_8_bst)
+    rule = Match("messaging-hours", Verdict.DEFER, "Messages are sent only 8.00am to 5pm, Monday to Friday.",
+                 "Messages can only be sent 8.00am to 5pm, so this was not sent.")
+    decision = Decision(Verdict.DEFER, (rule,), "rev", AT, notice=rule.notice, release_at=monday_8_bst)
     _, body, _ = enforcement.refusal(decision, tz=ZoneInfo("Europe/London"))
     error = json.loads(body)["error"]
     assert error["code"] == "DOJOGUARD_DEFERRED"
-    assert error["fallbackMessage"].startswith("Queued: it will be sent at 8.00am on Monday 12 April. Out of hours.")
+    assert error["fallbackMessage"] == ("Queued until 8.00am on Monday 12 April: it will be sent then, by itself. "
+                                        "Messages are sent only 8.00am to 5pm, Monday to Friday. "
+                                        f"(Reference: {decision.decision_id})")
     _, again, _ = enforcement.refusal(decision, tz=ZoneInfo("Europe/London"), duplicate=True)
-    assert "already queued, so it will be sent once" in json.loads(again)["error"]["fallbackMessage"]
+    message = json.loads(again)["error"]["fallbackMessage"]
+    assert message.startswith("This was already queued until 8.00am on Monday 12 April: it will be sent then, once.")
+    assert "not sent" not in message and "by itself" not in message
+
+
+def test_deferred_answer_names_only_the_deferring_rules():
+    """A warning that matched alongside the deferral adds nothing to the queue notice (it says only what happens)."""
+    warn = Match("doorstep-length", Verdict.WARN, "Messages are short.", "Please keep it short.")
+    defer = Match("messaging-hours", Verdict.DEFER, "Messages are sent only in school hours.", "Not sent.")
+    decision = Decision(Verdict.DEFER, (warn, defer), "rev", AT, notice="Not sent.", release_at=AT)
+    message = json.loads(enforcement.refusal(decision)[1])["error"]["fallbackMessage"]
+    assert "Messages are sent only in school hours." in message
+    assert "short" not in message and "Not sent" not in message
+
+
+def test_an_upload_the_rules_would_hold_is_passed_with_the_rules_kept():
+    """Hold or defer on an upload becomes allow (same id), keeping the rules' matches and a proxy match saying
+    the post will be judged; a block is left alone."""
+    held = Decision(Verdict.HOLD, (Match("video-review", Verdict.HOLD, "why", "Held."),), "rev", AT, notice="Held.")
+    passed = enforcement.upload_passed(held)
+    assert passed.decision_id == held.decision_id and passed.verdict is Verdict.ALLOW
+    assert passed.rule_ids == ("video-review", enforcement.UPLOAD_PASSED)
+    assert "video-review (hold) applies to the post" in passed.matches[-1].reason
+    assert passed.notice == "" and passed.release_at is None
+    deferred = Decision(Verdict.DEFER, (Match("r", Verdict.DEFER, "why", "Later."),), "rev", AT, release_at=AT)
+    assert enforcement.upload_passed(deferred).verdict is Verdict.ALLOW
+    assert enforcement.upload_passed(deferred).release_at is None
+    blocked = Decision(Verdict.BLOCK, (Match("r", Verdict.BLOCK, "why", "No."),), "rev", AT, notice="No.")
+    assert enforcement.upload_passed(blocked) is blocked
