@@ -585,7 +585,7 @@ class HoldStore:
     def notices_for(self, teacher_id: str) -> list[Notice]:
         with self._lock:
             rows = self._db.execute("SELECT id, teacher_id, hold_id, outcome, text, created_at, interrupts "
-                                    "FROM notices WHERE teacher_id = ? ORDER BY created_at, id",
+                                    "FROM notices WHERE teacher_id = ? ORDER BY created_at, rowid",
                                     (teacher_id,)).fetchall()
         return [Notice(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), bool(r[6])) for r in rows]
 

@@ -18,7 +18,7 @@ import structlog
 from mitmproxy import ctx, exceptions, http, tls
 
 from dojoguard import logs
-from dojoguard.proxy import enforcement, flows, learning, logins, paths, routing
+from dojoguard.proxy import enforcement, flows, learning, logins, outcomes, paths, routing
 from dojoguard.proxy.background import Background
 from dojoguard.proxy.durability import FlushProcess
 from dojoguard.proxy.judge import Judge, Outcome, unrecorded_block
@@ -316,7 +316,8 @@ class Guard:
                 flow.request.content = outcome.body
             status = "forwarded"
         else:
-            flows.refuse(flow, *enforcement.refusal(decision, tz=self._tz, duplicate=outcome.hold_duplicate))
+            flows.refuse(flow, *enforcement.refusal(decision, tz=self._tz, duplicate=outcome.hold_duplicate,
+                                                    preface=outcome.preface))
             status = "refused"
         if not logs.enabled("info"):
             return  # every write passes here: skip building a line that would be dropped
@@ -331,6 +332,9 @@ class Guard:
         if outcome is not None:
             # The app's copy of the answer names the decision, so IT can find it when a teacher asks.
             flow.response.headers[enforcement.DECISION_HEADER] = outcome.decision.decision_id
+            if outcome.notices and outcome.preface is None and flow.response.status_code < 300:
+                # Good news only (approved and posted): carried, not shown (the post has appeared).
+                flow.response.headers[outcomes.NOTICE_HEADER] = outcomes.header_value(outcome.notices)
         if flow.response.status_code >= 300:
             return
         if outcome is not None:

@@ -24,11 +24,16 @@ CODES = {
 
 
 def refusal(decision: Decision, *, code: str | None = None, status: int = 403, tz: tzinfo | None = None,
-            duplicate: bool = False) -> tuple[int, bytes, dict[str, str]]:
-    """(status, body, headers) of the answer the app receives instead of ClassDojo's."""
+            duplicate: bool = False, preface: str | None = None) -> tuple[int, bytes, dict[str, str]]:
+    """(status, body, headers) of the answer the app receives instead of ClassDojo's.
+
+    ``preface`` (what became of the teacher's earlier held or queued items) comes first.
+    """
     notice = decision.notice or "This was stopped by the school's ClassDojo policy."
     if decision.verdict is Verdict.DEFER and decision.release_at is not None:
         notice = queued_notice(decision, tz, duplicate=duplicate)
+    if preface:
+        notice = f"{preface} {notice}"
     message = f"{notice} (Reference: {decision.decision_id})"
     doc = {"error": {"code": code or CODES.get(decision.verdict, "DOJOGUARD_BLOCKED"), "detail": message,
                      "fallbackMessage": message, "decisionId": decision.decision_id}}

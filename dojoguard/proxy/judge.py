@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from dojoguard.holds.dedupe import publication_key
-from dojoguard.proxy import durability, enforcement
+from dojoguard.proxy import durability, enforcement, outcomes
 from dojoguard.proxy.attachments import FetchError, Seen
 from dojoguard.proxy.body import pick, rebuild, sniff_image
 from dojoguard.proxy.body import skeleton as body_skeleton
@@ -85,6 +85,10 @@ class Outcome:
     # Whether the decision's record is safe from power loss yet; a forwarded
     # write's answer waits for it (see ``Judge.record``).
     durable: durability.Durability | None = None
+    # Outcomes of the teacher's held or queued items that this write tells them (see ``outcomes``),
+    # and the words put before a refusal's own to do so.
+    notices: list = field(default_factory=list)
+    preface: str | None = None
 
 
 class AuditThread:
@@ -178,6 +182,7 @@ class Judge:
         await self._rewrite(outcome)
         if outcome.decision.verdict in (Verdict.HOLD, Verdict.DEFER):
             await self._keep(outcome, stored)
+        await outcomes.attach(s, outcome)
         return await self.record(outcome)
 
     async def too_large(self, request: Request) -> Outcome:
@@ -443,6 +448,11 @@ class Judge:
                                         req.header("content-type"), skeleton, d.at)
             except Exception as exc:  # noqa: BLE001 - the summary is a convenience; the decision stands
                 log.error("discovery.record_failed", error=type(exc).__name__)
+        if outcome.notices:
+            try:
+                events.extend(await asyncio.to_thread(outcomes.told, s, outcome.notices, d.decision_id))
+            except Exception as exc:  # noqa: BLE001 - kept, the teacher is told again on their next write
+                log.error("teacher.told_failed", error=type(exc).__name__)
         last = 0
         for name, fields in events:
             try:

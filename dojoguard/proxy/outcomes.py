@@ -53,7 +53,7 @@ async def attach(services: Any, outcome: Any) -> list:
     told = " ".join(n.text for n in notices)
     decision = outcome.decision
     if decision.verdict not in _FORWARDED:
-        outcome.decision = replace(decision, notice=f"{told} {decision.notice or ''}".strip())
+        outcome.preface = told  # put before the refusal's own words (see ``enforcement.refusal``)
     elif any(n.interrupts for n in notices):
         match = Match(rule_id=RULE_ID, verdict=Verdict.BLOCK, reason="the teacher had outcomes of held or queued "
                       "items to be told", notice=f"{told} {_SEND_AGAIN}", clause="teachers are told every outcome")

@@ -194,6 +194,49 @@ def test_a_rejected_post_never_arrives_though_its_upload_did(world, cut_video):
     assert not [i for i in items(world) if i["id"] == item["id"]]
 
 
+def test_the_teacher_learns_of_a_rejection_on_their_next_post_which_is_then_sent_again(world, cut_video):
+    """After `held reject`, the teacher's next post (which the rules allow) is refused once, with the leader's
+    reason and a request to send it again, recorded as `proxy.outcome-notice` and `teacher.told`; sent again,
+    it goes through."""
+    uploaded = upload(world, cut_video)
+    posted = post_naming(world, uploaded, "Sports day video (rejected, told)")
+    assert_held(posted)
+    item = item_of(world, posted)
+    held(world, "reject", item["id"], "--reason", "Please choose one without the visitors", "--by", "Mrs Head")
+    time.sleep(1)  # the proxy re-reads who has notices waiting on each release pass (every 0.3 s here)
+
+    first = world["client"].post(STORY, json={"body": "Well done Year 3 (first try)"})
+    assert first.status_code == 403 and first.json()["error"]["code"] == "DOJOGUARD_BLOCKED", first.text
+    message = first.json()["error"]["fallbackMessage"]
+    assert "was not approved by a senior leader, so it was not posted" in message, message
+    assert "Please choose one without the visitors" in message and "please send it again" in message, message
+    assert "Sports day" not in message  # the item is named by its kind and time, never its text
+    assert posts_arrived(world, "Well done Year 3 (first try)") == 0
+    record = decision(world, first.headers["x-dojoguard-decision"])
+    assert "proxy.outcome-notice" in record["rules"], record
+    told = [e for e in records(world, "teacher.told") if e["hold"] == item["id"]]
+    assert [(e["outcome"], e["decision_id"]) for e in told] == [("rejected", first.headers["x-dojoguard-decision"])]
+
+    again = world["client"].post(STORY, json={"body": "Well done Year 3 (first try)"})
+    assert again.status_code == 200, again.text
+    assert posts_arrived(world, "Well done Year 3 (first try)") == 1
+
+
+def test_a_teacher_with_an_approved_post_is_not_stopped_but_the_answer_carries_the_news(world, cut_video):
+    """Good news alone does not stop a write: the next post goes, its answer carries the notice in a header."""
+    uploaded = upload(world, cut_video)
+    posted = post_naming(world, uploaded, "Sports day video (approved, told)")
+    item = item_of(world, posted)
+    held(world, "approve", item["id"], "--by", "Mrs Head")
+    wait_until(lambda: posts_arrived(world, "Sports day video (approved, told)") == 1)
+    wait_until(lambda: [e for e in records(world, "hold.released") if e["hold"] == item["id"]])
+    time.sleep(0.5)  # the releaser keeps the notice just after recording the release
+    answer = world["client"].post(STORY, json={"body": "Thank you for coming to sports day"})
+    assert answer.status_code == 200, answer.text
+    assert "approved by a senior leader and has now been posted" in answer.headers["x-dojoguard-notice"]
+    assert [e["outcome"] for e in records(world, "teacher.told") if e["hold"] == item["id"]] == ["released"]
+
+
 def test_an_upload_to_storage_is_passed_and_the_post_naming_its_url_is_held(world, cut_video):
     """The other upload endpoint (PUT to the storage host) is forwarded too; the post naming the file's URL
     is held on the upload's incomplete check, not refetched and blocked."""
