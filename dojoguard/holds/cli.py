@@ -69,7 +69,8 @@ def held() -> None:
 @held.command("list")
 @click.option("--kind", type=click.Choice([k.value for k in HoldKind]), help="Only holds or only deferred.")
 @click.option("--failed", is_flag=True,
-              help="Only items that need a person: failed, expired, or uncertain (a send cut short).")
+              help="Only items that need a person: failed, expired, uncertain (a send cut short), or set aside "
+                   "as tampered.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_env
 def list_items(env: Environment, kind: str | None, failed: bool, as_json: bool) -> None:
@@ -80,7 +81,7 @@ def list_items(env: Environment, kind: str | None, failed: bool, as_json: bool) 
       dojoguard held list --kind hold
     """
     with _opened(env) as store:
-        items = store.list(kind=HoldKind(kind) if kind else None, states=NEEDS_A_PERSON if failed else None)
+        items = store.list(kind=HoldKind(kind) if kind else None, states=NEEDS_A_PERSON + (HoldState.TAMPERED,) if failed else None)
     if as_json:
         for item in items:
             click.echo(json.dumps(item.summary()))
