@@ -154,6 +154,7 @@ class Jobs:
                        + f"\nAudit log: {report.chain_detail}.\n"
                        + (f"The policy review is overdue (due {report.review_due}).\n"
                           if report.is_review_overdue else "")
+                       + _needing_a_person(report)
                        + "\nThe full report is attached; open it in any web browser.\n")
             mail.send(self._smtp(), recipients, f"ClassDojo policy report: {label}", summary,
                       [(f"{name}.html", html, "text/html")])
@@ -265,3 +266,16 @@ def start_jobs(config, audit_log, clock, *, tick_seconds: float = 60.0) -> JobsH
                       misfire_grace_time=None, next_run_time=datetime.now(config.timezone))
     scheduler.start()
     return JobsHandle(scheduler, jobs)
+
+
+def _needing_a_person(report) -> str:
+    """A line for the email when held or queued items wait for a person (uncertain ones named first)."""
+    items = report.needs_person
+    if not items:
+        return ""
+    counts = {}
+    for item in items:
+        counts[item.state] = counts.get(item.state, 0) + 1
+    listed = ", ".join(f"{n} {state}" for state, n in counts.items())
+    return (f"Held and queued items needing a person: {len(items)} ({listed}); see the report's "
+            "\"Held and queued items\" section or run `dojoguard held list --failed`.\n")

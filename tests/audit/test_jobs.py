@@ -131,6 +131,8 @@ def test_weekly_report_missed_while_down_is_sent_on_restart(tmp_path, smtp_serve
     with AuditLog.open(path, clock=clock, emit_decisions=False) as log:
         Jobs(cfg, log, clock).run_due()  # first start: records where each job stands
         log.append_decision(make_action(), make_decision())
+        log.append_event("hold.uncertain", {"hold": "3f9c2a1b7d20", "kind": "hold", "decision_id": "d1",
+                                            "sent_at": THURSDAY.isoformat(), "error": "no answer (proxy stopped)"})
     clock.set(MONDAY_AFTER)  # down from Thursday to Monday
     with AuditLog.open(path, clock=clock, emit_decisions=False) as log:
         runs = {r.job: r for r in Jobs(cfg, log, clock).run_due()}
@@ -148,6 +150,7 @@ def test_weekly_report_missed_while_down_is_sent_on_restart(tmp_path, smtp_serve
     subjects = {m.get("Subject"): (to, m, tls) for to, m, tls in inbox.messages}
     to, message, was_tls = subjects["ClassDojo policy report: week to Friday 27 November 2026, 16:00"]
     assert to == ["head@school.example"] and was_tls
+    assert "Held and queued items needing a person: 1 (1 uncertain)" in message.get_body(("plain",)).get_content()
     attachment = next(message.iter_attachments())
     assert attachment.get_filename() == "weekly-report-2026-11-27.html"
     assert "ClassDojo policy report" in attachment.get_content()
