@@ -33,7 +33,8 @@ _EVENTS = (
           {"policy_revision": "hash of the policy in force", "mode": "proxy mode"}),
     Event("proxy.stopped", "The proxy stopped cleanly.",
           {"reason": "why, when known", "signal": "the signal that stopped it (SIGTERM, SIGINT)",
-           "drained": "ClassDojo writes in flight at the stop that were finished and answered",
+           "drained": "ClassDojo writes in flight at the stop that ran to their end (answered, or failed on "
+                      "their own) within proxy.drain_s",
            "cut": "writes still unanswered after proxy.drain_s, whose connections were closed",
            "refused": "requests that arrived during the stop and were answered 503"}),
     Event("proxy.recovered", "The proxy started after a run that did not stop cleanly (killed, crashed or "

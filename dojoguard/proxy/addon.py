@@ -67,21 +67,23 @@ class Guard:
             except OSError as exc:  # writes are then flushed from a thread: slower, still safe
                 log.error("audit.flusher_not_started", error=type(exc).__name__)
         settle_heap()
-        # Read before this run writes anything: the last run may have been killed.
-        unclean = await self._unclean_stop()
-        if unclean is not None:
-            log.warning("proxy.recovered", **unclean)
-            await self._event("proxy.recovered", unclean)
-        await self._event("proxy.started", {"policy_revision": self.services.policy.revision,
-                                            "mode": self.services.settings.mode})
-        if self.services.settings.reload:
-            self._reloader = asyncio.create_task(self._watch(), name="dojoguard-reload")
-        await self.background.start()
-        if unclean is not None:
-            # Until signed, the killed run's records are protected by the hash chain alone,
-            # which whoever can write the database can recompute: sign them now.
-            await self.background.checkpoint_now()
-        self.ready.set()
+        try:
+            # Read before this run writes anything: the last run may have been killed.
+            unclean = await self._unclean_stop()
+            if unclean is not None:
+                log.warning("proxy.recovered", **unclean)
+                await self._event("proxy.recovered", unclean)
+            await self._event("proxy.started", {"policy_revision": self.services.policy.revision,
+                                                "mode": self.services.settings.mode})
+            if self.services.settings.reload:
+                self._reloader = asyncio.create_task(self._watch(), name="dojoguard-reload")
+            await self.background.start()
+            if unclean is not None:
+                # Until signed, the killed run's records are protected by the hash chain alone,
+                # which whoever can write the database can recompute: sign them now.
+                await self.background.checkpoint_now()
+        finally:
+            self.ready.set()  # even after a failure here, which mitmproxy logs: the proxy is serving
 
     async def _unclean_stop(self) -> dict | None:
         try:

@@ -70,6 +70,8 @@ class Drain:
         if self.stopping:
             if flow.response is None:
                 self._refuse(flow)
+            else:
+                self._refusals[flow.id] = flow  # answered by the Guard already (a recorded refusal): let it go out
             return
         if flow.metadata.get(GUARDED):
             self._writes[flow.id] = flow
@@ -87,6 +89,12 @@ class Drain:
     def error(self, flow: http.HTTPFlow) -> None:
         if not self.stopping:
             self._writes.pop(flow.id, None)
+
+    def client_disconnected(self, client) -> None:
+        # A device that hung up mid-write: mitmproxy reports the flow's error too; this makes sure it is let go.
+        if not self.stopping and self._writes:
+            for key in [k for k, f in self._writes.items() if f.client_conn.id == client.id]:
+                del self._writes[key]
 
     # -- the stop --------------------------------------------------------------
 
@@ -191,8 +199,9 @@ class Stopper:
 
 
 def _finished(flow: http.HTTPFlow) -> bool:
-    """The flow's answer has been handed to the device's connection, or the flow failed."""
-    return flow.error is not None or (flow.response is not None and not flow.live)
+    """The flow's answer has been handed to the device's connection, the flow failed, or the device hung up."""
+    return (flow.error is not None or (flow.response is not None and not flow.live)
+            or flow.client_conn.timestamp_end is not None)
 
 
 def _close_client(proxyserver, flow: http.HTTPFlow) -> None:

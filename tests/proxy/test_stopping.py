@@ -306,3 +306,65 @@ def test_sigterm_to_the_whole_service_while_writes_are_in_flight(tmp_path):
     assert "audit.sync_failed" not in output and "event_failed" not in output, output
     last = records(tmp_path)[-1]
     assert last["type"] == "proxy.stopped" and last["body"]["drained"] == 3
+
+
+def test_a_second_signal_cuts_the_drain_short(tmp_path):
+    """Ctrl-C twice (or a second SIGTERM) does not wait out drain_s: the first starts the drain, the second cuts
+    what is left at once, and the cut is still recorded. Ctrl-C (SIGINT) drains as SIGTERM does."""
+    cfg = config_for(tmp_path, drain_s=60)
+    with StandIn(tmp_path / "standin") as standin:
+        proxy = start(cfg, tmp_path, standin)
+        standin.slow_replies(30, "awardBatch")
+        results, threads = send_in_flight(proxy, 2)
+        wait_for_writes(standin, 2)
+        sent_at = time.monotonic()
+        proxy.process.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        assert proxy.process.poll() is None, "the first Ctrl-C did not wait for the writes in flight"
+        proxy.process.send_signal(signal.SIGINT)
+        assert proxy.process.wait(30) == 0
+        stopped_after = time.monotonic() - sent_at
+        for t in threads:
+            t.join(30)
+        standin.slow_replies(0)
+    assert stopped_after < 8, f"{stopped_after:.1f}s"
+    stopped = records(tmp_path, "proxy.stopped")[-1]["body"]
+    assert (stopped["drained"], stopped["cut"], stopped["signal"]) == (0, 2, "SIGINT"), stopped
+    assert "proxy.stop_hurried" in proxy.log()
+
+
+# -- the check itself, on a real audit log ------------------------------------------------
+
+
+@pytest.fixture
+def log(tmp_path):
+    from dojoguard.audit.log import AuditLog
+    from dojoguard.clock import FixedClock
+
+    opened = AuditLog.open(tmp_path / "audit.sqlite", clock=FixedClock(MONDAY_10), emit_decisions=False)
+    yield opened
+    opened.close()
+
+
+def test_unclean_stop_reads_only_the_lifecycle_records(log):
+    """A new log, a clean stop: nothing to recover. A start with no stop after it, or a recovery with no start
+    after it (killed while starting again): the run that began at the last proxy.started was not stopped."""
+    from dojoguard.proxy.lifecycle import unclean_stop
+
+    assert unclean_stop(log) is None  # only audit.created
+    started = log.append_event("proxy.started", {"policy_revision": "a", "mode": "regular"})
+    for n in range(5):
+        log.append_event("consent.imported", {"source": "mis", "pupils": n, "changed": 0})
+    last = log.append_event("write.unclassified", {"method": "POST", "host": "h", "path": "/p", "verdict": "allow"})
+    found = unclean_stop(log)
+    assert found is not None
+    assert (found["last_seq"], found["last_id"], found["last_type"]) == (last.seq, last.record_id, last.type)
+    assert (found["started_seq"], found["records"], found["uncovered"]) == (started.seq, 7, last.seq)
+    log.append_event("proxy.recovered", found)
+    again = unclean_stop(log)
+    assert again is not None and again["started_seq"] == started.seq
+    log.append_event("proxy.started", {"policy_revision": "a", "mode": "regular"})
+    log.append_event("proxy.stopped", {"reason": "shutdown"})
+    assert unclean_stop(log) is None
+    log.append_event("consent.imported", {"source": "mis", "pupils": 1, "changed": 0})
+    assert unclean_stop(log) is None  # a command run while the proxy was stopped is not a crash
