@@ -18,7 +18,7 @@ import structlog
 from mitmproxy import ctx, exceptions, http, tls
 
 from dojoguard import logs
-from dojoguard.proxy import enforcement, flows, learning, logins, outcomes, paths, routing
+from dojoguard.proxy import enforcement, flows, learning, lifecycle, logins, outcomes, paths, routing
 from dojoguard.proxy.background import Background
 from dojoguard.proxy.durability import FlushProcess
 from dojoguard.proxy.judge import Judge, Outcome, unrecorded_block
@@ -38,8 +38,12 @@ UNINSPECTABLE_EVERY_S = 600.0
 
 
 class Guard:
-    def __init__(self, services: Services):
+    def __init__(self, services: Services, *, drain=None):
         self.services = services
+        # The stop's drain (proxy/draining.py): what it finished and cut goes into proxy.stopped.
+        self.drain = drain
+        # Set once the start is recorded (and any recovery checkpointed): the proxy is ready.
+        self.ready = asyncio.Event()
         self.judge = Judge(services)
         self._uninspectable: dict[tuple[str, str], float] = {}
         self._reloader: asyncio.Task | None = None
@@ -63,17 +67,37 @@ class Guard:
             except OSError as exc:  # writes are then flushed from a thread: slower, still safe
                 log.error("audit.flusher_not_started", error=type(exc).__name__)
         settle_heap()
-        await self._event("proxy.started", {"policy_revision": self.services.policy.revision,
-                                            "mode": self.services.settings.mode})
-        if self.services.settings.reload:
-            self._reloader = asyncio.create_task(self._watch(), name="dojoguard-reload")
-        await self.background.start()
+        try:
+            # Read before this run writes anything: the last run may have been killed.
+            unclean = await self._unclean_stop()
+            if unclean is not None:
+                log.warning("proxy.recovered", **unclean)
+                await self._event("proxy.recovered", unclean)
+            await self._event("proxy.started", {"policy_revision": self.services.policy.revision,
+                                                "mode": self.services.settings.mode})
+            if self.services.settings.reload:
+                self._reloader = asyncio.create_task(self._watch(), name="dojoguard-reload")
+            await self.background.start()
+            if unclean is not None:
+                # Until signed, the killed run's records are protected by the hash chain alone,
+                # which whoever can write the database can recompute: sign them now.
+                await self.background.checkpoint_now()
+        finally:
+            self.ready.set()  # even after a failure here, which mitmproxy logs: the proxy is serving
+
+    async def _unclean_stop(self) -> dict | None:
+        try:
+            return await asyncio.to_thread(lifecycle.unclean_stop, self.services.audit)
+        except Exception as exc:  # noqa: BLE001 - reported; the proxy must still start and judge
+            log.error("recovery.check_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            return None
 
     async def done(self) -> None:
         if self._reloader:
             self._reloader.cancel()
         await self.background.stop()
-        await self._event("proxy.stopped", {"reason": "shutdown"})
+        stopped = {"reason": "shutdown", **(self.drain.summary() if self.drain is not None else {})}
+        await self._event("proxy.stopped", stopped)
         if self.services.flusher is not None:
             await self.services.flusher.stop()
         self.services.close()

@@ -7,7 +7,7 @@ import signal
 from mitmproxy import options
 
 from dojoguard.proxy import master as proxy_master
-from dojoguard.proxy import bounds, memory
+from dojoguard.proxy import bounds, draining, memory
 from dojoguard.proxy.addon import Guard
 from dojoguard.proxy.services import Services
 from dojoguard.proxy.settings import Settings
@@ -65,15 +65,21 @@ async def serve(settings: Settings, services: Services, *, banner) -> None:
     master.options.update(termlog_verbosity="warn", **mitmproxy_options(settings, services))
     check_options(master.options)
     # Bounds before the Guard (body timers, the image queue's requester), the
-    # destination check after it (it sees the name the device dialled first).
-    master.addons.add(*bounds.addons(services, Guard(services)))
+    # destination check after it (it sees the name the device dialled first),
+    # the drain last (it sees what the Guard made of each request).
+    drain = draining.Drain()
+    guard = Guard(services, drain=drain)
+    master.addons.add(*bounds.addons(services, guard), drain)
     loop = asyncio.get_running_loop()
+    # SIGTERM and Ctrl-C finish the writes in flight before stopping (see proxy/draining.py).
+    stopper = draining.Stopper(master, drain, settings.drain_s)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, master.shutdown)
+        loop.add_signal_handler(sig, stopper.signalled, sig)
     task = asyncio.create_task(master.run())
     proxyserver = master.addons.get("proxyserver")
+    # "Listening" is announced once the start is recorded (and a killed run's records signed).
     for _ in range(600):
-        if task.done() or proxyserver.listen_addrs():
+        if task.done() or (proxyserver.listen_addrs() and guard.ready.is_set()):
             break
         await asyncio.sleep(0.05)
     if not task.done():

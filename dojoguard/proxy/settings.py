@@ -70,6 +70,8 @@ class Settings:
     # to arrive once a head is due (0: no limit). See proxy/headlimits.py.
     max_header_kb: int = 64
     header_timeout_s: float = 30.0
+    # Seconds a stop waits for the ClassDojo writes in flight to be answered (see proxy/lifecycle.py).
+    drain_s: float = 10.0
     # Caps on what the proxy learns (see proxy/sessions.py and proxy/discovery.py).
     max_sessions: int = 5000
     session_days: int = 30
@@ -121,6 +123,7 @@ class Settings:
             body_timeout_s=float(proxy["body_timeout_s"]),
             max_header_kb=int(proxy["max_header_kb"]),
             header_timeout_s=float(proxy["header_timeout_s"]),
+            drain_s=float(proxy["drain_s"]),
             max_sessions=int(proxy["max_sessions"]),
             session_days=int(proxy["session_days"]),
             max_unclassified_shapes=int(proxy["max_unclassified_shapes"]),
