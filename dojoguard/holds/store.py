@@ -397,33 +397,31 @@ class HoldStore:
         Refused while it is being sent. A row changed by hand can still be
         rejected (that is what a leader does with it), but is never resealed.
         """
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                doc = self._row(item_id)
-                _refuse_while_sending(doc, "rejected")
-                previous = doc["state"]
-                intact = seals.matches(self._key, doc)
-                doc["state"] = str(HoldState.REJECTING)
-                if intact:
-                    doc["seal"] = seals.seal(self._key, doc)
-                self._db.execute("UPDATE items SET state = ?, seal = ? WHERE id = ?",
-                                 (doc["state"], doc["seal"], item_id))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        def to_rejecting(doc):
+            _refuse_while_sending(doc, "rejected")
+            return str(HoldState.REJECTING)
+
+        previous = self._set_state_as_found(item_id, to_rejecting)
         return self.get(item_id), previous
 
     def undo_reject(self, item_id: str, previous: str) -> None:
         """Put a rejection that could not be recorded back as it was."""
+        self._set_state_as_found(item_id, lambda doc: previous if doc["state"] == HoldState.REJECTING else None)
+
+    def _set_state_as_found(self, item_id: str, state_of) -> str:
+        """Set the state ``state_of(row)`` names (None: leave it) in one transaction; the state it had.
+
+        Unlike ``_change`` it works on a row whose seal does not match (rejecting is
+        what a leader does with one), and reseals only a row that was intact.
+        """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 doc = self._row(item_id)
-                if doc["state"] == HoldState.REJECTING:
+                previous, state = doc["state"], state_of(doc)
+                if state is not None:
                     intact = seals.matches(self._key, doc)
-                    doc["state"] = previous
+                    doc["state"] = state
                     if intact:
                         doc["seal"] = seals.seal(self._key, doc)
                     self._db.execute("UPDATE items SET state = ?, seal = ? WHERE id = ?",
@@ -432,6 +430,7 @@ class HoldStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        return previous
 
     # -- the proxy's steps --------------------------------------------------------------
 
