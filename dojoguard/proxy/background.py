@@ -25,7 +25,7 @@ from dojoguard.proxy import memory
 log = structlog.get_logger("dojoguard.proxy")
 
 
-# How long a release waits for ClassDojo's answer; a stopping proxy waits this long for one in progress.
+# How long a release waits for ClassDojo's answer before it counts as sent without an answer (uncertain).
 _SEND_TIMEOUT_S = 30.0
 
 
@@ -127,10 +127,11 @@ class Background:
 
     async def stop(self) -> None:
         if self.releaser is not None:
-            # A send in progress is let finish (bounded by the sender's timeout): cut short, its item
-            # would have to wait for a person as "uncertain" even though ClassDojo may have answered.
+            # A send in progress is let finish: cut short, its item would have to wait for a
+            # person as "uncertain" even though ClassDojo may have answered.
+            # Bounded by proxy.drain_s like the writes in flight: one cut short is "uncertain", never resent.
             self.releaser.closing = True
-            if not await self.releaser.finish(_SEND_TIMEOUT_S + 5):
+            if not await self.releaser.finish(float(getattr(self.services.settings, "drain_s", 10.0))):
                 log.warning("hold.release_cut_short")
         if self.cadence is not None:
             self.services.audit.watch_commits(None)

@@ -106,6 +106,24 @@ def test_a_leader_cannot_reject_what_is_being_sent_and_a_rejection_is_never_foll
     assert [e["hold"] for e in world.events("hold.rejected")].count(rejected["id"]) == 1
 
 
+def test_a_clean_stop_lets_a_release_in_progress_finish(world):
+    """SIGTERM while ClassDojo is slow to answer a release: the proxy waits for the answer (within
+    proxy.drain_s), records the release and stops; nothing is left uncertain, nothing is sent again."""
+    item = queue(world, "Cake sale after school")
+    world.standin.slow_replies(3, "/message")
+    try:
+        world.set_time(MONDAY_0800 + timedelta(minutes=10))
+        wait_for(lambda: world.arrived(b"Cake sale") == 1, world=world)
+        assert world.proxy.stop() == 0
+    finally:
+        world.standin.slow_replies(0)
+    assert [e["hold"] for e in world.events("defer.released")].count(item["id"]) == 1
+    world.start()
+    time.sleep(1.5)
+    assert not [e for e in world.events("defer.uncertain") if e["hold"] == item["id"]]
+    assert state_of(world, item["id"]) is None and world.arrived(b"Cake sale") == 1
+
+
 @pytest.fixture(scope="module")
 def easter(tmp_path_factory):
     folder = tmp_path_factory.mktemp("easter")
