@@ -223,6 +223,7 @@ def test_sigterm_lets_the_writes_in_flight_finish(tmp_path):
     stopped = records(tmp_path, "proxy.stopped")[-1]["body"]
     assert (stopped["drained"], stopped["cut"]) == (5, 0), stopped
     assert stopped_after < SLOW_S + 8, f"{stopped_after:.1f}s"
+    print(f"SIGTERM with 5 writes in flight (replies after {SLOW_S:.1f} s): stopped after {stopped_after:.2f} s")
     assert records(tmp_path)[-1]["type"] == "proxy.stopped"
     verify(cfg)
 
@@ -245,6 +246,7 @@ def test_a_reply_slower_than_drain_s_is_cut_and_counted(tmp_path):
         standin.slow_replies(0)
     output = proxy.log()
     assert 2 <= stopped_after < 2 + 6, f"{stopped_after:.1f}s"
+    print(f"SIGTERM with 2 writes never answered (drain_s 2): stopped after {stopped_after:.2f} s")
     assert all(not isinstance(r, httpx.Response) for r in results), results
     stopped = records(tmp_path, "proxy.stopped")[-1]["body"]
     assert (stopped["drained"], stopped["cut"]) == (0, 2), stopped
