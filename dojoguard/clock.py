@@ -68,9 +68,9 @@ class FileClock:
         os.replace(tmp, path)
 
 
-# A proxy started with --clock-file names its clock file here, in its data folder, so that the
-# commands run against the same data (`held approve`, `exempt grant`...) stamp their records
-# with the proxy's time, and the audit log stays in order in staging.
+# A proxy started with --clock-file names its clock file here, in its data folder, while it
+# runs, so that the `held` commands run against the same data stamp their records with the
+# proxy's time, and the audit log stays in order in staging. The proxy never reads it.
 POINTER = "staging-clock"
 
 
@@ -82,14 +82,25 @@ def publish(data_dir: str | Path, clock_file: str | Path | None) -> None:
         return
     pointer.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = pointer.with_suffix(".tmp")
-    tmp.write_text(str(Path(clock_file).resolve()), "utf-8")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(str(Path(clock_file).resolve()))
     os.replace(tmp, pointer)
 
 
 def published(data_dir: str | Path) -> Path | None:
-    """The clock file a proxy on ``data_dir`` reads its time from, or None when it uses the real time."""
+    """The clock file a proxy on ``data_dir`` reads its time from, or None when it uses the real time.
+
+    A pointer that is not this user's own, owner-only file is ignored: it was
+    not written by a proxy run as this service account.
+    """
+    pointer = Path(data_dir) / POINTER
     try:
-        target = Path((Path(data_dir) / POINTER).read_text("utf-8").strip())
-    except (FileNotFoundError, NotADirectoryError):
+        st = pointer.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            return None
+        target = Path(pointer.read_text("utf-8").strip())
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
         return None
     return target if target.is_file() else None

@@ -26,16 +26,18 @@ class Environment:
 
     @cached_property
     def config(self) -> config_module.Config:
-        """Loaded on first use; raises ``FileProblems`` when the file is wrong.
+        """Loaded on first use; raises ``FileProblems`` when the file is wrong."""
+        return config_module.load(self.config_path)
 
-        When the proxy on this data folder reads its time from a clock file
-        (staging), the command's clock follows the same file, so every record
-        in the audit log is stamped by one clock.
+    def follow_proxy_clock(self) -> None:
+        """Use the clock of the proxy on this data folder, when it reads its time from a file (staging).
+
+        Only the `held` commands call this, so that their records sit in time
+        order with the proxy's. The proxy itself never follows a pointer, and
+        one the service account did not write alone (owner-only) is ignored.
         """
-        loaded = config_module.load(self.config_path)
-        staged = clocks.published(loaded.data_dir)
+        staged = clocks.published(self.config.data_dir)
         if staged is not None and type(self.clock) is SystemClock:
             self.clock = clocks.FileClock(staged)
             print(f"Note: the proxy on this data folder reads its time from {staged} (staging); "
                   "so does this command.", file=self.stderr)
-        return loaded

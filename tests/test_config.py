@@ -81,9 +81,11 @@ def test_the_replaced_detector_settings_get_a_clear_error(tmp_path):
     assert "images.processing_size" in text and "was replaced" in text and "detect_megapixels" in text
 
 
-def test_commands_follow_the_clock_file_of_the_proxy_on_their_data_folder(tmp_path):
-    """A proxy started with --clock-file publishes it in its data folder; a command on the same data folder then
-    reads the same clock (and says so), so their audit records are in time order. Without it: the real time."""
+def test_held_commands_follow_the_clock_file_of_the_proxy_on_their_data_folder(tmp_path):
+    """A proxy started with --clock-file publishes it in its data folder; a `held` command on the same data folder
+    then reads the same clock (and says so), so their audit records are in time order. Loading the settings alone
+    (as `dojoguard run` and every other command do) never follows it, nor does anyone follow a pointer others
+    could have written."""
     import io
     import json as _json
     from datetime import UTC, datetime
@@ -95,15 +97,27 @@ def test_commands_follow_the_clock_file_of_the_proxy_on_their_data_folder(tmp_pa
     config = tmp_path / "config.yaml"
     config.write_text(_json.dumps({"data_dir": str(tmp_path / "data")}))
     plain = Environment(config_path=config)
-    plain.config
+    plain.follow_proxy_clock()
     assert type(plain.clock) is SystemClock
     clock_file = tmp_path / "clock"
     FileClock.write(clock_file, datetime(2027, 4, 12, 7, 0, tzinfo=UTC))
     clocks.publish(tmp_path / "data", clock_file)
+
+    loading = Environment(config_path=config)
+    loading.config
+    assert type(loading.clock) is SystemClock  # the proxy and other commands keep the real time
     said = io.StringIO()
     staged = Environment(config_path=config, stderr=said)
-    staged.config
+    staged.follow_proxy_clock()
     assert abs((staged.clock.now() - datetime(2027, 4, 12, 7, 0, tzinfo=UTC)).total_seconds()) < 60
     assert "reads its time from" in said.getvalue()
-    clocks.publish(tmp_path / "data", None)  # the proxy started again on the real time
-    assert type(Environment(config_path=config).clock) is SystemClock and clocks.published(tmp_path / "data") is None
+
+    (tmp_path / "data" / clocks.POINTER).chmod(0o644)  # not owner-only: not written by the proxy
+    loose = Environment(config_path=config)
+    loose.follow_proxy_clock()
+    assert type(loose.clock) is SystemClock
+
+    clocks.publish(tmp_path / "data", None)  # the staging proxy stopped
+    again = Environment(config_path=config)
+    again.follow_proxy_clock()
+    assert type(again.clock) is SystemClock and clocks.published(tmp_path / "data") is None

@@ -24,6 +24,8 @@ def _opened(env: Environment, command: str = "") -> Iterator[HoldStore]:
     An item found changed behind the commands' back is recorded (``hold.tampered``)
     and set aside before the command fails: it is never approved, retried or sent.
     """
+    # In staging the records are stamped with the proxy's clock, so the log stays in time order.
+    env.follow_proxy_clock()
     database = env.config.path("holds", "database")
     try:
         store = HoldStore.open(database, key_path=key_path_for(env.config, database))

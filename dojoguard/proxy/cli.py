@@ -105,6 +105,9 @@ def run(env: Environment, config_path, listen, mode, confdir, resolve, upstream_
     except runner.RefusedToStart as exc:
         services.close()
         raise click.ClickException(f"refusing to start: {exc}") from None
+    finally:
+        if clock_file is not None:
+            clocks.publish(config.data_dir, None)  # stopped: the commands go back to the real time
 
 
 @click.command("discover")
