@@ -57,6 +57,22 @@ def _audit(env: Environment, event: str, fields: dict):
         log.close()
 
 
+def _refuse_if_finished(env: Environment, item) -> None:
+    """Refuse to reopen an item the audit log shows released, rejected or closed (a row put back from a copy)."""
+    from dojoguard.audit.log import AuditLog
+    from dojoguard.holds.releaser import FINAL, latest_record
+
+    log = AuditLog.open(env.config.path("audit", "database"), clock=env.clock)
+    try:
+        record = latest_record(log, item, FINAL)
+    finally:
+        log.close()
+    if record is not None:
+        raise HoldError(f"the audit log already shows item {item.id} {record.type.split('.', 1)[1]} "
+                        f"(record {record.record_id}): this row came back from an old copy of the store. "
+                        f"It will not be sent; reject it to remove it")
+
+
 @click.group("held")
 def held() -> None:
     """Review held posts and the queue of deferred messages.
@@ -152,6 +168,7 @@ def approve(env: Environment, item_id: str, by: str) -> None:
         if item.kind != HoldKind.HOLD or item.state not in (HoldState.PENDING, HoldState.EXPIRED) or item.approval:
             raise HoldError(f"item {item_id} is a {item.kind} in state {item.state}; "
                             "only holds waiting for a leader can be approved")
+        _refuse_if_finished(env, item)
         # The record comes first and the item names it: the proxy sends an approved
         # hold only when this very record is in the audit log.
         record = _audit(env, "hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": by})
@@ -236,6 +253,7 @@ def retry(env: Environment, item_id: str, by: str) -> None:
         item = store.get(item_id)
         if item.state not in (HoldState.FAILED, HoldState.EXPIRED, HoldState.WAITING_FOR_LOGIN):
             store.retry(item_id, env.clock.now())  # raises, saying why
+        _refuse_if_finished(env, item)
         # Recorded first: the proxy sends a retried item only once the audit log says it was reopened.
         _audit(env, "hold.retried", {"hold": item.id, "kind": str(item.kind), "decision_id": item.decision_id,
                                      "by": by})
@@ -263,6 +281,7 @@ def resend(env: Environment, item_id: str, by: str) -> None:
         item = store.get(item_id)
         if item.state != HoldState.UNCERTAIN:
             store.resend(item_id, "-", env.clock.now())  # raises, saying why
+        _refuse_if_finished(env, item)
         record = _audit(env, "hold.resent", {"hold": item.id, "kind": str(item.kind),
                                              "decision_id": item.decision_id, "by": by})
         store.resend(item_id, record.record_id, env.clock.now())

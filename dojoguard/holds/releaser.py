@@ -29,27 +29,34 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Callable, Iterable, Protocol
 
+import structlog
+
 from dojoguard.clock import Clock
 from dojoguard.holds import notices
 from dojoguard.holds.sender import SendResult
 from dojoguard.holds.store import (HeldItem, HoldError, HoldKind, HoldState, HoldStore, HoldTampered,
                                    StoredRequest)
 
+log = structlog.get_logger("dojoguard.holds")
+
 # Audit records are looked for from a day before the item was kept: the commands'
 # clock and the proxy's may differ a little, and the time index keeps the search short.
 _CLOCK_MARGIN = timedelta(days=1)
-# The records that say where an item stands. The latest one naming an item must allow a send:
-# after a release, rejection or close it is finished; after a send cut short, an expiry or a
-# final failure only a person's `held resend` or `held retry` (a later record) sends it again.
-# So a row put back from an old copy of the store is never sent on the row's word alone.
-_STOPPING = ("hold.released", "defer.released", "hold.rejected", "hold.closed", "hold.uncertain",
-             "defer.uncertain", "hold.expired", "defer.expired", "hold.failed", "defer.failed")
+# The records that say where an item stands. The latest one naming an item must allow a send.
+# Released, rejected or closed is final: nothing reopens it (a row put back from an old copy
+# of the store is never sent). After a send cut short, an expiry or a final failure, only a
+# person's `held resend`, `held retry` or `held approve` (a later record) sends it again.
+FINAL = ("hold.released", "defer.released", "hold.rejected", "hold.closed")
+_STOPPING = FINAL + ("hold.uncertain", "defer.uncertain", "hold.expired", "defer.expired", "hold.failed",
+                     "defer.failed")
 _REOPENING = ("hold.retried", "hold.resent", "hold.approved")
 _RELEASED = ("hold.released", "defer.released")
 # Records that let a hold be sent: a leader's approval, or a person's decision to send an uncertain one again.
 _APPROVALS = ("hold.approved", "hold.resent")
 # Answers that mean ClassDojo did not act on the request: worth trying again after a while.
-_TRY_AGAIN = frozenset({408, 425, 429, 502, 503, 504})
+# (A 502 or 504 is not among them: a gateway may give up while ClassDojo behind it finishes the
+# write, so those are "uncertain", like a send whose answer never came.)
+_TRY_AGAIN = frozenset({408, 425, 429, 503})
 # Answers that mean the teacher's ClassDojo login has ended.
 _LOGGED_OUT = frozenset({401, 403})
 
@@ -101,20 +108,31 @@ class Releaser:
     async def run_once(self) -> list[Outcome]:
         """One pass: settle sends cut short, expire, then send everything due. Serialised with itself."""
         async with self._lock:
-            # No send of this releaser is in flight between passes: anything still `sending` was cut short.
-            outcomes = [await self._cut_short(item) for item in self.store.in_flight()]
-            for item in self.store.expired(self.clock.now(), self.max_age):
-                outcome = await self._expire(item)
-                if outcome is not None:
-                    outcomes.append(outcome)
-            for item_id in self.store.due_ids(self.clock.now()):
-                if self.closing:
-                    break
-                outcome = await self._release(item_id)
-                if outcome is not None:
-                    outcomes.append(outcome)
-            await asyncio.to_thread(self.store.refresh_teachers)
+            outcomes: list[Outcome] = []
+            try:
+                # No send of this releaser is in flight between passes: anything still `sending` was cut short.
+                for item in self.store.in_flight():
+                    await self._one(outcomes, item.id, self._cut_short, item)
+                await self._finish_rejections(outcomes)
+                for item in self.store.expired(self.clock.now(), self.max_age):
+                    await self._one(outcomes, item.id, self._expire, item)
+                for item_id in self.store.due_ids(self.clock.now()):
+                    if self.closing:
+                        break
+                    await self._one(outcomes, item_id, self._release, item_id)
+            finally:
+                await asyncio.to_thread(self.store.refresh_teachers)
             return outcomes
+
+    async def _one(self, outcomes: list[Outcome], item_id: str, step, *args) -> None:
+        """One item's step; a failure is logged and the pass goes on (one bad row must not stop the queue)."""
+        try:
+            outcome = await step(*args)
+        except Exception:  # noqa: BLE001 - the item stays as it is and is tried again next pass
+            log.exception("hold.step_failed", hold=item_id, step=step.__name__)
+            return
+        if outcome is not None:
+            outcomes.append(outcome)
 
     async def finish(self, timeout_s: float) -> bool:
         """Wait (at most ``timeout_s``) for a pass in progress, so a stopping proxy does not cut a send short."""
@@ -154,7 +172,7 @@ class Releaser:
         """Where an item goes when ClassDojo did not take it: uncertain, waiting for a login, queued again, failed."""
         prefix, now = _prefix(item), self.clock.now()
         attempts = item.attempts + 1
-        if result.maybe_delivered or (result.status >= 500 and result.status not in _TRY_AGAIN):
+        if result.maybe_delivered or (result.status >= 500 and result.status not in _TRY_AGAIN):  # 500, 502, 504
             state, event = HoldState.UNCERTAIN, f"{prefix}.uncertain"
         elif result.status in _LOGGED_OUT:
             state, event = HoldState.WAITING_FOR_LOGIN, f"{prefix}.waiting_for_login"
@@ -179,7 +197,16 @@ class Releaser:
     async def _cut_short(self, item: HeldItem) -> Outcome:
         """An item left `sending` by a run that stopped mid-send: released if the log says so, else uncertain."""
         prefix = _prefix(item)
-        released = await asyncio.to_thread(self._finished_record, item, _RELEASED)
+        try:
+            await asyncio.to_thread(self.store.verify, item.id)
+        except HoldTampered as exc:
+            return await self._tampered(item.id, exc.why, exc.found)
+        final = await asyncio.to_thread(self._finished_record, item, FINAL)
+        if final is not None and final.type not in _RELEASED:
+            # A rejected or closed item cannot be in flight: this row came back from an old copy.
+            return await self._tampered(item.id, f"the audit log already shows it {final.type.split('.', 1)[1]} "
+                                        f"(record {final.record_id})", _found(item))
+        released = final
         if released is not None:
             await asyncio.to_thread(self.store.sent, item.id)
             return Outcome(item, released.type, f"already recorded as {released.type} ({released.record_id})")
@@ -195,6 +222,14 @@ class Releaser:
         await self._tell(updated, "uncertain")
         return Outcome(updated, f"{prefix}.uncertain", why)
 
+    async def _finish_rejections(self, outcomes: list[Outcome]) -> None:
+        """Delete items a `held reject`/`close` took out and recorded but did not get to delete (it was killed)."""
+        for item in self.store.list(state=HoldState.REJECTING):
+            record = await asyncio.to_thread(self._finished_record, item, ("hold.rejected", "hold.closed"))
+            if record is not None:
+                await asyncio.to_thread(self.store.remove, item.id)
+                outcomes.append(Outcome(item, record.type, f"finished the {record.type} of record {record.record_id}"))
+
     async def _expire(self, item: HeldItem) -> Outcome | None:
         """An item that waited longer than the maximum age: kept for leaders, the teacher told, never sent."""
         since = item.waiting_since or item.created_at
@@ -203,13 +238,19 @@ class Releaser:
         why = (f"expired: waited more than {self.max_age.days} days for {what.get(item.state, 'release')} "
                f"(counted from {since.isoformat()})")
         event = f"{_prefix(item)}.expired"
-        await self._record(event, _fields(item, waiting_since=since.isoformat()))
         try:
-            updated = await asyncio.to_thread(self.store.expire, item.id, why)
+            await asyncio.to_thread(self.store.verify, item.id)
+        except HoldTampered as exc:
+            return await self._tampered(item.id, exc.why, exc.found)
+        # The store first: its transaction checks again that the item has waited that long (a leader
+        # may have approved it a moment ago), and an expired item is never sent whatever the log says.
+        try:
+            updated = await asyncio.to_thread(self.store.expire, item.id, why, self.clock.now() - self.max_age)
         except HoldTampered as exc:
             return await self._tampered(item.id, exc.why, exc.found)
         except HoldError:
             return None  # decided since it was listed
+        await self._record(event, _fields(item, waiting_since=since.isoformat()))
         await self._tell(updated, "expired")
         return Outcome(updated, event, why)
 
@@ -217,10 +258,10 @@ class Releaser:
 
     def _unbacked(self, item: HeldItem) -> str | None:
         """Why the audit log does not back sending ``item`` now, or None when it does (blocking)."""
-        last = None
-        for record in self.audit.records(start=item.created_at - _CLOCK_MARGIN, types=_STOPPING + _REOPENING):
-            if record.fields.get("hold") == item.id:
-                last = record
+        final = self._finished_record(item, FINAL)
+        if final is not None:
+            return f"the audit log already shows it {final.type.split('.', 1)[1]} (record {final.record_id})"
+        last = latest_record(self.audit, item, _STOPPING + _REOPENING)
         if last is not None and last.type in _STOPPING:
             return (f"the audit log's latest record of it says {last.type.split('.', 1)[1]} "
                     f"(record {last.record_id})")
@@ -281,6 +322,15 @@ class Releaser:
         await asyncio.to_thread(self.audit.append_event, event, fields)
 
 
+def latest_record(audit: AuditTrail, item: HeldItem, types: tuple[str, ...]):
+    """The audit log's latest record of ``types`` naming ``item``, or None."""
+    last = None
+    for record in audit.records(start=item.created_at - _CLOCK_MARGIN, types=types):
+        if record.fields.get("hold") == item.id:
+            last = record
+    return last
+
+
 def _prefix(item: HeldItem) -> str:
     return "defer" if item.kind == HoldKind.DEFER else "hold"
 
@@ -313,4 +363,5 @@ def _fields(item: HeldItem, **extra) -> dict:
         "attempts": item.attempts,
     }
     fields.update({k: v for k, v in extra.items() if v is not None})
-    return fields
+    # Ids come from a sealed row, but are kept short anyway: the audit trail refuses long values.
+    return {k: v[:120] if isinstance(v, str) else v for k, v in fields.items()}

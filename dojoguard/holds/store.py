@@ -251,10 +251,14 @@ class HoldStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                existing = self._db.execute(
-                    f"SELECT {_COLUMNS} FROM items WHERE kind = ? AND state IN ({', '.join('?' * len(open_states))})"
-                    " AND (dedupe_key = ? OR (content_key IS NOT NULL AND content_key = ?)) "
-                    "ORDER BY created_at LIMIT 1", (str(kind), *open_states, key, content_key)).fetchone()
+                candidates = self._db.execute(
+                    f"SELECT {', '.join(_ALL)} FROM items WHERE kind = ? "
+                    f"AND state IN ({', '.join('?' * len(open_states))}) "
+                    "AND (dedupe_key = ? OR (content_key IS NOT NULL AND content_key = ?)) ORDER BY created_at",
+                    (str(kind), *open_states, key, content_key)).fetchall()
+                # Only an intact row is joined: one changed by hand to catch later posts is passed over.
+                existing = next((_item_of(doc) for doc in (dict(zip(_ALL, c)) for c in candidates)
+                                 if seals.matches(self._key, doc)), None)
                 if existing is None:
                     self._db.execute(f"INSERT INTO items ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                                      tuple(row.values()))
@@ -263,7 +267,7 @@ class HoldStore:
                 self._db.execute("ROLLBACK")
                 raise
         if existing is not None:
-            return replace(_item(existing), is_duplicate=True)
+            return replace(existing, is_duplicate=True)
         if action.teacher_id:
             self.teachers_waiting = self.teachers_waiting | {action.teacher_id}
         return self.get(row["id"])
@@ -480,11 +484,17 @@ class HoldStore:
         self._change(item_id, step)
         return self.get(item_id)
 
-    def expire(self, item_id: str, why: str) -> HeldItem:
-        """An item that waited too long: kept, listed for leaders, never sent by itself."""
+    def expire(self, item_id: str, why: str, cutoff: datetime) -> HeldItem:
+        """An item still waiting since before ``cutoff``: kept, listed for leaders, never sent by itself.
+
+        Checked again inside the transaction: a leader who approved it a moment
+        ago (its age counts from the approval) is not overruled.
+        """
         def step(doc):
             if doc["state"] not in (HoldState.PENDING, HoldState.APPROVED, HoldState.WAITING_FOR_LOGIN):
                 raise HoldError(f"item {item_id} is {doc['state']}")
+            if (doc["waiting_since"] or doc["created_at"]) >= _iso(cutoff):
+                raise HoldError(f"item {item_id} has not waited that long (approved or retried since)")
             return {"state": str(HoldState.EXPIRED), "last_error": why[:500]}
 
         self._change(item_id, step)
@@ -532,17 +542,18 @@ class HoldStore:
 
     def refresh_teachers(self) -> None:
         """Re-read which teachers have items waiting or notices due (other processes change them too)."""
-        waiting = tuple(str(s) for s in OPEN)
+        retryable = tuple(str(s) for s in OPEN + NEEDS_A_PERSON)
         with self._lock:
-            have = {r[0] for r in self._db.execute(
+            keep = {r[0] for r in self._db.execute(
                 f"SELECT DISTINCT teacher_id FROM items WHERE teacher_id IS NOT NULL "
-                f"AND state IN ({', '.join('?' * len(waiting))})", waiting)}
+                f"AND state IN ({', '.join('?' * len(retryable))})", retryable)}
             tell = {r[0] for r in self._db.execute("SELECT DISTINCT teacher_id FROM notices")}
-            # Sessions are kept only while the teacher has something on its way.
-            stale = [r[0] for r in self._db.execute("SELECT teacher_id FROM sessions") if r[0] not in have]
+            # Sessions are kept only while the teacher has something that may still be sent
+            # (on its way, or failed, expired or uncertain: `held retry`/`resend` use the latest).
+            stale = [r[0] for r in self._db.execute("SELECT teacher_id FROM sessions") if r[0] not in keep]
             for teacher in stale:
                 self._db.execute("DELETE FROM sessions WHERE teacher_id = ?", (teacher,))
-        self.teachers_waiting, self.teachers_to_tell = frozenset(have), frozenset(tell)
+        self.teachers_waiting, self.teachers_to_tell = frozenset(keep), frozenset(tell)
 
     def note_session(self, teacher_id: str, cookie: str, session: str, at: datetime) -> bool:
         """Remember the teacher's latest working ClassDojo session; True when it is new (a fresh login)."""

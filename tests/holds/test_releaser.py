@@ -175,11 +175,14 @@ async def test_a_request_sent_whose_answer_never_came_is_uncertain(setup, upstre
     (503, "defer.retrying", HoldState.PENDING),
     (429, "defer.retrying", HoldState.PENDING),
     (500, "defer.uncertain", HoldState.UNCERTAIN),
+    (502, "defer.uncertain", HoldState.UNCERTAIN),
+    (504, "defer.uncertain", HoldState.UNCERTAIN),
     (400, "defer.failed", HoldState.FAILED),
     (401, "defer.waiting_for_login", HoldState.WAITING_FOR_LOGIN),
 ])
 async def test_each_answer_puts_the_item_where_it_belongs(setup, upstream, status, event, state):
-    """Not acted on (503, 429): tried again later. Maybe acted on (500): uncertain. Refused as such (400): failed at
+    """Not acted on (503, 429): tried again later. Maybe acted on (500, or a gateway that gave up: 502, 504):
+    uncertain. Refused as such (400): failed at
     once. Logged out (401): waits for the teacher's next login."""
     clock, store, log, releaser = setup
     upstream.status = status
@@ -324,3 +327,78 @@ async def test_a_session_row_changed_by_hand_is_not_used(setup, upstream):
     clock.set(MONDAY_0800)
     await releaser.run_once()
     assert upstream.received[-1][2]["Cookie"] == "dojo_login.sid=s%3Asession.sig"
+
+
+async def test_one_row_edited_past_recording_does_not_stop_the_queue(setup, upstream):
+    """A row set to `sending` by hand with a value the audit log refuses (5,000 characters): it is set aside as
+    tampered, and the other items are still sent in the same pass."""
+    import sqlite3
+
+    clock, store, log, releaser = setup
+    poisoned = keep(store, upstream, body=b'{"body":"one"}')
+    good = keep(store, upstream, body=b'{"body":"two"}')
+    db = sqlite3.connect(store.path)
+    db.execute("UPDATE items SET state = 'sending', class_id = ? WHERE id = ?", ("x" * 5000, poisoned.id))
+    db.commit()
+    db.close()
+    clock.set(MONDAY_0800)
+    events_seen = {(o.event, o.item.id) for o in await releaser.run_once()}
+    assert ("defer.released", good.id) in events_seen
+    assert store.get(poisoned.id).state == HoldState.TAMPERED
+    assert [r[3] for r in upstream.received] == [b'{"body":"two"}']
+
+
+async def test_a_rejected_item_restored_from_a_copy_is_never_sent(setup, upstream):
+    """A rejected hold put back from an old copy of the store (sealed, pending): a later approval cannot reopen it,
+    and a copy taken mid-send is set aside as tampered, not offered for resending as uncertain."""
+    import sqlite3
+
+    clock, store, log, releaser = setup
+    item = keep(store, upstream, kind="hold")
+    db = sqlite3.connect(store.path)
+    pending_copy = db.execute("SELECT * FROM items WHERE id = ?", (item.id,)).fetchone()
+    store.begin_reject(item.id)
+    log.append_event("hold.rejected", {"hold": item.id, "decision_id": item.decision_id, "by": "Head",
+                                       "reason": "no"})
+    store.remove(item.id)
+    db.execute(f"INSERT INTO items VALUES ({', '.join('?' * len(pending_copy))})", pending_copy)
+    db.commit()
+    approval = log.append_event("hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": "X"})
+    store.approve(item.id, approval.record_id, clock.now())
+    (outcome,) = await releaser.run_once()
+    assert outcome.event == "hold.tampered" and "already shows it rejected" in outcome.detail
+    assert upstream.received == []
+
+    db.execute("DELETE FROM items WHERE id = ?", (item.id,))
+    db.execute(f"INSERT INTO items VALUES ({', '.join('?' * len(pending_copy))})", pending_copy)
+    db.commit()
+    db.close()
+    store.approve(item.id, approval.record_id, clock.now())
+    store.begin_send(item.id, "old-run", clock.now())  # as a copy taken mid-send would be
+    (outcome,) = await releaser.run_once()
+    assert outcome.event == "hold.tampered" and store.get(item.id).state == HoldState.TAMPERED
+    assert uncertain_events(log) == [] and upstream.received == []
+
+
+async def test_an_approval_just_made_is_not_overruled_by_an_expiry_listed_before_it(setup, upstream):
+    """The releaser listed a hold as expired; a leader approves it before the expiry is written: the approval
+    stands (its age now counts from the approval) and the item is sent."""
+    clock, store, log, releaser = setup
+    item = keep(store, upstream, kind="hold")
+    clock.set(FRIDAY_1730 + timedelta(days=8))
+    (listed,) = store.expired(clock.now(), releaser.max_age)
+    approval = log.append_event("hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": "Head"})
+    store.approve(item.id, approval.record_id, clock.now())
+    assert await releaser._expire(listed) is None
+    assert [o.event for o in await releaser.run_once()] == ["hold.released"]
+
+
+async def test_a_rejection_killed_after_it_was_recorded_is_finished_by_the_next_pass(setup, upstream):
+    """`held reject` recorded hold.rejected and was killed before deleting the item: the next pass deletes it."""
+    clock, store, log, releaser = setup
+    item = keep(store, upstream)
+    store.begin_reject(item.id)
+    log.append_event("hold.rejected", {"hold": item.id, "decision_id": item.decision_id, "by": "Head",
+                                       "reason": "no"})
+    assert [o.event for o in await releaser.run_once()] == ["hold.rejected"]
+    assert store.list() == [] and upstream.received == []

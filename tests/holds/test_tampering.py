@@ -169,7 +169,7 @@ async def test_a_released_row_put_back_from_a_copy_is_not_sent_twice(setup, upst
     db.commit()
     db.close()
     assert [o.event for o in await releaser.run_once()] == ["hold.tampered"]
-    assert len(upstream.received) == 1 and "latest record of it says released" in tampered(log)[0]["found"]
+    assert len(upstream.received) == 1 and "already shows it released" in tampered(log)[0]["found"]
 
 
 async def test_a_tampering_that_cannot_be_recorded_is_still_not_sent(setup, upstream):
@@ -186,8 +186,7 @@ async def test_a_tampering_that_cannot_be_recorded_is_still_not_sent(setup, upst
             raise OSError("disk full")
 
     releaser.audit = Refusing()
-    with pytest.raises(OSError):
-        await releaser.run_once()
+    assert await releaser.run_once() == []  # the step failed (logged); the pass went on
     assert upstream.received == [] and store.get(item.id).state == HoldState.APPROVED
     releaser.audit = log
     assert [o.event for o in await releaser.run_once()] == ["hold.tampered"]
