@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     seal TEXT NOT NULL
 );
 -- What a teacher is to be told about their held or queued items (approved, rejected, failed...),
--- shown on their next ClassDojo write through the proxy and deleted once shown.
+-- shown on their next ClassDojo write through the proxy and deleted once shown. Sealed like
+-- the items: words typed in by hand are never shown as the school's.
 CREATE TABLE IF NOT EXISTS notices (
     id TEXT PRIMARY KEY,
     teacher_id TEXT NOT NULL,
@@ -72,7 +73,8 @@ CREATE TABLE IF NOT EXISTS notices (
     outcome TEXT NOT NULL,
     text TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    interrupts INTEGER NOT NULL
+    interrupts INTEGER NOT NULL,
+    seal TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS notices_teacher ON notices (teacher_id, created_at);
 """

@@ -586,18 +586,27 @@ class HoldStore:
         """Keep a notice for the teacher's next ClassDojo write (``interrupts``: shown even if that write is fine)."""
         if not teacher_id:
             return
+        doc = {"id": secrets.token_hex(6), "teacher_id": teacher_id, "hold_id": hold_id, "outcome": outcome,
+               "text": text[:_NOTICE_CHARS], "created_at": _iso(at), "interrupts": int(interrupts)}
         with self._lock:
-            self._db.execute("INSERT INTO notices (id, teacher_id, hold_id, outcome, text, created_at, interrupts) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (secrets.token_hex(6), teacher_id, hold_id, outcome,
-                                                             text, _iso(at), int(interrupts)))
+            self._db.execute(f"INSERT INTO notices ({', '.join(doc)}, seal) VALUES ({', '.join('?' * len(doc))}, ?)",
+                             (*doc.values(), _seal_as(self._key, "notices", doc)))
         self.teachers_to_tell = self.teachers_to_tell | {teacher_id}
 
     def notices_for(self, teacher_id: str) -> list[Notice]:
+        """The teacher's notices, oldest first; rows whose seal does not match are never shown."""
+        columns = ("id", "teacher_id", "hold_id", "outcome", "text", "created_at", "interrupts")
         with self._lock:
-            rows = self._db.execute("SELECT id, teacher_id, hold_id, outcome, text, created_at, interrupts "
-                                    "FROM notices WHERE teacher_id = ? ORDER BY created_at, rowid",
-                                    (teacher_id,)).fetchall()
-        return [Notice(r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), bool(r[6])) for r in rows]
+            rows = self._db.execute(f"SELECT {', '.join(columns)}, seal FROM notices WHERE teacher_id = ? "
+                                    "ORDER BY created_at, rowid", (teacher_id,)).fetchall()
+        found = []
+        for row in rows:
+            doc = dict(zip(columns, row[:-1]))
+            if not hmac.compare_digest(str(row[-1] or ""), _seal_as(self._key, "notices", doc)):
+                continue  # written by hand: not the school's words
+            found.append(Notice(doc["id"], doc["teacher_id"], doc["hold_id"], doc["outcome"], doc["text"],
+                                datetime.fromisoformat(doc["created_at"]), bool(doc["interrupts"])))
+        return found
 
     def told(self, notice_ids: list[str]) -> None:
         """Notices shown to the teacher: deleted."""
@@ -662,9 +671,18 @@ class Notice:
 _SESSION_REFRESH = timedelta(minutes=1)
 
 
+# A notice longer than this is cut (a leader's reason can be long; the app's error box is small).
+_NOTICE_CHARS = 1000
+
+
 def _seal_session(key: bytes, doc: dict[str, Any]) -> str:
     # The session row is sealed like an item: a cookie swapped in by hand is never used.
-    encoded = json.dumps({"sessions": doc}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return _seal_as(key, "sessions", doc)
+
+
+def _seal_as(key: bytes, table: str, doc: dict[str, Any]) -> str:
+    """The HMAC of a row of ``table`` (the table's name is sealed in, so a row cannot move between tables)."""
+    encoded = json.dumps({table: doc}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hmac.new(key, encoded.encode("ascii"), hashlib.sha256).hexdigest()
 
 

@@ -199,3 +199,17 @@ def test_notices_wait_for_their_teacher_and_are_gone_once_told(store):
     assert notice.interrupts and notice.outcome == "rejected"
     store.told([notice.id])
     assert store.notices_for("t1") == [] and store.teachers_to_tell == frozenset()
+
+
+def test_a_notice_written_into_the_store_by_hand_is_never_shown(store):
+    """Words typed into the notices table with sqlite3 (a phishing link, say) are not the school's: not shown."""
+    import sqlite3
+
+    store.tell("t1", "h1", "rejected", "Your post was not approved.", MONDAY_0800, interrupts=True)
+    db = sqlite3.connect(store.path)
+    db.execute("INSERT INTO notices VALUES ('x1', 't1', 'h9', 'rejected', 'Sign in again at https://evil.example', "
+               "?, 1, 'made-up')", (MONDAY_0800.isoformat(),))
+    db.execute("UPDATE notices SET text = text || ' Call 07700 900000.' WHERE id != 'x1'")
+    db.commit()
+    db.close()
+    assert store.notices_for("t1") == []
