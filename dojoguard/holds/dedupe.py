@@ -18,9 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from dojoguard.rules.action import Action, Kind
+
+# "No body was given": the key is then not made (only byte-for-byte retries join).
+_UNREAD = object()
 
 # Kinds whose Action does not say everything the write publishes: an
 # unrecognised write is read by guesswork, and an upload publishes nothing.
@@ -36,7 +39,8 @@ class Destination(Protocol):
     client_address: str
 
 
-def publication_key(kind: str, action: Action, request: Destination, references: Iterable[str] = ()) -> str | None:
+def publication_key(kind: str, action: Action, request: Destination, references: Iterable[str] = (),
+                    body: Any = _UNREAD) -> str | None:
     """A key shared by every write that publishes the same thing to the same place, or None.
 
     None when the key could join writes that differ: an attachment without a
@@ -50,11 +54,17 @@ def publication_key(kind: str, action: Action, request: Destination, references:
     with the words: the same note to two different parents is two messages.
 
     ``references`` are the strings in the body that name its attachments
-    (upload ids, file URLs). The action's text holds every string of the
-    body, so they are left out of the words: they differ with every upload
-    of the same file, which the attachments' digests stand for instead.
+    (upload ids, file URLs). They differ with every upload of the same file,
+    which the attachments' digests stand for instead.
+
+    ``body`` is the write's parsed body (a JSON document, or a form's fields):
+    all of it is part of the key, not only its words, with the references and
+    inline pictures replaced by placeholders, so two posts that differ in any
+    other value (private or public, another recipient, a number) are never
+    joined. A body that was not parsed gives no key. The query string is part
+    of the key too (it can name a recipient).
     """
-    if action.kind in _NOT_KEYED or action.problems:
+    if action.kind in _NOT_KEYED or action.problems or body is _UNREAD:
         return None
     if any(not a.sha256 for a in action.attachments):
         return None
@@ -69,8 +79,8 @@ def publication_key(kind: str, action: Action, request: Destination, references:
         "channel": str(action.channel),
         "class": action.class_id,
         "students": sorted(action.students),
-        "to": [request.method.upper(), request.host.lower(), request.path.split("?", 1)[0]],
-        "text": _words(action.text, frozenset(references)),
+        "to": [request.method.upper(), request.host.lower(), request.path],
+        "body": _canonical(body, frozenset(references)),
         "points": points,
         "attachments": sorted(a.sha256 for a in action.attachments),
     }
@@ -78,8 +88,22 @@ def publication_key(kind: str, action: Action, request: Destination, references:
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
 
-def _words(text: str | None, references: frozenset[str]) -> str | None:
-    """The action's text without the strings that only name its attachments."""
-    if text is None or not references:
-        return text
-    return "\n".join(line for line in text.split("\n") if line not in references)
+def _canonical(value: Any, references: frozenset[str]) -> Any:
+    """The body as plain, ordered data, with attachment references and inline pictures as placeholders."""
+    if isinstance(value, dict):
+        return {str(k): _canonical(v, references) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v, references) for v in value]
+    if hasattr(value, "values") and isinstance(getattr(value, "values"), tuple):  # a form field sent twice
+        return {"many": [_canonical(v, references) for v in value.values]}
+    if isinstance(value, str):
+        if value in references:
+            return "<attachment>"
+        if value.startswith("data:"):
+            return "<inline picture>"  # the attachments' digests stand for it
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return {"bytes": hashlib.sha256(value).hexdigest()}
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return repr(value)

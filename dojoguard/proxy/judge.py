@@ -416,7 +416,8 @@ class Judge:
             return
         try:
             request = stored()
-            key = publication_key(kind, outcome.action, request, _references(outcome.recognition))
+            key = publication_key(kind, outcome.action, request, _references(outcome.recognition),
+                                  **_parsed_body(outcome.recognition))
             item = await asyncio.to_thread(functools.partial(
                 s.holds.keep, kind, request, outcome.decision, outcome.action, outcome.decision.release_at,
                 content_key=key))
@@ -461,6 +462,18 @@ class Judge:
             except Exception as exc:  # noqa: BLE001 - the decision itself is recorded; say this one is not
                 log.error("audit.event_failed", audit_event=name, error=type(exc).__name__)
         return last
+
+
+def _parsed_body(rec: Recognition | None) -> dict[str, Any]:
+    """``body=`` for ``publication_key``: the parsed JSON or form, or nothing when the body was not parsed."""
+    body = rec.body if rec is not None else None
+    if body is None:
+        return {}
+    if body.format == "json":
+        return {"body": body.json}
+    if body.fields is not None:
+        return {"body": {"fields": body.fields, "documents": body.documents}}
+    return {}
 
 
 def _references(rec: Recognition | None) -> list[str]:

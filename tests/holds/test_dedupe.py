@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dojoguard.holds.dedupe import publication_key
+from dojoguard.holds import dedupe
 from dojoguard.holds.store import StoredRequest
 from dojoguard.rules.action import Action, Attachment, AttachmentKind, Channel, Kind, Points
 
@@ -25,6 +25,13 @@ def post(text: str | None = "Sports day\nup-1", *digests: str | None, **changes)
     action = Action(Kind.STORY_POST, Channel.CLASS_STORY, NOW, teacher_id="t1", class_id="c1", text=text,
                     attachments=attachments or (Attachment(AttachmentKind.VIDEO, id="up-1", sha256=VIDEO),))
     return replace(action, **changes)
+
+
+def publication_key(kind, action, request, references=(), body=None):
+    """The key of a write whose parsed body holds the action's words, one string per line, unless given."""
+    if body is None:
+        body = {"body": (action.text or "").split("\n")}
+    return dedupe.publication_key(kind, action, request, references, body=body)
 
 
 def test_the_same_post_through_different_uploads_has_one_key():
@@ -57,7 +64,27 @@ def test_another_destination_or_kind_of_item_is_another_key():
     to_one = publication_key("defer", message, request("/api/message-thread/a1/message"))
     assert to_one != publication_key("defer", message, request("/api/message-thread/b2/message"))
     assert to_one != publication_key("hold", message, request("/api/message-thread/a1/message"))
-    assert to_one == publication_key("defer", message, request("/api/message-thread/a1/message?x=1"))
+    # The query string can name a recipient too.
+    assert to_one != publication_key("defer", message, request("/api/message-thread/a1/message?to=b2"))
+
+
+@pytest.mark.parametrize("other", [
+    {"body": "Sports day", "private": True},
+    {"body": "Sports day", "private": False, "parentIds": ["5f0000000000000000000b02"]},
+    {"body": "Sports day", "private": False, "priority": 2},
+    {"title": "Sports day", "private": False},
+])
+def test_posts_that_differ_in_any_other_value_are_never_joined(other):
+    """Private rather than public, another recipient, a number, the words in another field: another key, so a
+    corrected second version is never answered "already held" while the first one is approved."""
+    first = {"body": "Sports day", "private": False}
+    assert publication_key("hold", post(), request(), ["up-1"], body=first) != \
+        publication_key("hold", post(), request(), ["up-1"], body=other)
+
+
+def test_a_write_whose_body_was_not_parsed_has_no_key():
+    """Without the parsed body (text, binary) there is nothing safe to compare: only byte-for-byte retries join."""
+    assert dedupe.publication_key("hold", post(), request(), ["up-1"]) is None
 
 
 def test_the_order_of_attachments_does_not_matter():
