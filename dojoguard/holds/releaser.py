@@ -91,7 +91,7 @@ def backoff(attempt: int) -> timedelta:
 class Releaser:
     def __init__(self, store: HoldStore, send: Callable[[StoredRequest], SendResult], audit: AuditTrail,
                  clock: Clock, *, max_attempts: int, max_age: timedelta, tz: tzinfo | None = None,
-                 run_id: str | None = None):
+                 run_id: str | None = None, login_owner: Callable[[str | None], str | None] | None = None):
         self.store = store
         self.send = send
         self.audit = audit
@@ -99,6 +99,8 @@ class Releaser:
         self.max_attempts = max_attempts
         self.max_age = max_age
         self.tz = tz
+        # Cookie header -> the teacher the proxy last saw that login belong to (None: not known).
+        self.login_owner = login_owner
         # Which proxy run claimed an item for sending (kept with the item, for whoever looks later).
         self.run_id = run_id or secrets.token_hex(6)
         # Set when the proxy stops: the pass in progress finishes its current item and takes no more.
@@ -156,6 +158,12 @@ class Releaser:
         if problem is not None:
             return await self._tampered(item.id, problem, _found(item))
         request = await asyncio.to_thread(self._with_latest_session, item, request)
+        owner = self.login_owner(request.header("cookie")) if self.login_owner is not None else None
+        if owner is not None and item.teacher_id is not None and owner != item.teacher_id:
+            # The login is now someone else's (a shared device): never post as them. Wait for the teacher's own.
+            # Treated as a refused login (401): it waits for the teacher's own, as a logged-out release does.
+            return await self._not_sent(item, SendResult(401, False, "not sent: the login it carries now "
+                                                         "belongs to another teacher"))
         result = await asyncio.to_thread(self.send, request)
         prefix = _prefix(item)
         if result.ok:

@@ -21,6 +21,7 @@ import structlog
 from dojoguard.holds.releaser import Releaser
 from dojoguard.holds.sender import Sender
 from dojoguard.proxy import memory
+from dojoguard.proxy.sessions import session_id
 
 log = structlog.get_logger("dojoguard.proxy")
 
@@ -50,7 +51,8 @@ class Background:
             self.releaser = Releaser(s.holds, sender.send, s.audit, s.clock,
                                      max_attempts=holds["release_attempts"],
                                      max_age=timedelta(days=holds["max_age_days"]),
-                                     tz=zoneinfo.ZoneInfo(s.settings.timezone))
+                                     tz=zoneinfo.ZoneInfo(s.settings.timezone),
+                                     login_owner=lambda cookie: s.sessions.teacher(session_id(cookie))[0])
             self._release_task = asyncio.create_task(self._release_loop(float(holds["check_every_s"])),
                                                      name="dojoguard-release")
         if self.config is not None:

@@ -402,3 +402,20 @@ async def test_a_rejection_killed_after_it_was_recorded_is_finished_by_the_next_
                                        "reason": "no"})
     assert [o.event for o in await releaser.run_once()] == ["hold.rejected"]
     assert store.list() == [] and upstream.received == []
+
+
+async def test_a_login_that_now_belongs_to_another_teacher_is_never_used(setup, upstream):
+    """On a shared device the login an item carries may since have become another teacher's: the item is not
+    sent as them; it waits for its own teacher's login."""
+    clock, store, log, _ = setup
+    owners = {"dojo_login.sid=s%3Asession.sig": "t2"}
+    releaser = Releaser(store, Sender().send, log, clock, max_attempts=3, max_age=timedelta(days=7),
+                        login_owner=owners.get)
+    item = keep(store, upstream)
+    clock.set(MONDAY_0800)
+    (outcome,) = await releaser.run_once()
+    assert outcome.event == "defer.waiting_for_login" and upstream.received == []
+    assert "another teacher" in store.get(item.id).last_error
+    owners["dojo_login.sid=s%3Asession.sig"] = "t1"  # the proxy saw it become the item's teacher's again
+    store.wake("t1", clock.now())
+    assert [o.event for o in await releaser.run_once()] == ["defer.released"]
