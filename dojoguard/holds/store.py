@@ -17,6 +17,7 @@ import os
 import secrets
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -207,6 +208,18 @@ class HoldStore:
         with self._lock:
             self._db.close()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction, under the lock: committed if the block ends, rolled back if it raises."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     # -- keeping ----------------------------------------------------------------
 
     def keep(self, kind: str | HoldKind, request: StoredRequest, decision: Decision, action: Action,
@@ -248,24 +261,18 @@ class HoldStore:
         }
         row["seal"] = seals.seal(self._key, row)
         open_states = tuple(str(s) for s in OPEN)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                candidates = self._db.execute(
-                    f"SELECT {', '.join(_ALL)} FROM items WHERE kind = ? "
-                    f"AND state IN ({', '.join('?' * len(open_states))}) "
-                    "AND (dedupe_key = ? OR (content_key IS NOT NULL AND content_key = ?)) ORDER BY created_at",
-                    (str(kind), *open_states, key, content_key)).fetchall()
-                # Only an intact row is joined: one changed by hand to catch later posts is passed over.
-                existing = next((_item_of(doc) for doc in (dict(zip(_ALL, c)) for c in candidates)
-                                 if seals.matches(self._key, doc)), None)
-                if existing is None:
-                    self._db.execute(f"INSERT INTO items ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                                     tuple(row.values()))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            candidates = self._db.execute(
+                f"SELECT {', '.join(_ALL)} FROM items WHERE kind = ? "
+                f"AND state IN ({', '.join('?' * len(open_states))}) "
+                "AND (dedupe_key = ? OR (content_key IS NOT NULL AND content_key = ?)) ORDER BY created_at",
+                (str(kind), *open_states, key, content_key)).fetchall()
+            # Only an intact row is joined: one changed by hand to catch later posts is passed over.
+            existing = next((_item_of(doc) for doc in (dict(zip(_ALL, c)) for c in candidates)
+                             if seals.matches(self._key, doc)), None)
+            if existing is None:
+                self._db.execute(f"INSERT INTO items ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                                 tuple(row.values()))
         if existing is not None:
             return replace(existing, is_duplicate=True)
         if action.teacher_id:
@@ -418,22 +425,16 @@ class HoldStore:
         Unlike ``_change`` it works on a row whose seal does not match (rejecting is
         what a leader does with one), and reseals only a row that was intact.
         """
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                doc = self._row(item_id)
-                previous, state = doc["state"], state_of(doc)
-                if state is not None:
-                    intact = seals.matches(self._key, doc)
-                    doc["state"] = state
-                    if intact:
-                        doc["seal"] = seals.seal(self._key, doc)
-                    self._db.execute("UPDATE items SET state = ?, seal = ? WHERE id = ?",
-                                     (doc["state"], doc["seal"], item_id))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            doc = self._row(item_id)
+            previous, state = doc["state"], state_of(doc)
+            if state is not None:
+                intact = seals.matches(self._key, doc)
+                doc["state"] = state
+                if intact:
+                    doc["seal"] = seals.seal(self._key, doc)
+                self._db.execute("UPDATE items SET state = ?, seal = ? WHERE id = ?",
+                                 (doc["state"], doc["seal"], item_id))
         return previous
 
     # -- the proxy's steps --------------------------------------------------------------
@@ -518,18 +519,12 @@ class HoldStore:
         It is sealed as found (the change is already recorded), so a later change
         by hand, such as setting it back to approved, shows again.
         """
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                doc = self._row(item_id)
-                doc["state"] = str(HoldState.TAMPERED)
-                doc["seal"] = seals.seal(self._key, doc) if isinstance(doc["content"], bytes) else None
-                self._db.execute("UPDATE items SET state = ?, seal = ? WHERE id = ?",
-                                 (doc["state"], doc["seal"], item_id))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            doc = self._row(item_id)
+            doc["state"] = str(HoldState.TAMPERED)
+            doc["seal"] = seals.seal(self._key, doc) if isinstance(doc["content"], bytes) else None
+            self._db.execute("UPDATE items SET state = ?, seal = ? WHERE id = ?",
+                             (doc["state"], doc["seal"], item_id))
 
     def remove(self, item_id: str) -> HeldItem:
         """Delete an item and its request (after release or rejection)."""
@@ -634,20 +629,14 @@ class HoldStore:
 
     def _change(self, item_id: str, step) -> dict[str, Any]:
         """Check the row's seal, apply ``step(row) -> new values`` and seal it again, in one transaction."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                doc = self._row(item_id)
-                self._check(doc)
-                doc.update(step(doc))
-                doc["seal"] = seals.seal(self._key, doc)
-                columns = [c for c in _ALL if c != "id"]
-                self._db.execute(f"UPDATE items SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",
-                                 (*(doc[c] for c in columns), item_id))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            doc = self._row(item_id)
+            self._check(doc)
+            doc.update(step(doc))
+            doc["seal"] = seals.seal(self._key, doc)
+            columns = [c for c in _ALL if c != "id"]
+            self._db.execute(f"UPDATE items SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",
+                             (*(doc[c] for c in columns), item_id))
         return doc
 
     def __iter__(self) -> Iterator[HeldItem]:
