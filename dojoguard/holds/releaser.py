@@ -266,10 +266,14 @@ class Releaser:
 
     def _unbacked(self, item: HeldItem) -> str | None:
         """Why the audit log does not back sending ``item`` now, or None when it does (blocking)."""
-        final = self._finished_record(item, FINAL)
+        # One read of the item's records: any final one refuses, else the latest must not be a stopping one.
+        final, last = None, None
+        for record in self.audit.records(start=item.created_at - _CLOCK_MARGIN, types=_STOPPING + _REOPENING):
+            if record.fields.get("hold") == item.id:
+                last = record
+                final = final or (record if record.type in FINAL else None)
         if final is not None:
             return f"the audit log already shows it {final.type.split('.', 1)[1]} (record {final.record_id})"
-        last = latest_record(self.audit, item, _STOPPING + _REOPENING)
         if last is not None and last.type in _STOPPING:
             return (f"the audit log's latest record of it says {last.type.split('.', 1)[1]} "
                     f"(record {last.record_id})")
