@@ -7,18 +7,16 @@ Loading is all-or-nothing: ``load`` returns a complete ``Config`` or raises
 from __future__ import annotations
 
 import copy
-import difflib
 import ipaddress
 import json
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-from dojoguard import yamlfile
+from dojoguard import schemaproblems, yamlfile
+from dojoguard.schemaproblems import SchemaCodes
 from dojoguard.yamlfile import FileProblems, Located, Problem
 
 DEFAULT_NAME = "<embedded config.yaml>"
@@ -31,6 +29,11 @@ def default_text() -> str:
 
 def schema() -> dict:
     return json.loads(resources.files("dojoguard").joinpath("config.schema.json").read_text("utf-8"))
+
+
+# Settings problems have two codes: a key that does not exist, and a value that does not fit.
+_CODES = SchemaCodes(unknown_key="DG-CONFIG-UNKNOWN", missing_key="DG-CONFIG-INVALID", type="DG-CONFIG-INVALID",
+                     value="DG-CONFIG-INVALID")
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,12 @@ def load(path: str | Path | None = None, *, base_dir: Path | None = None) -> Con
                 [located.problem((), "DG-CONFIG-TYPE", "the settings file must be a mapping of keys",
                                  "Start from `dojoguard config show`.")]
             )
-        unknown = _unknown_keys(located, located.data, defaults.data, ())
         _overlay(merged, located.data)
-    else:
-        unknown = []
-    problems = unknown + _schema_problems(located, merged) + _semantic_problems(located, merged)
+    # The merged document is checked, so a file need only hold what it changes; its
+    # problems still point into the school's file, the only place a mistake can be.
+    validator = schemaproblems.validator("dojoguard", "config.schema.json")
+    problems = schemaproblems.check(replace(located, data=merged), validator, _CODES, replaced=_REPLACED)
+    problems += _semantic_problems(located, merged)
     if problems:
         raise FileProblems(problems)
     return Config(merged, source, base_dir or Path.cwd())
@@ -104,46 +108,6 @@ _REPLACED = {
                                    "see docs/images.md)",
     ("images", "upsample"): "images.detect_megapixels (see docs/images.md); remove this setting",
 }
-
-
-def _unknown_keys(located: Located, data: dict, defaults: dict, path: tuple) -> list[Problem]:
-    problems = []
-    for key, value in data.items():
-        here = path + (key,)
-        if here in _REPLACED:
-            where = ".".join(map(str, here))
-            problems.append(located.problem(here, "DG-CONFIG-UNKNOWN", f"setting {where!r} was replaced",
-                                            f"Use {_REPLACED[here]}.", key=True))
-        elif key not in defaults:
-            close = difflib.get_close_matches(str(key), [str(k) for k in defaults], n=1, cutoff=0.6)
-            hint = f"Did you mean {close[0]!r}?" if close else \
-                f"Known keys here: {', '.join(sorted(map(str, defaults)))}."
-            where = ".".join(map(str, here))
-            problems.append(located.problem(here, "DG-CONFIG-UNKNOWN", f"unknown setting {where!r}", hint,
-                                            key=True))
-        elif isinstance(value, dict) and isinstance(defaults[key], dict) and defaults[key] \
-                and key not in ("device_groups", "channel_purposes"):
-            problems.extend(_unknown_keys(located, value, defaults[key], here))
-    return problems
-
-
-def _schema_problems(located: Located, data: dict) -> list[Problem]:
-    validator = jsonschema.Draft202012Validator(schema())
-    problems = []
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        if error.validator == "additionalProperties":
-            continue  # reported by _unknown_keys, with a "did you mean"
-        where = ".".join(map(str, error.absolute_path)) or "(top level)"
-        hint = ""
-        if error.validator == "enum":
-            hint = "Allowed values: " + ", ".join(map(str, error.validator_value)) + "."
-        elif error.validator == "type" and error.validator_value == "boolean":
-            hint = "Write true or false (yes/no/on/off are text here)."
-        elif error.validator == "type" and "string" in str(error.validator_value):
-            hint = 'Quote the value, e.g. "16:00".'
-        problems.append(located.problem(error.absolute_path, "DG-CONFIG-INVALID",
-                                        f"{where}: {error.message}", hint))
-    return problems
 
 
 def _semantic_problems(located: Located, data: dict) -> list[Problem]:

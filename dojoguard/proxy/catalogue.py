@@ -8,7 +8,6 @@ it is read with the hardened YAML reader and checked against
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import json
@@ -17,14 +16,16 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import jsonschema
-
-from dojoguard import yamlfile
+from dojoguard import schemaproblems, yamlfile
 from dojoguard.proxy import paths, routing
+from dojoguard.schemaproblems import SchemaCodes
 from dojoguard.yamlfile import FileProblems, Located
 
 BUILTIN = "builtin"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Structural problems have two codes: a key the format does not have, and anything else that breaks the schema.
+_CODES = SchemaCodes(unknown_key="DG-CATALOGUE-UNKNOWN", missing_key="DG-CATALOGUE-INVALID",
+                     type="DG-CATALOGUE-INVALID", value="DG-CATALOGUE-INVALID")
 _LOCATION = re.compile(r"^(path:[A-Za-z_][A-Za-z0-9_]*|query:[^\s]+|request:url|[^\s:]+)$")
 
 
@@ -175,7 +176,8 @@ def load(source: str | Path, *, extra_hosts: tuple[str, ...] = ()) -> Catalogue:
     else:
         located = yamlfile.load(source)
         text, name = Path(source).read_text("utf-8"), str(source)
-    problems = _schema_problems(located)
+    validator = schemaproblems.validator("dojoguard.proxy", "catalogue.schema.json")
+    problems = schemaproblems.check(located, validator, _CODES)
     if problems:
         raise FileProblems(problems)
     data = located.data
@@ -212,29 +214,6 @@ def load(source: str | Path, *, extra_hosts: tuple[str, ...] = ()) -> Catalogue:
     revision = hashlib.sha256(text.encode() + "\0".join(extra_hosts).encode()).hexdigest()[:16]
     return Catalogue(name, revision, hosts, tuple(endpoints), tuple(learning), tuple(passthrough),
                      tuple(extra_hosts))
-
-
-def _schema_problems(located: Located) -> list[yamlfile.Problem]:
-    validator = jsonschema.Draft202012Validator(schema())
-    problems = []
-    for error in sorted(validator.iter_errors(located.data), key=lambda e: list(map(str, e.absolute_path))):
-        where = ".".join(map(str, error.absolute_path)) or "(top level)"
-        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            known = list(error.schema.get("properties", {}))
-            for key in sorted(set(error.instance) - set(known), key=str):
-                close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-                hint = f"Did you mean {close[0]!r}?" if close else f"Known keys here: {', '.join(known)}."
-                problems.append(located.problem(tuple(error.absolute_path) + (key,), "DG-CATALOGUE-UNKNOWN",
-                                                f"unknown key {key!r} in {where}", hint, key=True))
-            continue
-        hint = ""
-        if error.validator == "enum":
-            hint = "Allowed values: " + ", ".join(map(str, error.validator_value)) + "."
-        elif error.validator == "required":
-            hint = "Every entry needs " + ", ".join(error.validator_value) + "."
-        problems.append(located.problem(error.absolute_path, "DG-CATALOGUE-INVALID", f"{where}: {error.message}",
-                                        hint))
-    return problems
 
 
 def _compile(located: Located, where: tuple, template: str, problems: list) -> re.Pattern:

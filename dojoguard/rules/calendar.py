@@ -15,8 +15,8 @@ from pathlib import Path
 
 import holidays
 
-from dojoguard import yamlfile
-from dojoguard.rules import codes, schemacheck
+from dojoguard import schemaproblems, yamlfile
+from dojoguard.rules import codes
 from dojoguard.rules.codes import Code
 from dojoguard.yamlfile import FileProblems, Located, Problem
 
@@ -105,7 +105,8 @@ def load_calendar(path: str | Path) -> SchoolCalendar:
 def parse_calendar(located: Located, digest: str = "") -> SchoolCalendar:
     if located.data is None:
         located.data = {}
-    problems = schemacheck.check(located, "calendar.schema.json", codes.CALENDAR)
+    schema = schemaproblems.validator("dojoguard.rules", "calendar.schema.json")
+    problems = schemaproblems.check(located, schema, codes.CALENDAR)
     if problems:
         raise FileProblems(problems)
     data = located.data
@@ -146,7 +147,7 @@ def parse_calendar(located: Located, digest: str = "") -> SchoolCalendar:
 
 def _between_terms(terms: list[tuple[date, date]]) -> frozenset[date]:
     holidays_: set[date] = set()
-    for (_, end), (start, _) in zip(terms, terms[1:]):
+    for (_, end), (start, _) in zip(terms, terms[1:], strict=False):
         day = end + timedelta(days=1)
         while day < start:
             holidays_.add(day)

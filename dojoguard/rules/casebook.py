@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from dojoguard import yamlfile
-from dojoguard.rules import codes, schemacheck
+from dojoguard import schemaproblems, yamlfile
+from dojoguard.rules import codes
 from dojoguard.rules.action import Action, ActionError
 from dojoguard.rules.codes import Code
 from dojoguard.rules.decision import Decision
@@ -60,7 +60,8 @@ def load_casebook(path: str | Path) -> Casebook:
     located = yamlfile.load(path)
     if located.data is None:
         located.data = {}
-    problems = schemacheck.check(located, "ruletests.schema.json", codes.RULETEST)
+    schema = schemaproblems.validator("dojoguard.rules", "ruletests.schema.json")
+    problems = schemaproblems.check(located, schema, codes.RULETEST)
     if problems:
         raise FileProblems(problems)
     data = located.data

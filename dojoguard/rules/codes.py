@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 
+from dojoguard.schemaproblems import SchemaCodes
+
 
 class Code(enum.StrEnum):
     # Rule files (structure, checked against rules/schema.json).
@@ -54,13 +56,6 @@ class Code(enum.StrEnum):
     RULETEST_VALUE = "DG-RULETEST-VALUE"
     RULETEST_ACTION = "DG-RULETEST-ACTION"
     RULETEST_MISSING = "DG-RULETEST-MISSING"
-
-
-class SchemaCodes:
-    """The four structural codes used when a file is checked against its JSON Schema."""
-
-    def __init__(self, unknown_key: Code, missing_key: Code, type_: Code, value: Code):
-        self.unknown_key, self.missing_key, self.type, self.value = unknown_key, missing_key, type_, value
 
 
 RULES = SchemaCodes(Code.RULES_UNKNOWN_KEY, Code.RULES_MISSING_KEY, Code.RULES_TYPE, Code.RULES_VALUE)

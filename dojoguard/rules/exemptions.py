@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dojoguard import yamlfile
-from dojoguard.rules import codes, schemacheck
+from dojoguard import schemaproblems, yamlfile
+from dojoguard.rules import codes
 from dojoguard.rules.action import Action
 from dojoguard.rules.codes import Code
 from dojoguard.yamlfile import FileProblems, Located, Problem
@@ -117,7 +117,8 @@ def load_exemptions(path: str | Path | None, *, max_days: int | None = None) -> 
 
 def parse_exemptions(located: Located, *, max_days: int | None = None) -> Exemptions:
     """Exemptions from an already-read document (a file, or a list inside a rule-test case)."""
-    problems = schemacheck.check(located, "exemptions.schema.json", codes.EXEMPT)
+    schema = schemaproblems.validator("dojoguard.rules", "exemptions.schema.json")
+    problems = schemaproblems.check(located, schema, codes.EXEMPT)
     if problems:
         raise FileProblems(problems)
     records = []

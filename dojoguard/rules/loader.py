@@ -14,8 +14,8 @@ import zoneinfo
 from importlib import resources
 from pathlib import Path
 
-from dojoguard import yamlfile
-from dojoguard.rules import codes, schemacheck
+from dojoguard import schemaproblems, yamlfile
+from dojoguard.rules import codes
 from dojoguard.rules.calendar import EMPTY, BankHolidays, SchoolCalendar, load_calendar
 from dojoguard.rules.codes import Code
 from dojoguard.rules.conditions import Compiler, kinds_of, needs_of
@@ -65,7 +65,8 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
             continue
         if located.data is None:
             located.data = {}
-        found = schemacheck.check(located, "schema.json", codes.RULES)
+        schema = schemaproblems.validator("dojoguard.rules", "schema.json")
+        found = schemaproblems.check(located, schema, codes.RULES)
         problems.extend(found)
         if not found:
             documents.append(located)
@@ -218,8 +219,8 @@ class _Builder:
             for name, cidrs in (located.data.get("device_groups") or {}).items():
                 if not self._once(located, "device_groups", name):
                     continue
-                groups[name] = self._networks(cidrs, lambda i, n=name, loc=located: loc.problem(
-                    ("device_groups", n, i), Code.RULES_NETWORK, f"{cidrs[i]!r} is not a network",
+                groups[name] = self._networks(cidrs, lambda i, n=name, c=cidrs, loc=located: loc.problem(
+                    ("device_groups", n, i), Code.RULES_NETWORK, f"{c[i]!r} is not a network",
                     "Write a CIDR block such as 10.20.0.0/16."))
         for name, cidrs in self.device_overrides.items():
             # The deployment's own network layout replaces the rule file's example.
@@ -252,7 +253,7 @@ class _Builder:
         word_lists = {name: wl.entries for name, wl in lists.items()}
         # Names that failed to load are still "defined": their own problem is already reported.
         for located in self.documents:
-            for name, spec in (located.data.get("lists") or {}).items():
+            for name in located.data.get("lists") or {}:
                 word_lists.setdefault(name, ())
             compiler = Compiler(located, windows={**windows, **{n: None for n in (located.data.get("windows") or {})
                                                                 if n not in windows}},
