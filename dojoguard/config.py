@@ -118,10 +118,12 @@ def _semantic_problems(located: Located, data: dict) -> list[Problem]:
         problems.append(located.problem(("timezone",), "DG-CONFIG-TIMEZONE",
                                         f"unknown time zone {data.get('timezone')!r}",
                                         "Use an IANA name such as Europe/London."))
-    proxy = data.get("proxy") or {}
-    networks = [(("proxy", "client_networks", i), n) for i, n in enumerate(proxy.get("client_networks") or [])]
-    for name, cidrs in (proxy.get("device_groups") or {}).items():
-        networks += [(("proxy", "device_groups", name, i), n) for i, n in enumerate(cidrs or [])]
+    # A value of the wrong shape is already a schema problem: only lists of networks are looked into.
+    proxy = _shaped(data.get("proxy"), dict)
+    networks = [(("proxy", "client_networks", i), n)
+                for i, n in enumerate(_shaped(proxy.get("client_networks"), list))]
+    for name, cidrs in _shaped(proxy.get("device_groups"), dict).items():
+        networks += [(("proxy", "device_groups", name, i), n) for i, n in enumerate(_shaped(cidrs, list))]
     for path, value in networks:
         try:
             ipaddress.ip_network(str(value), strict=False)
@@ -129,3 +131,7 @@ def _semantic_problems(located: Located, data: dict) -> list[Problem]:
             problems.append(located.problem(path, "DG-CONFIG-NETWORK", f"{value!r} is not a network",
                                             "Write a CIDR block such as 10.20.0.0/16."))
     return problems
+
+
+def _shaped(value: Any, kind: type) -> Any:
+    return value if isinstance(value, kind) else kind()

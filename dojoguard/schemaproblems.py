@@ -181,4 +181,6 @@ def _type_hint(error: ValidationError) -> str:
         return "Write a list: one `- item` per line, or [a, b]."
     if "object" in expected:
         return "Write `key: value` lines indented under this key."
+    if isinstance(value, (list, dict)):
+        return "Write a single value here, not a list or `key: value` lines."
     return ""

@@ -104,7 +104,7 @@ def test_held_commands_follow_the_clock_file_of_the_proxy_on_their_data_folder(t
     clocks.publish(tmp_path / "data", clock_file)
 
     loading = Environment(config_path=config)
-    loading.config
+    _ = loading.config  # loading the settings, as every command does
     assert type(loading.clock) is SystemClock  # the proxy and other commands keep the real time
     said = io.StringIO()
     staged = Environment(config_path=config, stderr=said)
@@ -121,3 +121,16 @@ def test_held_commands_follow_the_clock_file_of_the_proxy_on_their_data_folder(t
     again = Environment(config_path=config)
     again.follow_proxy_clock()
     assert type(again.clock) is SystemClock and clocks.published(tmp_path / "data") is None
+
+
+@pytest.mark.parametrize(("text", "line", "hint"), [
+    ("proxy: 5\n", 1, "Write `key: value` lines indented under this key."),
+    ("proxy:\n  device_groups: [10.0.0.0/8]\n", 2, "Write `key: value` lines indented under this key."),
+    ("proxy:\n  client_networks: 10.0.0.0/8\n", 2, "Write a list: one `- item` per line, or [a, b]."),
+])
+def test_a_section_of_the_wrong_shape_is_one_clear_problem(tmp_path, text, line, hint):
+    """A section or list written as a single value is reported once, at its line, and not looked into
+    (no crash, and the letters of a network are not each called "not a network")."""
+    with pytest.raises(FileProblems) as caught:
+        config.load(write(tmp_path, text))
+    assert [(p.code, p.line, p.hint) for p in caught.value.problems] == [("DG-CONFIG-INVALID", line, hint)]

@@ -66,8 +66,13 @@ CASES = [
      "DG-RULES-TYPE", 6, "Quote the value: unquoted, 1600 is a number."),
     ("number for text", "settings", "timezone: Europe/London", "data_dir: 1600",
      "DG-CONFIG-INVALID", 1, "Quote the value: unquoted, 1600 is a number."),
-    ("number for text", "catalogue", "host: teach.classdojo.com", "host: 1600",
-     "DG-CATALOGUE-INVALID", 3, "Quote the value: unquoted, 1600 is a number."),
+    ("one value for a list", "rules", "default: {verdict: allow}",
+     'default: {verdict: allow}\nwindows:\n  day: {days: mon, from: "08:00", to: "17:00"}',
+     "DG-RULES-TYPE", 3, "Write a list: one `- item` per line, or [a, b]."),
+    ("one value for a list", "settings", "reload: true", "reload: true\nproxy:\n  connect_ports: 443",
+     "DG-CONFIG-INVALID", 5, "Write a list: one `- item` per line, or [a, b]."),
+    ("one value for a list", "catalogue", "hosts:\n  - {host: teach.classdojo.com, role: api, confidence: confirmed}",
+     "hosts: teach.classdojo.com", "DG-CATALOGUE-INVALID", 2, "Write a list: one `- item` per line, or [a, b]."),
     ("text for a number", "rules", "incomplete: true", "text_longer_than: '500'",
      "DG-RULES-TYPE", 4, "Write the number without quotes."),
     ("text for a number", "settings", "reload: true", "reload: true\nproxy:\n  max_write_body_mb: '500'",
@@ -110,7 +115,7 @@ def test_every_mistake_is_made_in_at_least_two_kinds_of_file():
     for mistake in {c[0] for c in CASES}:
         rows = [c for c in CASES if c[0] == mistake]
         assert len({c[1] for c in rows}) >= 2, mistake
-        if mistake in ("yes for true", "number for text", "text for a number"):
+        if mistake in ("yes for true", "number for text", "text for a number", "one value for a list"):
             assert len({c[6] for c in rows}) == 1, mistake
 
 
