@@ -13,7 +13,6 @@ the allowed set?" is true when the value is unknown (``skill_not_in``,
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from dojoguard.rules.codes import Code
 from dojoguard.rules.pattern import PatternError, compile_guarded
 from dojoguard.rules.phrases import list_pattern, normalise
 from dojoguard.rules.window import Window
+from dojoguard.schemaproblems import did_you_mean
 from dojoguard.yamlfile import Located, Problem
 
 if TYPE_CHECKING:
@@ -54,8 +54,7 @@ class Compiler:
         if name in known:
             return True
         label = what.replace("_", " ")
-        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-        hint = f"Did you mean {close[0]!r}?" if close else \
+        hint = did_you_mean(name, known) or \
             (f"Defined {label}s: {', '.join(sorted(known))}." if known else f"Define it under `{what}s:`.")
         self.problems.append(self.located.problem(path, Code.RULES_UNDEFINED, f"no {label} named {name!r}", hint))
         return False
