@@ -234,7 +234,7 @@ class Judge:
             recovered.append(("audit.write_failed", {"failures": count, "since": since, "error": error}))
         last = await self._record_events(outcome, recovered)
         durable = durability.request(s.audit, max(record.seq, last), s.flusher)
-        if outcome.decision.verdict in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT):
+        if outcome.decision.verdict.forwards:
             if s.audit.sync_failure is not None:
                 # Asking for the flush found the flusher gone (or failed): this record can never
                 # be made safe on disk, so the write is not sent.
@@ -387,7 +387,7 @@ class Judge:
         """Blur faces (redact) and strip GPS tags in the body that is forwarded."""
         s = self.services
         verdict = outcome.decision.verdict
-        if verdict not in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT) or outcome.recognition is None:
+        if not verdict.forwards or outcome.recognition is None:
             return
         replacements: dict[tuple, bytes] = {}
         for item in outcome.checked:
