@@ -18,9 +18,9 @@ import structlog
 from mitmproxy import ctx, exceptions, http, tls
 
 from dojoguard import logs
+from dojoguard.audit.durability import FlushProcess
 from dojoguard.proxy import enforcement, flows, learning, lifecycle, logins, outcomes, paths, routing
 from dojoguard.proxy.background import Background
-from dojoguard.proxy.durability import FlushProcess
 from dojoguard.proxy.judge import Judge, Outcome, unrecorded_block
 from dojoguard.proxy.recognition import WRITE_METHODS
 from dojoguard.proxy.services import Services, reload_changed

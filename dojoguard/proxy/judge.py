@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from dojoguard.audit import durability
 from dojoguard.holds.dedupe import publication_key
-from dojoguard.proxy import durability, enforcement, outcomes
+from dojoguard.proxy import enforcement, outcomes
 from dojoguard.proxy.attachments import FetchError, Seen
 from dojoguard.proxy.body import pick, rebuild, sniff_image
 from dojoguard.proxy.body import skeleton as body_skeleton
