@@ -36,6 +36,7 @@ from mitmproxy import http
 from dojoguard import tasks
 from dojoguard.consent_registry.fairslots import REQUESTER
 from dojoguard.proxy import destinations, enforcement, flows, headlimits, routing, wslimits
+from dojoguard.proxy.refusal_notices import NOTICE_SLOW_BODY
 from dojoguard.proxy.services import Services
 from dojoguard.proxy.sessions import session_id
 
@@ -45,10 +46,6 @@ log = structlog.get_logger("dojoguard.proxy")
 REPORT_EVERY_S = 600.0
 # Devices and reasons whose last report time is remembered (oldest forgotten first).
 MAX_REPORTED = 10_000
-
-NOTICE_SLOW_BODY = ("This upload took too long to reach the school's system, so it was not sent. "
-                    "Try again on a better connection; if it keeps happening, tell the school's IT staff "
-                    "and quote the reference.")
 
 
 def addons(services: Services, guard) -> list:

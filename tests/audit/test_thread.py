@@ -1,4 +1,4 @@
-"""The judge's hand-over to the audit thread: results and failures come back to the waiting write."""
+"""The hand-over to the audit thread: results and failures come back to the waiting write."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from dojoguard.proxy.judge import AUDIT_THREAD, AuditThread
+from dojoguard.audit.thread import AUDIT_THREAD, AuditThread
 
 
 async def test_work_runs_off_the_event_loop_and_its_result_comes_back():
