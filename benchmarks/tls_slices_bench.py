@@ -3,7 +3,7 @@
 Both send the same body through a real OpenSSL connection over memory
 buffers, as mitmproxy drives it, each on a fresh connection (a teacher's
 device opens one, uploads a photo or two, and goes), with malloc tuned as the
-proxy tunes it (``dojoguard/proxy/memory.py``). Printed: the CPU time and page
+proxy tunes it (``dojoguard/proxy/heap.py``). Printed: the CPU time and page
 faults of one body, median of the rounds, for (a) mitmproxy's
 ``TLSLayer.send_data``, the whole body in one ``sendall``, and (b)
 ``dojoguard.proxy.tlsslices.send_data``, and the ratio b/a. The peer checks
@@ -19,7 +19,7 @@ import os
 import statistics
 import time
 
-from dojoguard.proxy import memory, tlsslices
+from dojoguard.proxy import heap, tlsslices
 from dojoguard.standin import tlspair
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4_200_000, help="body size (a 12 MP photo is about 4 MB)")
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
-    tuned = memory.tune()
+    tuned = heap.tune()
     body = os.urandom(args.size)
     runs = {"(a) mitmproxy": tlsslices._original, "(b) sliced": tlsslices.send_data}
     cpu = {name: [] for name in runs}

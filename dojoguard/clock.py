@@ -4,13 +4,16 @@
 an ISO time from a file (re-read when the file changes) and lets real time run
 on from there. It is enabled only by ``dojoguard run --clock-file``, which is
 for tests and staging and says so loudly when used.
+
+``when`` says a time the way teachers are told it (a queued write's release,
+the sending time of a held item), so the proxy and the hold store say it alike.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
 
@@ -104,3 +107,10 @@ def published(data_dir: str | Path) -> Path | None:
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return None
     return target if target.is_file() else None
+
+
+def when(at: datetime, tz: tzinfo | None) -> str:
+    """'8.00am on Monday 30 November', in the school's time zone."""
+    local = at.astimezone(tz) if tz else at
+    hour = local.strftime("%I").lstrip("0") or "12"
+    return f"{hour}.{local:%M}{local.strftime('%p').lower()} on {local:%A} {local.day} {local:%B}"

@@ -127,8 +127,8 @@ def _notices() -> list[str]:
     """Every notice a teacher can see: the shipped policy's and the proxy's own."""
     policy = yaml.safe_load(resources.files("dojoguard.rules").joinpath("st-wilfrids.yaml").read_text("utf-8"))
     found = [r["notice"] for r in policy["rules"] if r.get("notice")]
-    judge = importlib.import_module("dojoguard.proxy.judge")
-    found += [v for k, v in vars(judge).items() if k.startswith("NOTICE_") and isinstance(v, str)]
+    proxy = importlib.import_module("dojoguard.proxy.refusal_notices")
+    found += [v for k, v in vars(proxy).items() if k.startswith("NOTICE_") and isinstance(v, str)]
     return [" ".join(n.split()) for n in found]
 
 

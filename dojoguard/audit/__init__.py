@@ -1,6 +1,7 @@
 """The audit room: the append-only, hash-chained decision log and what is built on it.
 
 - ``log``: ``AuditLog`` (open, append_decision, append_event) and ``AuditWriteError``
+- ``thread``, ``durability``, ``flusher``: the proxy's writes off its event loop, and their flushes to disk
 - ``entry``: what a decision record keeps (and what it never keeps)
 - ``events``: the catalogue of system events
 - ``privacy``, ``pseudonyms``: content refused; pupils as erasable pseudonyms

@@ -313,7 +313,7 @@ class ImageChecker:
 
         count = max(1, self.workers - 1) + (1 if self.workers > 1 else 0)
         lanes = [chunks[i::count] for i in range(count)]
-        jobs = [asyncio.ensure_future(lane(share, borrow=self.workers > 1 and i == count - 1))
+        jobs = [asyncio.create_task(lane(share, borrow=self.workers > 1 and i == count - 1))
                 for i, share in enumerate(lanes)]
         try:
             results = await asyncio.gather(*jobs)
@@ -381,7 +381,7 @@ class ImageChecker:
         if len(permitted) != len(boxes):
             return _failed(kind, "faces found but not all could be matched", fmt=analysis.format,
                            gps=analysis.gps_present)
-        not_permitted = tuple(b for b, ok in zip(boxes, permitted) if not ok)
+        not_permitted = tuple(b for b, ok in zip(boxes, permitted, strict=True) if not ok)
         return ImageCheck(ImageFindings(faces_found=len(boxes), faces_permitted=len(boxes) - len(not_permitted),
                                         faces_not_permitted=len(not_permitted),
                                         faces_unidentified=len(not_permitted), people_unverified=unverified,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import tzinfo
 
+from dojoguard.clock import when
 from dojoguard.holds.store import HeldItem, HoldKind
-from dojoguard.proxy.enforcement import when
 
 _WHAT = {
     "message.send": "message",

@@ -2,6 +2,7 @@
 
 ``addon`` holds the hooks; ``judge`` decides one write; ``recognition``,
 ``body`` and ``multipart`` read requests; ``catalogue`` is the endpoint data;
+``enforcement``, ``refusal_notices`` and ``outcomes`` are what the app is told;
 ``sessions``, ``skills``, ``learning`` and ``attachments`` are what the proxy
-learns; ``runner`` and ``cli`` start it.
+learns; ``heap`` keeps its memory flat; ``runner`` and ``cli`` start it.
 """

@@ -18,14 +18,13 @@ import structlog
 from mitmproxy import ctx, exceptions, http, tls
 
 from dojoguard import logs
+from dojoguard.audit.durability import FlushProcess
 from dojoguard.proxy import enforcement, flows, learning, lifecycle, logins, outcomes, paths, routing
 from dojoguard.proxy.background import Background
-from dojoguard.proxy.durability import FlushProcess
 from dojoguard.proxy.judge import Judge, Outcome, unrecorded_block
 from dojoguard.proxy.recognition import WRITE_METHODS
 from dojoguard.proxy.services import Services, reload_changed
 from dojoguard.proxy.sessions import session_id, set_cookie_session
-from dojoguard.rules.decision import Verdict
 
 log = structlog.get_logger("dojoguard.proxy")
 
@@ -222,7 +221,7 @@ class Guard:
     def _proves_login(self, flow: http.HTTPFlow, outcome: Outcome | None) -> bool:
         """Whether ClassDojo's answer shows the request's login works: an accepted write, or "who am I"."""
         if outcome is not None:
-            return outcome.decision.verdict in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT)
+            return outcome.decision.verdict.forwards
         found = self._learnable(flow)
         return found is not None and found[0].learn == "session"
 
@@ -250,7 +249,7 @@ class Guard:
             log.exception("judge.failed", error=type(exc).__name__)
             outcome = await self._fail_closed(flow, request, exc)
         verdict = outcome.decision.verdict
-        if verdict in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT):
+        if verdict.forwards:
             if outcome.body is not None:
                 message.content = outcome.body
         else:
@@ -335,7 +334,7 @@ class Guard:
     def _apply(self, flow: http.HTTPFlow, outcome: Outcome, started: float) -> None:
         decision = outcome.decision
         flow.metadata[OUTCOME] = outcome
-        if decision.verdict in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT):
+        if decision.verdict.forwards:
             if outcome.body is not None:
                 flow.request.content = outcome.body
             status = "forwarded"
@@ -362,7 +361,7 @@ class Guard:
         if flow.response.status_code >= 300:
             return
         if outcome is not None:
-            if outcome.decision.verdict in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT) and outcome.checked:
+            if outcome.decision.verdict.forwards and outcome.checked:
                 self.judge.remember_upload(outcome, _json(flow.response))
             return
         found = self._learnable(flow)

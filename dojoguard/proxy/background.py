@@ -20,7 +20,7 @@ import structlog
 
 from dojoguard.holds.releaser import Releaser
 from dojoguard.holds.sender import Sender
-from dojoguard.proxy import memory
+from dojoguard.proxy import heap
 from dojoguard.proxy.sessions import session_id
 
 log = structlog.get_logger("dojoguard.proxy")
@@ -43,7 +43,7 @@ class Background:
 
     async def start(self) -> None:
         s = self.services
-        self._trim_task = asyncio.create_task(self._trim_loop(memory.TRIM_EVERY_S), name="dojoguard-trim")
+        self._trim_task = asyncio.create_task(self._trim_loop(heap.TRIM_EVERY_S), name="dojoguard-trim")
         if s.holds is not None and self.config is not None:
             holds = self.config["holds"]
             sender = Sender(resolve=dict(s.settings.resolve), upstream_trust=s.settings.upstream_trust,
@@ -154,8 +154,8 @@ class Background:
         while True:
             await asyncio.sleep(every_s)
             try:
-                await asyncio.to_thread(memory.trim)
-            except Exception:  # noqa: BLE001 - housekeeping; the proxy goes on without it
+                await asyncio.to_thread(heap.trim)
+            except Exception:  # housekeeping; the proxy goes on without it
                 log.exception("memory.trim_failed")
 
     async def _release_loop(self, every_s: float) -> None:
@@ -164,6 +164,6 @@ class Background:
                 for outcome in await self.releaser.run_once():
                     log.info("hold.release", outcome=outcome.event, hold=outcome.item.id,
                              decision_id=outcome.item.decision_id, detail=outcome.detail)
-            except Exception:  # noqa: BLE001 - the loop must outlive one bad pass; items stay in the store
+            except Exception:  # the loop must outlive one bad pass; items stay in the store
                 log.exception("hold.release_failed")
             await asyncio.sleep(every_s)

@@ -33,8 +33,10 @@ from typing import Any
 import structlog
 from mitmproxy import http
 
+from dojoguard import tasks
 from dojoguard.consent_registry.fairslots import REQUESTER
 from dojoguard.proxy import destinations, enforcement, flows, headlimits, routing, wslimits
+from dojoguard.proxy.refusal_notices import NOTICE_SLOW_BODY
 from dojoguard.proxy.services import Services
 from dojoguard.proxy.sessions import session_id
 
@@ -44,10 +46,6 @@ log = structlog.get_logger("dojoguard.proxy")
 REPORT_EVERY_S = 600.0
 # Devices and reasons whose last report time is remembered (oldest forgotten first).
 MAX_REPORTED = 10_000
-
-NOTICE_SLOW_BODY = ("This upload took too long to reach the school's system, so it was not sent. "
-                    "Try again on a better connection; if it keeps happening, tell the school's IT staff "
-                    "and quote the reference.")
 
 
 def addons(services: Services, guard) -> list:
@@ -112,7 +110,6 @@ class Bounds:
         self._open: Counter[str] = Counter()
         self._counted: dict[str, str] = {}  # client connection id -> device
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task] = set()
         self._tz = zoneinfo.ZoneInfo(services.settings.timezone)
 
     @property
@@ -128,7 +125,7 @@ class Bounds:
         limit = self.settings.max_connections_per_client
         if limit and self._open[device] > limit and not client.error:
             client.error = "dojoguard: too many connections from this device"
-            self._spawn(self.reporter.refused(device, "too-many-connections", limit=limit))
+            tasks.start(self.reporter.refused(device, "too-many-connections", limit=limit))
 
     def client_disconnected(self, client) -> None:
         device = self._counted.pop(client.id, None)
@@ -182,7 +179,7 @@ class Bounds:
     def _body_timed_out(self, flow: http.HTTPFlow) -> None:
         if self._timers.pop(flow.id, None) is None:
             return
-        self._spawn(self._close_slow(flow))
+        tasks.start(self._close_slow(flow))
 
     async def _close_slow(self, flow: http.HTTPFlow) -> None:
         device = flows.client_address(flow)
@@ -218,7 +215,7 @@ class Bounds:
         try:
             outcome = await self.judge.too_large(flows.request_of(flow, with_body=False))
             decision = outcome.decision
-        except Exception as exc:  # noqa: BLE001 - fail closed: still a refusal with a reference
+        except Exception as exc:  # fail closed: still a refusal with a reference
             log.exception("judge.failed", error=type(exc).__name__)
             from dojoguard.proxy.judge import unrecorded_block
 
@@ -233,11 +230,6 @@ class Bounds:
     def _requester(self, flow: http.HTTPFlow) -> str:
         teacher_id, _ = self.services.sessions.teacher(session_id(flow.request.headers.get("cookie")))
         return f"teacher:{teacher_id}" if teacher_id else f"device:{flows.client_address(flow)}"
-
-    def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def done(self) -> None:
         for timer in self._timers.values():

@@ -10,6 +10,7 @@ import json
 from dataclasses import replace
 from datetime import datetime, tzinfo
 
+from dojoguard.clock import when
 from dojoguard.rules.decision import Decision, Match, Verdict
 
 DECISION_HEADER = "X-Dojoguard-Decision"
@@ -59,13 +60,6 @@ def queued_notice(decision: Decision, tz: tzinfo | None, *, duplicate: bool = Fa
         if match.verdict is Verdict.DEFER and match.reason and match.reason not in lines:
             lines.append(match.reason)
     return " ".join(lines)
-
-
-def when(at: datetime, tz: tzinfo | None) -> str:
-    """'8.00am on Monday 30 November', in the school's time zone."""
-    local = at.astimezone(tz) if tz else at
-    hour = local.strftime("%I").lstrip("0") or "12"
-    return f"{hour}.{local:%M}{local.strftime('%p').lower()} on {local:%A} {local.day} {local:%B}"
 
 
 def proxy_block(rule_id: str, reason: str, notice: str, *, revision: str, at: datetime) -> Decision:

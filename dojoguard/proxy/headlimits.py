@@ -50,6 +50,7 @@ from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.layers.http._events import ErrorCode, RequestProtocolError
 
+from dojoguard import tasks
 from dojoguard.proxy import patches
 
 log = structlog.get_logger("dojoguard.proxy")
@@ -130,7 +131,6 @@ class HeadLimits:
         self.reporter = reporter
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._clients: dict[str, connection.Client] = {}
-        self._tasks: set[asyncio.Task] = set()
 
     @property
     def settings(self):
@@ -217,10 +217,7 @@ class HeadLimits:
 
         device = device_of(client)
         log.warning("request.header_timeout", device=device)
-        task = asyncio.get_running_loop().create_task(
-            self.reporter.refused(device, "header-timeout", timeout_s=self.settings.header_timeout_s))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        tasks.start(self.reporter.refused(device, "header-timeout", timeout_s=self.settings.header_timeout_s))
 
     def done(self) -> None:
         for timer in self._timers.values():

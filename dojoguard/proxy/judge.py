@@ -11,8 +11,6 @@ import asyncio
 import functools
 import hashlib
 import inspect
-import queue
-import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable
@@ -20,13 +18,18 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from dojoguard.audit import durability
+from dojoguard.audit.thread import AUDIT_THREAD
 from dojoguard.holds.dedupe import publication_key
-from dojoguard.proxy import durability, enforcement, outcomes
+from dojoguard.proxy import enforcement, outcomes
 from dojoguard.proxy.attachments import FetchError, Seen
 from dojoguard.proxy.body import pick, rebuild, sniff_image
 from dojoguard.proxy.body import skeleton as body_skeleton
 from dojoguard.proxy.discovery import template
 from dojoguard.proxy.recognition import Recognition, Ref, Request, recognise
+from dojoguard.proxy.refusal_notices import (NOTICE_CANNOT_REDACT, NOTICE_INCOMPLETE, NOTICE_INTERNAL,
+                                             NOTICE_MISDIRECTED, NOTICE_NOT_QUEUED, NOTICE_NOT_RECORDED,
+                                             NOTICE_TOO_LARGE, NOTICE_UNKNOWN_WRITE)
 from dojoguard.proxy.services import Services
 from dojoguard.proxy.sessions import session_id
 from dojoguard.rules.action import Action, Attachment, AttachmentKind, Channel, ImageFindings, Kind, Points
@@ -38,22 +41,6 @@ log = structlog.get_logger("dojoguard.proxy")
 # upload never holds the event loop while other teachers wait; small ones are
 # cheaper to handle inline than to hand over.
 _INLINE_BYTES = 256 * 1024
-
-NOTICE_INCOMPLETE = ("dojoguard could not read everything in this request, so it was not sent. "
-                     "Try again; if it keeps happening, tell the school's IT staff and quote the reference.")
-NOTICE_UNKNOWN_WRITE = ("This ClassDojo action is not one the school's system recognises yet, so it was not sent. "
-                        "Tell the school's IT staff and quote the reference.")
-NOTICE_CANNOT_REDACT = ("This photo needs faces blurred before it can be shared, but it was uploaded before it "
-                        "could be changed. Upload it again from this device, or remove it.")
-NOTICE_NOT_RECORDED = ("The school's ClassDojo safeguards could not record this action, so it was not sent. "
-                       "Try again in a few minutes and tell the school's IT staff.")
-NOTICE_NOT_QUEUED = ("This needs to be held for later, but the school's system could not keep it safely, "
-                     "so it was not sent. Try again later and tell the school's IT staff.")
-NOTICE_TOO_LARGE = "This upload is larger than the school's system can check, so it was not sent."
-NOTICE_MISDIRECTED = ("This request named a different website from the one it was sent to, so it was not sent. "
-                      "If you did not do anything unusual, tell the school's IT staff and quote the reference.")
-NOTICE_INTERNAL = ("Something went wrong while the school's system checked this, so it was not sent. "
-                   "Try again; if it keeps happening, tell the school's IT staff and quote the reference.")
 
 
 @dataclass
@@ -89,62 +76,6 @@ class Outcome:
     # and the words put before a refusal's own to do so.
     notices: list = field(default_factory=list)
     preface: str | None = None
-
-
-class AuditThread:
-    """One long-lived thread that commits audit records, off the event loop.
-
-    Every write waits for its record to be committed before it is
-    forwarded, so the hand-over sits on every write's path.
-    ``asyncio.to_thread`` costs a context copy, an executor work item and a
-    chain of wrapped futures each way; this costs one queue put and one
-    ``call_soon_threadsafe``. The audit log serialises writers with its own
-    lock anyway, so one thread loses no parallelism.
-    """
-
-    def __init__(self):
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start = threading.Lock()
-
-    async def run(self, fn: Callable, *args) -> Any:
-        """``fn(*args)`` on the audit thread; its result, or its exception raised here."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._ensure_started()
-        self._queue.put((loop, future, fn, args))
-        return await future
-
-    def _ensure_started(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            with self._start:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._work, name="dojoguard-audit", daemon=True)
-                    self._thread.start()
-
-    def _work(self) -> None:
-        while True:
-            loop, future, fn, args = self._queue.get()
-            try:
-                result, error = fn(*args), None
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting write, which fails closed
-                result, error = None, exc
-            try:
-                loop.call_soon_threadsafe(_settle, future, result, error)
-            except RuntimeError:
-                pass  # that event loop has closed: nobody is waiting for this answer any more
-
-
-def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-AUDIT_THREAD = AuditThread()
 
 
 class Judge:
@@ -234,7 +165,7 @@ class Judge:
             recovered.append(("audit.write_failed", {"failures": count, "since": since, "error": error}))
         last = await self._record_events(outcome, recovered)
         durable = durability.request(s.audit, max(record.seq, last), s.flusher)
-        if outcome.decision.verdict in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT):
+        if outcome.decision.verdict.forwards:
             if s.audit.sync_failure is not None:
                 # Asking for the flush found the flusher gone (or failed): this record can never
                 # be made safe on disk, so the write is not sent.
@@ -387,7 +318,7 @@ class Judge:
         """Blur faces (redact) and strip GPS tags in the body that is forwarded."""
         s = self.services
         verdict = outcome.decision.verdict
-        if verdict not in (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT) or outcome.recognition is None:
+        if not verdict.forwards or outcome.recognition is None:
             return
         replacements: dict[tuple, bytes] = {}
         for item in outcome.checked:

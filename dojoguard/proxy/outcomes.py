@@ -34,7 +34,6 @@ RULE_ID = "proxy.outcome-notice"
 _SEND_AGAIN = ("What you have just sent has not been sent, so that you would see this: please send it again.")
 # Writes a teacher makes on purpose, whose refusal the app shows them.
 TELLABLE = frozenset({Kind.MESSAGE_SEND, Kind.STORY_POST, Kind.COMMENT_POST, Kind.PORTFOLIO_POST, Kind.POINTS_AWARD})
-_FORWARDED = (Verdict.ALLOW, Verdict.WARN, Verdict.REDACT)
 
 
 async def attach(services: Any, outcome: Any) -> list:
@@ -52,7 +51,7 @@ async def attach(services: Any, outcome: Any) -> list:
         return []
     told = " ".join(n.text for n in notices)
     decision = outcome.decision
-    if decision.verdict not in _FORWARDED:
+    if not decision.verdict.forwards:
         outcome.preface = told  # put before the refusal's own words (see ``enforcement.refusal``)
     elif any(n.interrupts for n in notices):
         match = Match(rule_id=RULE_ID, verdict=Verdict.BLOCK, reason="the teacher had outcomes of held or queued "

@@ -7,7 +7,7 @@ import signal
 from mitmproxy import options
 
 from dojoguard.proxy import master as proxy_master
-from dojoguard.proxy import bounds, draining, memory
+from dojoguard.proxy import bounds, draining, heap
 from dojoguard.proxy.addon import Guard
 from dojoguard.proxy.services import Services
 from dojoguard.proxy.settings import Settings
@@ -56,8 +56,8 @@ def check_options(opts: options.Options) -> None:
 
 async def serve(settings: Settings, services: Services, *, banner) -> None:
     """Run until interrupted; ``banner(addresses, wireguard_profiles)`` is called once the proxy listens."""
-    # Before mitmproxy starts its threads: see proxy/memory.py for what and why.
-    memory.tune()
+    # Before mitmproxy starts its threads: see proxy/heap.py for what and why.
+    heap.tune()
     # mitmproxy's own log shows only warnings and errors (a port it cannot bind);
     # dojoguard's canonical lines come through structlog.
     master = proxy_master.build(options.Options(), with_termlog=True)

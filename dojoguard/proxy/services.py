@@ -47,7 +47,7 @@ class Services:
     checker: Any = None
     registry: Any = None
     holds: Any = None
-    # The audit log's flusher process, once the proxy runs (proxy.durability).
+    # The audit log's flusher process, once the proxy runs (audit.durability).
     flusher: Any = None
     # What is not available, for the start-up banner and logs.
     missing: list[str] = field(default_factory=list)
@@ -59,7 +59,7 @@ class Services:
             if thing is not None:
                 try:
                     thing.close()
-                except Exception:  # noqa: BLE001 - closing must reach every service
+                except Exception:  # closing must reach every service
                     log.exception("close.failed", service=name)
         self.audit.close()
         self.state.close()

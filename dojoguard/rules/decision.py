@@ -23,12 +23,18 @@ class Verdict(enum.StrEnum):
     def strictness(self) -> int:
         return _ORDER[self]
 
+    @property
+    def forwards(self) -> bool:
+        """Whether the write goes on to ClassDojo (allow, warn, redact); the others stop it."""
+        return self in _FORWARDS
+
     @classmethod
     def strictest(cls, verdicts) -> "Verdict":
         return max(verdicts, key=lambda v: _ORDER[v], default=cls.ALLOW)
 
 
 _ORDER = {v: i for i, v in enumerate(Verdict)}
+_FORWARDS = frozenset({Verdict.ALLOW, Verdict.WARN, Verdict.REDACT})
 
 
 @dataclass(frozen=True)

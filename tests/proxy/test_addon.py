@@ -248,7 +248,7 @@ async def test_a_failed_flush_blocks_every_later_write(services, monkeypatch):
 async def test_a_write_whose_record_can_no_longer_be_flushed_is_not_sent(services):
     """The flusher helper died while the proxy was idle: the next write's record is committed but can
     never reach the disk, so the write is blocked instead of forwarded."""
-    from dojoguard.proxy.durability import FlushProcess
+    from dojoguard.audit.durability import FlushProcess
 
     flusher = FlushProcess(services.audit)
     await flusher.start()

@@ -8,10 +8,11 @@ import signal
 
 import pytest
 
-from dojoguard.audit.log import AuditLog
-from dojoguard.proxy import durability
-from dojoguard.proxy.durability import FlushProcess
-from tests.audit.conftest import make_action, make_decision
+from dojoguard.audit import durability
+from dojoguard.audit.durability import FlushProcess
+from dojoguard.audit.log import CHECKPOINT_EVERY_COMMITS, AuditLog
+
+from .conftest import make_action, make_decision
 
 
 @pytest.fixture
@@ -100,3 +101,17 @@ async def test_a_helper_that_died_while_idle_is_noticed_by_the_next_request(flus
     waiting = durability.request(log, commit(log), flush)
     assert waiting.done() and "flusher process stopped" in waiting.problem()
     assert log.sync_failure is not None
+
+
+async def test_a_grown_write_ahead_log_is_checkpointed_after_a_flush(flushed):
+    """Once enough records are committed, the answer to a flush starts a checkpoint off the event loop."""
+    log, flush = flushed
+    for _ in range(CHECKPOINT_EVERY_COMMITS):
+        seq = commit(log)
+    assert log.wants_checkpoint
+    assert await asyncio.wait_for(durability.request(log, seq, flush).wait(), 10) is None
+    for _ in range(500):
+        if not log.wants_checkpoint and flush._checkpointing is None:
+            break
+        await asyncio.sleep(0.01)
+    assert not log.wants_checkpoint and flush._checkpointing is None

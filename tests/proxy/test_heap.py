@@ -8,15 +8,15 @@ import textwrap
 
 import pytest
 
-from dojoguard.proxy import memory
+from dojoguard.proxy import heap
 
-GLIBC = sys.platform.startswith("linux") and memory._glibc() is not None
+GLIBC = sys.platform.startswith("linux") and heap._glibc() is not None
 
 
 @pytest.mark.skipif(not GLIBC, reason="malloc tuning applies to glibc only")
 def test_tuning_and_trimming_are_taken_by_glibc():
-    assert memory.tune() is True
-    assert memory.trim() in (True, False)  # True when there were free pages to give back
+    assert heap.tune() is True
+    assert heap.trim() in (True, False)  # True when there were free pages to give back
 
 
 @pytest.mark.skipif(not GLIBC, reason="malloc tuning applies to glibc only")
@@ -25,14 +25,14 @@ def test_large_freed_bodies_go_back_to_the_system_once_tuned():
     glibc's default, the threshold rises after the first free and later bodies stay in the heap."""
     code = textwrap.dedent("""
         import sys
-        from dojoguard.proxy import memory
+        from dojoguard.proxy import heap
 
         def rss_kb():
             with open("/proc/self/status") as f:
                 return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
 
         if sys.argv[1] == "tuned":
-            memory.tune()
+            heap.tune()
         keep = []
         for i in range(40):
             body = bytearray(4 * 1024 * 1024 + i)   # a photo body, touched
@@ -40,7 +40,7 @@ def test_large_freed_bodies_go_back_to_the_system_once_tuned():
             keep.append(bytearray(200))             # a small object allocated after it
             del body
         if sys.argv[1] == "tuned":
-            memory.trim()
+            heap.trim()
         print(rss_kb())
     """)
 
@@ -53,7 +53,7 @@ def test_large_freed_bodies_go_back_to_the_system_once_tuned():
 
 
 def test_the_environment_switch_leaves_malloc_alone():
-    code = "from dojoguard.proxy import memory; print(memory.tune(), memory.trim())"
+    code = "from dojoguard.proxy import heap; print(heap.tune(), heap.trim())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"DOJOGUARD_MALLOC_TUNING": "off", "PATH": "/usr/bin:/bin"})
     assert out.stdout.split() == ["False", "False"]
@@ -64,4 +64,4 @@ def test_the_threshold_is_well_above_asyncios_socket_read_buffer():
     just above that size would map and unmap memory on every read (two of each per message write)."""
     from asyncio.selector_events import _SelectorSocketTransport
 
-    assert memory.MMAP_THRESHOLD_BYTES >= 2 * _SelectorSocketTransport.max_size
+    assert heap.MMAP_THRESHOLD_BYTES >= 2 * _SelectorSocketTransport.max_size

@@ -18,11 +18,8 @@ import subprocess
 import sys
 from typing import Any
 
-import structlog
-
+from dojoguard import tasks
 from dojoguard.audit import flusher as helper
-
-log = structlog.get_logger("dojoguard.proxy")
 
 
 class Durability:
@@ -91,14 +88,14 @@ class FlushProcess:
         self._asked = 0  # highest number asked for
         self._scheduled = False
         self._waiters: list[tuple[int, asyncio.Future]] = []
-        self._checkpointing = False
+        self._checkpointing: asyncio.Task | None = None
         self._stopping = False
         self._watching = False
         self.running = False
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._process = subprocess.Popen(
+        self._process = subprocess.Popen(  # noqa: ASYNC220 - returns once started; the pipes are driven from the loop
             [sys.executable, "-m", "dojoguard.audit.flusher", str(self.audit.path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
             # Out of the terminal's process group: a Ctrl-C stops the proxy, which then stops it.
@@ -197,9 +194,8 @@ class FlushProcess:
         if highest:
             self.audit.mark_synced(highest)
             self._wake()
-        if self.audit.wants_checkpoint and not self._checkpointing:
-            self._checkpointing = True
-            asyncio.ensure_future(self._checkpoint(), loop=self._loop)
+        if self.audit.wants_checkpoint and self._checkpointing is None:
+            self._checkpointing = tasks.start(self._checkpoint(), name="dojoguard-audit-checkpoint", loop=self._loop)
 
     def _failed(self, reason: str) -> None:
         self.audit.mark_sync_failed(reason)
@@ -230,7 +226,7 @@ class FlushProcess:
         try:
             await asyncio.to_thread(self.audit.checkpoint)
         finally:
-            self._checkpointing = False
+            self._checkpointing = None
 
     async def stop(self) -> None:
         self._stopping = True
