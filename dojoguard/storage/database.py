@@ -157,14 +157,7 @@ def create_private(path: Path) -> None:
     The owner's own bits of an existing file are left alone: a file made
     read-only on purpose stays read-only.
     """
-    missing = []
-    parent = path.parent
-    while not parent.exists():
-        missing.append(parent)
-        parent = parent.parent
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(folder, 0o700)
+    create_private_folder(path.parent)
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
@@ -174,6 +167,17 @@ def create_private(path: Path) -> None:
         return
     os.close(fd)
     os.chmod(path, 0o600)
+
+
+def create_private_folder(folder: Path) -> None:
+    """Create ``folder`` and any missing parents, each ``0700`` whatever the umask; existing ones are left alone."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(new, 0o700)
 
 
 def _rollback(connection: sqlite3.Connection) -> None:
