@@ -113,8 +113,11 @@ class AuditLog:
         pragmas += ["secure_delete=ON", "foreign_keys=ON"]
         try:
             db = SQLiteDatabase.open(path, busy_timeout_s=busy_timeout_s, pragmas=pragmas)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise AuditWriteError(f"cannot open the audit log {path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            # Setting the journal mode and pragmas is the first write: a read-only file fails here.
+            raise AuditWriteError(f"cannot open the audit log {path}: {_explain(exc)}") from exc
         try:
             schema.migrate(db)
             log = cls(db, path, clock or SystemClock(), emit_decisions, deferred_sync, fingerprint_key)
