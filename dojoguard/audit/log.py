@@ -21,7 +21,6 @@ the pages): the log then refuses every later write until it is reopened.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import sys
 import threading
@@ -44,6 +43,7 @@ from dojoguard.audit.record import GENESIS, AuditRecord, canonical, format_time,
 from dojoguard.clock import Clock, SystemClock
 from dojoguard.rules.action import Action
 from dojoguard.rules.decision import Decision
+from dojoguard.storage import Busy, Database, NewerSchemaError, SQLiteDatabase
 
 SCHEMA_VERSION = 1
 # A deferred-sync log checkpoints after this many commits (a decision commit
@@ -60,9 +60,11 @@ class AuditWriteError(Exception):
 class AuditLog:
     """One open audit database. Safe to share between threads."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock, emit_decisions: bool,
+    def __init__(self, db: Database, path: Path, clock: Clock, emit_decisions: bool,
                  deferred_sync: bool = False, fingerprint_key: Path | None = None):
-        self._conn = conn
+        self._db = db
+        # SQLite's own connection, for the statements on the write path and for ``connection``'s callers.
+        self._conn = conn = db.connection
         # Keys message fingerprints (see ``fingerprints``); read when first needed unless it exists.
         self._fingerprint_path = Path(fingerprint_key) if fingerprint_key is not None else \
             fingerprints.key_path_for(None, path)
@@ -70,7 +72,6 @@ class AuditLog:
         # Called with the seq of each record this connection commits (see ``watch_commits``).
         self._on_commit = None
         self.deferred_sync = deferred_sync
-        self._busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
         self._commits_since_checkpoint = 0
         self._sync_lock = threading.Lock()
         self._committed = 0      # highest seq committed (written to the WAL)
@@ -79,7 +80,7 @@ class AuditLog:
         self._flusher = Flusher(str(path))
         self.path = path
         self.clock = clock
-        self._lock = threading.RLock()
+        self._lock = db.lock
         self._pseudonyms = Pseudonyms(conn)
         self._emit = emit_decisions
         self._logger = structlog.get_logger("dojoguard.audit")
@@ -103,24 +104,23 @@ class AuditLog:
         stops the opening rather than the first decision.
         """
         path = Path(path)
+        # NORMAL in WAL mode: commits are written, not flushed; checkpoints still flush.
+        pragmas = ["synchronous=NORMAL" if deferred_sync else "synchronous=FULL"]
+        if deferred_sync:
+            # Checkpoints (which flush and can take milliseconds) run after flushes, on the
+            # flushing thread, never inside a commit made from an event loop.
+            pragmas.append("wal_autocheckpoint=0")
+        pragmas += ["secure_delete=ON", "foreign_keys=ON"]
         try:
-            _create_private(path)
-            conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None,
-                                   check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
+            db = SQLiteDatabase.open(path, busy_timeout_s=busy_timeout_s, pragmas=pragmas)
+        except OSError as exc:
             raise AuditWriteError(f"cannot open the audit log {path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            # Setting the journal mode and pragmas is the first write: a read-only file fails here.
+            raise AuditWriteError(f"cannot open the audit log {path}: {_explain(exc)}") from exc
         try:
-            conn.execute("PRAGMA journal_mode=WAL").fetchone()
-            # NORMAL in WAL mode: commits are written, not flushed; checkpoints still flush.
-            conn.execute("PRAGMA synchronous=NORMAL" if deferred_sync else "PRAGMA synchronous=FULL")
-            if deferred_sync:
-                # Checkpoints (which flush and can take milliseconds) run after flushes, on the
-                # flushing thread, never inside a commit made from an event loop.
-                conn.execute("PRAGMA wal_autocheckpoint=0")
-            conn.execute("PRAGMA secure_delete=ON")
-            conn.execute("PRAGMA foreign_keys=ON")
-            schema.migrate(conn)
-            log = cls(conn, path, clock or SystemClock(), emit_decisions, deferred_sync, fingerprint_key)
+            schema.migrate(db)
+            log = cls(db, path, clock or SystemClock(), emit_decisions, deferred_sync, fingerprint_key)
             if log.log_id is None:
                 log._create()
             # The proxy (deferred sync) reads it now: never a file made on its event loop.
@@ -128,10 +128,13 @@ class AuditLog:
                 log.fingerprint_key()
             return log
         except sqlite3.Error as exc:
-            conn.close()
+            db.close()
             raise AuditWriteError(f"cannot open the audit log {path}: {_explain(exc)}") from exc
+        except NewerSchemaError as exc:
+            db.close()
+            raise AuditWriteError(f"cannot open the audit log {path}: {exc}") from exc
         except AuditWriteError:
-            conn.close()
+            db.close()
             raise
 
     def _create(self) -> None:
@@ -150,7 +153,7 @@ class AuditLog:
                     self.sync(self._committed)
                 except AuditWriteError:
                     pass  # already reported by sync(); closing must still release the file
-            self._conn.close()
+            self._db.close()
             with self._sync_lock:
                 self._flusher.close()
 
@@ -224,34 +227,17 @@ class AuditLog:
             if self._sync_failure is not None:
                 raise AuditWriteError(self._sync_failure)
             pending: dict[str, bytes] = {}
-            conn = self._conn
             try:
-                if not wait:
-                    conn.execute("PRAGMA busy_timeout=0")
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    if not wait and _is_busy(exc):
-                        return None
-                    raise
-                try:
+                with self._db.transaction(wait=wait):
                     record = self.insert(type_, record_id, fields, pending)
                     if after is not None:
                         after(pending)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    _rollback(conn)
-                    raise
+            except Busy:
+                return None
             except sqlite3.IntegrityError as exc:
                 raise AuditWriteError(f"record {record_id} not written: {exc}") from exc
             except sqlite3.Error as exc:
                 raise AuditWriteError(f"audit record not written: {_explain(exc)}") from exc
-            finally:
-                if not wait:
-                    try:
-                        conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-                    except sqlite3.Error:
-                        pass  # a closed connection: the next write says so
             self._pseudonyms.committed(pending)
             self._committed = record.seq
             self._commits_since_checkpoint += 1
@@ -386,13 +372,8 @@ class AuditLog:
         with self._lock:
             pending: dict[str, bytes] = {}
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
+                with self._db.transaction():
                     record = step(self, pending)
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    _rollback(self._conn)
-                    raise
             except sqlite3.Error as exc:
                 raise AuditWriteError(f"audit record not written: {_explain(exc)}") from exc
             self._pseudonyms.committed(pending)
@@ -405,13 +386,8 @@ class AuditLog:
 
     def _transaction(self, step) -> None:
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._db.transaction():
                 step()
-                self._conn.execute("COMMIT")
-            except BaseException:
-                _rollback(self._conn)
-                raise
         except sqlite3.Error as exc:
             raise AuditWriteError(_explain(exc)) from exc
 
@@ -473,12 +449,12 @@ class AuditLog:
         In WAL mode readers never block the writer, so a report over a year
         of records does not hold up a teacher's post while it runs.
         """
-        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        db = SQLiteDatabase.open_read_only(self.path)
         try:
-            conn.execute("BEGIN")  # one consistent view for the whole read
-            yield conn
+            db.execute("BEGIN")  # one consistent view for the whole read
+            yield db.connection
         finally:
-            conn.close()
+            db.close()
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -493,34 +469,6 @@ class AuditLog:
         with self._lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
-
-
-def _create_private(path: Path) -> None:
-    """Create the folder (0700) and an empty database file (0600) unless they exist."""
-    missing = []
-    parent = path.parent
-    while not parent.exists():
-        missing.append(parent)
-        parent = parent.parent
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700)
-        os.chmod(folder, 0o700)
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        os.close(fd)
-        os.chmod(path, 0o600)
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    try:
-        conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass  # nothing to roll back: the failure happened before BEGIN took hold
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
 
 
 def _explain(exc: sqlite3.Error) -> str:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
-from datetime import UTC, datetime
+from dojoguard.storage import Database, Migration, migrations
 
 
-def _create_records(conn: sqlite3.Connection) -> None:
+def _create_records(conn: Database) -> None:
     conn.execute("""
         CREATE TABLE records (
             seq  INTEGER PRIMARY KEY,
@@ -31,13 +29,13 @@ def _create_records(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
-def _create_pupil_keys(conn: sqlite3.Connection) -> None:
+def _create_pupil_keys(conn: Database) -> None:
     # Outside the chain on purpose: deleting a pupil's key erases the link
     # between their pseudonym and their id without touching a sealed record.
     conn.execute("CREATE TABLE pupil_keys (pupil TEXT PRIMARY KEY, key BLOB NOT NULL)")
 
 
-def _create_job_runs(conn: sqlite3.Connection) -> None:
+def _create_job_runs(conn: Database) -> None:
     # Which scheduled run each job last completed, so a run missed while the
     # proxy was down is caught up when it starts again.
     conn.execute("""
@@ -49,35 +47,22 @@ def _create_job_runs(conn: sqlite3.Connection) -> None:
         )""")
 
 
-def _index_records_by_type(conn: sqlite3.Connection) -> None:
+def _index_records_by_type(conn: Database) -> None:
     # Start-up and reloads read the grants and revocations of exemptions, the releaser the approvals
     # of holds, verify the retention purges: each a few records of one type in a log of millions.
     conn.execute("CREATE INDEX records_type ON records(type, seq)")
 
 
-MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
-    ("0001_create_records", _create_records),
-    ("0002_create_pupil_keys", _create_pupil_keys),
-    ("0003_create_job_runs", _create_job_runs),
-    ("0004_index_records_by_type", _index_records_by_type),
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("0001_create_records", _create_records),
+    Migration("0002_create_pupil_keys", _create_pupil_keys),
+    Migration("0003_create_job_runs", _create_job_runs),
+    Migration("0004_index_records_by_type", _index_records_by_type),
 )
+# Logs made before the shared runner recorded their migrations in a table of their own.
+_RECORDED_BEFORE = migrations.from_table("migrations", time_column="applied_at")
 
 
-def migrate(conn: sqlite3.Connection) -> list[str]:
+def migrate(db: Database) -> list[str]:
     """Apply every migration not yet applied; returns the names applied now."""
-    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
-    applied = []
-    for name, step in MIGRATIONS:
-        if name in done:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            step(conn)
-            conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, datetime.now(UTC).isoformat()))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        applied.append(name)
-    return applied
+    return migrations.migrate(db, MIGRATIONS, what="the audit log", adopt=_RECORDED_BEFORE)

@@ -1,20 +1,23 @@
 """The registry's schema, as named, ordered migrations recorded in the database.
 
 A migration is never edited once released: a change to the schema is a new
-function appended to ``MIGRATIONS``. Each runs in its own transaction and is
-recorded in ``schema_migrations`` in the same transaction, so a failure leaves
-the database at the previous version, never half-changed.
+function appended to ``MIGRATIONS``, named by the function. Each runs in its
+own transaction and is recorded in ``schema_migrations`` in the same
+transaction (see ``dojoguard.storage.migrations``), so a failure leaves the
+database at the previous version, never half-changed.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 
+from dojoguard.storage import Database, Migration, migrations
+from dojoguard.storage.migrations import run_script
 
-def create_people_and_consents(db: sqlite3.Connection) -> None:
-    _run(db, """
+
+def create_people_and_consents(db: Database) -> None:
+    run_script(db, """
         CREATE TABLE people (
             id INTEGER PRIMARY KEY,
             kind TEXT NOT NULL CHECK (kind IN ('pupil', 'staff')),
@@ -57,8 +60,8 @@ def create_people_and_consents(db: sqlite3.Connection) -> None:
     """)
 
 
-def create_classdojo_links(db: sqlite3.Connection) -> None:
-    _run(db, """
+def create_classdojo_links(db: Database) -> None:
+    run_script(db, """
         CREATE TABLE dojo_classes (
             class_id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
@@ -88,8 +91,8 @@ def create_classdojo_links(db: sqlite3.Connection) -> None:
     """)
 
 
-def create_templates_and_erasures(db: sqlite3.Connection) -> None:
-    _run(db, """
+def create_templates_and_erasures(db: Database) -> None:
+    run_script(db, """
         CREATE TABLE templates (
             id INTEGER PRIMARY KEY,
             person_id INTEGER NOT NULL REFERENCES people (id) ON DELETE CASCADE,
@@ -111,47 +114,13 @@ def create_templates_and_erasures(db: sqlite3.Connection) -> None:
     """)
 
 
-def _run(db: sqlite3.Connection, script: str) -> None:
-    # Statement by statement, because executescript() commits first and would
-    # take the migration out of its transaction.
-    statement = ""
-    for line in script.splitlines(keepends=True):
-        statement += line
-        if sqlite3.complete_statement(statement):
-            db.execute(statement)
-            statement = ""
-    if statement.strip():
-        raise ValueError(f"incomplete SQL statement in migration: {statement.strip()[:60]}")
-
-
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     create_people_and_consents,
     create_classdojo_links,
     create_templates_and_erasures,
 )
 
 
-def migrate(db: sqlite3.Connection, now: datetime) -> list[str]:
+def migrate(db: Database, now: datetime) -> list[str]:
     """Apply every migration not yet recorded, in order; returns the names applied."""
-    db.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
-               "seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, applied_at TEXT NOT NULL)")
-    done = {name for (name,) in db.execute("SELECT name FROM schema_migrations")}
-    known = [m.__name__ for m in MIGRATIONS]
-    unknown = done - set(known)
-    if unknown:
-        raise RuntimeError(f"the registry was written by a newer dojoguard (migrations {sorted(unknown)})")
-    applied = []
-    for seq, migration in enumerate(MIGRATIONS, start=1):
-        if migration.__name__ in done:
-            continue
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            migration(db)
-            db.execute("INSERT INTO schema_migrations (seq, name, applied_at) VALUES (?, ?, ?)",
-                       (seq, migration.__name__, now.isoformat()))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        applied.append(migration.__name__)
-    return applied
+    return migrations.migrate(db, [Migration(m.__name__, m) for m in MIGRATIONS], what="the registry", now=now)

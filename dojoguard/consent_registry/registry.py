@@ -9,10 +9,7 @@ objection to biometric processing overrides any parental consent.
 from __future__ import annotations
 
 import enum
-import os
 import sqlite3
-import stat
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +19,8 @@ import numpy as np
 
 from dojoguard.clock import Clock, SystemClock
 from dojoguard.consent_registry import migrations, names
+from dojoguard.storage import Database, SQLiteDatabase
+from dojoguard.storage import migrations as schema_migrations
 
 BIOMETRIC = "biometric_matching"
 DEFAULT_PURPOSES = ("class_story", "school_story", "portfolio", BIOMETRIC)
@@ -115,26 +114,16 @@ class AllowedTemplate:
     template: np.ndarray
 
 
-def _ensure_private_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        os.chmod(path, 0o600)
-
-
 class Registry:
     """Open with ``Registry.open(path)``; every write is one transaction."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path, clock: Clock, purposes: tuple[str, ...]):
-        self.db = db
+    def __init__(self, database: Database, path: Path, clock: Clock, purposes: tuple[str, ...]):
+        self.database = database
+        # SQLite's connection, which the registry's queries (and the importer's) run on.
+        self.db = database.connection
         self.path = path
         self.clock = clock
         self.purposes = purposes
-        # One connection may be shared by the proxy's worker threads: a write
-        # transaction must not interleave with another thread's statements.
-        self._lock = threading.RLock()
 
     @classmethod
     def open(cls, path: str | Path, *, clock: Clock | None = None, purposes: Iterable[str] | None = None,
@@ -145,21 +134,22 @@ class Registry:
         try:
             if not path.exists() and not create:
                 raise RegistryUnavailable(f"no consent registry at {path}")
-            _ensure_private_file(path)
-            # isolation_level=None: transactions are opened explicitly, so each
-            # write is exactly one transaction and nothing is left pending.
-            db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
-            db.execute("PRAGMA foreign_keys = ON")
             # Erased rows are overwritten in the file, not just unlinked.
-            db.execute("PRAGMA secure_delete = ON")
-            db.execute("PRAGMA journal_mode = WAL")
-            migrations.migrate(db, clock.now())
+            db = SQLiteDatabase.open(path, busy_timeout_s=10, pragmas=("foreign_keys = ON", "secure_delete = ON"))
         except sqlite3.Error as exc:
             raise RegistryUnavailable(f"cannot open the consent registry {path}: {exc}") from exc
+        try:
+            migrations.migrate(db, clock.now())
+        except sqlite3.Error as exc:
+            db.close()
+            raise RegistryUnavailable(f"cannot open the consent registry {path}: {exc}") from exc
+        except BaseException:
+            db.close()
+            raise
         return cls(db, path, clock, tuple(purposes or DEFAULT_PURPOSES))
 
     def close(self) -> None:
-        self.db.close()
+        self.database.close()
 
     def __enter__(self) -> "Registry":
         return self
@@ -169,20 +159,15 @@ class Registry:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+        """One write transaction; other threads sharing the connection wait until it ends."""
+        with self.database.transaction():
+            yield self.db
 
     def _now(self) -> str:
         return self.clock.now().isoformat()
 
     def applied_migrations(self) -> list[str]:
-        return [n for (n,) in self.db.execute("SELECT name FROM schema_migrations ORDER BY seq")]
+        return schema_migrations.recorded(self.database)
 
     # -- people -------------------------------------------------------------
 

@@ -1,18 +1,22 @@
 """The hold store's tables, and the steps that bring an older file up to date.
 
-The file's version is SQLite's ``user_version``. Each step runs in one
-transaction with the version bump, so a file is never half upgraded. A file
-made by a newer dojoguard is refused rather than guessed at.
+The steps are named migrations recorded in the file (``dojoguard.storage.migrations``),
+each run in one transaction with its record, so a file is never half
+upgraded. Files made before that counted their steps in SQLite's
+``user_version``, which still says how many have been applied. A file made by
+a newer dojoguard is refused rather than guessed at.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Callable
+from functools import partial
 
 from dojoguard.holds import seal as seals
+from dojoguard.storage import Database, Migration, NewerSchemaError, migrations
 
-VERSION = 2
+# In order: the step that brings a file to version 1, then to version 2.
+STEPS = ("0001_create_items", "0002_sends_and_teacher_tables")
+VERSION = len(STEPS)
 
 # Version 1: the items table as first shipped (the approval and seal columns were added to it in place).
 _V1 = """
@@ -80,56 +84,35 @@ CREATE INDEX IF NOT EXISTS notices_teacher ON notices (teacher_id, created_at);
 """
 
 
-class StoreVersionError(Exception):
+class StoreVersionError(NewerSchemaError):
     """The hold store was written by a newer dojoguard."""
 
 
-def migrate(db: sqlite3.Connection, key: bytes, key_is_new: bool) -> None:
-    """Bring the file to ``VERSION``, one transaction per step."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > VERSION:
-        raise StoreVersionError(f"the hold store is version {version}, newer than this dojoguard knows "
-                                f"({VERSION}); upgrade dojoguard rather than open it with an older one")
-    steps: dict[int, Callable[[sqlite3.Connection, bytes, bool], None]] = {1: _to_v1, 2: _to_v2}
-    for target in range(version + 1, VERSION + 1):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            steps[target](db, key, key_is_new)
-            db.execute(f"PRAGMA user_version = {target}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+def migrate(db: Database, key: bytes, key_is_new: bool) -> None:
+    """Bring the file to ``VERSION``, one transaction per step; ``key`` seals rows the steps change."""
+    steps = [Migration(name, partial(step, key=key, key_is_new=key_is_new))
+             for name, step in zip(STEPS, (_to_v1, _to_v2), strict=True)]
+    try:
+        migrations.migrate(db, steps, what="the hold store", adopt=migrations.from_schema_version(STEPS))
+    except NewerSchemaError as exc:
+        raise StoreVersionError(str(exc)) from exc
     _restore_columns(db)
 
 
-def _restore_columns(db: sqlite3.Connection) -> None:
+def _restore_columns(db: Database) -> None:
     """Put back columns someone dropped from an up-to-date store, empty: the rows are then unsealed, never sent."""
     missing = [c for c in COLUMNS if c not in _columns(db)]
     if missing:
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with db.transaction():
             for column in missing:
                 db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
 
-def _run(db: sqlite3.Connection, script: str) -> None:
-    # Statement by statement: executescript would commit the step's transaction first.
-    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
-    for statement in "\n".join(lines).split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def _columns(db: sqlite3.Connection) -> set[str]:
+def _columns(db: Database) -> set[str]:
     return {row[1] for row in db.execute("PRAGMA table_info(items)")}
 
 
-def _to_v1(db: sqlite3.Connection, key: bytes, key_is_new: bool) -> None:
+def _to_v1(db: Database, key: bytes, key_is_new: bool) -> None:
     """The first table, plus the approval and seal columns for a store made before rows were sealed.
 
     Rows already waiting are sealed as they are only when the key is new too,
@@ -137,17 +120,17 @@ def _to_v1(db: sqlite3.Connection, key: bytes, key_is_new: bool) -> None:
     key already exists mean someone removed them: the rows stay unsealed, and
     so are never sent.
     """
-    _run(db, _V1)
+    migrations.run_script(db, _V1)
     missing = [c for c in ("approval", "seal") if c not in _columns(db)]
     for column in missing:
         db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
     if missing and key_is_new:
         for row in db.execute(f"SELECT {', '.join(V1_COLUMNS)} FROM items").fetchall():
-            doc = dict(zip(V1_COLUMNS, row))
+            doc = dict(zip(V1_COLUMNS, row, strict=True))
             db.execute("UPDATE items SET seal = ? WHERE id = ?", (seals.seal(key, doc), doc["id"]))
 
 
-def _to_v2(db: sqlite3.Connection, key: bytes, key_is_new: bool) -> None:
+def _to_v2(db: Database, key: bytes, key_is_new: bool) -> None:
     """Columns for sends in flight and maximum age, the teacher tables, and a dedupe index that is not unique.
 
     The dedupe key stops being unique: a teacher may send again something
@@ -159,9 +142,9 @@ def _to_v2(db: sqlite3.Connection, key: bytes, key_is_new: bool) -> None:
     for column in V2_COLUMNS:
         if column not in present:
             db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
-    _run(db, _V2)
+    migrations.run_script(db, _V2)
     for row in db.execute(f"SELECT {', '.join(V1_COLUMNS)} FROM items").fetchall():
-        old = dict(zip(V1_COLUMNS, row))
+        old = dict(zip(V1_COLUMNS, row, strict=True))
         since = old["release_at"] if old["kind"] == "defer" and old["release_at"] else old["created_at"]
         db.execute("UPDATE items SET waiting_since = ? WHERE id = ?", (since, old["id"]))
         if seals.matches(key, old):

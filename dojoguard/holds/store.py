@@ -13,11 +13,7 @@ import enum
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import sqlite3
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +23,8 @@ from dojoguard.holds import schema
 from dojoguard.holds import seal as seals
 from dojoguard.rules.action import Action
 from dojoguard.rules.decision import Decision
+from dojoguard.storage import Database, SQLiteDatabase
+from dojoguard.storage.database import create_private_folder
 
 
 class HoldKind(enum.StrEnum):
@@ -173,9 +171,9 @@ class HoldStore:
     that race are serialised by SQLite, and the loser is told why.
     """
 
-    def __init__(self, connection: sqlite3.Connection, path: Path, key: bytes):
-        self._db = connection
-        self._lock = threading.Lock()
+    def __init__(self, database: Database, path: Path, key: bytes):
+        self._db = database
+        self._lock = database.lock
         self._key = key
         self.path = path
         # Teachers with something waiting or something to be told, for the proxy's per-write
@@ -187,14 +185,11 @@ class HoldStore:
     def open(cls, path: str | Path, *, key_path: str | Path | None = None) -> "HoldStore":
         """Open (or create) the store; ``key_path`` is its sealing key (default: ``keys/`` beside it)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Before the key, which goes in a folder beside the store.
+        create_private_folder(path.parent)
         key, key_is_new = seals.load_or_create(Path(key_path) if key_path else seals.key_path_for(None, path))
-        if not path.exists():
-            # Created owner-only: it holds whole requests, cookies included.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        # Owner-only: it holds whole requests, cookies included.
+        db = SQLiteDatabase.open(path, busy_timeout_s=10, pragmas=("synchronous=FULL",))
         try:
             schema.migrate(db, key, key_is_new)
         except BaseException:
@@ -207,18 +202,6 @@ class HoldStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One write transaction, under the lock: committed if the block ends, rolled back if it raises."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     # -- keeping ----------------------------------------------------------------
 
@@ -261,14 +244,14 @@ class HoldStore:
         }
         row["seal"] = seals.seal(self._key, row)
         open_states = tuple(str(s) for s in OPEN)
-        with self._transaction():
+        with self._db.transaction():
             candidates = self._db.execute(
                 f"SELECT {', '.join(_ALL)} FROM items WHERE kind = ? "
                 f"AND state IN ({', '.join('?' * len(open_states))}) "
                 "AND (dedupe_key = ? OR (content_key IS NOT NULL AND content_key = ?)) ORDER BY created_at",
                 (str(kind), *open_states, key, content_key)).fetchall()
             # Only an intact row is joined: one changed by hand to catch later posts is passed over.
-            existing = next((_item_of(doc) for doc in (dict(zip(_ALL, c)) for c in candidates)
+            existing = next((_item_of(doc) for doc in (dict(zip(_ALL, c, strict=True)) for c in candidates)
                              if seals.matches(self._key, doc)), None)
             if existing is None:
                 self._db.execute(f"INSERT INTO items ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -425,7 +408,7 @@ class HoldStore:
         Unlike ``_change`` it works on a row whose seal does not match (rejecting is
         what a leader does with one), and reseals only a row that was intact.
         """
-        with self._transaction():
+        with self._db.transaction():
             doc = self._row(item_id)
             previous, state = doc["state"], state_of(doc)
             if state is not None:
@@ -519,7 +502,7 @@ class HoldStore:
         It is sealed as found (the change is already recorded), so a later change
         by hand, such as setting it back to approved, shows again.
         """
-        with self._transaction():
+        with self._db.transaction():
             doc = self._row(item_id)
             doc["state"] = str(HoldState.TAMPERED)
             doc["seal"] = seals.seal(self._key, doc) if isinstance(doc["content"], bytes) else None
@@ -571,7 +554,7 @@ class HoldStore:
                                    "WHERE teacher_id = ?", (teacher_id,)).fetchone()
         if row is None:
             return None
-        doc = dict(zip(("teacher_id", "cookie", "session", "seen_at"), row[:4]))
+        doc = dict(zip(("teacher_id", "cookie", "session", "seen_at"), row[:4], strict=True))
         if not hmac.compare_digest(row[4] or "", _seal_session(self._key, doc)):
             return None  # changed by hand: the item's own cookie is used instead
         return doc["cookie"], datetime.fromisoformat(doc["seen_at"])
@@ -596,7 +579,7 @@ class HoldStore:
                                     "ORDER BY created_at, rowid", (teacher_id,)).fetchall()
         found = []
         for row in rows:
-            doc = dict(zip(columns, row[:-1]))
+            doc = dict(zip(columns, row[:-1], strict=True))
             if not hmac.compare_digest(str(row[-1] or ""), _seal_as(self._key, "notices", doc)):
                 continue  # written by hand: not the school's words
             found.append(Notice(doc["id"], doc["teacher_id"], doc["hold_id"], doc["outcome"], doc["text"],
@@ -617,7 +600,7 @@ class HoldStore:
         row = self._db.execute(f"SELECT {', '.join(_ALL)} FROM items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
             raise HoldError(f"no held or queued item {item_id!r} (it may have been released, rejected or expired)")
-        return dict(zip(_ALL, row))
+        return dict(zip(_ALL, row, strict=True))
 
     def _check(self, doc: dict[str, Any]) -> None:
         if seals.matches(self._key, doc):
@@ -629,7 +612,7 @@ class HoldStore:
 
     def _change(self, item_id: str, step) -> dict[str, Any]:
         """Check the row's seal, apply ``step(row) -> new values`` and seal it again, in one transaction."""
-        with self._transaction():
+        with self._db.transaction():
             doc = self._row(item_id)
             self._check(doc)
             doc.update(step(doc))

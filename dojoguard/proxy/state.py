@@ -1,7 +1,7 @@
 """The proxy's own small SQLite file: sessions, learned skills and the discovery summary.
 
 Owner-only permissions; schema changes are named, ordered migrations recorded
-in a table, each in a transaction. Nothing here holds message text, names of
+in the file (``dojoguard.storage.migrations``), each in a transaction. Nothing here holds message text, names of
 pupils, images or cookies (sessions are stored as keyed hashes).
 """
 
@@ -9,30 +9,33 @@ from __future__ import annotations
 
 import os
 import secrets
-import sqlite3
-import threading
 from pathlib import Path
 
+from dojoguard.storage import Database, Migration, SQLiteDatabase, migrations
 
-def _m1_sessions(db: sqlite3.Connection) -> None:
+
+def _m1_sessions(db: Database) -> None:
     db.execute("""CREATE TABLE sessions (
         session_hash TEXT PRIMARY KEY, teacher_id TEXT NOT NULL, teacher_name TEXT, learned_at TEXT NOT NULL)""")
 
 
-def _m2_skills(db: sqlite3.Connection) -> None:
+def _m2_skills(db: Database) -> None:
     db.execute("""CREATE TABLE skills (
         class_id TEXT NOT NULL, skill_id TEXT NOT NULL, name TEXT, value INTEGER NOT NULL,
         learned_at TEXT NOT NULL, PRIMARY KEY (class_id, skill_id))""")
 
 
-def _m3_discovery(db: sqlite3.Connection) -> None:
+def _m3_discovery(db: Database) -> None:
     db.execute("""CREATE TABLE unclassified (
         method TEXT NOT NULL, host TEXT NOT NULL, path TEXT NOT NULL, content_type TEXT NOT NULL,
         skeleton TEXT NOT NULL, count INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
         PRIMARY KEY (method, host, path, content_type, skeleton))""")
 
 
-MIGRATIONS = (("1-sessions", _m1_sessions), ("2-skills", _m2_skills), ("3-discovery", _m3_discovery))
+MIGRATIONS = (Migration("1-sessions", _m1_sessions), Migration("2-skills", _m2_skills),
+              Migration("3-discovery", _m3_discovery))
+# Files made before the shared runner recorded the names in a table of their own.
+_RECORDED_BEFORE = migrations.from_table("migrations")
 
 
 class State:
@@ -40,32 +43,16 @@ class State:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-        os.close(fd)
-        os.chmod(self.path, 0o600)
-        self.lock = threading.Lock()
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self._migrate()
+        self.database = SQLiteDatabase.open(self.path, busy_timeout_s=5.0)
+        # The lock and SQLite connection the proxy's stores (sessions, skills, discovery) use.
+        self.lock = self.database.lock
+        self.db = self.database.connection
+        try:
+            migrations.migrate(self.database, MIGRATIONS, what="the proxy state", adopt=_RECORDED_BEFORE)
+        except BaseException:
+            self.database.close()
+            raise
         self.key = self._key()
-
-    def _migrate(self) -> None:
-        with self.lock:
-            self.db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY)")
-            done = {row[0] for row in self.db.execute("SELECT name FROM migrations")}
-            for name, migrate in MIGRATIONS:
-                if name in done:
-                    continue
-                self.db.execute("BEGIN IMMEDIATE")
-                try:
-                    migrate(self.db)
-                    self.db.execute("INSERT INTO migrations (name) VALUES (?)", (name,))
-                    self.db.execute("COMMIT")
-                except BaseException:
-                    self.db.execute("ROLLBACK")
-                    raise
 
     def _key(self) -> bytes:
         """The secret that keys session hashes, kept beside the database, owner-only."""
@@ -80,5 +67,4 @@ class State:
             return key
 
     def close(self) -> None:
-        with self.lock:
-            self.db.close()
+        self.database.close()

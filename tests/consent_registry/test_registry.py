@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from dojoguard.consent_registry import migrations
-from dojoguard.consent_registry.registry import BIOMETRIC, LinkState, PersonKind, Registry, RegistryError, State
+from dojoguard.consent_registry.registry import (BIOMETRIC, LinkState, PersonKind, Registry, RegistryError,
+                                                 RegistryUnavailable, State)
+from dojoguard.storage.migrations import run_script
 from tests.consent_registry.conftest import add_pupil
 
 ALL_PHOTO = {"class_story": "granted", "school_story": "granted", "portfolio": "granted"}
@@ -33,9 +35,9 @@ def test_file_is_private_and_migrations_recorded(tmp_path, clock):
 def test_migration_failure_rolls_back(tmp_path, clock, monkeypatch):
     """A failing migration leaves neither its tables nor its record behind."""
     def broken(db):
-        migrations._run(db, "CREATE TABLE half_done (x INTEGER);\nCREATE TABLE nonsense (;")
+        run_script(db, "CREATE TABLE half_done (x INTEGER);\nCREATE TABLE nonsense (;")
     monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS + (broken,))
-    with pytest.raises(Exception):
+    with pytest.raises(RegistryUnavailable):
         Registry.open(tmp_path / "r.sqlite", clock=clock)
     db = sqlite3.connect(tmp_path / "r.sqlite")
     names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
