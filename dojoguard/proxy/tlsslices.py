@@ -18,9 +18,10 @@ mitmproxy's own path unchanged.
 
 This replaces one method of a mitmproxy class, because mitmproxy creates its
 TLS layers itself and offers no setting for it. ``install`` first checks that
-the method is still the one this was written against (mitmproxy is pinned);
-after an upgrade that changed it, mitmproxy's own method stays in place and
-the proxy says so at start: slower with large bodies, never wrong.
+the method, and the ``tls_interact`` it calls, are still the ones this was
+written against (mitmproxy is pinned); after an upgrade that changed either,
+mitmproxy's own method stays in place and the proxy says so at start: slower
+with large bodies, never wrong.
 """
 
 from __future__ import annotations
