@@ -31,7 +31,7 @@ def page_faults() -> int:
 def one_body(send_data, body: bytes) -> tuple[float, int]:
     """CPU ms and page faults of sending ``body`` on a fresh connection; the peer checks it."""
     client, server = tlspair.connected()
-    layer = tlspair.layer_over(client)
+    layer = tlsslices.layer_over(client)
     faults, started = page_faults(), time.thread_time()
     pieces = [command.data for command in send_data(layer, body)]
     cpu_ms, faults = (time.thread_time() - started) * 1000, page_faults() - faults

@@ -7,14 +7,13 @@ and exit codes (``fail`` below), with a hint where a person can act.
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 
 import click
 
 from dojoguard import __version__
 from dojoguard import config as config_module
-from dojoguard.clitools import ProblemsReported, environment, fail, pass_env  # noqa: F401 (re-exported)
+from dojoguard.clitools import ProblemsReported, config_option, environment, fail, pass_env  # noqa: F401 (re-exported)
 from dojoguard.environment import Environment
 from dojoguard.yamlfile import FileProblems
 
@@ -31,8 +30,7 @@ COMMAND_MODULES = (
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="DOJOGUARD_CONFIG", help="Settings file laid over the embedded defaults.")
+@config_option("Settings file laid over the embedded defaults.", envvar="DOJOGUARD_CONFIG")
 @click.version_option(__version__, prog_name="dojoguard")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None) -> None:

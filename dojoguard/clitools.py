@@ -7,6 +7,7 @@ that a package's command module can be imported on its own.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -42,3 +43,9 @@ def environment(ctx: click.Context) -> Environment:
 
 
 pass_env = click.make_pass_decorator(Environment, ensure=True)
+
+
+def config_option(help: str, **attrs):
+    """The ``--config FILE`` option (the settings file), declared once for every command that takes it."""
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help=help,
+                        **attrs)

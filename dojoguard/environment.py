@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import IO
 
@@ -23,11 +22,16 @@ class Environment:
     clock: Clock = field(default_factory=SystemClock)
     stdout: IO[str] = field(default_factory=lambda: sys.stdout)
     stderr: IO[str] = field(default_factory=lambda: sys.stderr)
+    # The settings as loaded, and from which path: a command that names another file loads that one.
+    _loaded: tuple[Path | None, config_module.Config] | None = field(default=None, init=False, repr=False,
+                                                                      compare=False)
 
-    @cached_property
+    @property
     def config(self) -> config_module.Config:
-        """Loaded on first use; raises ``FileProblems`` when the file is wrong."""
-        return config_module.load(self.config_path)
+        """Loaded on first use, and again if ``config_path`` changed; raises ``FileProblems`` when the file is wrong."""
+        if self._loaded is None or self._loaded[0] != self.config_path:
+            self._loaded = (self.config_path, config_module.load(self.config_path))
+        return self._loaded[1]
 
     def follow_proxy_clock(self) -> None:
         """Use the clock of the proxy on this data folder, when it reads its time from a file (staging).

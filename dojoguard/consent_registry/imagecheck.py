@@ -17,7 +17,6 @@ runs in a bounded process pool; the event loop only waits on futures.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +29,7 @@ import numpy as np
 from dojoguard.consent_registry import decoding, detection, faces, metadata, redaction, video, worker
 from dojoguard.consent_registry.fairslots import REQUESTER, FairSlots
 from dojoguard.consent_registry.registry import Audience, Registry, RegistryError
+from dojoguard.consent_registry.spawning import KeepingSpawnContext
 from dojoguard.rules.action import AttachmentKind, ImageFindings
 
 # Decoding problems are "unreadable"; anything else that stops a check is an "error".
@@ -122,7 +122,9 @@ class ImageChecker:
     # -- the pool -----------------------------------------------------------
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+        # The context keeps the workers it starts, so that a stuck one can be ended (see spawning.py).
+        self._pool_context = KeepingSpawnContext()
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._pool_context,
                                    initializer=worker.initialise, initargs=(self.decode_budget, self.memory_limit))
         # Start every worker now, so the first teacher's photo does not wait
         # for the face engine to load.
@@ -135,10 +137,8 @@ class ImageChecker:
             if self._pool is not broken:
                 return
             # A stuck worker cannot be cancelled: end its process so it frees
-            # the core and the memory. (The executor has no public way to.)
-            for process in list(getattr(broken, "_processes", {}).values()):
-                if process.is_alive():
-                    process.kill()
+            # the core and the memory.
+            self._pool_context.kill_alive()
             broken.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
 

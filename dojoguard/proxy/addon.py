@@ -15,11 +15,11 @@ import time
 import zoneinfo
 
 import structlog
-from mitmproxy import ctx, exceptions, http, tls
+from mitmproxy import ctx, http, tls
 
 from dojoguard import logs
 from dojoguard.audit.durability import FlushProcess
-from dojoguard.proxy import enforcement, flows, learning, lifecycle, logins, outcomes, paths, routing
+from dojoguard.proxy import enforcement, flows, learning, lifecycle, logins, mitmoptions, outcomes, paths, routing
 from dojoguard.proxy.background import Background
 from dojoguard.proxy.judge import Judge, Outcome, unrecorded_block
 from dojoguard.proxy.recognition import WRITE_METHODS
@@ -52,10 +52,9 @@ class Guard:
     # -- lifecycle ------------------------------------------------------------
 
     def configure(self, updated: set[str]) -> None:
-        # These sign with a leaked third-party CA key; a school proxy must never offer them.
-        if {"emudhra", "emudhra_old"} & updated and (ctx.options.emudhra or ctx.options.emudhra_old):
-            raise exceptions.OptionsError("dojoguard refuses to run with the emudhra options: they sign "
-                                          "certificates with a leaked third-party key")
+        # The start checks them once; this catches any later change that would turn them on.
+        if set(mitmoptions.LEAKED_CA) & updated:
+            mitmoptions.refuse_leaked_ca(ctx.options)
 
     async def running(self) -> None:
         if getattr(self.services.audit, "deferred_sync", False):
@@ -173,7 +172,7 @@ class Guard:
             started = time.perf_counter()
             try:
                 outcome = await self.judge.too_large(flows.request_of(flow, with_body=False))
-            except Exception as exc:  # noqa: BLE001 - fail closed, as in request()
+            except Exception as exc:  # fail closed, as in request()
                 log.exception("judge.failed", error=type(exc).__name__)
                 outcome = await self._fail_closed(flow, None, exc)
             self._apply(flow, outcome, started)
@@ -186,7 +185,7 @@ class Guard:
         try:
             request = flows.request_of(flow, limit=self.services.settings.max_write_bytes)
             outcome = await self.judge.judge(request, stored=lambda: flows.stored_request(flow))
-        except Exception as exc:  # noqa: BLE001 - fail closed: an exception must never let a write through
+        except Exception as exc:  # fail closed: an exception must never let a write through
             log.exception("judge.failed", error=type(exc).__name__)
             outcome = await self._fail_closed(flow, request, exc)
         self._apply(flow, outcome, started)
@@ -245,7 +244,7 @@ class Guard:
         try:
             request = flows.frame_request(flow, message.content, is_text=message.is_text)
             outcome = await self.judge.judge(request)
-        except Exception as exc:  # noqa: BLE001 - fail closed: an exception must never let a message through
+        except Exception as exc:  # fail closed: an exception must never let a message through
             log.exception("judge.failed", error=type(exc).__name__)
             outcome = await self._fail_closed(flow, request, exc)
         verdict = outcome.decision.verdict
@@ -319,7 +318,7 @@ class Guard:
         request = flows.request_of(flow, with_body=False)
         try:
             outcome = await self.judge.misdirected(request, route.problem)
-        except Exception as exc:  # noqa: BLE001 - fail closed, as in request()
+        except Exception as exc:  # fail closed, as in request()
             log.exception("judge.failed", error=type(exc).__name__)
             outcome = await self._fail_closed(flow, request, exc)
         self._apply(flow, outcome, started)
@@ -327,7 +326,7 @@ class Guard:
     async def _fail_closed(self, flow: http.HTTPFlow, request, exc: BaseException) -> Outcome:
         try:
             return await self.judge.fail_closed(request or flows.request_of(flow, with_body=False), exc)
-        except Exception:  # noqa: BLE001 - even recording failed: still block, with a fresh decision id
+        except Exception:  # even recording failed: still block, with a fresh decision id
             log.exception("judge.fail_closed_failed")
             return unrecorded_block(self.services)
 
@@ -380,7 +379,7 @@ class Guard:
             await asyncio.sleep(RELOAD_INTERVAL_S)
             try:
                 await self.reload()
-            except Exception:  # noqa: BLE001 - the watcher must outlive any one bad reload
+            except Exception:  # the watcher must outlive any one bad reload
                 log.exception("reload.failed")
 
     async def reload(self) -> None:

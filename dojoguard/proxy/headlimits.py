@@ -59,10 +59,11 @@ OPTION = "dojoguard_max_head_bytes"
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 
 # The sources of the mitmproxy methods this relies on, as of the pinned version: the handler
-# wrapped, and the head reader and waiting state whose buffer it bounds.
-_EXPECTED = "442165cab30b8b3f9a8f56be95e685ec33dc0f51a52282203fca2e4b49b05822"
+# wrapped, the head reader and waiting state whose buffer it bounds, and the state it ends in.
+_EXPECTED = "0c50b8b2c87cc5903fd7149d52eefa9032e2c75d3b18dcb1af21d4b62572e75c"
 
 _original = _http1.Http1Server._handle_event
+_own = patches.own(_http1.Http1Server, "_handle_event")
 
 
 @dataclass
@@ -110,7 +111,9 @@ def handle_event(self, event: events.Event):
 
 
 def source_digest() -> str:
-    return patches.source_digest(_original, _http1.Http1Server.read_headers, _http1.Http1Connection.wait)
+    """The digest of the pinned mitmproxy code this wraps or relies on (see ``_EXPECTED``)."""
+    return patches.source_digest(_original, _http1.Http1Server.read_headers, _http1.Http1Connection.wait,
+                                 _http1.Http1Connection.done)
 
 
 def install() -> bool:
@@ -121,6 +124,11 @@ def install() -> bool:
         return False
     _http1.Http1Server._handle_event = handle_event
     return True
+
+
+def uninstall() -> None:
+    """Put mitmproxy's own handler back."""
+    patches.restore(_http1.Http1Server, "_handle_event", _own)
 
 
 class HeadLimits:

@@ -71,11 +71,12 @@ def proxy_addons() -> list:
 
 
 # The pieces of mitmproxy dojoguard replaces (see proxy/patches.py), and what is lost if one cannot be.
-_PATCHES = (
-    (tlsslices, "tls.slices_off", "mitmproxy's TLSLayer.send_data differs from the supported version; "
-                                  "large bodies are encrypted in one piece"),
-    (oversize, "oversize.refusal_off", "mitmproxy's HttpStream.check_body_size differs from the supported version; "
-                                       "a body over the size limit gets mitmproxy's own 413, unrecorded"),
+PATCHES = (
+    (tlsslices, "tls.slices_off", "mitmproxy's TLSLayer.send_data or tls_interact differs from the supported "
+                                  "version; large bodies are encrypted in one piece"),
+    (oversize, "oversize.refusal_off", "mitmproxy's HttpStream.check_body_size (or the states around it) differs "
+                                       "from the supported version; a body over the size limit gets mitmproxy's "
+                                       "own 413, unrecorded"),
     (headlimits, "headlimits.off", "mitmproxy's Http1Server differs from the supported version; "
                                    "request heads are not limited in size"),
     (wslimits, "wslimits.off", "mitmproxy's WebsocketLayer or wsproto's deflate differs from the supported version; "
@@ -85,9 +86,15 @@ _PATCHES = (
 
 def build(opts: options.Options | None = None, *, with_termlog: bool = True) -> master.Master:
     """A master with dojoguard's addon set (dojoguard's own addon is added by the caller)."""
-    for module, event, reason in _PATCHES:
+    for module, event, reason in PATCHES:
         if not module.install():
             log.warning(event, reason=reason)
     m = master.Master(opts or options.Options(), with_termlog=with_termlog)
     m.addons.add(*proxy_addons())
     return m
+
+
+def uninstall_patches() -> None:
+    """Put mitmproxy's own methods back where ``build`` replaced them (for tests: each builds its own)."""
+    for module, _, _ in PATCHES:
+        module.uninstall()

@@ -35,10 +35,12 @@ from mitmproxy.utils import human
 
 from dojoguard.proxy import patches
 
-# The source of the mitmproxy method wrapped here, as of the pinned version.
-_EXPECTED = "236ca0a7b9fd4f69a1f75cf6026a5f9c827270f79a90335673e4721afd731a4a"
+# The sources this relies on, as of the pinned version: the method wrapped, the two states that
+# call it (what its True means), the state it leaves the stream in, and the length it reads.
+_EXPECTED = "0439b3c31baa69c09f630d44e21491abe89e4992eca3cee423e5262f63a2c99d"
 
 _original = http_layers.HttpStream.check_body_size
+_own = patches.own(http_layers.HttpStream, "check_body_size")
 
 
 @dataclass
@@ -101,7 +103,10 @@ def check_body_size(self, request: bool):
 
 
 def source_digest() -> str:
-    return patches.source_digest(_original)
+    """The digest of the pinned mitmproxy code this wraps or relies on (see ``_EXPECTED``)."""
+    stream = http_layers.HttpStream
+    return patches.source_digest(_original, stream.state_wait_for_request_headers, stream.state_consume_request_body,
+                                 stream.state_errored, expected_http_body_size)
 
 
 def install() -> bool:
@@ -112,3 +117,8 @@ def install() -> bool:
         return False
     http_layers.HttpStream.check_body_size = check_body_size
     return True
+
+
+def uninstall() -> None:
+    """Put mitmproxy's own ``check_body_size`` back."""
+    patches.restore(http_layers.HttpStream, "check_body_size", _own)

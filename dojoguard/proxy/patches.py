@@ -2,10 +2,11 @@
 
 dojoguard changes four methods of its pinned mitmproxy in place
 (``tlsslices``, ``oversize``, ``headlimits``, ``wslimits``). Each is
-installed only over the exact source it was written against, checked by
-digest at start: after an upgrade that changed it, mitmproxy's own code
-stays and the proxy says so, rather than running a copy that no longer
-fits around it.
+installed only over the exact source it was written against, and the
+source of what it calls or relies on, checked by digest at start: after an
+upgrade that changed any of it, mitmproxy's own code stays and the proxy
+says so, rather than running a copy that no longer fits around it. Each
+module's ``uninstall`` puts mitmproxy's own methods back (for tests).
 """
 
 from __future__ import annotations
@@ -17,6 +18,23 @@ import inspect
 def source_digest(*functions) -> str:
     """SHA-256 of the source of ``functions``, in order."""
     return hashlib.sha256("".join(inspect.getsource(f) for f in functions).encode()).hexdigest()
+
+
+_ABSENT = object()
+
+
+def own(cls, name: str):
+    """What ``cls`` itself defines as ``name`` (not what it inherits), so that ``restore`` can put it back."""
+    return cls.__dict__.get(name, _ABSENT)
+
+
+def restore(cls, name: str, before) -> None:
+    """Put ``cls.name`` back as ``own`` saw it: the class's own attribute, or none (inherited again)."""
+    if before is _ABSENT:
+        if name in cls.__dict__:
+            delattr(cls, name)
+    else:
+        setattr(cls, name, before)
 
 
 def option_bytes(context, name: str, default: int) -> int:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from mitmproxy import options
+from mitmproxy import options, optmanager
 
 from dojoguard.proxy import master as proxy_master
-from dojoguard.proxy import bounds, draining, heap
+from dojoguard.proxy import bounds, draining, heap, mitmoptions
 from dojoguard.proxy.addon import Guard
+from dojoguard.proxy.mitmoptions import RefusedToStart
 from dojoguard.proxy.services import Services
 from dojoguard.proxy.settings import Settings
 
@@ -20,10 +21,6 @@ from dojoguard.proxy.settings import Settings
 # (answers to writes, the small JSON reads the proxy learns from) are far
 # smaller; everything else streams and is not limited.
 BUFFER_MARGIN_MB = 1
-
-
-class RefusedToStart(Exception):
-    """A setting that would make the proxy unsafe."""
 
 
 def mitmproxy_options(settings: Settings, services: Services) -> dict:
@@ -48,10 +45,21 @@ def mitmproxy_options(settings: Settings, services: Services) -> dict:
 
 
 def check_options(opts: options.Options) -> None:
-    if getattr(opts, "emudhra", False) or getattr(opts, "emudhra_old", False):
-        raise RefusedToStart("the emudhra options are on: they sign certificates with a leaked third-party key")
+    """Raise ``RefusedToStart`` if the options as set would make the proxy unsafe."""
+    mitmoptions.refuse_leaked_ca(opts)
     if opts.stream_large_bodies:
         raise RefusedToStart("stream_large_bodies is set: streamed writes would bypass the policy")
+
+
+def set_options(opts: optmanager.OptManager, settings: Settings, services: Services) -> list[str]:
+    """Set dojoguard's options on mitmproxy's ``opts`` and check them; the names this mitmproxy lacks, skipped.
+
+    Raises ``RefusedToStart`` when an option dojoguard needs is missing (see
+    proxy/mitmoptions.py) or the options as set are unsafe.
+    """
+    skipped = mitmoptions.apply(opts, {"termlog_verbosity": "warn", **mitmproxy_options(settings, services)})
+    check_options(opts)
+    return skipped
 
 
 async def serve(settings: Settings, services: Services, *, banner) -> None:
@@ -61,9 +69,7 @@ async def serve(settings: Settings, services: Services, *, banner) -> None:
     # mitmproxy's own log shows only warnings and errors (a port it cannot bind);
     # dojoguard's canonical lines come through structlog.
     master = proxy_master.build(options.Options(), with_termlog=True)
-    # Every option must exist: one silently dropped could be a safety setting.
-    master.options.update(termlog_verbosity="warn", **mitmproxy_options(settings, services))
-    check_options(master.options)
+    set_options(master.options, settings, services)
     # Bounds before the Guard (body timers, the image queue's requester), the
     # destination check after it (it sees the name the device dialled first),
     # the drain last (it sees what the Guard made of each request).

@@ -18,14 +18,16 @@ mitmproxy's own path unchanged.
 
 This replaces one method of a mitmproxy class, because mitmproxy creates its
 TLS layers itself and offers no setting for it. ``install`` first checks that
-the method is still the one this was written against (mitmproxy is pinned);
-after an upgrade that changed it, mitmproxy's own method stays in place and
-the proxy says so at start: slower with large bodies, never wrong.
+the method, and the ``tls_interact`` it calls, are still the ones this was
+written against (mitmproxy is pinned); after an upgrade that changed either,
+mitmproxy's own method stays in place and the proxy says so at start: slower
+with large bodies, never wrong.
 """
 
 from __future__ import annotations
 
 
+from mitmproxy import connection
 from mitmproxy.proxy.layers import tls
 from OpenSSL import SSL
 
@@ -35,10 +37,12 @@ from dojoguard.proxy import patches
 # (49,218 bytes) comes out of mitmproxy's own read of up to 64 kB in one piece.
 SLICE = 3 * 16 * 1024
 
-# The source of the mitmproxy method replaced here, as of the pinned version.
-_EXPECTED = "35a29a1b0b0cb184aaecf3585870bb38fa8663f01ad6a8ea09dc6ef6fe46fcaa"
+# The sources this relies on, as of the pinned version: the method replaced, and the read of
+# OpenSSL's output it calls after each slice (its 64 kB read is what SLICE is sized for).
+_EXPECTED = "a6d4db4d291d36a96e40c0036aae256fe0b127bf268669f0774f05cd1c9e74b1"
 
 _original = tls.TLSLayer.send_data
+_own = patches.own(tls.TLSLayer, "send_data")
 
 
 def send_data(self, data: bytes):
@@ -57,8 +61,17 @@ def send_data(self, data: bytes):
     yield from self.tls_interact()  # what a slice cut short by the peer's going left behind
 
 
+def layer_over(ssl_conn) -> tls.ServerTLSLayer:
+    """A TLS layer with only what ``send_data`` needs, its OpenSSL connection and its peer (tests, benchmark)."""
+    layer = object.__new__(tls.ServerTLSLayer)
+    layer.tls = ssl_conn
+    layer.conn = connection.Server(address=("classdojo.test", 443))
+    return layer
+
+
 def source_digest() -> str:
-    return patches.source_digest(_original)
+    """The digest of the pinned mitmproxy code this replaces or relies on (see ``_EXPECTED``)."""
+    return patches.source_digest(_original, tls.TLSLayer.tls_interact)
 
 
 def install() -> bool:
@@ -69,3 +82,8 @@ def install() -> bool:
         return False
     tls.TLSLayer.send_data = send_data
     return True
+
+
+def uninstall() -> None:
+    """Put mitmproxy's own ``send_data`` back."""
+    patches.restore(tls.TLSLayer, "send_data", _own)

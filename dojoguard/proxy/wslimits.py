@@ -32,8 +32,10 @@ import zlib
 from dataclasses import dataclass
 
 import structlog
+import wsproto.connection
 import wsproto.events
 import wsproto.extensions
+import wsproto.frame_protocol
 from mitmproxy import http
 from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers import websocket as ws_layer
@@ -47,12 +49,14 @@ OPTION = "dojoguard_max_ws_message_bytes"
 DEFAULT_MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 MESSAGE_TOO_BIG = 1009
 
-# The sources this relies on, as of the pinned versions: the layer's start and relay, and
-# wsproto's inflation of a received piece.
-_EXPECTED = "b4cc30b639988e35f840701d12f5a891bff1667234ef118c1941e99c092cdc86"
+# The sources this relies on, as of the pinned versions: the layer's start and relay, the
+# connection whose events and frame buffer are bounded, wsproto's events, its inflation of a
+# received piece, and the decoder that calls that inflation.
+_EXPECTED = "dfe11287939acc7bf449d419a7c5d5001b6d7768dd2ee196dddc8c36c2229623"
 
 _original_start = ws_layer.WebsocketLayer.start
 _original_relay = ws_layer.WebsocketLayer.relay_messages
+_own = {name: patches.own(ws_layer.WebsocketLayer, name) for name in ("start", "relay_messages", "_handle_event")}
 
 
 @dataclass
@@ -150,9 +154,11 @@ def relay_messages(self, event):
 
 
 def source_digest() -> str:
+    """The digest of the pinned mitmproxy and wsproto code this wraps or relies on (see ``_EXPECTED``)."""
     deflate = wsproto.extensions.PerMessageDeflate
-    return patches.source_digest(_original_start, _original_relay, deflate.frame_inbound_payload_data,
-                                 deflate.frame_inbound_complete)
+    return patches.source_digest(_original_start, _original_relay, ws_layer.WebsocketConnection,
+                                 wsproto.connection.Connection.events, deflate.frame_inbound_payload_data,
+                                 deflate.frame_inbound_complete, wsproto.frame_protocol.FrameDecoder.process_buffer)
 
 
 def install() -> bool:
@@ -166,6 +172,12 @@ def install() -> bool:
     # The layer's first handler is bound when the class is built; it must be the wrapped start.
     layer._handle_event = start
     return True
+
+
+def uninstall() -> None:
+    """Put mitmproxy's own WebSocket layer methods back."""
+    for name, before in _own.items():
+        patches.restore(ws_layer.WebsocketLayer, name, before)
 
 
 class WebsocketLimits:

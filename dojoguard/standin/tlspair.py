@@ -1,8 +1,9 @@
 """Two OpenSSL connections talking through memory buffers, as mitmproxy drives TLS: for tests and benchmarks.
 
 ``connected()`` returns a client and a server that have completed their
-handshake; ``layer_over(client)`` is a mitmproxy TLS layer with just what
-sending needs; ``received(server, pieces)`` decrypts what the client sent.
+handshake; ``received(server, pieces)`` decrypts what the client sent.
+(A mitmproxy TLS layer over the client is ``proxy.tlsslices.layer_over``:
+only ``proxy/`` imports mitmproxy.)
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from mitmproxy import connection
-from mitmproxy.proxy.layers import tls
 from OpenSSL import SSL
 
 
@@ -55,14 +54,6 @@ def connected() -> tuple[SSL.Connection, SSL.Connection]:
         _pump(client, server)
         _pump(server, client)
     return client, server
-
-
-def layer_over(ssl_conn) -> tls.ServerTLSLayer:
-    """A mitmproxy TLS layer with only what sending needs: its OpenSSL connection and its peer."""
-    layer = object.__new__(tls.ServerTLSLayer)
-    layer.tls = ssl_conn
-    layer.conn = connection.Server(address=("classdojo.test", 443))
-    return layer
 
 
 def received(server: SSL.Connection, pieces: list[bytes]) -> bytes:

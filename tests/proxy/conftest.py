@@ -17,6 +17,7 @@ from mitmproxy.test import tflow, tutils
 
 from dojoguard import config
 from dojoguard.clock import FixedClock
+from dojoguard.proxy import master
 from dojoguard.proxy.services import open_services
 from dojoguard.proxy.settings import Settings
 
@@ -40,6 +41,13 @@ def write_config(folder: Path, **proxy) -> Path:
     path = folder / "config.yaml"
     path.write_text(json.dumps(doc), "utf-8")  # JSON is YAML, and the hardened reader takes it
     return path
+
+
+@pytest.fixture(autouse=True)
+def mitmproxy_as_shipped():
+    """Every test ends with mitmproxy's own methods back: a master built in one test patches it for that test only."""
+    yield
+    master.uninstall_patches()
 
 
 @pytest.fixture

@@ -78,3 +78,23 @@ def test_every_command_help_ends_with_an_example():
     for name in ("run", "discover"):
         result = run(name, "--help")
         assert "Example:" in result.output
+
+
+def test_run_config_reads_its_own_file_even_after_the_global_one_was_loaded(tmp_path):
+    """``dojoguard --config A run --config B`` starts from B, though A's settings were already loaded."""
+    from dojoguard.environment import Environment
+
+    good = write_config(tmp_path)
+    (tmp_path / "other").mkdir()
+    bad = write_config(tmp_path / "other", unknown_write="block")
+    env = Environment(config_path=good)
+    assert env.config.source  # A loaded (and kept) before the command runs
+    result = CliRunner().invoke(cli, ["--config", str(good), "run", "--config", str(bad)], obj=env)
+    assert result.exit_code == 2 and "unknown_writes" in result.output and str(bad) in result.output
+
+
+def test_there_is_one_config_option_with_one_meaning(tmp_path):
+    """The global and run's --config are the same declaration: same type, a file, not a folder."""
+    for args in (["--config", str(tmp_path), "discover"], ["run", "--config", str(tmp_path)]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and "is a directory" in result.output

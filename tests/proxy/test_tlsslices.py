@@ -11,8 +11,9 @@ from mitmproxy.proxy.layers import tls
 from OpenSSL import SSL
 
 from dojoguard.proxy import master, tlsslices
+from dojoguard.proxy.tlsslices import layer_over
 from dojoguard.standin import tlspair
-from dojoguard.standin.tlspair import layer_over, received
+from dojoguard.standin.tlspair import received
 
 
 @pytest.fixture
