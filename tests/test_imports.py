@@ -1,4 +1,4 @@
-"""README's Layout rule: only ``dojoguard/proxy/`` imports mitmproxy."""
+"""README's Layout rules: only ``dojoguard/proxy/`` imports mitmproxy, and the arrows run one way."""
 
 from __future__ import annotations
 
@@ -44,3 +44,16 @@ def test_the_scan_finds_imports_in_functions_and_from_imports():
     source = "def f():\n    import mitmproxy.http\n\nfrom mitmproxy import ctx\nfrom ..proxy import flows\n"
     assert mitmproxy_imports(source, "dojoguard.holds") == ["mitmproxy", "mitmproxy.ctx", "mitmproxy.http"]
     assert "dojoguard.proxy.flows" in imported(source, "dojoguard.holds")
+
+
+def test_the_packages_the_proxy_uses_never_import_it():
+    """README's arrows run one way: rules, consent_registry, audit, holds and storage never import dojoguard.proxy."""
+    found = {}
+    for name in ("rules", "consent_registry", "audit", "holds", "storage"):
+        for path in sorted((PACKAGE / name).rglob("*.py")):
+            package = ".".join(path.parent.relative_to(PACKAGE.parent).parts)
+            names = sorted(n for n in imported(path.read_text("utf-8"), package)
+                           if n == "dojoguard.proxy" or n.startswith("dojoguard.proxy."))
+            if names:
+                found[str(path.relative_to(PACKAGE.parent))] = names
+    assert found == {}, "the arrows run one way: proxy uses these packages, never the other way round"

@@ -227,16 +227,9 @@ class Jobs:
         return (parse_time(row[0]) if row[0] else None, parse_time(row[1]) if row[1] else None, row[2])
 
     def _save(self, job: str, due: datetime | None, attempt: datetime, error: str | None) -> None:
-        with self.log.lock:
-            conn = self.log.connection
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("INSERT OR REPLACE INTO job_runs VALUES (?, ?, ?, ?)",
-                             (job, format_time(due) if due else None, format_time(attempt), error))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self.log.transaction():
+            self.log.connection.execute("INSERT OR REPLACE INTO job_runs VALUES (?, ?, ?, ?)",
+                                        (job, format_time(due) if due else None, format_time(attempt), error))
         self.log.flush()
 
 

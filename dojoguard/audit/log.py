@@ -465,6 +465,10 @@ class AuditLog:
     def lock(self) -> threading.RLock:
         return self._lock
 
+    def transaction(self):
+        """One write transaction on ``connection`` beside the records (the job state); it holds ``lock``."""
+        return self._db.transaction()
+
     def _meta(self, key: str) -> str | None:
         with self._lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -278,6 +278,10 @@ def _check_duplicates_and_purposes(v: _Validator, records: list[_Record], purpos
                 return
 
 
+class _DryRun(Exception):
+    """Ends a dry run's transaction, so that what it applied is rolled back."""
+
+
 def import_file(registry: Registry, path: str | Path, fmt: Format | str, settings: dict, *,
                 dry_run: bool = False, progress: Callable[[int, int], None] | None = None) -> Report:
     """Validate then apply one export; raises ``FileProblems`` (every row problem) and changes nothing then.
@@ -302,30 +306,30 @@ def import_file(registry: Registry, path: str | Path, fmt: Format | str, setting
         raise FileProblems(v.problems)
     report = Report(rows=len(rows), ignored=ignored, dry_run=dry_run)
     source = f"{fmt} import"
-    registry.db.execute("BEGIN IMMEDIATE")
     try:
-        for done, r in enumerate(records, start=1):
-            existed = registry.db.execute("SELECT 1 FROM people WHERE kind = ? AND mis_id = ?",
-                                          (str(r.kind), r.mis_id)).fetchone()
-            person_id, changed = registry.upsert_person(r.kind, r.mis_id, r.first_name, r.last_name, upn=r.upn,
-                                                        year=r.year, reg_group=r.reg_group)
-            if not existed:
-                report.people_added += 1
-            elif changed:
-                report.people_updated += 1
-            else:
-                report.people_unchanged += 1
-            for purpose, (state, by) in sorted(r.consents.items()):
-                if registry.record_consent(person_id, purpose, state, source=source, informed_by=by):
-                    report.changes.append(Change(person_id, purpose, state, source))
-            for purpose in sorted(r.withdrawn):
-                if registry.is_permitted(person_id, purpose):
-                    registry.record_consent(person_id, purpose, State.UNKNOWN, source=source, informed_by="MIS")
-                    report.changes.append(Change(person_id, purpose, State.UNKNOWN, source))
-            if progress is not None:
-                progress(done, len(records))
-    except BaseException:
-        registry.db.execute("ROLLBACK")
-        raise
-    registry.db.execute("ROLLBACK" if dry_run else "COMMIT")
+        with registry.transaction():
+            for done, r in enumerate(records, start=1):
+                existed = registry.db.execute("SELECT 1 FROM people WHERE kind = ? AND mis_id = ?",
+                                              (str(r.kind), r.mis_id)).fetchone()
+                person_id, changed = registry.upsert_person(r.kind, r.mis_id, r.first_name, r.last_name, upn=r.upn,
+                                                            year=r.year, reg_group=r.reg_group)
+                if not existed:
+                    report.people_added += 1
+                elif changed:
+                    report.people_updated += 1
+                else:
+                    report.people_unchanged += 1
+                for purpose, (state, by) in sorted(r.consents.items()):
+                    if registry.record_consent(person_id, purpose, state, source=source, informed_by=by):
+                        report.changes.append(Change(person_id, purpose, state, source))
+                for purpose in sorted(r.withdrawn):
+                    if registry.is_permitted(person_id, purpose):
+                        registry.record_consent(person_id, purpose, State.UNKNOWN, source=source, informed_by="MIS")
+                        report.changes.append(Change(person_id, purpose, State.UNKNOWN, source))
+                if progress is not None:
+                    progress(done, len(records))
+            if dry_run:
+                raise _DryRun  # everything above is rolled back
+    except _DryRun:
+        pass
     return report
