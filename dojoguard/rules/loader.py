@@ -218,8 +218,8 @@ class _Builder:
             for name, cidrs in (located.data.get("device_groups") or {}).items():
                 if not self._once(located, "device_groups", name):
                     continue
-                groups[name] = self._networks(cidrs, lambda i, n=name, loc=located: loc.problem(
-                    ("device_groups", n, i), Code.RULES_NETWORK, f"{cidrs[i]!r} is not a network",
+                groups[name] = self._networks(cidrs, lambda i, n=name, loc=located, c=cidrs: loc.problem(
+                    ("device_groups", n, i), Code.RULES_NETWORK, f"{c[i]!r} is not a network",
                     "Write a CIDR block such as 10.20.0.0/16."))
         for name, cidrs in self.device_overrides.items():
             # The deployment's own network layout replaces the rule file's example.
@@ -252,7 +252,7 @@ class _Builder:
         word_lists = {name: wl.entries for name, wl in lists.items()}
         # Names that failed to load are still "defined": their own problem is already reported.
         for located in self.documents:
-            for name, spec in (located.data.get("lists") or {}).items():
+            for name in located.data.get("lists") or {}:
                 word_lists.setdefault(name, ())
             compiler = Compiler(located, windows={**windows, **{n: None for n in (located.data.get("windows") or {})
                                                                 if n not in windows}},
@@ -274,12 +274,13 @@ class _Builder:
                 release = self._release_window(located, path, spec, verdict, windows)
                 test = compiler.compile(spec["when"], path + ("when",), root=True)
                 description = spec.get("description") or spec["clause"]
-                match = Match(spec["id"], verdict, description.strip(), spec["notice"].strip(),
-                              spec["clause"].strip())
-                rules.append(Rule(spec["id"], verdict, match.notice, match.clause, match.reason, test,
-                                  kinds_of(spec["when"]), needs_of(spec["when"]), release,
-                                  spec.get("exemptable", True), located.file,
-                                  line, match))
+                match = Match(rule_id=spec["id"], verdict=verdict, reason=description.strip(),
+                              notice=spec["notice"].strip(), clause=spec["clause"].strip())
+                rules.append(Rule(id=spec["id"], verdict=verdict, notice=match.notice, clause=match.clause,
+                                  description=match.reason, test=test, kinds=kinds_of(spec["when"]),
+                                  needs=needs_of(spec["when"]), release_window=release,
+                                  exemptable=spec.get("exemptable", True), file=located.file, line=line,
+                                  match=match))
         return rules, compilers
 
     def _release_window(self, located, path, spec, verdict, windows) -> Window | None:
