@@ -13,7 +13,10 @@ the allowed set?" is true when the value is unknown (``skill_not_in``,
 Each condition key is declared once, with ``@condition`` on the function
 that compiles it: what it costs to test, what an action must carry for it
 to hold, and which kinds of action it can hold for. ``CONDITIONS`` lists
-them; the schema (``schema.json``) and docs/rules.md name the same keys.
+them. A new condition is declared here, added to the ``condition``
+definition of ``schema.json`` and to the conditions table of docs/rules.md,
+and given a sample value in tests/rules/test_conditions.py: tests check
+that all four agree and that what it declares never hides a match.
 """
 
 from __future__ import annotations
