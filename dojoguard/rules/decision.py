@@ -52,7 +52,6 @@ class Match:
 
 
 _new = object.__new__
-_set = object.__setattr__
 
 
 @dataclass(frozen=True)
@@ -81,14 +80,21 @@ class Decision:
         The rule engine builds one per request. The frozen dataclass's own
         ``__init__`` sets each field through ``object.__setattr__`` and, called
         on the class with keywords, measured a quarter of a whole evaluation;
-        this fills the instance in one step. No field has a default here, so
-        none can be left out.
+        this fills the new instance's attributes directly, which is all that
+        ``__init__`` does. No field has a default here, so none can be left out.
         """
         decision = _new(cls)
-        _set(decision, "__dict__", {
-            "verdict": verdict, "matches": matches, "policy_revision": policy_revision, "at": at, "notice": notice,
-            "exemptions_used": exemptions_used, "exempted": exempted, "by_default": by_default,
-            "release_at": release_at, "decision_id": decision_id})
+        attributes = decision.__dict__
+        attributes["verdict"] = verdict
+        attributes["matches"] = matches
+        attributes["policy_revision"] = policy_revision
+        attributes["at"] = at
+        attributes["notice"] = notice
+        attributes["exemptions_used"] = exemptions_used
+        attributes["exempted"] = exempted
+        attributes["by_default"] = by_default
+        attributes["release_at"] = release_at
+        attributes["decision_id"] = decision_id
         return decision
 
     @property
