@@ -9,11 +9,20 @@ Missing data never silently allows: a condition that asks "is this outside
 the allowed set?" is true when the value is unknown (``skill_not_in``,
 ``not_in_group``, ``image: check_incomplete``), and a condition that asks
 "is this in the allowed set?" is false.
+
+Each condition key is declared once, with ``@condition`` on the function
+that compiles it: what it costs to test, what an action must carry for it
+to hold, and which kinds of action it can hold for. ``CONDITIONS`` lists
+them. A new condition is declared here, added to the ``condition``
+definition of ``schema.json`` and to the conditions table of docs/rules.md,
+and given a sample value in tests/rules/test_conditions.py: tests check
+that all four agree and that what it declares never hides a match.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dojoguard.rules.action import Action, AttachmentKind, Channel, Kind, Points
@@ -31,6 +40,105 @@ if TYPE_CHECKING:
 Test = Callable[[Action, "Facts"], bool]
 
 _UNKNOWN_POINTS = Points()
+
+# What an action must carry for a condition to have any chance of holding.
+# NEEDS_TEXT_HIT: the text screen found something (a phrase, word or pattern).
+NEEDS_ATTACHMENTS, NEEDS_PROBLEMS, NEEDS_POINTS, NEEDS_TEXT, NEEDS_TEXT_HIT = 1, 2, 4, 8, 16
+NEEDS_COMBINATIONS = 32
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition key of the rule language: how it is compiled, and what the engine may assume of it.
+
+    ``cost`` orders the tests of one mapping, cheapest first: 0 attribute
+    compares, 1 small walks (points, attachments, groups), 2 network lookups,
+    3 the clock, 4 nested conditions, 5 text lists, 6 patterns. ``needs`` is
+    what an action must carry for the condition to hold (NEEDS_* bits, or a
+    function of the condition's value giving them); ``kinds`` gives, from the
+    value, the kinds of action it can hold for (None: any kind). Both let the
+    engine skip rules without testing them, so they must never leave out an
+    action the condition could hold for.
+    """
+
+    key: str
+    compile: Callable[["Compiler", Any, tuple], Test]
+    cost: int
+    needs: int | Callable[[Any], int] = 0
+    kinds: Callable[[Any], frozenset[Kind] | None] | None = None
+
+
+CONDITIONS: dict[str, Condition] = {}
+
+
+def condition(key: str, *, cost: int, needs: int | Callable[[Any], int] = 0,
+              kinds: Callable[[Any], frozenset[Kind] | None] | None = None):
+    """Declares the decorated ``Compiler`` method as the compiler of condition ``key`` (see ``Condition``)."""
+    def declare(compile: Callable[["Compiler", Any, tuple], Test]):
+        if key in CONDITIONS:
+            raise ValueError(f"condition {key!r} is declared twice")
+        CONDITIONS[key] = Condition(key, compile, cost, needs, kinds)
+        return compile
+    return declare
+
+
+def kinds_of(cond: dict) -> frozenset[Kind] | None:
+    """The kinds an action must have for ``cond`` to hold, or None when any kind might."""
+    return _narrowest(c.kinds(value) if c.kinds else None for c, value in _declared(cond))
+
+
+def needs_of(cond: dict) -> int:
+    """The NEEDS_* bits an action must carry for ``cond`` to hold (0: none known)."""
+    bits = 0
+    for c, value in _declared(cond):
+        bits |= c.needs(value) if callable(c.needs) else c.needs
+    return bits
+
+
+def _declared(cond: dict) -> Iterable[tuple[Condition, Any]]:
+    return ((CONDITIONS[key], value) for key, value in cond.items())
+
+
+def _narrowest(found: Iterable[frozenset[Kind] | None]) -> frozenset[Kind] | None:
+    """The kinds every one of these allows (None: no limit)."""
+    narrowest = None
+    for kinds in found:
+        if kinds is not None:
+            narrowest = kinds if narrowest is None else narrowest & kinds
+    return narrowest
+
+
+def _kinds_of_every(conds: list[dict]) -> frozenset[Kind] | None:
+    return _narrowest(kinds_of(c) for c in conds)
+
+
+def _kinds_of_any(conds: list[dict]) -> frozenset[Kind] | None:
+    children = [kinds_of(c) for c in conds]
+    if any(c is None for c in children):
+        return None
+    return frozenset().union(*children)
+
+
+def _many(value) -> list:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _kinds_named(value) -> frozenset[Kind]:
+    return frozenset(Kind(v) for v in _many(value))
+
+
+def _needs_of_every(conds: list[dict]) -> int:
+    bits = 0
+    for c in conds:
+        bits |= needs_of(c)
+    return bits
+
+
+def _needs_of_any(conds: list[dict]) -> int:
+    common = ~0
+    for c in conds:
+        common &= needs_of(c)
+    return common
 
 
 class Compiler:
@@ -70,29 +178,29 @@ class Compiler:
     def compile(self, cond: dict, path: tuple, *, root: bool = False) -> Test:
         """The test for ``cond``. At a rule's root, ``kind`` is left out: the engine only
         offers a rule actions of the kinds it names (see ``kinds_of``)."""
-        tests = [(COST[key], self._one(key, value, path + (key,))) for key, value in cond.items()
-                 if not (root and key == "kind")]
+        declared = [(CONDITIONS[key], value) for key, value in cond.items() if not (root and key == "kind")]
+        tests = [(c.cost, c.compile(self, value, path + (c.key,))) for c, value in declared]
         if not tests:
             return _always
         tests.sort(key=lambda pair: pair[0])
         return _all([t for _, t in tests])
 
-    def _one(self, key: str, value: Any, path: tuple) -> Test:
-        method = getattr(self, "_" + key)
-        return method(value, path)
-
+    @condition("kind", cost=0, kinds=_kinds_named)
     def _kind(self, value, path) -> Test:
-        kinds = frozenset(Kind(v) for v in _many(value))
+        kinds = _kinds_named(value)
         return lambda a, f: a.kind in kinds
 
+    @condition("channel", cost=0)
     def _channel(self, value, path) -> Test:
         channels = frozenset(Channel(v) for v in _many(value))
         return lambda a, f: a.channel in channels
 
+    @condition("inside", cost=3)
     def _inside(self, value, path) -> Test:
         window = self._window(value, path)
         return lambda a, f: window is not None and window.is_open_at(a.at)
 
+    @condition("outside", cost=3)
     def _outside(self, value, path) -> Test:
         window = self._window(value, path)
         return lambda a, f: window is None or not window.is_open_at(a.at)
@@ -101,13 +209,16 @@ class Compiler:
         self.windows_used.add(name)
         return self.windows[name] if self._name(path, name, self.windows, "window") else None
 
+    @condition("text_longer_than", cost=1, needs=NEEDS_TEXT)
     def _text_longer_than(self, value, path) -> Test:
         limit = int(value)
         return lambda a, f: a.text is not None and (len(a.text) if a.text_chars is None else a.text_chars) > limit
 
+    @condition("phrases", cost=5, needs=NEEDS_TEXT | NEEDS_TEXT_HIT)
     def _phrases(self, value, path) -> Test:
         return self._text_lists(value, path, disguised=False)
 
+    @condition("language", cost=5, needs=NEEDS_TEXT | NEEDS_TEXT_HIT)
     def _language(self, value, path) -> Test:
         return self._text_lists(value, path, disguised=True)
 
@@ -120,6 +231,7 @@ class Compiler:
             return lambda a, f: f.text_hit(key)
         return lambda a, f: any(f.text_hit(k) for k in keys)
 
+    @condition("regex", cost=6, needs=NEEDS_TEXT | NEEDS_TEXT_HIT)
     def _regex(self, value, path) -> Test:
         try:
             compile_guarded(value)
@@ -133,6 +245,7 @@ class Compiler:
         key = self.text.add(("regex", value), value)
         return lambda a, f: f.text_hit(key)
 
+    @condition("points", cost=1, needs=NEEDS_POINTS)
     def _points(self, value: dict, path) -> Test:
         tests: list[Test] = []
         if "sign" in value:
@@ -155,6 +268,7 @@ class Compiler:
     def _skills(self, name: str, path: tuple) -> frozenset[str]:
         return frozenset(self.lists[name]) if self._name(path, name, self.lists, "list") else frozenset()
 
+    @condition("device", cost=2)
     def _device(self, value: dict, path) -> Test:
         devices = self.devices
         tests: list[Test] = []
@@ -169,6 +283,7 @@ class Compiler:
             tests.append(lambda a, f: (not devices.is_known(a.device_address)) == wanted)
         return _all(tests)
 
+    @condition("teacher", cost=1)
     def _teacher(self, value: dict, path) -> Test:
         tests: list[Test] = []
         for key, inside in (("in_group", True), ("not_in_group", False)):
@@ -181,29 +296,37 @@ class Compiler:
                     tests.append(lambda a, f, ids=ids: a.teacher_id is None or a.teacher_id not in ids)
         return _all(tests)
 
+    @condition("attachment", cost=1, needs=NEEDS_ATTACHMENTS)
     def _attachment(self, value, path) -> Test:
         kinds = frozenset(AttachmentKind(v) for v in _many(value))
         return lambda a, f: any(att.kind in kinds for att in a.attachments)
 
+    @condition("image", cost=1, needs=NEEDS_ATTACHMENTS)
     def _image(self, value, path) -> Test:
         wanted = frozenset(_many(value))
         return lambda a, f: bool(a.attachments) and _image_matches(a, wanted)
 
+    @condition("video", cost=1, needs=NEEDS_ATTACHMENTS)
     def _video(self, value, path) -> Test:
         wanted = frozenset(_many(value))
         return lambda a, f: bool(a.attachments) and _image_matches(a, wanted, AttachmentKind.VIDEO)
 
+    @condition("unclassified", cost=0,
+               kinds=lambda value: frozenset({Kind.UNCLASSIFIED_WRITE}) if value is True else None)
     def _unclassified(self, value, path) -> Test:
         wanted = bool(value)
         return lambda a, f: (a.kind is Kind.UNCLASSIFIED_WRITE) == wanted
 
+    @condition("incomplete", cost=0, needs=lambda value: NEEDS_PROBLEMS if value is True else 0)
     def _incomplete(self, value, path) -> Test:
         wanted = bool(value)
         return lambda a, f: bool(a.problems) == wanted
 
+    @condition("all", cost=4, needs=_needs_of_every, kinds=_kinds_of_every)
     def _all(self, value, path) -> Test:
         return _all([self.compile(c, path + (i,)) for i, c in enumerate(value)])
 
+    @condition("any", cost=4, needs=_needs_of_any, kinds=_kinds_of_any)
     def _any(self, value, path) -> Test:
         tests = [self.compile(c, path + (i,)) for i, c in enumerate(value)]
 
@@ -215,15 +338,10 @@ class Compiler:
 
         return any_of
 
+    @condition("not", cost=4)
     def _not(self, value, path) -> Test:
         test = self.compile(value, path)
         return lambda a, f: not test(a, f)
-
-
-# Cheapest first: attribute compares, then small walks, then clock, then text scans.
-COST = {"kind": 0, "channel": 0, "unclassified": 0, "incomplete": 0, "text_longer_than": 1, "points": 1,
-        "attachment": 1, "image": 1, "video": 1, "teacher": 1, "device": 2, "inside": 3, "outside": 3, "not": 4,
-        "all": 4, "any": 4, "phrases": 5, "language": 5, "regex": 6}
 
 
 def _always(a, f) -> bool:
@@ -241,10 +359,6 @@ def _all(tests: list[Test]) -> Test:
         return True
 
     return all_of
-
-
-def _many(value) -> list:
-    return [value] if isinstance(value, str) else list(value)
 
 
 def _points_of(action: Action) -> Points | None:
@@ -279,58 +393,3 @@ def _image_matches(action: Action, wanted: frozenset[str], kind: AttachmentKind 
                 or "gps_present" in wanted and findings.gps_present):
             return True
     return False
-
-
-def kinds_of(cond: dict) -> frozenset[Kind] | None:
-    """The kinds an action must have for ``cond`` to hold, or None when any kind might."""
-    found: frozenset[Kind] | None = None
-
-    def narrow(current, more):
-        if more is None:
-            return current
-        return more if current is None else current & more
-
-    for key, value in cond.items():
-        if key == "kind":
-            found = narrow(found, frozenset(Kind(v) for v in _many(value)))
-        elif key == "unclassified" and value is True:
-            found = narrow(found, frozenset({Kind.UNCLASSIFIED_WRITE}))
-        elif key == "all":
-            for child in value:
-                found = narrow(found, kinds_of(child))
-        elif key == "any":
-            children = [kinds_of(child) for child in value]
-            if all(c is not None for c in children):
-                found = narrow(found, frozenset().union(*children))
-    return found
-
-
-# What an action must carry for a condition to have any chance of holding.
-# NEEDS_TEXT_HIT: the text screen found something (a phrase, word or pattern).
-NEEDS_ATTACHMENTS, NEEDS_PROBLEMS, NEEDS_POINTS, NEEDS_TEXT, NEEDS_TEXT_HIT = 1, 2, 4, 8, 16
-NEEDS_COMBINATIONS = 32
-
-
-def needs_of(cond: dict) -> int:
-    """The NEEDS_* bits an action must carry for ``cond`` to hold (0: none known)."""
-    bits = 0
-    for key, value in cond.items():
-        if key in ("attachment", "image", "video"):
-            bits |= NEEDS_ATTACHMENTS
-        elif key == "incomplete" and value is True:
-            bits |= NEEDS_PROBLEMS
-        elif key == "points":
-            bits |= NEEDS_POINTS
-        elif key in ("phrases", "language", "regex"):
-            bits |= NEEDS_TEXT | NEEDS_TEXT_HIT
-        elif key == "text_longer_than":
-            bits |= NEEDS_TEXT
-        elif key == "all":
-            for child in value:
-                bits |= needs_of(child)
-        elif key == "any":
-            common = ~0
-            for child in value:
-                common &= needs_of(child)
-            bits |= common
-    return bits

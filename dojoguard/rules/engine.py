@@ -12,7 +12,6 @@ import itertools
 import os
 import zoneinfo
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,8 +72,6 @@ class Policy:
         self.files = files
         self._indexes = indexes
         self._by_id = {rule.id: rule for rule in rules}
-        self._default_fields = _fields(Decision(default_verdict, (), revision, _EPOCH, notice=default_notice,
-                                                by_default=True))
         # Parse once, evaluate many: for each kind of action and each combination
         # of what it carries, the rules that could possibly match, in file order.
         # Pairs of (test, rule), so the loop does no attribute lookups.
@@ -92,31 +89,16 @@ class Policy:
         facts = Facts(action, self._indexes)
         candidates = self._candidates[action.kind][carries(action, facts)]
         matched = [rule for test, rule in candidates if test(action, facts)]
-        decision_id = _ID_PREFIX + format(next(_ID_COUNTER), "012x")
-        if not matched:
-            decision = object.__new__(Decision)  # see _decision
-            fields = decision.__dict__
-            fields.update(self._default_fields)
-            fields["at"] = action.at
-            fields["decision_id"] = decision_id
-            return decision
+        decision_id = f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
         applied: list[Rule] = matched
-        exempted: list[Match] = []
-        used: list[str] = []
-        if exemptions is not None and exemptions.records:
-            applied = []
-            for rule in matched:
-                exemption = exemptions.covering(rule.id, action) if rule.exemptable else None
-                if exemption is None:
-                    applied.append(rule)
-                else:
-                    exempted.append(replace(rule.match, exempted_by=exemption.id))
-                    if exemption.id not in used:
-                        used.append(exemption.id)
+        exempted: tuple[Match, ...] = ()
+        used: tuple[str, ...] = ()
+        if matched and exemptions is not None and exemptions.records:
+            applied, exempted, used = _exempt(matched, action, exemptions)
         if not applied:
-            return Decision(self.default_verdict, (), self.revision, action.at, notice=self.default_notice,
-                            exemptions_used=tuple(used), exempted=tuple(exempted), by_default=True,
-                            decision_id=decision_id)
+            return Decision.of(verdict=self.default_verdict, matches=(), policy_revision=self.revision, at=action.at,
+                               notice=self.default_notice, exemptions_used=used, exempted=exempted, by_default=True,
+                               release_at=None, decision_id=decision_id)
         verdict = applied[0].verdict
         for rule in applied:
             if rule.verdict.strictness > verdict.strictness:
@@ -128,10 +110,10 @@ class Policy:
         release_at = None
         if verdict is Verdict.DEFER:
             release_at, verdict, notices = self._release(action, applied, notices)
-        return _decision(self._default_fields, verdict=verdict, matches=tuple(r.match for r in applied),
-                         at=action.at, notice="\n".join(notices), exemptions_used=tuple(used),
-                         exempted=tuple(exempted), by_default=False, release_at=release_at,
-                         decision_id=decision_id)
+        return Decision.of(verdict=verdict, matches=tuple(r.match for r in applied), policy_revision=self.revision,
+                           at=action.at, notice="\n".join(notices), exemptions_used=used,
+                           exempted=exempted, by_default=False, release_at=release_at,
+                           decision_id=decision_id)
 
     def _release(self, action: Action, applied: list[Rule], notices: list[str]):
         try:
@@ -145,18 +127,18 @@ class Policy:
         return release_at, Verdict.DEFER, notices
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _fields(decision: Decision) -> dict:
-    return dict(decision.__dict__)
-
-
-def _decision(base: dict, **changes) -> Decision:
-    # Measured: the generated __init__ of a frozen dataclass with eleven fields
-    # costs as much as the rest of a typical evaluation. Every field is given
-    # here (``base`` is a complete, normally constructed Decision), so the
-    # result is the same value the constructor would build.
-    decision = object.__new__(Decision)
-    decision.__dict__.update(base, **changes)
-    return decision
+def _exempt(matched: list[Rule], action: Action,
+            exemptions: "Exemptions") -> tuple[list[Rule], tuple[Match, ...], tuple[str, ...]]:
+    """The matched rules that still apply, the matches exemptions switched off, and the exemptions used."""
+    applied: list[Rule] = []
+    exempted: list[Match] = []
+    used: list[str] = []
+    for rule in matched:
+        exemption = exemptions.covering(rule.id, action) if rule.exemptable else None
+        if exemption is None:
+            applied.append(rule)
+        else:
+            exempted.append(replace(rule.match, exempted_by=exemption.id))
+            if exemption.id not in used:
+                used.append(exemption.id)
+    return applied, tuple(exempted), tuple(used)

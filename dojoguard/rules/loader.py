@@ -275,12 +275,13 @@ class _Builder:
                 release = self._release_window(located, path, spec, verdict, windows)
                 test = compiler.compile(spec["when"], path + ("when",), root=True)
                 description = spec.get("description") or spec["clause"]
-                match = Match(spec["id"], verdict, description.strip(), spec["notice"].strip(),
-                              spec["clause"].strip())
-                rules.append(Rule(spec["id"], verdict, match.notice, match.clause, match.reason, test,
-                                  kinds_of(spec["when"]), needs_of(spec["when"]), release,
-                                  spec.get("exemptable", True), located.file,
-                                  line, match))
+                match = Match(rule_id=spec["id"], verdict=verdict, reason=description.strip(),
+                              notice=spec["notice"].strip(), clause=spec["clause"].strip())
+                rules.append(Rule(id=spec["id"], verdict=verdict, notice=match.notice, clause=match.clause,
+                                  description=match.reason, test=test, kinds=kinds_of(spec["when"]),
+                                  needs=needs_of(spec["when"]), release_window=release,
+                                  exemptable=spec.get("exemptable", True), file=located.file, line=line,
+                                  match=match))
         return rules, compilers
 
     def _release_window(self, located, path, spec, verdict, windows) -> Window | None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dojoguard.rules.action import Action, Attachment, AttachmentKind, Channel, ImageFindings, Kind, Points
 from dojoguard.rules.decision import Verdict
@@ -74,7 +77,7 @@ def test_decision_is_an_ordinary_value(policy):
     decision = policy.evaluate(make_action(text="x"))
     assert replace(decision) == decision
     assert hash(decision.matches) == hash(())
-    with pytest.raises(Exception):
+    with pytest.raises(FrozenInstanceError):
         decision.verdict = Verdict.BLOCK  # frozen
 
 
@@ -92,3 +95,73 @@ def test_time_in_another_offset_is_the_same_instant(policy):
     assert policy.evaluate(utc).verdict is policy.evaluate(paris).verdict is Verdict.ALLOW
     assert policy.evaluate(make_action(at="2026-11-30T18:00:00+01:00")).verdict is Verdict.BLOCK
     assert datetime(2026, 11, 30, 17, tzinfo=UTC) == datetime.fromisoformat("2026-11-30T18:00:00+01:00")
+
+
+# One value of each declared condition, each chosen to hold for some actions and not others.
+SAMPLES = {
+    "kind": "[message.send, points.award]", "channel": "[message, points]", "inside": "day", "outside": "day",
+    "text_longer_than": "3", "phrases": "words", "language": "words", "regex": "'a+b'",
+    "points": "{skill_not_in: skills}", "device": "{not_in_group: school}", "teacher": "{not_in_group: leaders}",
+    "attachment": "[photo, file]", "image": "[check_incomplete, gps_present]", "video": "check_incomplete",
+    "unclassified": "true", "incomplete": "true", "all": "[{kind: message.send}, {text_longer_than: 3}]",
+    "any": "[{incomplete: true}, {kind: points.award}, {unclassified: true}]", "not": "{kind: message.send}",
+}
+
+
+@pytest.fixture(scope="module")
+def one_rule_per_condition(tmp_path_factory):
+    """A policy with a rule for each declared condition (nested in `all`, so `kind` is tested too)."""
+    from dojoguard.rules.policy import load_policy
+
+    from .conftest import write
+
+    rules = "".join(f"  - {{id: {key.replace('_', '-')}, when: {{all: [{{{key}: {value}}}]}}, verdict: warn,"
+                    f" notice: n, clause: c}}\n" for key, value in SAMPLES.items())
+    path = write(tmp_path_factory.mktemp("conditions") / "rules.yaml",
+                 "default: {verdict: allow}\nwindows:\n  day: {days: [mon, tue, wed, thu, fri], from: '08:00',"
+                 " to: '17:00'}\nlists:\n  words: {phrases: [off sick, shit]}\n  skills: {phrases: [polite]}\n"
+                 "device_groups:\n  school: [10.20.0.0/16]\nteacher_groups:\n  leaders: [t1]\nrules:\n" + rules)
+    return load_policy(path)
+
+
+def test_every_declared_condition_has_a_sample():
+    """A new condition gets a sample here, so the next test checks what it declares."""
+    from dojoguard.rules.conditions import CONDITIONS
+
+    assert sorted(SAMPLES) == sorted(CONDITIONS)
+
+
+_findings = st.one_of(st.none(), st.builds(ImageFindings, faces_found=st.integers(0, 2), gps_present=st.booleans(),
+                                           unreadable=st.booleans()))
+_actions = st.builds(
+    Action, kind=st.sampled_from(list(Kind)), channel=st.sampled_from(list(Channel)),
+    at=st.datetimes(min_value=datetime(2026, 11, 28), max_value=datetime(2026, 12, 2), timezones=st.just(UTC)),
+    teacher_id=st.sampled_from([None, "t1", "t2"]), device_address=st.sampled_from([None, "10.20.1.5", "192.168.1.1"]),
+    text=st.one_of(st.none(), st.sampled_from(["", "hi", "He is off sick", "sh1t", "aab", "Lovely day"]),
+                   st.text(max_size=12)),
+    points=st.one_of(st.none(), st.builds(Points, value=st.one_of(st.none(), st.integers(-1, 1)),
+                                          skill=st.sampled_from([None, "Polite", "Teamwork"]))),
+    attachments=st.lists(st.builds(Attachment, kind=st.sampled_from(list(AttachmentKind)), findings=_findings),
+                         max_size=2).map(tuple),
+    problems=st.lists(st.just("body truncated"), max_size=1).map(tuple))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(action=_actions)
+def test_what_a_condition_declares_never_hides_a_match(one_rule_per_condition, action):
+    """Whenever a condition holds, the action has a kind it declares and carries everything it declares it needs.
+
+    The engine skips a rule without testing it when the action's kind or what
+    it carries rules the rule out; a wrong declaration would silently let an
+    action through.
+    """
+    from dojoguard.rules.facts import Facts, carries
+
+    policy = one_rule_per_condition
+    facts = Facts(action, policy._indexes)
+    carried = carries(action, facts)
+    held = [rule for rule in policy.rules if rule.test(action, facts)]
+    for rule in held:
+        assert rule.kinds is None or action.kind in rule.kinds, rule.id
+        assert rule.needs & carried == rule.needs, rule.id
+    assert policy.evaluate(action).rule_ids == tuple(rule.id for rule in held)

@@ -48,6 +48,24 @@ def test_every_rule_key_is_documented(schema_name):
     assert missing == []
 
 
+def _conditions_table(text: str) -> list[str]:
+    """The condition names in the first column of the table under "## Conditions"."""
+    section = text.split("\n## Conditions\n", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| condition | holds when | example |\n", 1)[1].split("\n\n", 1)[0]
+    return re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M)
+
+
+def test_every_condition_is_in_the_schema_and_the_docs():
+    """The conditions the engine declares, the schema allows and docs/rules.md's table lists are the same keys."""
+    from dojoguard.rules.conditions import CONDITIONS
+
+    in_schema = list(_schema("schema.json")["$defs"]["condition"]["properties"])
+    in_docs = _conditions_table((DOCS / "rules.md").read_text("utf-8"))
+    assert len(in_docs) == len(set(in_docs)) > 10
+    assert sorted(in_schema) == sorted(CONDITIONS)
+    assert sorted(in_docs) == sorted(CONDITIONS)
+
+
 def test_every_exemption_key_is_documented():
     """Every key of the exemptions file is in docs/exemptions.md."""
     text = (DOCS / "exemptions.md").read_text("utf-8")

@@ -38,6 +38,31 @@ def test_shipped_rules_cite_the_policy(policy):
         assert rule.notice and rule.clause, rule.id
 
 
+def test_a_loaded_rule_carries_what_its_file_says(tmp_path: Path):
+    """Each part of a rule in the file lands in the matching field of the loaded rule."""
+    from dojoguard.rules.action import Kind
+    from dojoguard.rules.conditions import NEEDS_TEXT
+
+    path = write(tmp_path / "rules.yaml", "default: {verdict: allow}\nwindows:\n"
+                 "  day: {days: [mon], from: '08:00', to: '17:00'}\nrules:\n"
+                 "  - {id: long, when: {kind: message.send, text_longer_than: 3}, verdict: warn, notice: ' Shorter. ',"
+                 " clause: ' 4.1 ', description: Too long}\n"
+                 "  - {id: late, when: {outside: day}, verdict: defer, release_window: day, notice: Later.,"
+                 " clause: '4.2', exemptable: false}\n")
+    policy = load_policy(path)
+    long, late = policy.rule("long"), policy.rule("late")
+    assert (long.id, long.verdict, long.notice, long.clause, long.description) == \
+        ("long", Verdict.WARN, "Shorter.", "4.1", "Too long")
+    assert (long.kinds, long.needs, long.release_window, long.exemptable) == \
+        (frozenset({Kind.MESSAGE_SEND}), NEEDS_TEXT, None, True)
+    assert (long.file, long.line) == (str(path), 5)
+    assert (long.match.rule_id, long.match.reason, long.match.notice, long.match.clause) == \
+        ("long", "Too long", "Shorter.", "4.1")
+    assert (late.kinds, late.needs, late.exemptable, late.line) == (None, 0, False, 6)
+    assert late.release_window is policy.windows["day"]
+    assert late.description == late.match.reason == "4.2"  # no description: the clause describes it
+
+
 def test_builtin_file_references_its_schema():
     """The shipped rule file's first line points editors at the JSON Schema."""
     first = builtin_path().read_text("utf-8").splitlines()[0]
