@@ -67,7 +67,7 @@ CASES = {
     "text": (b"Dear parents, " * 30, None),
     "empty": (b"", None),
     "ftyp cut short": (b"\x00\x00\x00\x18ftyp", media.MP4),
-    # HEIF still images (image items), by the major brand or only a compatible one.
+    # HEIF still images (image items) under a major brand libheif opens: photos.
     "heic": (ftyp(b"heic", b"mif1", b"heic"), media.HEIC),
     "heix": (ftyp(b"heix", b"mif1", b"heix"), media.HEIC),
     "heim": (ftyp(b"heim", b"mif1", b"heim"), media.HEIC),
