@@ -147,11 +147,13 @@ def brands(data: bytes) -> tuple[bytes, frozenset[bytes]]:
 
 def _iso_bmff(data: bytes) -> Format:
     major, every = brands(data)
-    if every & _AVIF_BRANDS and major in _AVIF_MAJOR_BRANDS:
+    # The photo decoders look for the major brand at byte 8, where a box with a 32-bit size has it.
+    photo_major = major if data[8:12] == major else None
+    if every & _AVIF_BRANDS and photo_major in _AVIF_MAJOR_BRANDS:
         return AVIF
     if every & _HEIF_SEQUENCE_BRANDS:
         return HEIC_SEQUENCE if every & _HEVC_SEQUENCE_BRANDS else HEIF_SEQUENCE
-    if major in _HEIF_PHOTO_MAJOR_BRANDS:
+    if photo_major in _HEIF_PHOTO_MAJOR_BRANDS:
         return HEIC if every & _HEVC_IMAGE_BRANDS else HEIF
     if major == b"qt  ":
         return MOV

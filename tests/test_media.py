@@ -114,8 +114,10 @@ CASES = {
     "m4a (sound, may carry cover art)": (ftyp(b"M4A ", b"M4A ", b"mp42", b"isom"), media.MP4),
     "unknown brand": (ftyp(b"abcd", b"abcd"), media.MP4),
     # The ftyp box as the standard sizes it.
-    "ftyp with a 64-bit size": (b"\x00\x00\x00\x01ftyp" + (28).to_bytes(8, "big") + b"heic\x00\x00\x00\x00mif1heic",
-                                media.HEIC),
+    "ftyp with a 64-bit size": (b"\x00\x00\x00\x01ftyp" + (28).to_bytes(8, "big") + b"hevc\x00\x00\x00\x00msf1hevc",
+                                media.HEIC_SEQUENCE),
+    "heic after a 64-bit size (the photo decoders look at byte 8)": (
+        b"\x00\x00\x00\x01ftyp" + (28).to_bytes(8, "big") + b"heic\x00\x00\x00\x00mif1heic", media.MP4),
     "ftyp running to the end (size 0)": (b"\x00\x00\x00\x00ftypmp42\x00\x00\x00\x00mp42hevc", media.HEIC_SEQUENCE),
     "a brand past the end of the box is not read": (b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00heicmif1",
                                                     media.MP4),
@@ -187,7 +189,6 @@ OLD_ANSWERS = {
     # They agreed, and sent the file to a check that cannot read it.
     "msf1": ("image/heic", "photo", ".heic"),
     "heic stills and an hevc sequence": ("image/heic", "photo", ".heic"),
-    "ftyp with a 64-bit size": ("video/mp4", "video", ".mp4"),
 }
 
 
