@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dojoguard import media
 from dojoguard.consent_registry import decoding, detection, faces, metadata, redaction, video, worker
 from dojoguard.consent_registry.fairslots import REQUESTER, FairSlots
 from dojoguard.consent_registry.registry import Audience, Registry, RegistryError
@@ -37,8 +38,6 @@ UNREADABLE_CODES = frozenset({"not-an-image", "corrupt", "too-large", "unsupport
 WHOLE_SCHOOL_CHANNELS = frozenset({"school_story"})
 # Video frames checked in one worker job (about 1 s each for a 1080p frame).
 VIDEO_FRAMES_PER_JOB = 8
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
-_PHOTO_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 
 
 class Layer:
@@ -74,20 +73,11 @@ def settings_from(images: dict) -> faces.Settings:
 
 
 def sniff_kind(data: bytes, content_type: str | None) -> AttachmentKind:
-    """Photo, video or other file, from the bytes first and the declared type second."""
-    head = data[:16]
-    if head[4:8] == b"ftyp":
-        return AttachmentKind.PHOTO if head[8:12] in _HEIF_BRANDS else AttachmentKind.VIDEO
-    if head.startswith(b"\x1aE\xdf\xa3") or (head.startswith(b"RIFF") and head[8:12] == b"AVI "):
-        return AttachmentKind.VIDEO
-    if head.startswith(_PHOTO_MAGIC) or (head.startswith(b"RIFF") and head[8:12] == b"WEBP"):
-        return AttachmentKind.PHOTO
-    declared = (content_type or "").split(";")[0].strip().lower()
-    if declared.startswith("video/"):
-        return AttachmentKind.VIDEO
-    if declared.startswith("image/"):
-        return AttachmentKind.PHOTO  # claims to be a picture: it will be reported unreadable
-    return AttachmentKind.FILE
+    """Photo, video or other file (not checked), from the bytes first and the declared type second (``media``).
+
+    Bytes that are no known format but claim ``image/...`` are a photo: the check reports them unreadable.
+    """
+    return media.kind_of(data, content_type) or AttachmentKind.FILE
 
 
 def _failed(kind: AttachmentKind, message: str, *, unreadable: bool = False, fmt: str | None = None,

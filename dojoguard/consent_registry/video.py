@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from dojoguard import media
 from dojoguard.consent_registry.decoding import DecodeError
 
 # Container from the first bytes, to the FFmpeg demuxer that reads it.
@@ -145,12 +146,12 @@ def preload() -> None:
 
 def container_of(data: bytes) -> str:
     """The demuxer for ``data`` from its first bytes; ``VideoError`` for anything not a plausible upload."""
-    head = data[:16]
-    if head[4:8] == b"ftyp":
+    fmt = media.sniff(data)
+    if fmt in media.ISO_BMFF:
         return _MOV
-    if head.startswith(b"\x1aE\xdf\xa3"):
+    if fmt in media.EBML:
         return _MATROSKA
-    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+    if fmt is media.AVI:
         return _AVI
     raise VideoError("unsupported-format", "not a video format a school device uploads (MP4, MOV, WebM, MKV, AVI)")
 

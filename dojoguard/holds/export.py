@@ -11,15 +11,11 @@ import email.parser
 import email.policy
 import json
 
+from dojoguard import media as media_formats
 from dojoguard.holds.store import StoredRequest
 
-_SIGNATURES = {
-    b"\xff\xd8\xff": ".jpg",
-    b"\x89PNG\r\n\x1a\n": ".png",
-    b"GIF87a": ".gif",
-    b"GIF89a": ".gif",
-    b"RIFF": ".webp",
-}
+# For bytes no signature matches but labelled a picture or video: the label's extension, if it is a known one.
+_DECLARED_EXTENSIONS = {fmt.mime: fmt.extension for fmt in media_formats.FORMATS}
 
 
 def media(request: StoredRequest) -> list[tuple[str, bytes]]:
@@ -47,14 +43,13 @@ def media(request: StoredRequest) -> list[tuple[str, bytes]]:
 
 
 def _extension(data: bytes, content_type: str) -> str | None:
-    for signature, ext in _SIGNATURES.items():
-        if data.startswith(signature):
-            return ext
-    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypmsf1"):
-        return ".heic"
-    if content_type.startswith("video/") or data[4:8] == b"ftyp":
-        return ".mp4"
-    return None
+    """The extension to save ``data`` under, or None when it is not a picture or video (``dojoguard.media``)."""
+    found = media_formats.sniff(data)
+    if found is not None:
+        return found.extension
+    if media_formats.declared_kind(content_type) is None:
+        return None
+    return _DECLARED_EXTENSIONS.get(content_type.split(";")[0].strip().lower(), ".bin")
 
 
 def _json_media(value):

@@ -1,7 +1,9 @@
 """What a write carries, whatever its endpoint: JSON, multipart parts, raw bytes; its images and its text.
 
 This is the content-based fallback: images are found wherever they sit (the
-raw body, a multipart part, a base64 string inside JSON) and each gets a
+raw body, a multipart part, a base64 string inside JSON) by their bytes
+(``dojoguard.media``; a body or part labelled ``image/`` or ``video/`` is
+taken as one too, whatever its bytes), and each gets a
 ``Slot`` saying where it came from, so a redacted copy can be put back in the
 same place with everything around it unchanged.
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from dojoguard.media import declared_kind, sniff
 from dojoguard.proxy import mediatype, multipart
 
 # ClassDojo's documents are a few levels deep; anything far deeper is read as unreadable rather
@@ -37,16 +40,6 @@ _MIN_BASE64 = 256
 _DATA_URI = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 # Strings that cannot hold a word: record ids.
 _ID = re.compile(r"[0-9a-fA-F]{24}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_MAGIC = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"RIFF", "image/webp"),
-    (b"BM", "image/bmp"),
-    (b"II*\x00", "image/tiff"),
-    (b"MM\x00*", "image/tiff"),
-)
 
 
 class BodyError(ValueError):
@@ -113,19 +106,6 @@ def is_data(value: str) -> bool:
     return bool(_ID.fullmatch(value))
 
 
-def sniff_image(data: bytes) -> str | None:
-    for magic, kind in _MAGIC:
-        if data.startswith(magic):
-            if kind == "image/webp" and data[8:12] != b"WEBP":
-                continue
-            return kind
-    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypmsf1", b"ftyphevc", b"ftypavif"):
-        return "image/heic"
-    if data[4:8] == b"ftyp":
-        return "video/mp4"
-    return None
-
-
 def read(content: bytes, content_type: str | None) -> Body:
     """Parse a write body; raises ``BodyError`` when it is not what its Content-Type says."""
     try:
@@ -148,9 +128,9 @@ def _read(content: bytes, content_type: str | None) -> Body:
         return body
     if ctype.startswith("multipart/"):
         return _read_multipart(content, media)
-    kind = sniff_image(content)
-    if kind or ctype.startswith(("image/", "video/")):
-        return Body("image", content, images=[Slot(("raw",), content, kind or ctype)])
+    found = sniff(content)
+    if found or declared_kind(ctype):
+        return Body("image", content, images=[Slot(("raw",), content, found.mime if found else ctype)])
     if ctype == "application/x-www-form-urlencoded":
         return _read_urlencoded(content, media.charset)
     if ctype.startswith("text/"):
@@ -174,9 +154,9 @@ def _read_multipart(content: bytes, media: mediatype.MediaType) -> Body:
     body = Body("multipart", content, form=form, fields=FormFields() if form_data else None)
     for i, part in enumerate(form.parts):
         what = f"multipart part {i}"
-        kind = sniff_image(part.body)
-        if kind or (part.content_type or "").startswith(("image/", "video/")):
-            body.images.append(Slot(("part", i), part.body, kind or part.content_type))
+        found = sniff(part.body)
+        if found or declared_kind(part.content_type):
+            body.images.append(Slot(("part", i), part.body, found.mime if found else part.content_type))
             continue
         is_json = (part.content_type or "").endswith("json")
         is_text = part.content_type is None or part.content_type.startswith("text/") or is_json
@@ -370,10 +350,10 @@ def _base64_image(value: str) -> tuple[bytes, str, str] | None:
         data = base64.b64decode(value[:len(value) - len(value) % 4] if not prefix else value, validate=True)
     except (binascii.Error, ValueError):
         return None
-    kind = sniff_image(data)
-    if kind is None:
+    found = sniff(data)
+    if found is None:
         return None
-    return data, kind, prefix
+    return data, found.mime, prefix
 
 
 def rebuild(body: Body, replacements: dict[tuple, bytes]) -> bytes:

@@ -21,9 +21,10 @@ import structlog
 from dojoguard.audit import durability
 from dojoguard.audit.thread import AUDIT_THREAD
 from dojoguard.holds.dedupe import publication_key
+from dojoguard.media import kind_of
 from dojoguard.proxy import enforcement, outcomes
 from dojoguard.proxy.attachments import FetchError, Seen
-from dojoguard.proxy.body import pick, rebuild, sniff_image
+from dojoguard.proxy.body import pick, rebuild
 from dojoguard.proxy.body import skeleton as body_skeleton
 from dojoguard.proxy.discovery import template
 from dojoguard.proxy.recognition import Recognition, Ref, Request, recognise
@@ -244,7 +245,7 @@ class Judge:
                        class_id: str | None) -> tuple[Attachment, Any]:
         checker = self.services.checker
         digest = await _sha256(data)
-        kind = _kind(content_type or sniff_image(data))
+        kind = kind_of(data, content_type) or AttachmentKind.FILE
         if checker is None:
             findings = ImageFindings(error="image checks are not available")
             return Attachment(kind, content_type=content_type, size=len(data), sha256=digest, findings=findings), None

@@ -123,6 +123,18 @@ def test_uploading_a_video_with_faces_is_not_held(world):
     assert counts["faces_found"] == 2 and counts["video_frames_checked"] == 2, counts
 
 
+def test_a_webm_uploaded_as_a_plain_file_is_checked_as_a_video(world):
+    """A WebM labelled ``application/octet-stream`` is found by its bytes and its frames are checked (it
+    used to pass as a file: the proxy's reader did not know WebM)."""
+    frames = sample_videos.still(sample_photos.open_sample("astronaut.jpg"), 2, size=SIZE)
+    webm = sample_videos.encode(frames, container="webm", codec_name="libvpx-vp9")
+    answer = world["client"].post("https://teach.classdojo.com/api/upload",
+                                  files={"file": ("clip", webm, "application/octet-stream")})
+    assert answer.status_code == 200, answer.text
+    counts = audit_rows(world["folder"] / "data" / "audit.sqlite")[-1]["counts"]
+    assert counts["faces_found"] == 2 and counts["video_frames_checked"] == 2, counts
+
+
 def _upload_then_post(world, video: bytes, marker: str):
     uploaded = world["client"].post("https://teach.classdojo.com/api/upload",
                                     files={"file": ("clip.mp4", video, "video/mp4")})
