@@ -7,14 +7,13 @@ and exit codes (``fail`` below), with a hint where a person can act.
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 
 import click
 
 from dojoguard import __version__
 from dojoguard import config as config_module
-from dojoguard.clitools import ProblemsReported, environment, fail, pass_env  # noqa: F401 (re-exported)
+from dojoguard.clitools import fail, pass_env
 from dojoguard.environment import Environment
 from dojoguard.yamlfile import FileProblems
 

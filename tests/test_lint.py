@@ -33,7 +33,7 @@ def _ruff(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[s
 
 
 def test_ruff_is_the_pinned_version():
-    """Ruff is installed, at the pinned version: another version checks other things and could pass what this one fails."""
+    """Ruff is installed at the pinned version: another version checks other things, and may pass what this one fails."""
     result = _ruff("--version")
     assert result.returncode == 0, f"ruff is not installed (scripts/setup --test installs it):\n{result.stderr}"
     assert result.stdout.split() == ["ruff", _pinned("ruff")]

@@ -13,7 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on a server; must precede pyplot
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 # Colours per verdict, distinguishable for the common colour-vision deficiencies.
 VERDICT_COLOURS = {"allow": "#4c9a2a", "warn": "#e0b000", "redact": "#2c7fb8", "defer": "#8c6bb1",

@@ -174,7 +174,7 @@ class Guard:
             started = time.perf_counter()
             try:
                 outcome = await self.judge.too_large(flows.request_of(flow, with_body=False))
-            except Exception as exc:  # noqa: BLE001 - fail closed, as in request()
+            except Exception as exc:  # fail closed, as in request()
                 log.exception("judge.failed", error=type(exc).__name__)
                 outcome = await self._fail_closed(flow, None, exc)
             self._apply(flow, outcome, started)
@@ -187,7 +187,7 @@ class Guard:
         try:
             request = flows.request_of(flow, limit=self.services.settings.max_write_bytes)
             outcome = await self.judge.judge(request, stored=lambda: flows.stored_request(flow))
-        except Exception as exc:  # noqa: BLE001 - fail closed: an exception must never let a write through
+        except Exception as exc:  # fail closed: an exception must never let a write through
             log.exception("judge.failed", error=type(exc).__name__)
             outcome = await self._fail_closed(flow, request, exc)
         self._apply(flow, outcome, started)
@@ -246,7 +246,7 @@ class Guard:
         try:
             request = flows.frame_request(flow, message.content, is_text=message.is_text)
             outcome = await self.judge.judge(request)
-        except Exception as exc:  # noqa: BLE001 - fail closed: an exception must never let a message through
+        except Exception as exc:  # fail closed: an exception must never let a message through
             log.exception("judge.failed", error=type(exc).__name__)
             outcome = await self._fail_closed(flow, request, exc)
         verdict = outcome.decision.verdict
@@ -320,7 +320,7 @@ class Guard:
         request = flows.request_of(flow, with_body=False)
         try:
             outcome = await self.judge.misdirected(request, route.problem)
-        except Exception as exc:  # noqa: BLE001 - fail closed, as in request()
+        except Exception as exc:  # fail closed, as in request()
             log.exception("judge.failed", error=type(exc).__name__)
             outcome = await self._fail_closed(flow, request, exc)
         self._apply(flow, outcome, started)
@@ -328,7 +328,7 @@ class Guard:
     async def _fail_closed(self, flow: http.HTTPFlow, request, exc: BaseException) -> Outcome:
         try:
             return await self.judge.fail_closed(request or flows.request_of(flow, with_body=False), exc)
-        except Exception:  # noqa: BLE001 - even recording failed: still block, with a fresh decision id
+        except Exception:  # even recording failed: still block, with a fresh decision id
             log.exception("judge.fail_closed_failed")
             return unrecorded_block(self.services)
 
@@ -381,7 +381,7 @@ class Guard:
             await asyncio.sleep(RELOAD_INTERVAL_S)
             try:
                 await self.reload()
-            except Exception:  # noqa: BLE001 - the watcher must outlive any one bad reload
+            except Exception:  # the watcher must outlive any one bad reload
                 log.exception("reload.failed")
 
     async def reload(self) -> None:

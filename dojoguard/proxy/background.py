@@ -155,7 +155,7 @@ class Background:
             await asyncio.sleep(every_s)
             try:
                 await asyncio.to_thread(memory.trim)
-            except Exception:  # noqa: BLE001 - housekeeping; the proxy goes on without it
+            except Exception:  # housekeeping; the proxy goes on without it
                 log.exception("memory.trim_failed")
 
     async def _release_loop(self, every_s: float) -> None:
@@ -164,6 +164,6 @@ class Background:
                 for outcome in await self.releaser.run_once():
                     log.info("hold.release", outcome=outcome.event, hold=outcome.item.id,
                              decision_id=outcome.item.decision_id, detail=outcome.detail)
-            except Exception:  # noqa: BLE001 - the loop must outlive one bad pass; items stay in the store
+            except Exception:  # the loop must outlive one bad pass; items stay in the store
                 log.exception("hold.release_failed")
             await asyncio.sleep(every_s)

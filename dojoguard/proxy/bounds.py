@@ -218,7 +218,7 @@ class Bounds:
         try:
             outcome = await self.judge.too_large(flows.request_of(flow, with_body=False))
             decision = outcome.decision
-        except Exception as exc:  # noqa: BLE001 - fail closed: still a refusal with a reference
+        except Exception as exc:  # fail closed: still a refusal with a reference
             log.exception("judge.failed", error=type(exc).__name__)
             from dojoguard.proxy.judge import unrecorded_block
 

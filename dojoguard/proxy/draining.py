@@ -180,7 +180,7 @@ class Stopper:
                 await asyncio.sleep(POLL_S)  # let the cut connections' handlers close
             else:
                 log.info("proxy.drained", drained=self.drain.drained, refused=self.drain.refused)
-        except Exception:  # noqa: BLE001 - whatever went wrong, the proxy must still stop
+        except Exception:  # whatever went wrong, the proxy must still stop
             log.exception("proxy.drain_failed")
         finally:
             self.master.shutdown()

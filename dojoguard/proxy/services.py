@@ -59,7 +59,7 @@ class Services:
             if thing is not None:
                 try:
                     thing.close()
-                except Exception:  # noqa: BLE001 - closing must reach every service
+                except Exception:  # closing must reach every service
                     log.exception("close.failed", service=name)
         self.audit.close()
         self.state.close()

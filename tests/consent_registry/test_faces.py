@@ -14,6 +14,7 @@ from dojoguard import config
 from dojoguard.consent_registry import faces, redaction
 from dojoguard.consent_registry.imagecheck import settings_from
 from tests.consent_registry.conftest import jpeg
+from tests.support.groupphotos import iou
 
 pytestmark = [pytest.mark.slow, pytest.mark.faces]
 
@@ -29,13 +30,6 @@ def ground_truth(faces_dir):
                 (int(b.get("top")), int(b.get("left")) + int(b.get("width")),
                  int(b.get("top")) + int(b.get("height")), int(b.get("left"))) for b in image.iter("box")]
     return truth
-
-
-def iou(a, b) -> float:
-    top, right, bottom, left = max(a[0], b[0]), min(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
-    inter = max(0, right - left) * max(0, bottom - top)
-    area = lambda r: (r[1] - r[3]) * (r[2] - r[0])  # noqa: E731
-    return inter / (area(a) + area(b) - inter) if inter else 0.0
 
 
 def score(found, truth):
@@ -62,8 +56,8 @@ def place(image: Image.Image, boxes, size):
     frame = Image.new("RGB", size, (128, 128, 128))
     ox, oy = (size[0] - scaled.width) // 2, (size[1] - scaled.height) // 2
     frame.paste(scaled, (ox, oy))
-    return frame, [(round(t * factor) + oy, round(r * factor) + ox, round(b * factor) + oy, round(l * factor) + ox)
-                   for t, r, b, l in boxes]
+    return frame, [(round(t * factor) + oy, round(r * factor) + ox, round(b * factor) + oy, round(left * factor) + ox)
+                   for t, r, b, left in boxes]
 
 
 def test_pascal_detection_at_native_size(faces_dir):
@@ -83,7 +77,7 @@ def test_twelve_megapixel_class_photo(faces_dir):
         tile, tile_boxes = place(Image.open(faces_dir / "dlib-pascal" / name), boxes, (1344, 1008))
         ox, oy = (i % 3) * 1344, (i // 3) * 1008
         frame.paste(tile, (ox, oy))
-        all_boxes += [(t + oy, r + ox, b + oy, l + ox) for t, r, b, l in tile_boxes]
+        all_boxes += [(t + oy, r + ox, b + oy, left + ox) for t, r, b, left in tile_boxes]
     hits, total, found = score(detect(jpeg(frame)), all_boxes)
     assert hits / total >= 0.97 and hits / found >= 0.95
 
