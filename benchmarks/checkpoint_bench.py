@@ -94,7 +94,7 @@ def main() -> None:
 
         checkpoints.write_checkpoint(log, key, local)  # the key exists from here on
         for label, publish in (("checkpoint, kept locally", []), ("checkpoint, kept and published", [share])):
-            ms = timed(lambda: one(publish), 50)
+            ms = timed(lambda publish=publish: one(publish), 50)
             print(f"{label:34s} median {statistics.median(ms):6.2f} ms   worst {max(ms):6.2f} ms")
         cadence = Cadence(log, key, local, [share])
         ms = timed(cadence.is_owed, 200)

@@ -381,7 +381,7 @@ class ImageChecker:
         if len(permitted) != len(boxes):
             return _failed(kind, "faces found but not all could be matched", fmt=analysis.format,
                            gps=analysis.gps_present)
-        not_permitted = tuple(b for b, ok in zip(boxes, permitted) if not ok)
+        not_permitted = tuple(b for b, ok in zip(boxes, permitted, strict=True) if not ok)
         return ImageCheck(ImageFindings(faces_found=len(boxes), faces_permitted=len(boxes) - len(not_permitted),
                                         faces_not_permitted=len(not_permitted),
                                         faces_unidentified=len(not_permitted), people_unverified=unverified,

@@ -143,7 +143,7 @@ def _to_v1(db: sqlite3.Connection, key: bytes, key_is_new: bool) -> None:
         db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
     if missing and key_is_new:
         for row in db.execute(f"SELECT {', '.join(V1_COLUMNS)} FROM items").fetchall():
-            doc = dict(zip(V1_COLUMNS, row))
+            doc = dict(zip(V1_COLUMNS, row, strict=True))
             db.execute("UPDATE items SET seal = ? WHERE id = ?", (seals.seal(key, doc), doc["id"]))
 
 
@@ -161,7 +161,7 @@ def _to_v2(db: sqlite3.Connection, key: bytes, key_is_new: bool) -> None:
             db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
     _run(db, _V2)
     for row in db.execute(f"SELECT {', '.join(V1_COLUMNS)} FROM items").fetchall():
-        old = dict(zip(V1_COLUMNS, row))
+        old = dict(zip(V1_COLUMNS, row, strict=True))
         since = old["release_at"] if old["kind"] == "defer" and old["release_at"] else old["created_at"]
         db.execute("UPDATE items SET waiting_since = ? WHERE id = ?", (since, old["id"]))
         if seals.matches(key, old):

@@ -268,7 +268,7 @@ class HoldStore:
                 "AND (dedupe_key = ? OR (content_key IS NOT NULL AND content_key = ?)) ORDER BY created_at",
                 (str(kind), *open_states, key, content_key)).fetchall()
             # Only an intact row is joined: one changed by hand to catch later posts is passed over.
-            existing = next((_item_of(doc) for doc in (dict(zip(_ALL, c)) for c in candidates)
+            existing = next((_item_of(doc) for doc in (dict(zip(_ALL, c, strict=True)) for c in candidates)
                              if seals.matches(self._key, doc)), None)
             if existing is None:
                 self._db.execute(f"INSERT INTO items ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -571,7 +571,7 @@ class HoldStore:
                                    "WHERE teacher_id = ?", (teacher_id,)).fetchone()
         if row is None:
             return None
-        doc = dict(zip(("teacher_id", "cookie", "session", "seen_at"), row[:4]))
+        doc = dict(zip(("teacher_id", "cookie", "session", "seen_at"), row[:4], strict=True))
         if not hmac.compare_digest(row[4] or "", _seal_session(self._key, doc)):
             return None  # changed by hand: the item's own cookie is used instead
         return doc["cookie"], datetime.fromisoformat(doc["seen_at"])
@@ -596,7 +596,7 @@ class HoldStore:
                                     "ORDER BY created_at, rowid", (teacher_id,)).fetchall()
         found = []
         for row in rows:
-            doc = dict(zip(columns, row[:-1]))
+            doc = dict(zip(columns, row[:-1], strict=True))
             if not hmac.compare_digest(str(row[-1] or ""), _seal_as(self._key, "notices", doc)):
                 continue  # written by hand: not the school's words
             found.append(Notice(doc["id"], doc["teacher_id"], doc["hold_id"], doc["outcome"], doc["text"],
@@ -617,7 +617,7 @@ class HoldStore:
         row = self._db.execute(f"SELECT {', '.join(_ALL)} FROM items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
             raise HoldError(f"no held or queued item {item_id!r} (it may have been released, rejected or expired)")
-        return dict(zip(_ALL, row))
+        return dict(zip(_ALL, row, strict=True))
 
     def _check(self, doc: dict[str, Any]) -> None:
         if seals.matches(self._key, doc):

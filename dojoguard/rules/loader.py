@@ -218,8 +218,8 @@ class _Builder:
             for name, cidrs in (located.data.get("device_groups") or {}).items():
                 if not self._once(located, "device_groups", name):
                     continue
-                groups[name] = self._networks(cidrs, lambda i, n=name, loc=located: loc.problem(
-                    ("device_groups", n, i), Code.RULES_NETWORK, f"{cidrs[i]!r} is not a network",
+                groups[name] = self._networks(cidrs, lambda i, n=name, loc=located, c=cidrs: loc.problem(
+                    ("device_groups", n, i), Code.RULES_NETWORK, f"{c[i]!r} is not a network",
                     "Write a CIDR block such as 10.20.0.0/16."))
         for name, cidrs in self.device_overrides.items():
             # The deployment's own network layout replaces the rule file's example.

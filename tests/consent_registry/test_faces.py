@@ -64,7 +64,7 @@ def test_pascal_detection_at_native_size(faces_dir):
     """On the annotated PASCAL photos (faces of 37-110 px) recall is at least 0.97 and precision 0.95."""
     counts = [score(detect((faces_dir / "dlib-pascal" / name).read_bytes()), boxes)
               for name, boxes in ground_truth(faces_dir).items()]
-    hits, truth, found = map(sum, zip(*counts))
+    hits, truth, found = map(sum, zip(*counts, strict=True))
     assert hits / truth >= 0.97 and hits / found >= 0.95
 
 
@@ -97,7 +97,7 @@ def test_sideways_phone_photo_found_in_upright_pixels(faces_dir):
     expected = sorted(detect(jpeg(upright, quality=95)))
     got = sorted(detect(sideways))
     assert len(got) == len(expected) >= 2
-    assert all(iou(a, b) > 0.7 for a, b in zip(got, expected))
+    assert all(iou(a, b) > 0.7 for a, b in zip(got, expected, strict=True))
 
 
 def test_thorough_mode_finds_tilted_heads(faces_dir):
@@ -170,7 +170,7 @@ def test_layered_check_blocks_and_redacts_the_unpermitted_face(faces_dir, enroll
     analysis = faces.analyse(data, SHIPPED, allowed, True)
     assert analysis.error is None and sum(analysis.permitted) == 1 and len(analysis.boxes) >= 2
     from dojoguard.rules.action import ImageFindings
-    hidden = tuple(b for b, ok in zip(analysis.boxes, analysis.permitted) if not ok)
+    hidden = tuple(b for b, ok in zip(analysis.boxes, analysis.permitted, strict=True) if not ok)
     out = redaction.redact(data, ImageFindings(faces_found=len(analysis.boxes), faces_permitted=1,
                                                faces_not_permitted=len(hidden), faces_unidentified=len(hidden),
                                                boxes_not_permitted=hidden), max_pixels=CAP)
