@@ -38,7 +38,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 # The group-photo builder is shared with the tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -313,7 +313,7 @@ class ImageChecker:
 
         count = max(1, self.workers - 1) + (1 if self.workers > 1 else 0)
         lanes = [chunks[i::count] for i in range(count)]
-        jobs = [asyncio.ensure_future(lane(share, borrow=self.workers > 1 and i == count - 1))
+        jobs = [asyncio.create_task(lane(share, borrow=self.workers > 1 and i == count - 1))
                 for i, share in enumerate(lanes)]
         try:
             results = await asyncio.gather(*jobs)

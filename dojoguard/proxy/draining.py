@@ -194,7 +194,7 @@ class Stopper:
         proxyserver = self.master.addons.get("proxyserver")
         loop = asyncio.get_running_loop()
         until = loop.time() + CLOSE_LISTENERS_S
-        while proxyserver.listen_addrs() and loop.time() < until:
+        while proxyserver.listen_addrs() and loop.time() < until:  # noqa: ASYNC110 - mitmproxy has no event to await
             await asyncio.sleep(POLL_S)
 
 

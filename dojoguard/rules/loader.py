@@ -252,7 +252,7 @@ class _Builder:
         word_lists = {name: wl.entries for name, wl in lists.items()}
         # Names that failed to load are still "defined": their own problem is already reported.
         for located in self.documents:
-            for name, spec in (located.data.get("lists") or {}).items():
+            for name, _spec in (located.data.get("lists") or {}).items():
                 word_lists.setdefault(name, ())
             compiler = Compiler(located, windows={**windows, **{n: None for n in (located.data.get("windows") or {})
                                                                 if n not in windows}},

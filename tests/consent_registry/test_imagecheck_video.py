@@ -246,7 +246,7 @@ def test_waiting_for_a_worker_counts_towards_the_video_limit(registry_path, coff
     video = clip((coffee, 1))
 
     async def both():
-        busy = asyncio.ensure_future(c.run(time.sleep, 3, requester="another teacher"))
+        busy = asyncio.create_task(c.run(time.sleep, 3, requester="another teacher"))
         await asyncio.sleep(0.1)
         asked = time.monotonic()
         checked = await c.check(video, channel="class_story", class_id="mixed", content_type="video/mp4")

@@ -35,7 +35,7 @@ def test_migration_failure_rolls_back(tmp_path, clock, monkeypatch):
     def broken(db):
         migrations._run(db, "CREATE TABLE half_done (x INTEGER);\nCREATE TABLE nonsense (;")
     monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS + (broken,))
-    with pytest.raises(Exception):
+    with pytest.raises(RegistryError):
         Registry.open(tmp_path / "r.sqlite", clock=clock)
     db = sqlite3.connect(tmp_path / "r.sqlite")
     names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
