@@ -29,15 +29,15 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dojoguard.audit.chain import verify_chain  # noqa: E402
-from dojoguard.audit.entry import decision_fields  # noqa: E402
-from dojoguard.audit.log import AuditLog  # noqa: E402
-from dojoguard.audit.record import SEPARATOR  # noqa: E402
-from dojoguard.audit.render import render  # noqa: E402
-from dojoguard.audit.report import build_report, period_bounds  # noqa: E402
-from dojoguard.clock import FixedClock  # noqa: E402
-from dojoguard.rules.action import Action, Channel, Kind, Points  # noqa: E402
-from dojoguard.rules.decision import Decision, Match, Verdict  # noqa: E402
+from dojoguard.audit.chain import verify_chain
+from dojoguard.audit.entry import decision_fields
+from dojoguard.audit.log import AuditLog
+from dojoguard.audit.record import SEPARATOR
+from dojoguard.audit.render import render
+from dojoguard.audit.report import build_report, period_bounds
+from dojoguard.clock import FixedClock
+from dojoguard.rules.action import Action, Channel, Kind, Points
+from dojoguard.rules.decision import Decision, Match, Verdict
 
 LONDON = ZoneInfo("Europe/London")
 RULES = [("no-messages-after-hours", Verdict.DEFER, "Messages to families are sent between 08:00 and 17:00"),

@@ -27,16 +27,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dojoguard.audit import checkpoint as checkpoints  # noqa: E402
-from dojoguard.audit.cadence import Cadence  # noqa: E402
-from dojoguard.audit.chain import verify_chain  # noqa: E402
-from dojoguard.audit.entry import decision_fields  # noqa: E402
-from dojoguard.audit.fingerprints import FingerprintKey  # noqa: E402
-from dojoguard.audit.log import AuditLog  # noqa: E402
-from dojoguard.audit.verification import verify  # noqa: E402
-from dojoguard.clock import FixedClock  # noqa: E402
-from dojoguard.rules.action import Action, Channel, Kind  # noqa: E402
-from dojoguard.rules.decision import Decision, Verdict  # noqa: E402
+from dojoguard.audit import checkpoint as checkpoints
+from dojoguard.audit.cadence import Cadence
+from dojoguard.audit.chain import verify_chain
+from dojoguard.audit.entry import decision_fields
+from dojoguard.audit.fingerprints import FingerprintKey
+from dojoguard.audit.log import AuditLog
+from dojoguard.audit.verification import verify
+from dojoguard.clock import FixedClock
+from dojoguard.rules.action import Action, Channel, Kind
+from dojoguard.rules.decision import Decision, Verdict
 
 START = datetime(2026, 9, 1, 8, tzinfo=UTC)
 
@@ -94,7 +94,7 @@ def main() -> None:
 
         checkpoints.write_checkpoint(log, key, local)  # the key exists from here on
         for label, publish in (("checkpoint, kept locally", []), ("checkpoint, kept and published", [share])):
-            ms = timed(lambda: one(publish), 50)
+            ms = timed(lambda publish=publish: one(publish), 50)
             print(f"{label:34s} median {statistics.median(ms):6.2f} ms   worst {max(ms):6.2f} ms")
         cadence = Cadence(log, key, local, [share])
         ms = timed(cadence.is_owed, 200)

@@ -28,25 +28,24 @@ import os
 # spread one check over both cores. Set before numpy or dlib load it.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402 - after the thread setting above
-import asyncio  # noqa: E402
-import io  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse  # after the thread setting above
+import asyncio
+import io
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
 
 # The group-photo builder is shared with the tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dojoguard import config  # noqa: E402
-from dojoguard.consent_registry import detection as detection_plan, faces, worker  # noqa: E402
-from dojoguard.consent_registry.imagecheck import ImageChecker, settings_from  # noqa: E402
-from tests.support import groupphotos  # noqa: E402
+from dojoguard import config
+from dojoguard.consent_registry import detection as detection_plan, faces, worker
+from dojoguard.consent_registry.imagecheck import ImageChecker, settings_from
+from tests.support import groupphotos
 
 # Median face widths the group photos are built at: every band from the
 # back row's (under 40 px) to a close portrait's.

@@ -339,7 +339,7 @@ def queue_waits(pictures: list[bytes], photo: bytes) -> dict:
     for fair in (False, True):
         checker = ImageChecker({"workers": 1, "timeout_s": 120}, None, {}, workers=1)
         try:
-            async def scenario():
+            async def scenario(checker: ImageChecker, fair: bool) -> float:
                 await checker.run(worker.ping)
 
                 async def one(who: str, data: bytes) -> None:
@@ -355,7 +355,7 @@ def queue_waits(pictures: list[bytes], photo: bytes) -> dict:
                 await asyncio.gather(*batch)
                 return waited
 
-            out["fair" if fair else "baseline"] = asyncio.run(scenario())
+            out["fair" if fair else "baseline"] = asyncio.run(scenario(checker, fair))
         finally:
             checker.close()
     return out

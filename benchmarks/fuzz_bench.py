@@ -40,14 +40,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dojoguard import config  # noqa: E402
-from dojoguard.clock import FixedClock  # noqa: E402
-from dojoguard.proxy.judge import Judge  # noqa: E402
-from dojoguard.proxy.recognition import recognise  # noqa: E402
-from dojoguard.proxy.services import open_services  # noqa: E402
-from dojoguard.proxy.settings import Settings  # noqa: E402
-from tests.proxy import fuzzing  # noqa: E402
-from tests.proxy.conftest import write_config  # noqa: E402
+from dojoguard import config
+from dojoguard.clock import FixedClock
+from dojoguard.proxy.judge import Judge
+from dojoguard.proxy.recognition import recognise
+from dojoguard.proxy.services import open_services
+from dojoguard.proxy.settings import Settings
+from tests.proxy import fuzzing
+from tests.proxy.conftest import write_config
 
 MONDAY_10 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 # Attachments named by the cases are "fetched" from a closed local port: nothing leaves the machine.

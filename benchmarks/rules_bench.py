@@ -59,7 +59,7 @@ def generate(count: int, seed: int = 7) -> list[dict]:
     personal = [f"192.168.1.{rng.randrange(2, 250)}" for _ in range(20)]
     base = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
     docs = []
-    for i in range(count):
+    for _ in range(count):
         day = rng.randrange(0, 5) + 7 * rng.randrange(0, 3)
         minute = rng.randrange(0, 9 * 60) if rng.random() < 0.92 else rng.randrange(9 * 60, 14 * 60)
         at = base + timedelta(days=day, minutes=minute)

@@ -31,10 +31,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dojoguard.clock import SystemClock  # noqa: E402
-from dojoguard.consent_registry import faces, imagecheck, sample_photos, sample_videos, video, worker  # noqa: E402
-from dojoguard.consent_registry.imagecheck import ImageChecker  # noqa: E402
-from dojoguard.consent_registry.registry import BIOMETRIC, PersonKind, Registry  # noqa: E402
+from dojoguard.clock import SystemClock
+from dojoguard.consent_registry import faces, imagecheck, sample_photos, sample_videos, video, worker
+from dojoguard.consent_registry.imagecheck import ImageChecker
+from dojoguard.consent_registry.registry import BIOMETRIC, PersonKind, Registry
 
 SIZE = (1920, 1080)
 FPS = 30
@@ -79,7 +79,7 @@ def registry(folder: Path) -> Path:
 
 
 def worker_pids(checker: ImageChecker) -> list[int]:
-    return [p.pid for p in checker._pool._processes.values()]  # noqa: SLF001 - measuring only
+    return [p.pid for p in checker._pool._processes.values()]  # measuring only
 
 
 def cpu_seconds(pid: int) -> float:
@@ -152,7 +152,7 @@ def main() -> None:
                   f"{len(sampled.frames)} ({reasons.count('interval')} regular, {reasons.count('scene')} scene "
                   f"changes), {sum(len(fr.jpeg) for fr in sampled.frames) / 1e6:.1f} MB compressed")
 
-            _, allowed = checker._audience_and_allow_list("class_story", "mixed", False)  # noqa: SLF001
+            _, allowed = checker._audience_and_allow_list("class_story", "mixed", False)
 
             async def frames(requesters: int) -> float:
                 # The check's own jobs (imagecheck.VIDEO_FRAMES_PER_JOB frames each), asked for by

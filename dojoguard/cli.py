@@ -13,7 +13,7 @@ import click
 
 from dojoguard import __version__
 from dojoguard import config as config_module
-from dojoguard.clitools import ProblemsReported, config_option, environment, fail, pass_env  # noqa: F401 (re-exported)
+from dojoguard.clitools import config_option, fail, pass_env
 from dojoguard.environment import Environment
 from dojoguard.yamlfile import FileProblems
 

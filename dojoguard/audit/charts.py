@@ -13,7 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on a server; must precede pyplot
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 # Colours per verdict, distinguishable for the common colour-vision deficiencies.
 VERDICT_COLOURS = {"allow": "#4c9a2a", "warn": "#e0b000", "redact": "#2c7fb8", "defer": "#8c6bb1",
@@ -51,7 +51,7 @@ def rule_bars(rows, limit: int = 12) -> str:
         values = [r.verdicts.get(verdict, 0) for r in rows]
         if any(values):
             ax.barh(names, values, left=left, color=VERDICT_COLOURS[verdict], label=verdict)
-            left = [a + b for a, b in zip(left, values)]
+            left = [a + b for a, b in zip(left, values, strict=True)]
     ax.invert_yaxis()
     ax.set_xlabel("decisions (allowed ones not shown)")
     ax.spines[["top", "right"]].set_visible(False)

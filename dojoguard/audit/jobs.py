@@ -114,7 +114,7 @@ class Jobs:
     def _run(self, name: str, job, due: datetime, now: datetime) -> JobRun:
         try:
             detail = job(due)
-        except Exception as exc:  # any failure is recorded and retried, never lost
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried, never lost
             error = f"{type(exc).__name__}: {exc}"[:900]
             log_.error("job failed", job=name, due=due.isoformat(), error=error)
             self._save(name, self._state(name)[0], now, error)
@@ -246,7 +246,7 @@ class JobsHandle:
         if checkpoint:
             try:
                 self.jobs.checkpoint()
-            except Exception as exc:  # shutting down anyway; say why there is no checkpoint
+            except Exception as exc:  # noqa: BLE001 - shutting down anyway; say why there is no checkpoint
                 log_.error("shutdown checkpoint failed", error=f"{type(exc).__name__}: {exc}")
 
 

@@ -112,7 +112,8 @@ def _check_purge(seq: int, body: str, log_id: str, public_key, now: datetime, re
 def _tail(chain: ChainResult, results, loaded) -> Tail | None:
     if not chain.is_intact or chain.last_seq is None:
         return None
-    matched = [(c.seq, c.record_at) for r, c in zip(results, loaded) if r.status == "ok" and c.seq <= chain.last_seq]
+    matched = [(c.seq, c.record_at) for r, c in zip(results, loaded, strict=True)
+               if r.status == "ok" and c.seq <= chain.last_seq]
     if not matched:
         return Tail(chain.records, None, None)
     # The signed time of the record it covers (a matching checkpoint's record_at is that record's own).

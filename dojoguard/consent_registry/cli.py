@@ -59,7 +59,7 @@ def _audit(env: Environment):
 def _record(log, event: str, fields: dict) -> None:
     try:
         log.append_event(event, fields)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the change is made; say it is unrecorded, whatever the failure
         raise click.ClickException(f"the change was saved but could not be recorded in the audit log: {exc}. "
                                    "Record it by hand and check the audit log.") from None
 

@@ -104,7 +104,7 @@ def _run(detector, grey: np.ndarray, threshold: float) -> list[Detection]:
     rects, scores, _ = detector.run(grey, 0, threshold)
     height, width = grey.shape
     return [Detection((max(0, r.top()), min(width, r.right()), min(height, r.bottom()), max(0, r.left())), float(s))
-            for r, s in zip(rects, scores)]
+            for r, s in zip(rects, scores, strict=True)]
 
 
 # dlib serialises the scanner's settings as small integers, each a length byte

@@ -318,7 +318,7 @@ def combine(parts: list[Analysis]) -> Analysis:
         flags = list(analysis.permitted or ())
         flags += [None] * (len(analysis.boxes) - len(flags))
         scores = list(analysis.scores) + [0.0] * (len(analysis.boxes) - len(analysis.scores))
-        for box, score, ok in zip(analysis.boxes, scores, flags):
+        for box, score, ok in zip(analysis.boxes, scores, flags, strict=False):
             for i, (other, other_score, other_ok) in enumerate(kept):
                 if detection.same_face(box, other):
                     both = None if ok is None or other_ok is None else (ok and other_ok)

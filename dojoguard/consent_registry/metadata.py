@@ -119,5 +119,5 @@ def strip_gps(data: bytes) -> bytes:
         raise MetadataError(f"cannot read the photo to remove its location: {exc}") from exc
     except MetadataError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any failure must stop the photo, not pass it
+    except Exception as exc:  # any failure must stop the photo, not pass it
         raise MetadataError(f"cannot remove the location: {exc}") from exc

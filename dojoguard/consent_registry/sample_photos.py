@@ -68,5 +68,5 @@ def class_photo(portrait: Image.Image | None = None, *, columns: int = 3, rows: 
     big = sheet.resize((round(sheet.width * factor), round(sheet.height * factor)), Image.Resampling.LANCZOS)
     ox, oy = (size[0] - big.width) // 2, (size[1] - big.height) // 2
     frame.paste(big, (ox, oy))
-    return frame, [(round(t * factor) + oy, round(r * factor) + ox, round(b * factor) + oy, round(l * factor) + ox)
-                   for t, r, b, l in boxes]
+    return frame, [(round(t * factor) + oy, round(r * factor) + ox, round(b * factor) + oy, round(left * factor) + ox)
+                   for t, r, b, left in boxes]

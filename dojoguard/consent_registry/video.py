@@ -141,7 +141,7 @@ class Sampled:
 
 def preload() -> None:
     """Load FFmpeg now (a worker does, before its memory ceiling is set: the libraries are large)."""
-    import av  # noqa: F401
+    import av  # noqa: F401 - imported only to load the libraries
 
 
 def container_of(data: bytes) -> str:

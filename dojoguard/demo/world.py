@@ -90,7 +90,7 @@ class World:
             if part is not None:
                 try:
                     getattr(part, stop)()
-                except Exception:  # noqa: BLE001,S110 - keep stopping the other parts
+                except Exception:  # noqa: BLE001 - keep stopping the other parts
                     pass
         self.client = self.audit = self.proxy = self.standin = None
 

@@ -94,7 +94,7 @@ def _canonical(value: Any, references: frozenset[str]) -> Any:
         return {str(k): _canonical(v, references) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
         return [_canonical(v, references) for v in value]
-    if hasattr(value, "values") and isinstance(getattr(value, "values"), tuple):  # a form field sent twice
+    if hasattr(value, "values") and isinstance(value.values, tuple):  # a form field sent twice
         return {"many": [_canonical(v, references) for v in value.values]}
     if isinstance(value, str):
         if value in references:

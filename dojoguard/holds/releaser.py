@@ -130,7 +130,7 @@ class Releaser:
         """One item's step; a failure is logged and the pass goes on (one bad row must not stop the queue)."""
         try:
             outcome = await step(*args)
-        except Exception:  # noqa: BLE001 - the item stays as it is and is tried again next pass
+        except Exception:  # the item stays as it is and is tried again next pass
             log.exception("hold.step_failed", hold=item_id, step=step.__name__)
             return
         if outcome is not None:

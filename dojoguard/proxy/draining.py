@@ -180,7 +180,7 @@ class Stopper:
                 await asyncio.sleep(POLL_S)  # let the cut connections' handlers close
             else:
                 log.info("proxy.drained", drained=self.drain.drained, refused=self.drain.refused)
-        except Exception:  # noqa: BLE001 - whatever went wrong, the proxy must still stop
+        except Exception:  # whatever went wrong, the proxy must still stop
             log.exception("proxy.drain_failed")
         finally:
             self.master.shutdown()
@@ -194,7 +194,7 @@ class Stopper:
         proxyserver = self.master.addons.get("proxyserver")
         loop = asyncio.get_running_loop()
         until = loop.time() + CLOSE_LISTENERS_S
-        while proxyserver.listen_addrs() and loop.time() < until:
+        while proxyserver.listen_addrs() and loop.time() < until:  # noqa: ASYNC110 - mitmproxy has no event to await
             await asyncio.sleep(POLL_S)
 
 

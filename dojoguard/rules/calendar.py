@@ -11,6 +11,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import holidays
@@ -147,7 +148,7 @@ def parse_calendar(located: Located, digest: str = "") -> SchoolCalendar:
 
 def _between_terms(terms: list[tuple[date, date]]) -> frozenset[date]:
     holidays_: set[date] = set()
-    for (_, end), (start, _) in zip(terms, terms[1:], strict=False):
+    for (_, end), (start, _) in pairwise(terms):
         day = end + timedelta(days=1)
         while day < start:
             holidays_.add(day)

@@ -123,7 +123,7 @@ def _fast_search(compiled) -> Callable[[str], Any]:
         for probe in ("x", "abc def 0123"):
             if (search(probe) is None) != (compiled.search(probe) is None):
                 return compiled.search
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever the fast path fails with, the library's own search still works
         return compiled.search
     return search
 

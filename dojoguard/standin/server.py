@@ -156,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
-    def log_message(self, format, *args):  # noqa: A002 - the stand-in is quiet
+    def log_message(self, format, *args):  # the stand-in is quiet
         pass
 
     def do_GET(self):

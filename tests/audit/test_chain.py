@@ -58,7 +58,7 @@ def test_changing_any_character_of_any_record_fails_at_that_record(log):
     checked = 0
     for row in rows:
         seq = row[0]
-        for column, original in zip(COLUMNS, row[1:]):
+        for column, original in zip(COLUMNS, row[1:], strict=True):
             for i in range(len(original)):
                 conn.execute(f"UPDATE records SET {column} = ? WHERE seq = ?", (flipped(original, i), seq))
                 result = verify_chain(conn)
@@ -149,6 +149,6 @@ def test_any_plain_event_fields_round_trip_and_verify(tmp_path_factory, batch):
     folder = tmp_path_factory.mktemp("prop")
     with AuditLog.open(folder / "audit.sqlite", emit_decisions=False) as log:
         records = [log.append_event("policy.reloaded", fields) for fields in batch]
-        for record, fields in zip(records, batch):
+        for record, fields in zip(records, batch, strict=True):
             assert log.get(record.record_id).fields == fields
         assert verify_chain(log.connection).is_intact

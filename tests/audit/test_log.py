@@ -127,7 +127,7 @@ def test_concurrent_appends_from_threads_form_one_chain(log):
         try:
             for _ in range(100):
                 log.append_decision(make_action(), make_decision(Verdict.WARN))
-        except Exception as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001 - reported below  # pragma: no cover
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]

@@ -14,6 +14,7 @@ from dojoguard import config
 from dojoguard.consent_registry import faces, redaction
 from dojoguard.consent_registry.imagecheck import settings_from
 from tests.consent_registry.conftest import jpeg
+from tests.support.groupphotos import iou
 
 pytestmark = [pytest.mark.slow, pytest.mark.faces]
 
@@ -29,13 +30,6 @@ def ground_truth(faces_dir):
                 (int(b.get("top")), int(b.get("left")) + int(b.get("width")),
                  int(b.get("top")) + int(b.get("height")), int(b.get("left"))) for b in image.iter("box")]
     return truth
-
-
-def iou(a, b) -> float:
-    top, right, bottom, left = max(a[0], b[0]), min(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
-    inter = max(0, right - left) * max(0, bottom - top)
-    area = lambda r: (r[1] - r[3]) * (r[2] - r[0])  # noqa: E731
-    return inter / (area(a) + area(b) - inter) if inter else 0.0
 
 
 def score(found, truth):
@@ -62,15 +56,15 @@ def place(image: Image.Image, boxes, size):
     frame = Image.new("RGB", size, (128, 128, 128))
     ox, oy = (size[0] - scaled.width) // 2, (size[1] - scaled.height) // 2
     frame.paste(scaled, (ox, oy))
-    return frame, [(round(t * factor) + oy, round(r * factor) + ox, round(b * factor) + oy, round(l * factor) + ox)
-                   for t, r, b, l in boxes]
+    return frame, [(round(t * factor) + oy, round(r * factor) + ox, round(b * factor) + oy, round(left * factor) + ox)
+                   for t, r, b, left in boxes]
 
 
 def test_pascal_detection_at_native_size(faces_dir):
     """On the annotated PASCAL photos (faces of 37-110 px) recall is at least 0.97 and precision 0.95."""
     counts = [score(detect((faces_dir / "dlib-pascal" / name).read_bytes()), boxes)
               for name, boxes in ground_truth(faces_dir).items()]
-    hits, truth, found = map(sum, zip(*counts))
+    hits, truth, found = map(sum, zip(*counts, strict=True))
     assert hits / truth >= 0.97 and hits / found >= 0.95
 
 
@@ -83,7 +77,7 @@ def test_twelve_megapixel_class_photo(faces_dir):
         tile, tile_boxes = place(Image.open(faces_dir / "dlib-pascal" / name), boxes, (1344, 1008))
         ox, oy = (i % 3) * 1344, (i // 3) * 1008
         frame.paste(tile, (ox, oy))
-        all_boxes += [(t + oy, r + ox, b + oy, l + ox) for t, r, b, l in tile_boxes]
+        all_boxes += [(t + oy, r + ox, b + oy, left + ox) for t, r, b, left in tile_boxes]
     hits, total, found = score(detect(jpeg(frame)), all_boxes)
     assert hits / total >= 0.97 and hits / found >= 0.95
 
@@ -103,7 +97,7 @@ def test_sideways_phone_photo_found_in_upright_pixels(faces_dir):
     expected = sorted(detect(jpeg(upright, quality=95)))
     got = sorted(detect(sideways))
     assert len(got) == len(expected) >= 2
-    assert all(iou(a, b) > 0.7 for a, b in zip(got, expected))
+    assert all(iou(a, b) > 0.7 for a, b in zip(got, expected, strict=True))
 
 
 def test_thorough_mode_finds_tilted_heads(faces_dir):
@@ -176,7 +170,7 @@ def test_layered_check_blocks_and_redacts_the_unpermitted_face(faces_dir, enroll
     analysis = faces.analyse(data, SHIPPED, allowed, True)
     assert analysis.error is None and sum(analysis.permitted) == 1 and len(analysis.boxes) >= 2
     from dojoguard.rules.action import ImageFindings
-    hidden = tuple(b for b, ok in zip(analysis.boxes, analysis.permitted) if not ok)
+    hidden = tuple(b for b, ok in zip(analysis.boxes, analysis.permitted, strict=True) if not ok)
     out = redaction.redact(data, ImageFindings(faces_found=len(analysis.boxes), faces_permitted=1,
                                                faces_not_permitted=len(hidden), faces_unidentified=len(hidden),
                                                boxes_not_permitted=hidden), max_pixels=CAP)

@@ -23,6 +23,6 @@ def test_class_photo_in_a_phone_frame_with_location():
     """A tiled class photo fills a 12-megapixel frame, its tile boxes inside it, and carries GPS when asked."""
     image, tiles = sample_photos.class_photo(columns=3, rows=2, size=sample_photos.PHONE_FRAME)
     assert image.size == (4032, 3024) and len(tiles) == 6
-    assert all(0 <= t < b <= 3024 and 0 <= l < r <= 4032 for t, r, b, l in tiles)
+    assert all(0 <= t < b <= 3024 and 0 <= left < r <= 4032 for t, r, b, left in tiles)
     data = sample_photos.encode_jpeg(image, exif=sample_photos.location_exif())
     assert decoding.has_gps(Image.open(io.BytesIO(data)))

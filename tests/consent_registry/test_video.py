@@ -262,7 +262,8 @@ def test_a_second_picture_track_is_refused(coffee, portrait):
         first, second = (c.add_stream(sample_videos.codec(), rate=25) for _ in range(2))
         for stream in (first, second):
             stream.width, stream.height, stream.pix_fmt = SMALL[0], SMALL[1], "yuv420p"
-        for a, b in zip(sample_videos.still(coffee, 1, size=SMALL), sample_videos.still(portrait, 1, size=SMALL)):
+        for a, b in zip(sample_videos.still(coffee, 1, size=SMALL), sample_videos.still(portrait, 1, size=SMALL),
+                        strict=True):
             c.mux(first.encode(av.VideoFrame.from_ndarray(a, format="rgb24")))
             c.mux(second.encode(av.VideoFrame.from_ndarray(b, format="rgb24")))
         c.mux(first.encode())

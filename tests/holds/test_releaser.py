@@ -264,7 +264,7 @@ async def test_a_message_queued_over_a_holiday_waits_and_is_sent_when_its_window
     the release time, so it is not expired in between."""
     clock, store, log, releaser = setup
     clock.set(EASTER_FRIDAY_1730)
-    item = keep(store, upstream, release_at=AFTER_EASTER_0800)
+    keep(store, upstream, release_at=AFTER_EASTER_0800)
     for day in range(1, 17):
         clock.set(EASTER_FRIDAY_1730 + timedelta(days=day, hours=-10))
         if clock.now() >= AFTER_EASTER_0800:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dojoguard.holds.store import HoldError, HoldKind, HoldState, HoldStore, StoredRequest
+from dojoguard.holds.store import HoldError, HoldState, HoldStore, StoredRequest
 from dojoguard.rules.action import Action, Channel, Kind
 from dojoguard.rules.decision import Decision, Match, Verdict
 

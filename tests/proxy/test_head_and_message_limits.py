@@ -402,7 +402,7 @@ def test_many_messages_each_under_the_cap_all_pass(world):
     tls, ws = open_ws(world)
     marker = "under-cap-" + str(time.monotonic())
     with tls:
-        for i in range(3):
+        for _ in range(3):
             tls.sendall(ws.send(TextMessage(json.dumps({"text": marker, "pad": "p" * (WRITE_CAP // 2)}))))
         echoes: list = []
         tls.settimeout(10)

@@ -52,7 +52,7 @@ def labelled_photos(root: Path, mirrored: bool = True) -> list[tuple[Image.Image
         photos.append((image, boxes))
         if mirrored:
             w = image.width
-            photos.append((ImageOps.mirror(image), [(t, w - l, b, w - r) for t, r, b, l in boxes]))
+            photos.append((ImageOps.mirror(image), [(t, w - left, b, w - r) for t, r, b, left in boxes]))
     return photos
 
 
@@ -87,8 +87,8 @@ def frames(root: Path, face_width: int, *, mirrored: bool = True, quality: int =
             flush()
             canvas, boxes, x, y, row = Image.new("RGB", FRAME, (128, 128, 128)), [], 0, 0, 0
         canvas.paste(scaled, (x, y))
-        boxes += [(round(t * factor) + y, round(r * factor) + x, round(b * factor) + y, round(l * factor) + x)
-                  for t, r, b, l in faces]
+        boxes += [(round(t * factor) + y, round(r * factor) + x, round(b * factor) + y, round(left * factor) + x)
+                  for t, r, b, left in faces]
         x, row = x + scaled.width, max(row, scaled.height)
     flush()
     return out
@@ -106,8 +106,8 @@ def filling_frames(root: Path, quality: int = 90) -> list[GroupPhoto]:
         data = io.BytesIO()
         canvas.save(data, "JPEG", quality=quality)
         out.append(GroupPhoto(data.getvalue(), tuple(
-            (round(t * factor) + oy, round(r * factor) + ox, round(b * factor) + oy, round(l * factor) + ox)
-            for t, r, b, l in faces)))
+            (round(t * factor) + oy, round(r * factor) + ox, round(b * factor) + oy, round(left * factor) + ox)
+            for t, r, b, left in faces)))
     return out
 
 
@@ -129,8 +129,8 @@ def one_small_face(root: Path, face_width: int = 60, at: tuple[int, int] = (3700
 def iou(a: Box, b: Box) -> float:
     top, right, bottom, left = max(a[0], b[0]), min(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
     inter = max(0, right - left) * max(0, bottom - top)
-    area = lambda r: (r[1] - r[3]) * (r[2] - r[0])  # noqa: E731
-    return inter / (area(a) + area(b) - inter) if inter else 0.0
+    union = (a[1] - a[3]) * (a[2] - a[0]) + (b[1] - b[3]) * (b[2] - b[0]) - inter
+    return inter / union if inter else 0.0
 
 
 def matched(found, truth) -> tuple[list[Box], int]:
