@@ -13,6 +13,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -84,9 +85,10 @@ class SQLiteDatabase(Database):
         # write is exactly one transaction and nothing is left pending.
         connection = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
         try:
-            connection.execute("PRAGMA journal_mode=WAL").fetchone()
+            deadline = time.monotonic() + busy_timeout_s
+            _while_busy(lambda: connection.execute("PRAGMA journal_mode=WAL").fetchone(), deadline)
             for pragma in pragmas:
-                connection.execute(f"PRAGMA {pragma}")
+                _while_busy(lambda p=pragma: connection.execute(f"PRAGMA {p}").fetchone(), deadline)
             return cls(connection, path)
         except BaseException:
             connection.close()
@@ -185,6 +187,25 @@ def _rollback(connection: sqlite3.Connection) -> None:
         connection.execute("ROLLBACK")
     except sqlite3.Error:
         pass  # nothing to roll back (SQLite already did, or BEGIN never took hold): the first error stands
+
+
+def _while_busy(statement, deadline: float):
+    """Run ``statement``, again while the file is locked, until ``deadline``.
+
+    Switching a new file to WAL needs it to itself, and SQLite answers
+    "database is locked" at once, without its busy timeout, when another
+    process is opening the same new file (the proxy and a command starting
+    together): so the wait is done here.
+    """
+    pause = 0.005
+    while True:
+        try:
+            return statement()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

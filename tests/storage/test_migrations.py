@@ -110,28 +110,39 @@ def test_a_schema_version_marker_is_adopted_as_that_many_steps(db):
 
 
 def test_two_processes_opening_a_new_file_at_once_apply_each_step_once(tmp_path):
-    """Connections racing to migrate the same file never run a step twice (it would fail: table exists)."""
-    path = tmp_path / "d.sqlite"
-    errors, barrier = [], threading.Barrier(4)
+    """Connections racing to open and migrate the same new file all succeed, and never run a step twice.
 
-    def open_and_migrate():
-        database = SQLiteDatabase.open(path, busy_timeout_s=30)
+    Switching a new file to WAL is refused at once ("database is locked")
+    while another connection is doing the same; the race is run on 25 new
+    files, because it is lost only now and then.
+    """
+    for attempt in range(25):
+        path = tmp_path / f"d{attempt}.sqlite"
+        errors, barrier = [], threading.Barrier(4, timeout=60)
+
+        def open_and_migrate(path=path, errors=errors, barrier=barrier):
+            try:
+                barrier.wait()  # all four open the new file at once, then migrate it
+                database = SQLiteDatabase.open(path, busy_timeout_s=30)
+            except Exception as exc:  # noqa: BLE001 - any failure is the test's finding
+                errors.append(exc)
+                barrier.abort()
+                return
+            try:
+                migrate(database, STEPS, what="the test database")
+            except Exception as exc:  # noqa: BLE001 - any failure is the test's finding
+                errors.append(exc)
+            finally:
+                database.close()
+
+        threads = [threading.Thread(target=open_and_migrate) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [], f"attempt {attempt}"
+        database = SQLiteDatabase.open(path)
         try:
-            barrier.wait()
-            migrate(database, STEPS, what="the test database")
-        except Exception as exc:  # noqa: BLE001 - any failure is the test's finding
-            errors.append(exc)
+            assert recorded(database) == ["create_a", "create_b"]
         finally:
             database.close()
-
-    threads = [threading.Thread(target=open_and_migrate) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    database = SQLiteDatabase.open(path)
-    try:
-        assert recorded(database) == ["create_a", "create_b"]
-    finally:
-        database.close()
