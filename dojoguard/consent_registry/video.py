@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from dojoguard import media
 from dojoguard.consent_registry.decoding import DecodeError
@@ -57,6 +57,10 @@ THUMBNAIL = (64, 36)
 # Of the decoded frames a file declares, how many may be missing (edit lists
 # drop a few at the start) before it counts as cut off.
 MISSING_FRAMES_ALLOWED = 3
+# FFmpeg's disposition of a cover picture (AV_DISPOSITION_ATTACHED_PIC).
+ATTACHED_PIC = 0x400
+# More cover pictures than this is not a video a device recorded: refused, not decoded one by one.
+MAX_COVERS = 4
 JPEG_QUALITY = 95
 
 
@@ -114,7 +118,7 @@ class Limits:
 @dataclass(frozen=True)
 class SampledFrame:
     time: float             # seconds from the first frame
-    reason: str             # "interval" or "scene"
+    reason: str             # "interval", "scene" or "cover" (a cover picture the file carries)
     size: tuple[int, int]   # (width, height) kept, upright
     jpeg: bytes = field(repr=False)
 
@@ -170,7 +174,7 @@ def sample(data: bytes, limits: Limits = Limits()) -> Sampled:
         raise VideoError("corrupt", f"the video cannot be read ({_reason(exc)})") from None
     try:
         stream = _picture_stream(container, limits)
-        return _sample(container, stream, fmt, limits, deadline)
+        return _sample(container, stream, _covers(container), fmt, limits, deadline)
     except av.error.FFmpegError as exc:
         raise VideoError("corrupt", f"the video is corrupt or cut off ({_reason(exc)})") from None
     finally:
@@ -182,8 +186,16 @@ def _reason(exc: Exception) -> str:
     return str(getattr(exc, "strerror", None) or type(exc).__name__)
 
 
+def _covers(container) -> list:
+    """The cover pictures the file carries (FFmpeg's attached pictures): a player may show one as the video."""
+    covers = [s for s in container.streams.video if s.disposition & ATTACHED_PIC]
+    if len(covers) > MAX_COVERS:
+        raise VideoError("unsupported-format", f"the video carries {len(covers)} cover pictures")
+    return covers
+
+
 def _picture_stream(container, limits: Limits):
-    streams = [s for s in container.streams.video if not s.disposition & 0x400]  # not a cover picture
+    streams = [s for s in container.streams.video if not s.disposition & ATTACHED_PIC]
     if not streams:
         raise VideoError("no-video", "the file has no picture track")
     if len(streams) > 1:
@@ -238,8 +250,25 @@ def _compact(pixels: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def _sample(container, stream, fmt: str, limits: Limits, deadline: float) -> Sampled:
+def _cover_frame(packet, limits: Limits) -> SampledFrame:
+    """A cover picture (a whole JPEG or PNG in one packet) as one more frame to check."""
+    try:
+        with Image.open(io.BytesIO(bytes(packet))) as image:
+            if image.width * image.height > limits.max_pixels:
+                raise VideoError("too-large", f"the video's cover picture ({image.width} x {image.height}) exceeds "
+                                              "the size limit")
+            picture = ImageOps.exif_transpose(image).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise VideoError("corrupt", f"the video's cover picture cannot be read ({type(exc).__name__})") from None
+    picture.thumbnail((limits.keep_long_side, limits.keep_long_side))
+    pixels = np.asarray(picture)
+    return SampledFrame(0.0, "cover", (pixels.shape[1], pixels.shape[0]), _compact(pixels))
+
+
+def _sample(container, stream, covers: list, fmt: str, limits: Limits, deadline: float) -> Sampled:
     kept: list[SampledFrame] = []
+    # Checked like any frame: a picture a player may show in place of the video.
+    cover_frames: list[SampledFrame] = []
     # Spread the regular frames over the declared length, leaving room for scene
     # changes; if the header lies, thinning (below) still keeps within the cap.
     regular = max(1, limits.max_frames - limits.max_scene_frames)
@@ -248,7 +277,11 @@ def _sample(container, stream, fmt: str, limits: Limits, deadline: float) -> Sam
     last_thumb = None
     walked = packets = scenes = 0
     rotation = 0
-    for packet in container.demux(stream):
+    for packet in container.demux(stream, *covers):
+        if packet.stream is not stream:
+            if packet.size and len(cover_frames) < len(covers):
+                cover_frames.append(_cover_frame(packet, limits))
+            continue
         packets += 1
         if packets > limits.max_decoded_frames + 16:
             raise VideoError("too-many-frames", "the video has more packets than the frame limit allows")
@@ -294,12 +327,14 @@ def _sample(container, stream, fmt: str, limits: Limits, deadline: float) -> Sam
                 kept, interval = _thin(kept), interval * 2
     if walked == 0:
         raise VideoError("corrupt", "the video has no frame that can be decoded")
+    if len(cover_frames) < len(covers):
+        raise VideoError("corrupt", "the video names a cover picture it does not carry")
     declared = stream.frames or 0
     if declared and walked < declared - MISSING_FRAMES_ALLOWED:
         raise VideoError("corrupt", f"the video stops early ({walked} of {declared} frames)")
     ctx = stream.codec_context
     return Sampled(FORMAT_NAMES[fmt], ctx.name, (ctx.width, ctx.height), rotation, float(last_time - start), walked,
-                   tuple(kept))
+                   tuple(kept + cover_frames))
 
 
 def _thin(kept: list[SampledFrame]) -> list[SampledFrame]:

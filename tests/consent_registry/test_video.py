@@ -282,3 +282,58 @@ def test_a_picture_codec_no_device_records_is_refused(coffee):
             c.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
         c.mux(stream.encode())
     assert code_of(out.getvalue()) == "unsupported-format"
+
+
+def with_cover(picture: Image.Image | bytes | None, shots, *, covers: int = 1) -> bytes:
+    """An MP4 of ``shots`` that also carries ``covers`` cover pictures (JPEG), as an edited video may."""
+    if isinstance(picture, Image.Image):
+        jpeg = io.BytesIO()
+        picture.convert("RGB").save(jpeg, "JPEG")
+        picture = jpeg.getvalue()
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp4") as c:
+        main = c.add_stream(sample_videos.codec(), rate=25)
+        main.width, main.height, main.pix_fmt = SMALL[0], SMALL[1], "yuv420p"
+        cover_streams = []
+        for _ in range(covers):
+            cover = c.add_stream("mjpeg")
+            cover.width, cover.height, cover.pix_fmt = 64, 48, "yuvj420p"
+            cover.disposition = av.stream.Disposition.attached_pic
+            cover_streams.append(cover)
+        for p, seconds in shots:
+            for pixels in sample_videos.still(p, seconds, size=SMALL):
+                c.mux(main.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        c.mux(main.encode())
+        for cover in cover_streams:
+            packet = av.Packet(picture)
+            packet.stream, packet.pts, packet.dts = cover, 0, 0
+            c.mux(packet)
+    return out.getvalue()
+
+
+def test_a_cover_picture_is_checked_as_one_more_frame(coffee, portrait):
+    """A player may show a video's cover picture instead of it: a face on the cover is found, beside the frames."""
+    data = with_cover(portrait, [(coffee, 2)])
+    with av.open(io.BytesIO(data)) as c:  # the file really carries one (FFmpeg's attached picture)
+        assert [bool(s.disposition & video.ATTACHED_PIC) for s in c.streams.video] == [False, True]
+    sampled = video.sample(data)
+    covers = [f for f in sampled.frames if f.reason == "cover"]
+    assert len(covers) == 1 and faces_in(covers[0].rgb()) == 1
+    assert all(faces_in(f.rgb()) == 0 for f in sampled.frames if f.reason != "cover")
+
+
+def test_a_cover_picture_that_cannot_be_read_makes_the_video_unreadable(coffee):
+    """A cover that is not a picture (or is cut off) cannot be checked, so the video fails closed."""
+    assert code_of(with_cover(b"\xff\xd8\xff\xe0 not really a jpeg", [(coffee, 1)])) == "corrupt"
+
+
+def test_a_cover_picture_over_the_size_cap_is_refused(coffee):
+    """The cover is held to the frames' size limit, read from its header before it is decoded."""
+    big = Image.new("RGB", (4000, 3000), (90, 90, 90))
+    assert code_of(with_cover(big, [(coffee, 1)]), Limits(max_pixels=2_000_000)) == "too-large"
+
+
+def test_a_video_with_many_cover_pictures_is_refused(coffee):
+    """More covers than a device or editor writes is refused outright, not decoded one by one."""
+    assert code_of(with_cover(Image.new("RGB", (8, 8)), [(coffee, 1)], covers=video.MAX_COVERS + 1)) == \
+        "unsupported-format"
