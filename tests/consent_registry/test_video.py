@@ -9,6 +9,7 @@ import time
 
 import av
 import numpy as np
+import pillow_heif
 import pytest
 from PIL import Image
 
@@ -337,3 +338,21 @@ def test_a_video_with_many_cover_pictures_is_refused(coffee):
     """More covers than a device or editor writes is refused outright, not decoded one by one."""
     assert code_of(with_cover(Image.new("RGB", (8, 8)), [(coffee, 1)], covers=video.MAX_COVERS + 1)) == \
         "unsupported-format"
+
+
+@pytest.mark.parametrize("track_first", [True, False], ids=["track-first", "still-first"])
+def test_a_heif_still_beside_a_track_is_never_passed_unchecked(portrait, coffee, track_first):
+    """A file claiming a still (heic) and a sequence (msf1): its face is in the still, the track is faceless.
+
+    Sniffed as a video (it claims a sequence), it goes to the video sampler,
+    which sees both pictures and refuses the file as unreadable rather than
+    checking the track alone. This holds because the pinned FFmpeg shows
+    HEIF stills as picture tracks; an upgrade that stopped doing so fails here.
+    """
+    from dojoguard import media
+    from tests.support import stillandtrack
+
+    data = stillandtrack.build(portrait, coffee, track_first=track_first)
+    assert media.kind_of(data, "application/octet-stream") is media.VIDEO
+    assert pillow_heif.open_heif(data).size == portrait.size  # a photo reader finds the face's still in it
+    assert code_of(data) in video.UNREADABLE_CODES
