@@ -203,8 +203,9 @@ def _picture_stream(container, limits: Limits):
         raise VideoError("unsupported-format", "the video has more than one picture track")
     stream = streams[0]
     ctx = stream.codec_context
-    if ctx.name not in VIDEO_CODECS:
-        raise VideoError("unsupported-format", f"the video's picture codec ({ctx.name}) is not one devices record")
+    # The codec, not the decoder FFmpeg picked for it (AV1 is decoded by "libdav1d").
+    if _codec(ctx) not in VIDEO_CODECS:
+        raise VideoError("unsupported-format", f"the video's picture codec ({_codec(ctx)}) is not one devices record")
     if ctx.width * ctx.height > limits.max_pixels:
         raise VideoError("too-large", f"the video's frames ({ctx.width} x {ctx.height}) exceed the size limit")
     declared = declared_duration(container, stream)
@@ -216,6 +217,10 @@ def _picture_stream(container, limits: Limits):
     # A decoder that meets damage stops with an error instead of hiding it.
     ctx.options = {"err_detect": "explode"}
     return stream
+
+
+def _codec(ctx) -> str:
+    return ctx.codec.canonical_name
 
 
 def declared_duration(container, stream) -> float:
@@ -333,7 +338,7 @@ def _sample(container, stream, covers: list, fmt: str, limits: Limits, deadline:
     if declared and walked < declared - MISSING_FRAMES_ALLOWED:
         raise VideoError("corrupt", f"the video stops early ({walked} of {declared} frames)")
     ctx = stream.codec_context
-    return Sampled(FORMAT_NAMES[fmt], ctx.name, (ctx.width, ctx.height), rotation, float(last_time - start), walked,
+    return Sampled(FORMAT_NAMES[fmt], _codec(ctx), (ctx.width, ctx.height), rotation, float(last_time - start), walked,
                    tuple(kept + cover_frames))
 
 

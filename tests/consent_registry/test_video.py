@@ -356,3 +356,12 @@ def test_a_heif_still_beside_a_track_is_never_passed_unchecked(portrait, coffee,
     assert media.kind_of(data, "application/octet-stream") is media.VIDEO
     assert pillow_heif.open_heif(data).size == portrait.size  # a photo reader finds the face's still in it
     assert code_of(data) in video.UNREADABLE_CODES
+
+
+def test_an_av1_video_is_read(coffee):
+    """AV1 (recorded by newer phones) is named by its codec, not by the decoder FFmpeg uses for it (libdav1d)."""
+    if "libsvtav1" not in av.codecs_available:
+        pytest.skip("this FFmpeg build cannot write AV1")
+    frames = sample_videos.still(coffee, 1, size=SMALL, fps=10)
+    sampled = video.sample(sample_videos.encode(frames, fps=10, codec_name="libsvtav1"))
+    assert sampled.codec == "av1" and len(sampled.frames) >= 1
