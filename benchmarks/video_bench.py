@@ -79,7 +79,7 @@ def registry(folder: Path) -> Path:
 
 
 def worker_pids(checker: ImageChecker) -> list[int]:
-    return [p.pid for p in checker._pool._processes.values()]  # measuring only
+    return checker.worker_pids()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -122,6 +122,10 @@ class ImageChecker:
             pool.submit(worker.ping)
         return pool
 
+    def worker_pids(self) -> list[int]:
+        """The process ids of the running image workers (for measuring their CPU and memory)."""
+        return [p.pid for p in self._pool_context.started if p.is_alive()]
+
     def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
         with self._pool_lock:
             if self._pool is not broken:

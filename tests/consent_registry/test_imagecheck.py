@@ -161,6 +161,32 @@ def test_dead_or_stuck_worker_is_a_failed_check(checker, samples, monkeypatch):
     assert check(checker, data, class_id="all-ok").findings.faces_permitted == 1
 
 
+def test_a_stuck_worker_is_ended_and_replaced(checker, samples, monkeypatch):
+    """The worker that hung is killed, not left holding a core, and a new one takes its place."""
+    data = (samples / "astronaut.jpg").read_bytes()
+    check(checker, data)  # the pool's worker is up
+    before = checker.worker_pids()
+    monkeypatch.setattr(worker, "check", crashing.hang)
+    monkeypatch.setattr(checker, "timeout", 2.0)
+    assert "longer than" in check(checker, data).findings.error
+    monkeypatch.undo()
+    assert check(checker, data, class_id="all-ok").findings.faces_permitted == 1
+    after = checker.worker_pids()
+    assert len(before) == 1 and len(after) == 1 and after != before
+    deadline = time.monotonic() + 10
+    while _alive(before[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(before[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_event_loop_keeps_running_during_a_check(checker, samples):
     """A 12-megapixel check runs in a worker: the event loop keeps ticking meanwhile."""
     image, _ = class_photo(Image.open(samples / "astronaut.jpg"), size=(4032, 3024))
