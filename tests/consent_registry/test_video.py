@@ -15,6 +15,7 @@ from PIL import Image
 
 from dojoguard.consent_registry import faces, sample_photos, sample_videos, video
 from dojoguard.consent_registry.video import Limits, VideoError
+from tests.support.videocovers import with_cover
 
 SMALL = (640, 360)
 
@@ -283,33 +284,6 @@ def test_a_picture_codec_no_device_records_is_refused(coffee):
             c.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
         c.mux(stream.encode())
     assert code_of(out.getvalue()) == "unsupported-format"
-
-
-def with_cover(picture: Image.Image | bytes | None, shots, *, covers: int = 1) -> bytes:
-    """An MP4 of ``shots`` that also carries ``covers`` cover pictures (JPEG), as an edited video may."""
-    if isinstance(picture, Image.Image):
-        jpeg = io.BytesIO()
-        picture.convert("RGB").save(jpeg, "JPEG")
-        picture = jpeg.getvalue()
-    out = io.BytesIO()
-    with av.open(out, "w", format="mp4") as c:
-        main = c.add_stream(sample_videos.codec(), rate=25)
-        main.width, main.height, main.pix_fmt = SMALL[0], SMALL[1], "yuv420p"
-        cover_streams = []
-        for _ in range(covers):
-            cover = c.add_stream("mjpeg")
-            cover.width, cover.height, cover.pix_fmt = 64, 48, "yuvj420p"
-            cover.disposition = av.stream.Disposition.attached_pic
-            cover_streams.append(cover)
-        for p, seconds in shots:
-            for pixels in sample_videos.still(p, seconds, size=SMALL):
-                c.mux(main.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
-        c.mux(main.encode())
-        for cover in cover_streams:
-            packet = av.Packet(picture)
-            packet.stream, packet.pts, packet.dts = cover, 0, 0
-            c.mux(packet)
-    return out.getvalue()
 
 
 def test_a_cover_picture_is_checked_as_one_more_frame(coffee, portrait):

@@ -22,6 +22,7 @@ from dojoguard.consent_registry.registry import BIOMETRIC, Registry
 from dojoguard.standin import data
 from tests.consent_registry.conftest import add_pupil
 from tests.proxy.conftest import MONDAY_10, audit_rows, running_proxy, signed_in
+from tests.support.videocovers import with_cover
 
 pytestmark = pytest.mark.slow
 
@@ -184,3 +185,19 @@ def test_a_photo_of_someone_whose_face_cannot_be_checked_is_held_however_it_is_l
     record = audit(world, answer.headers["x-dojoguard-decision"])
     assert record["verdict"] == "hold" and "photo-people-unverified" in record["rules"], record
     assert record["counts"]["faces_found"] == 0 and record["counts"]["people_unverified"] >= 1, record
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_face_only_on_the_cover_picture_is_held(world, faces_dir, fmt):
+    """A faceless video whose cover picture (shown by players in its place) is a stranger: held, not forwarded.
+
+    The way round a frame-by-frame check: put the face where no frame is.
+    """
+    stranger = Image.open(faces_dir / "people" / "obama.jpg")
+    video = with_cover(stranger, [(sample_photos.open_sample("coffee.jpg"), 2)], fmt=fmt)
+    marker = f"Cover picture video {fmt}"
+    answer = post(world, video, marker)
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "DOJOGUARD_HELD", answer.text
+    assert not arrived(world, marker)
+    record = audit(world, answer.headers["x-dojoguard-decision"])
+    assert record["verdict"] == "hold" and record["counts"]["faces_not_permitted"] >= 1, record
