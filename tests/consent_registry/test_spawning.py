@@ -29,3 +29,17 @@ def test_a_stuck_worker_is_ended_and_its_pool_reports_broken():
             assert not process.is_alive()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_a_worker_that_starts_after_the_others_were_ended_is_ended_too():
+    """A pool growing while its workers are ended: the late starter must not outlive the broken pool."""
+    context = KeepingSpawnContext()
+    early = context.Process(target=time.sleep, args=(600,))
+    early.start()
+    late = context.Process(target=time.sleep, args=(600,))  # created before the kill, started after it
+    context.kill_alive()
+    late.start()
+    for process in (early, late):
+        process.join(timeout=10)
+        assert not process.is_alive()
+        assert process.exitcode == -9
