@@ -114,3 +114,9 @@ def when(at: datetime, tz: tzinfo | None) -> str:
     local = at.astimezone(tz) if tz else at
     hour = local.strftime("%I").lstrip("0") or "12"
     return f"{hour}.{local:%M}{local.strftime('%p').lower()} on {local:%A} {local.day} {local:%B}"
+
+
+def minute(at: datetime, tz: tzinfo | None) -> str:
+    """'4 Dec 2026 09:12', to the minute in the school's time zone (for people, not for parsing)."""
+    local = at.astimezone(tz) if tz else at
+    return f"{local.day} {local:%b %Y %H:%M}"

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import sqlite3
+import zoneinfo
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,40 +85,51 @@ def consent_group() -> None:
 @click.option("--format", "fmt", type=click.Choice([f.value for f in importer.Format]), required=True,
               help="Which MIS export this is (column layouts in docs/consent.md).")
 @click.option("--dry-run", is_flag=True, help="Check the file and report what would change; save nothing.")
+@click.option("--exported-on", type=click.DateTime(["%Y-%m-%d"]), default=None, metavar="YYYY-MM-DD",
+              help="The day the file was exported, for rows without their own response date. Without it, "
+                   "a consent recorded by hand is never replaced by the file.")
+@click.option("--accept-mis", "accept_mis", multiple=True, metavar="MIS_ID",
+              help="Take the file's values for this person even over a later consent recorded by hand "
+                   "(repeatable; MIS id or UPN). A pupil's own objection to biometrics still stands.")
 @pass_env
-def consent_import(env: Environment, file: Path, fmt: str, dry_run: bool) -> None:
+def consent_import(env: Environment, file: Path, fmt: str, dry_run: bool, exported_on, accept_mis) -> None:
     """Import pupils and consents from an MIS export (all or nothing).
 
     Every row is checked first; one bad row means nothing is imported, and
     every problem is listed with its line. Importing the same file again
-    changes nothing.
+    changes nothing. A consent recorded by hand after the export (a parent's
+    withdrawal, a paper form, a pupil's objection) is kept and reported as a
+    conflict, person by person; so is every blank consent cell.
 
     \b
     Example:
-      dojoguard consent import arbor-consents.csv --format arbor
+      dojoguard consent import arbor-consents.csv --format arbor --dry-run
+      dojoguard consent import sims.csv --format sims --exported-on 2026-12-01
     """
-    settings = _config(env)["consent"]["import"]
+    cfg = _config(env)
+    options = {"exported_on": exported_on.date() if exported_on else None, "accept_mis": accept_mis,
+               "timezone": zoneinfo.ZoneInfo(cfg["timezone"])}
     with _registry(env) as registry:
         if dry_run:
-            report = _run_import(registry, file, fmt, settings, True, env.stderr)
+            report = _run_import(registry, file, fmt, cfg["consent"]["import"], True, env.stderr, options)
         else:
             with _audit(env) as log:
-                report = _run_import(registry, file, fmt, settings, False, env.stderr)
-                before = {}
-                for change in report.changes:
-                    person = registry.person(change.person_id)
-                    history = [h for h in registry.history(change.person_id) if h.purpose == change.purpose]
-                    before[change] = str(history[-2].state) if len(history) > 1 else "unknown"
-                    _record(log, "consent.changed", {**_subject(person), "purpose": change.purpose,
-                                                     "from": before[change], "to": str(change.state),
-                                                     "source": change.source})
+                report = _run_import(registry, file, fmt, cfg["consent"]["import"], False, env.stderr, options)
+                for pupil in report.pupils:
+                    person = registry.person(pupil.person_id)
+                    for change in pupil.changes:
+                        _record(log, "consent.changed", {**_subject(person), "purpose": change.purpose,
+                                                         "from": str(change.before), "to": str(change.state),
+                                                         "source": change.source})
                 _record(log, "consent.imported", {"source": file.name, "pupils": report.rows,
-                                                  "changed": len(report.changes)})
+                                                  "changed": len(report.changes),
+                                                  "conflicts": len(report.conflicts),
+                                                  "accepted": len(accept_mis)})
     for line in report.summary():
         click.echo(line)
 
 
-def _run_import(registry, file, fmt, settings, dry_run, stream=None):
+def _run_import(registry, file, fmt, settings, dry_run, stream, options):
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -128,7 +140,7 @@ def _run_import(registry, file, fmt, settings, dry_run, stream=None):
         bar.update(1)
 
     try:
-        return importer.import_file(registry, file, fmt, settings, dry_run=dry_run, progress=progress)
+        return importer.import_file(registry, file, fmt, settings, dry_run=dry_run, progress=progress, **options)
     except (FileProblems, RegistryError) as exc:
         raise fail(exc) from None
     except sqlite3.IntegrityError as exc:

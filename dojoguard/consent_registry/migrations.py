@@ -114,10 +114,21 @@ def create_templates_and_erasures(db: Database) -> None:
     """)
 
 
+def add_consent_given_at(db: Database) -> None:
+    # When the consent was given (the MIS's own response date, or the day the
+    # office was told), beside when it was recorded: an import must not undo a
+    # later act recorded by hand (see importer.py).
+    run_script(db, """
+        ALTER TABLE consents ADD COLUMN given_at TEXT;
+        ALTER TABLE consent_history ADD COLUMN given_at TEXT;
+    """)
+
+
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     create_people_and_consents,
     create_classdojo_links,
     create_templates_and_erasures,
+    add_consent_given_at,
 )
 
 

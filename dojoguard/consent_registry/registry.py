@@ -27,6 +27,8 @@ DEFAULT_PURPOSES = ("class_story", "school_story", "portfolio", BIOMETRIC)
 # Consent recorded with this source is the person's own word: for biometrics
 # it is an objection (or its withdrawal) that overrides the parents.
 OWN_WORD = "pupil"
+# The source of a consent recorded by an import ends with this ("sims import").
+IMPORT_SUFFIX = " import"
 TEMPLATE_MODEL = "dlib_face_recognition_resnet_model_v1/small"
 
 
@@ -81,6 +83,23 @@ class Consent:
     source: str
     informed_by: str
     recorded_at: str
+    # When it was given, where known (an MIS response date); None: not known.
+    given_at: str | None = None
+
+    @property
+    def by_hand(self) -> bool:
+        """Recorded by a person at the school (a paper form, an email, the pupil's word), not by an MIS import."""
+        return bool(self.source) and not is_import(self.source)
+
+    @property
+    def effective_at(self) -> str:
+        """When the decision was made, as far as the registry knows: given if known, else recorded."""
+        return self.given_at or self.recorded_at
+
+
+def is_import(source: str) -> bool:
+    """Whether a consent source names an MIS import ("sims import", "arbor import", ...)."""
+    return source.endswith(IMPORT_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -230,8 +249,11 @@ class Registry:
             raise RegistryError(f"unknown consent purpose {purpose!r}; known: {', '.join(self.purposes)}")
 
     def record_consent(self, person_id: int, purpose: str, state: State | str, *, source: str,
-                       informed_by: str) -> bool:
-        """Record one consent (caller holds the transaction); returns whether anything changed."""
+                       informed_by: str, given_at: str | None = None) -> bool:
+        """Record one consent (caller holds the transaction); returns whether anything changed.
+
+        ``given_at``: when it was given (ISO 8601), where known, e.g. the MIS's response date.
+        """
         self.check_purpose(purpose)
         state = State(state)
         if not source.strip() or not informed_by.strip():
@@ -250,38 +272,47 @@ class Registry:
                                   (person_id, purpose)).fetchone()
             if row is None or row[0] != str(state):
                 self.db.execute(
-                    "INSERT INTO consents (person_id, purpose, state, source, informed_by, recorded_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (person_id, purpose) DO UPDATE SET "
+                    "INSERT INTO consents (person_id, purpose, state, source, informed_by, recorded_at, given_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (person_id, purpose) DO UPDATE SET "
                     "state = excluded.state, source = excluded.source, informed_by = excluded.informed_by, "
-                    "recorded_at = excluded.recorded_at",
-                    (person_id, purpose, str(state), source, informed_by, now))
+                    "recorded_at = excluded.recorded_at, given_at = excluded.given_at",
+                    (person_id, purpose, str(state), source, informed_by, now, given_at))
                 changed = True
         if changed:
             self.db.execute("INSERT INTO consent_history (person_id, purpose, state, source, informed_by, "
-                            "recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
-                            (person_id, purpose, str(state), source, informed_by, now))
+                            "recorded_at, given_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (person_id, purpose, str(state), source, informed_by, now, given_at))
             if purpose == BIOMETRIC and not self._may_hold_template(person_id):
                 # Withdrawal deletes templates at once, in the same transaction.
                 self.db.execute("DELETE FROM templates WHERE person_id = ?", (person_id,))
         return changed
 
     def set_consent(self, person_id: int, purpose: str, state: State | str, *, source: str,
-                    informed_by: str) -> bool:
+                    informed_by: str, given_at: str | None = None) -> bool:
         with self.transaction():
             self.person(person_id)
-            return self.record_consent(person_id, purpose, state, source=source, informed_by=informed_by)
+            return self.record_consent(person_id, purpose, state, source=source, informed_by=informed_by,
+                                       given_at=given_at)
 
     def consents(self, person_id: int) -> dict[str, Consent]:
         """Every configured purpose for one person; never-recorded ones are "unknown"."""
-        found = {row[0]: Consent(row[0], State(row[1]), row[2], row[3], row[4]) for row in self.db.execute(
-            "SELECT purpose, state, source, informed_by, recorded_at FROM consents WHERE person_id = ?",
+        found = {row[0]: Consent(row[0], State(row[1]), *row[2:]) for row in self.db.execute(
+            "SELECT purpose, state, source, informed_by, recorded_at, given_at FROM consents WHERE person_id = ?",
             (person_id,))}
         return {p: found.get(p, Consent(p, State.UNKNOWN, "", "", "")) for p in self.purposes} | found
 
     def history(self, person_id: int) -> list[Consent]:
-        return [Consent(r[0], State(r[1]), r[2], r[3], r[4]) for r in self.db.execute(
-            "SELECT purpose, state, source, informed_by, recorded_at FROM consent_history "
+        return [Consent(r[0], State(r[1]), *r[2:]) for r in self.db.execute(
+            "SELECT purpose, state, source, informed_by, recorded_at, given_at FROM consent_history "
             "WHERE person_id = ? ORDER BY id", (person_id,))]
+
+    def objection(self, person_id: int) -> Consent | None:
+        """The person's own standing objection to biometric processing (with when it was recorded), if any."""
+        if not self.person(person_id).biometric_objection:
+            return None
+        said = [h for h in self.history(person_id) if h.purpose == BIOMETRIC and h.source == OWN_WORD]
+        # An objection set before history kept the person's word still stands; its time is then unknown.
+        return said[-1] if said else Consent(BIOMETRIC, State.REFUSED, OWN_WORD, "", "")
 
     def is_permitted(self, person_id: int, purpose: str) -> bool:
         row = self.db.execute("SELECT state FROM consents WHERE person_id = ? AND purpose = ?",
