@@ -8,15 +8,18 @@ import json
 import sqlite3
 import zoneinfo
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from dojoguard.clitools import fail, pass_env
+from dojoguard.clock import minute
 from dojoguard.consent_registry import enrolment, importer
 from dojoguard.consent_registry.imagecheck import ImageCheck, ImageChecker, settings_from
 from dojoguard.consent_registry.registry import (
     BIOMETRIC,
+    OWN_WORD,
     LinkState,
     PersonKind,
     Registry,
@@ -68,6 +71,42 @@ def _record(log, event: str, fields: dict) -> None:
 def _subject(person) -> dict:
     # Registry ids only: the audit trail never holds names.
     return {"pupil": str(person.id)} if person.kind is PersonKind.PUPIL else {"staff": str(person.id)}
+
+
+def _label(person) -> str:
+    """How a person is named to the office: name, MIS id and registry id (never in the audit trail)."""
+    return f"{person.name} (MIS {person.mis_id}, registry id {person.id})"
+
+
+def _tz(env: Environment) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(_config(env)["timezone"])
+
+
+def _at(stamp: str | None, tz) -> str:
+    """A stored time, to the minute in the school's time zone."""
+    if not stamp:
+        return "time not recorded"
+    try:
+        return minute(datetime.fromisoformat(stamp), tz)
+    except ValueError:
+        return stamp
+
+
+def _consent_text(consent, tz) -> str:
+    """'granted (paper form, by jsmith, 4 Dec 2026 09:12; given 1 Dec 2026 00:00)'."""
+    if not consent.source:
+        return f"{consent.state} (nothing recorded)"
+    given = f"; given {_at(consent.given_at, tz)}" if consent.given_at else ""
+    return f"{consent.state} ({consent.source}, by {consent.informed_by}, {_at(consent.recorded_at, tz)}{given})"
+
+
+def _biometric_text(registry, who, consent, tz) -> str:
+    """Biometric matching as it stands: an objection is never shown as a bare "granted"."""
+    objection = registry.objection(who.id)
+    if objection is None:
+        return _consent_text(consent, tz)
+    return (f"not permitted: the pupil objected ({_at(objection.recorded_at, tz)}, by {objection.informed_by or '-'})"
+            f"; the parents' answer, outranked: {_consent_text(consent, tz)}")
 
 
 @click.group("consent")
@@ -174,22 +213,39 @@ def consent_set(env: Environment, person: str, purpose: str, state: str, source:
     with _registry(env) as registry, _audit(env) as log:
         try:
             who = registry.find(person)
-            before = registry.consents(who.id).get(purpose)
+            registry.check_purpose(purpose)
+            own_word = purpose == BIOMETRIC and source == OWN_WORD
+            before = _said(registry, who, purpose, own_word)
+            previous = ("objection" if registry.objection(who.id) else "no objection") if own_word \
+                else str(registry.consents(who.id)[purpose].state)
             templates = registry.template_count(who.id)
             changed = registry.set_consent(who.id, purpose, state, source=source, informed_by=informed_by)
         except RegistryError as exc:
             raise fail(exc) from None
+        after = _said(registry, who, purpose, own_word)
         if changed:
-            was = "objection" if purpose == BIOMETRIC and source == "pupil" and state != "granted" else None
+            was = "objection" if own_word and state != "granted" else None
+            held = registry.consents(who.id)[purpose]
             _record(log, "consent.changed", {**_subject(who), "purpose": purpose,
-                                             "from": str(before.state) if before else "unknown",
+                                             "from": previous,
                                              "to": was or state, "source": source})
             removed = templates - registry.template_count(who.id)
-            click.echo(f"registry id {who.id}: {purpose} is now {state} (source {source})")
+            click.echo(f"{_label(who)}: {purpose} was {before}; now {after} (source {source}, by {informed_by})")
+            if own_word:
+                click.echo(f"  biometric matching is now "
+                           f"{'permitted' if registry.has_biometric_consent(who.id) else 'not permitted'} "
+                           f"(the parents' answer: {held.state})")
             if removed:
-                click.echo(f"deleted {removed} face template(s)")
+                click.echo(f"  deleted {removed} face template(s)")
         else:
-            click.echo(f"registry id {who.id}: {purpose} was already {state}; nothing changed")
+            click.echo(f"{_label(who)}: {purpose} was already {after}; nothing changed")
+
+
+def _said(registry, who, purpose: str, own_word: bool) -> str:
+    """The state a command changes, in words: for a pupil's own word, whether they object."""
+    if own_word:
+        return "objected to by the pupil" if registry.objection(who.id) else "not objected to by the pupil"
+    return str(registry.consents(who.id)[purpose].state)
 
 
 @consent_group.command("withdraw-biometric")
@@ -200,22 +256,52 @@ def consent_set(env: Environment, person: str, purpose: str, state: str, source:
 def consent_withdraw_biometric(env: Environment, person: str, source: str, informed_by: str) -> None:
     """Withdraw biometric consent (or record the pupil's objection) and delete face templates now.
 
+    With --source pupil it records the pupil's own objection, which outranks
+    any parental consent. Otherwise it records a refusal from that source,
+    even where nothing was granted, so that no older MIS export can grant it
+    again (see `consent import`).
+
     \b
     Example:
       dojoguard consent withdraw-biometric 42 --source pupil --by jsmith
+      dojoguard consent withdraw-biometric A123456789012 --source parent --by office
     """
     with _registry(env) as registry, _audit(env) as log:
         try:
             who = registry.find(person)
             before = registry.consents(who.id)[BIOMETRIC]
-            registry.set_consent(who.id, BIOMETRIC, State.REFUSED, source=source, informed_by=informed_by)
-            removed = registry.delete_templates(who.id)
+            objected = registry.objection(who.id) is not None
+            templates = registry.template_count(who.id)
+            with registry.transaction():
+                changed = registry.record_consent(who.id, BIOMETRIC, State.REFUSED, source=source,
+                                                  informed_by=informed_by, restate=True)
+            registry.delete_templates(who.id)  # already gone with the consent; a belt for any left over
+            removed = templates - registry.template_count(who.id)
         except RegistryError as exc:
             raise fail(exc) from None
-        _record(log, "consent.changed", {**_subject(who), "purpose": BIOMETRIC, "from": str(before.state),
-                                         "to": "objection" if source == "pupil" else "refused", "source": source,
-                                         "templates_removed": removed})
-    click.echo(f"registry id {who.id}: biometric matching withdrawn; {removed} face template(s) deleted")
+        if changed:
+            _record(log, "consent.changed", {**_subject(who), "purpose": BIOMETRIC,
+                                             "from": "objection" if objected else str(before.state),
+                                             "to": "objection" if source == OWN_WORD else "refused",
+                                             "source": source, "templates_removed": removed})
+    click.echo(f"{_label(who)}: {_withdrawal_text(source, before, objected, changed)}")
+    click.echo(f"  biometric matching is not permitted; {removed} face template(s) deleted")
+
+
+def _withdrawal_text(source: str, before, objected: bool, changed: bool) -> str:
+    """What a withdrawal did, in words that never claim a grant that was not there."""
+    if source == OWN_WORD:
+        if objected:
+            return "the pupil's objection to biometric matching was already recorded; nothing changed"
+        return f"the pupil's own objection to biometric matching recorded (the parents' answer: {before.state})"
+    if not changed:
+        return f"biometric matching was already refused ({before.source}); nothing changed"
+    if before.state is State.GRANTED:
+        return f"biometric matching withdrawn: was granted, now refused (source {source})"
+    if before.state is State.REFUSED:
+        return f"biometric matching was already refused ({before.source}); the refusal is now recorded from {source}"
+    return (f"biometric matching was not granted (it was {before.state}); recorded as refused (source {source}), "
+            "so no older MIS export can grant it")
 
 
 @consent_group.command("show")
@@ -234,21 +320,24 @@ def consent_show(env: Environment, person: str, history: bool) -> None:
             who = registry.find(person)
         except RegistryError as exc:
             raise fail(exc) from None
-        click.echo(f"registry id {who.id} ({who.kind}): {who.name}")
+        tz = _tz(env)
+        click.echo(f"{who.name} ({who.kind}; registry id {who.id})")
         click.echo(f"  MIS id {who.mis_id}, UPN {who.upn or '-'}, year {who.year or '-'}, "
                    f"registration group {who.reg_group or '-'}")
         for consent in registry.consents(who.id).values():
-            detail = f" ({consent.source}, by {consent.informed_by}, {consent.recorded_at})" if consent.source else ""
-            click.echo(f"  {consent.purpose:<20} {consent.state}{detail}")
-        if who.biometric_objection:
-            click.echo("  objection to biometric processing recorded: no matching, whatever the parents said")
+            text = (_biometric_text(registry, who, consent, tz) if consent.purpose == BIOMETRIC
+                    else _consent_text(consent, tz))
+            click.echo(f"  {consent.purpose:<20} {text}")
         links = [p for p in registry.dojo_pupils() if p.person_id == who.id]
         for link in links:
             click.echo(f"  ClassDojo pupil {link.dojo_pupil_id} ({link.link_state})")
         click.echo(f"  face templates: {registry.template_count(who.id)}")
         if history:
             for h in registry.history(who.id):
-                click.echo(f"  {h.recorded_at}  {h.purpose} -> {h.state} ({h.source}, by {h.informed_by})")
+                what = ("objection" if h.state is not State.GRANTED else "objection lifted") \
+                    if h.purpose == BIOMETRIC and h.source == OWN_WORD else str(h.state)
+                given = f", given {_at(h.given_at, tz)}" if h.given_at else ""
+                click.echo(f"  {_at(h.recorded_at, tz)}  {h.purpose} -> {what} ({h.source}, by {h.informed_by}{given})")
 
 
 @consent_group.command("links")
@@ -280,11 +369,13 @@ def consent_links(env: Environment, confirm, set_, class_, show_all: bool) -> No
                 click.echo(f"class {class_id} -> {group or 'no registration group'}")
             for dojo_id in confirm:
                 link = registry.confirm_link(dojo_id)
-                click.echo(f"confirmed {dojo_id} -> registry id {link.person_id}")
+                click.echo(f"confirmed {dojo_id} ({link.first_name} {link.last_name} on ClassDojo) -> "
+                           f"{_label(registry.person(link.person_id))}")
             for item in set_:
                 dojo_id, _, ref = item.partition("=")
                 link = registry.set_link(dojo_id, ref or None)
-                click.echo(f"set {dojo_id} -> {('registry id ' + str(link.person_id)) if ref else 'nobody'}")
+                target = _label(registry.person(link.person_id)) if ref else "nobody"
+                click.echo(f"set {dojo_id} ({link.first_name} {link.last_name} on ClassDojo) -> {target}")
         except RegistryError as exc:
             raise fail(exc) from None
         if confirm or set_ or class_:
@@ -303,7 +394,19 @@ def consent_links(env: Environment, confirm, set_, class_, show_all: bool) -> No
             if show_all or state in (LinkState.NONE, LinkState.DOUBTFUL):
                 click.echo(f"class {state:<9} {class_id} {name!r} -> {group or 'no registration group'}")
         if not pupils:
-            click.echo("every ClassDojo pupil seen so far is linked" if not show_all else "no ClassDojo pupils seen yet")
+            click.echo(_nothing_to_list(registry, show_all))
+
+
+def _nothing_to_list(registry, show_all: bool) -> str:
+    """Why `links` lists nobody: never "every pupil is linked" when there is nobody to link."""
+    seen = len(registry.dojo_pupils())
+    if seen and not show_all:
+        return f"every ClassDojo pupil seen so far ({seen}) is linked to a registry pupil"
+    advice = ("ClassDojo pupils are learned from the class rosters the proxy sees when teachers open their "
+              "classes through it.")
+    if not registry.people(kind=PersonKind.PUPIL):
+        advice += " The registry has no pupils either: import them first with `dojoguard consent import`."
+    return f"no ClassDojo pupils seen yet, so nothing is linked. {advice}"
 
 
 @consent_group.command("enrol")
@@ -358,13 +461,15 @@ def consent_erase(env: Environment, person: str, requested_by: str, yes: bool) -
         except RegistryError as exc:
             raise fail(exc) from None
         if not yes:
-            click.confirm(f"Erase registry id {who.id} and everything held about them?", abort=True)
+            click.confirm(f"Erase {_label(who)} and everything held about them: record, consents, history, "
+                          "ClassDojo links and face templates?", abort=True)
         with _audit(env) as log:
             templates = registry.template_count(who.id)
             registry.erase(who.id)
             fields = {"pupil": str(who.id)} if who.kind is PersonKind.PUPIL else {"pupil": f"staff-{who.id}"}
             _record(log, "pupil.erased", {**fields, "templates_removed": templates, "requested_by": requested_by})
-    click.echo(f"registry id {who.id} erased ({templates} face template(s) removed)")
+    click.echo(f"{_label(who)} erased: record, consents, history, ClassDojo links and {templates} face template(s) "
+               f"removed; the registry keeps only that registry id {who.id} was erased, and when")
 
 
 # -- image check --------------------------------------------------------------

@@ -249,10 +249,12 @@ class Registry:
             raise RegistryError(f"unknown consent purpose {purpose!r}; known: {', '.join(self.purposes)}")
 
     def record_consent(self, person_id: int, purpose: str, state: State | str, *, source: str,
-                       informed_by: str, given_at: str | None = None) -> bool:
+                       informed_by: str, given_at: str | None = None, restate: bool = False) -> bool:
         """Record one consent (caller holds the transaction); returns whether anything changed.
 
         ``given_at``: when it was given (ISO 8601), where known, e.g. the MIS's response date.
+        ``restate``: record it even if the state is the same, when it comes from
+        a different source (a parent confirming by hand what an import said).
         """
         self.check_purpose(purpose)
         state = State(state)
@@ -268,9 +270,9 @@ class Registry:
                                   "AND biometric_objection != ?", (objection, person_id, objection))
             changed = cur.rowcount > 0
         else:
-            row = self.db.execute("SELECT state FROM consents WHERE person_id = ? AND purpose = ?",
+            row = self.db.execute("SELECT state, source FROM consents WHERE person_id = ? AND purpose = ?",
                                   (person_id, purpose)).fetchone()
-            if row is None or row[0] != str(state):
+            if row is None or row[0] != str(state) or (restate and row[1] != source):
                 self.db.execute(
                     "INSERT INTO consents (person_id, purpose, state, source, informed_by, recorded_at, given_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (person_id, purpose) DO UPDATE SET "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -74,7 +75,7 @@ def test_set_show_and_withdraw_biometric(setup):
     assert "portfolio            refused (email, by office" in shown.output
     withdrawn = run(cfg, "consent", "withdraw-biometric", "1001", "--source", "pupil", "--by", "teacher")
     assert withdrawn.exit_code == 0, withdrawn.output
-    assert "objection to biometric processing recorded" in run(cfg, "consent", "show", "1001").output
+    assert "biometric_matching   not permitted: the pupil objected" in run(cfg, "consent", "show", "1001").output
     last = events(data, "consent.changed")[-2:]
     assert [(e["purpose"], e["to"]) for e in last] == [("portfolio", "refused"), ("biometric_matching", "objection")]
     assert set(last[0]) >= {"pupil", "purpose", "from", "to", "source"}
@@ -100,7 +101,9 @@ def test_links_list_confirm_and_set(setup):
     assert "doubtful  d2" in listed.output and "none      d3" in listed.output and "d1" not in listed.output
     done = run(cfg, "consent", "links", "--confirm", "d2", "--set", "d3=1002", "--class", "c1=3O")
     assert done.exit_code == 0, done.output
-    assert "every ClassDojo pupil seen so far is linked" in run(cfg, "consent", "links").output
+    assert "confirmed d2 (Harry  on ClassDojo) -> Harry Brown (MIS 1003, registry id 3)" in done.output
+    assert "set d3 (Zed Quux on ClassDojo) -> Olivia Jones (MIS 1002, registry id 2)" in done.output
+    assert "every ClassDojo pupil seen so far (3) is linked" in run(cfg, "consent", "links").output
 
 
 def test_erase(setup):
@@ -148,3 +151,76 @@ def test_image_check_json(setup, samples, tmp_path):
     assert doc["verdict"] == "block" and "photo-consent" in [m["rule"] for m in doc["decision"]["matched"]]
     text = run(cfg, "image", "check", str(samples / "coffee.jpg"), "--device", "127.0.0.1")
     assert "faces found 0" in text.output and "verdict: allow" in text.output
+
+
+def test_set_names_the_person_and_the_state_before_and_after(setup):
+    """`set` says whose record changed and from what to what; the same again says nothing changed."""
+    cfg, _, export = setup
+    run(cfg, "consent", "import", str(export), "--format", "sims")
+    result = run(cfg, "consent", "set", "1003", "class_story", "granted", "--source", "paper form", "--by", "office")
+    assert result.output.startswith("Harry Brown (MIS 1003, registry id 3): class_story was unknown; now granted "
+                                    "(source paper form, by office)")
+    again = run(cfg, "consent", "set", "1003", "class_story", "granted", "--source", "paper form", "--by", "office")
+    assert again.output == "Harry Brown (MIS 1003, registry id 3): class_story was already granted; nothing changed\n"
+    objects = run(cfg, "consent", "set", "1001", "biometric_matching", "refused", "--source", "pupil", "--by", "office")
+    assert "biometric_matching was not objected to by the pupil; now objected to by the pupil" in objects.output
+    assert "biometric matching is now not permitted (the parents' answer: granted)" in objects.output
+
+
+def test_withdrawing_what_was_never_granted_does_not_say_withdrawn(setup):
+    """A withdrawal with no grant says so, and is recorded so that no older export can grant it."""
+    cfg, data, export = setup
+    run(cfg, "consent", "import", str(export), "--format", "sims")
+    never = run(cfg, "consent", "withdraw-biometric", "1003", "--source", "parent", "--by", "office")
+    assert never.exit_code == 0, never.output
+    assert "withdrawn" not in never.output
+    assert "Harry Brown (MIS 1003, registry id 3): biometric matching was not granted (it was unknown); " \
+           "recorded as refused (source parent)" in never.output
+    granted = run(cfg, "consent", "withdraw-biometric", "1001", "--source", "parent", "--by", "office")
+    assert "Alfred Smith (MIS 1001, registry id 1): biometric matching withdrawn: was granted, now refused" \
+        in granted.output
+    twice = run(cfg, "consent", "withdraw-biometric", "1001", "--source", "parent", "--by", "office")
+    assert "already refused (parent); nothing changed" in twice.output
+    pupil = run(cfg, "consent", "withdraw-biometric", "1002", "--source", "pupil", "--by", "office")
+    assert "the pupil's own objection to biometric matching recorded (the parents' answer: unknown)" in pupil.output
+    assert [e["to"] for e in events(data, "consent.changed") if e["purpose"] == "biometric_matching"][-3:] == [
+        "refused", "refused", "objection"]
+
+
+def test_a_refusal_an_import_recorded_is_restated_by_hand_so_an_older_export_cannot_undo_it(setup, tmp_path):
+    """The registry said refused (from the MIS); the parent confirms by hand; an older export granting it is refused."""
+    cfg, data, export = setup
+    refused = tmp_path / "refused.csv"
+    refused.write_text(SIMS.replace('"P, SS, BIO"', '"P, SS"'), encoding="utf-8")
+    run(cfg, "consent", "import", str(export), "--format", "sims")
+    run(cfg, "consent", "import", str(refused), "--format", "sims")
+    said = run(cfg, "consent", "withdraw-biometric", "1001", "--source", "parent", "--by", "office")
+    assert "recorded as refused (source parent)" in said.output
+    again = run(cfg, "consent", "import", str(export), "--format", "sims")
+    assert "conflict Alfred Smith (MIS 1001, line 2): biometric_matching" in again.output
+
+
+def test_show_prints_times_to_the_minute_in_the_schools_time_zone(setup):
+    """No raw ISO timestamps: times read as '4 Dec 2026 09:12' in the configured zone."""
+    cfg, _, export = setup
+    run(cfg, "consent", "import", str(export), "--format", "sims")
+    shown = run(cfg, "consent", "show", "1001", "--history").output
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:", shown)
+    assert re.search(r"class_story +granted \(sims import, by parent, \d{1,2} \w{3} \d{4} \d\d:\d\d\)", shown)
+
+
+def test_erase_asks_by_name(setup):
+    """The confirmation names the person; answering no erases nothing."""
+    cfg, _, export = setup
+    run(cfg, "consent", "import", str(export), "--format", "sims")
+    asked = run(cfg, "consent", "erase", "1003", "--by", "dpo", input="n\n")
+    assert "Erase Harry Brown (MIS 1003, registry id 3) and everything held about them" in asked.output
+    assert asked.exit_code == 1 and run(cfg, "consent", "show", "1003").exit_code == 0
+
+
+def test_links_on_an_empty_registry_says_there_is_nothing_to_link(setup):
+    """With no pupils and no rosters seen, `links` does not claim that every pupil is linked."""
+    cfg, _, _ = setup
+    empty = run(cfg, "consent", "links").output
+    assert "linked" in empty and "every" not in empty
+    assert "no ClassDojo pupils seen yet" in empty and "dojoguard consent import" in empty
