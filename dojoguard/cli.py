@@ -13,7 +13,7 @@ import click
 
 from dojoguard import __version__
 from dojoguard import config as config_module
-from dojoguard.clitools import config_option, fail, pass_env
+from dojoguard.clitools import accept_config_everywhere, config_option, fail, pass_env
 from dojoguard.environment import Environment
 from dojoguard.yamlfile import FileProblems
 
@@ -94,6 +94,7 @@ def _register() -> None:
             raise
         for command in module.COMMANDS:
             cli.add_command(command)
+    accept_config_everywhere(cli)
 
 
 _register()

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from dojoguard import clock as clocks
-from dojoguard.clitools import config_option, fail, pass_env
+from dojoguard.clitools import fail, pass_env
 from dojoguard.clock import FileClock
 from dojoguard.environment import Environment
 from dojoguard.yamlfile import FileProblems
@@ -18,7 +18,6 @@ MODES = ("regular", "transparent", "wireguard")
 
 
 @click.command("run")
-@config_option("Settings file (overrides the global --config).")
 @click.option("--listen", metavar="HOST:PORT", help="Address to listen on (default: proxy.listen).")
 @click.option("--mode", type=click.Choice(MODES), help="How devices reach the proxy (default: proxy.mode).")
 @click.option("--confdir", type=click.Path(file_okay=False, path_type=Path),
@@ -30,7 +29,7 @@ MODES = ("regular", "transparent", "wireguard")
 @click.option("--clock-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Read the time from this file (tests and staging only; never in production).")
 @pass_env
-def run(env: Environment, config_path, listen, mode, confdir, resolve, upstream_trust, clock_file) -> None:
+def run(env: Environment, listen, mode, confdir, resolve, upstream_trust, clock_file) -> None:
     """Start the proxy: judge teachers' ClassDojo writes against the policy and record every decision.
 
     Only ClassDojo hosts are decrypted; everything else passes through untouched.
@@ -45,8 +44,6 @@ def run(env: Environment, config_path, listen, mode, confdir, resolve, upstream_
     from dojoguard.proxy.services import StartupError, open_services
     from dojoguard.proxy.settings import ResolveError, Settings
 
-    if config_path is not None:
-        env.config_path = config_path  # the settings are read from it (Environment.config loads them anew)
     if clock_file is not None:
         env.clock = FileClock(clock_file)
         click.secho(f"WARNING: the clock is read from {clock_file}. This is for tests and staging only: "

@@ -80,8 +80,8 @@ def test_every_command_help_ends_with_an_example():
         assert "Example:" in result.output
 
 
-def test_run_config_reads_its_own_file_even_after_the_global_one_was_loaded(tmp_path):
-    """``dojoguard --config A run --config B`` starts from B, though A's settings were already loaded."""
+def test_run_config_reads_its_own_file_even_after_another_was_loaded(tmp_path):
+    """``dojoguard run --config B`` starts from B, though A's settings were already loaded; A and B both given is refused."""
     from dojoguard.environment import Environment
 
     good = write_config(tmp_path)
@@ -89,8 +89,10 @@ def test_run_config_reads_its_own_file_even_after_the_global_one_was_loaded(tmp_
     bad = write_config(tmp_path / "other", unknown_write="block")
     env = Environment(config_path=good)
     assert env.config.source  # A loaded (and kept) before the command runs
-    result = CliRunner().invoke(cli, ["--config", str(good), "run", "--config", str(bad)], obj=env)
+    result = CliRunner().invoke(cli, ["run", "--config", str(bad)], obj=env)
     assert result.exit_code == 2 and "unknown_writes" in result.output and str(bad) in result.output
+    both = CliRunner().invoke(cli, ["--config", str(good), "run", "--config", str(bad)])
+    assert both.exit_code == 2 and "--config is given twice with different files" in both.output
 
 
 def test_there_is_one_config_option_with_one_meaning(tmp_path):
