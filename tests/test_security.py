@@ -83,9 +83,17 @@ def test_a_client_outside_the_served_networks_is_refused(running):
     assert _connect_from("127.0.0.1", proxy).startswith(b"HTTP/1.1 200")
     assert not _connect_from("127.0.0.2", proxy).startswith(b"HTTP/1.1 200")
     deadline = time.monotonic() + 10  # the proxy's output is read by another thread
-    while "client.refused" not in proxy.log() and time.monotonic() < deadline:
+    while "outside-client-networks" not in proxy.log() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert "client.refused" in proxy.log()
+    assert "connection.refused" in proxy.log() and "outside-client-networks" in proxy.log()
+    from dojoguard.audit.log import AuditLog
+
+    log = AuditLog.open(running["folder"] / "data" / "audit.sqlite")
+    try:
+        refused = [r.fields for r in log.records(types=("connection.refused",))]
+    finally:
+        log.close()
+    assert {"device": "127.0.0.2", "reason": "outside-client-networks"}.items() <= refused[0].items()
 
 
 @pytest.mark.slow

@@ -85,7 +85,7 @@ _EVENTS = (
     Event("connection.refused", "The proxy refused a connection or request it must not serve (recorded at most "
           "once per device and reason every ten minutes).",
           {"device": "client address",
-           "reason": "too-many-connections, port, loopback, own-address, header-too-large, header-timeout, "
+           "reason": "outside-client-networks, too-many-connections, port, loopback, own-address, header-too-large, header-timeout, "
                      "websocket-message-too-large, ...",
            "host": "destination asked for", "port": "destination port",
            "repeats": "refusals of this device and reason not recorded since the last record"}, is_health=True),

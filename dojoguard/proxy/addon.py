@@ -102,12 +102,6 @@ class Guard:
 
     # -- connections ----------------------------------------------------------
 
-    def client_connected(self, client) -> None:
-        address = client.peername[0] if client.peername else ""
-        if not self.services.settings.serves(str(address)):
-            log.warning("client.refused", device=str(address))
-            client.error = "dojoguard: this network is not served by the proxy"
-
     def server_connect(self, data) -> None:
         address = data.server.address
         if address:

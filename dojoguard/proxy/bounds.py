@@ -120,6 +120,13 @@ class Bounds:
 
     def client_connected(self, client) -> None:
         device = device_of(client)
+        if not self.settings.serves(device):
+            # Not an open relay. Under a redirect-everything rule (transparent
+            # mode) a device of another network lands here without meaning to:
+            # recorded in the audit log as well, once per device every ten minutes.
+            client.error = "dojoguard: this network is not served by the proxy"
+            tasks.start(self.reporter.refused(device, "outside-client-networks"))
+            return
         self._counted[client.id] = device
         self._open[device] += 1
         limit = self.settings.max_connections_per_client

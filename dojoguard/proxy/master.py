@@ -33,7 +33,7 @@ HTTP/1 server is wrapped so that a request head has a size limit
 counted after permessage-deflate (``wslimits.py``).
 
 Not loaded, on purpose: ``Block`` (dojoguard serves ``proxy.client_networks``
-itself, in the addon's ``client_connected``), ``ProxyAuth`` and
+itself, in ``Bounds.client_connected``), ``ProxyAuth`` and
 ``UpstreamAuth`` (not offered), and the workbench named above.
 """
 

@@ -62,6 +62,30 @@ async def test_connect_to_a_port_outside_the_list_is_refused_and_recorded(servic
     assert row["reason"] == "port" and row["port"] == 25
 
 
+async def test_clients_outside_the_served_networks_are_refused_and_recorded_once(services):
+    """Outside proxy.client_networks: disconnected, and one audit record (with a count) however many times it tries."""
+    addon = bounds.Bounds(services, Guard(services))
+    with taddons.context(addon):
+        outsiders = [tflow.tclient_conn() for _ in range(5)]
+        for outsider in outsiders:
+            outsider.peername = ("203.0.113.9", 5000)
+            addon.client_connected(outsider)
+        mapped = tflow.tclient_conn()
+        mapped.peername = ("::ffff:203.0.113.9", 5001, 0, 0)  # the same device over IPv6: not a way round
+        addon.client_connected(mapped)
+        insider = tflow.tclient_conn()
+        addon.client_connected(insider)
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if audit_rows(services, "connection.refused"):
+                break
+    assert all(o.error and "not served" in o.error for o in [*outsiders, mapped])
+    assert insider.error is None and addon.open_connections("203.0.113.9") == 0
+    (row,) = audit_rows(services, "connection.refused")
+    assert (row["device"], row["reason"], row["repeats"]) == ("203.0.113.9", "outside-client-networks", 0)
+    assert addon.reporter._repeats[("203.0.113.9", "outside-client-networks")] == 5
+
+
 async def test_connections_are_counted_per_device_and_released(services):
     """Each device's open connections are counted; closing them gives the device its allowance back."""
     addon = bounds.Bounds(services, Guard(services))
@@ -69,12 +93,12 @@ async def test_connections_are_counted_per_device_and_released(services):
     clients = [tflow.tclient_conn() for _ in range(limit + 1)]
     with taddons.context(addon):
         for client in clients:
-            client.peername = ("10.0.0.7", 50000)
+            client.peername = ("127.0.0.7", 50000)
             addon.client_connected(client)
         assert clients[-1].error and not clients[0].error
         for client in clients:
             addon.client_disconnected(client)
-        assert addon.open_connections("10.0.0.7") == 0
+        assert addon.open_connections("127.0.0.7") == 0
 
 
 async def test_an_ipv4_mapped_peer_counts_as_the_same_device(services):
