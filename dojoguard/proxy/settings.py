@@ -31,6 +31,27 @@ def parse_resolve(value: str) -> tuple[tuple[str, int], tuple[str, int]]:
         raise ResolveError(f"{value!r}: ports must be numbers") from None
 
 
+# Modes in which the proxy learns where a device connects from the packets: an
+# address, never a host name.
+ADDRESS_MODES = ("transparent", "wireguard")
+
+
+def _resolve_for(mode: str, values: tuple[str, ...]) -> dict[tuple[str, int], tuple[str, int]]:
+    """The --resolve table; a host name in a mode that only ever sees addresses is refused, not ignored."""
+    table = dict(parse_resolve(v) for v in values)
+    if mode in ADDRESS_MODES:
+        for (host, port), (address, target) in table.items():
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ResolveError(
+                    f"--resolve {host}:{port}:{address}:{target} would do nothing in {mode} mode: the proxy sees the "
+                    f"address a device connected to, never the name {host!r}. Give that address instead "
+                    f"(e.g. --resolve 203.0.113.7:{port}:{address}:{target}), or use regular mode to try a "
+                    "stand-in.") from None
+    return table
+
+
 @dataclass(frozen=True)
 class Settings:
     mode: str
@@ -116,7 +137,7 @@ class Settings:
             images=dict(config["images"]),
             purposes=tuple(config["consent"]["purposes"]),
             channel_purposes=dict(config["consent"]["channel_purposes"]),
-            resolve=dict(parse_resolve(r) for r in resolve),
+            resolve=_resolve_for(mode or proxy["mode"], resolve),
             websockets=proxy["websockets"],
             connect_ports=frozenset(int(p) for p in proxy["connect_ports"]),
             max_connections_per_client=int(proxy["max_connections_per_client"]),

@@ -35,3 +35,26 @@ def test_paths_live_under_the_data_folder(tmp_path):
     settings = Settings.from_config(config.load(write_config(tmp_path)))
     assert settings.state_path == tmp_path / "data" / "proxy.sqlite"
     assert settings.max_write_bytes == 50 * 1024 * 1024
+
+
+@pytest.mark.parametrize("mode", ["transparent", "wireguard"])
+def test_a_host_name_to_resolve_is_refused_where_only_addresses_are_seen(tmp_path, mode):
+    """In transparent and WireGuard modes --resolve by name would silently do nothing: refused with the way out."""
+    cfg = config.load(write_config(tmp_path))
+    with pytest.raises(ResolveError, match=f"would do nothing in {mode} mode.*Give that address instead"):
+        Settings.from_config(cfg, mode=mode, resolve=("teach.classdojo.com:443:127.0.0.1:8443",))
+    by_address = Settings.from_config(cfg, mode=mode, resolve=("203.0.113.7:443:127.0.0.1:8443",))
+    assert by_address.resolve == {("203.0.113.7", 443): ("127.0.0.1", 8443)}
+    assert Settings.from_config(cfg, mode="regular", resolve=("teach.classdojo.com:443:127.0.0.1:8443",)).resolve
+
+
+def test_run_refuses_a_resolve_by_name_in_transparent_mode_before_starting(tmp_path):
+    """`dojoguard run --mode transparent --resolve NAME:...` exits with the reason and starts nothing."""
+    from click.testing import CliRunner
+
+    from dojoguard.cli import cli
+
+    result = CliRunner().invoke(cli, ["run", "--config", str(write_config(tmp_path)), "--mode", "transparent",
+                                      "--resolve", "teach.classdojo.com:443:127.0.0.1:8443"])
+    assert result.exit_code != 0 and "would do nothing in transparent mode" in result.output
+    assert not (tmp_path / "data" / "audit.sqlite").exists()
