@@ -40,7 +40,7 @@ def run(env: Environment, listen, mode, confdir, resolve, upstream_trust, clock_
       dojoguard run --listen 0.0.0.0:8080
       dojoguard run --resolve teach.classdojo.com:443:127.0.0.1:8443 --upstream-trust standin-ca.pem
     """
-    from dojoguard.proxy import runner
+    from dojoguard.proxy import certauthority, runner
     from dojoguard.proxy.services import StartupError, open_services
     from dojoguard.proxy.settings import ResolveError, Settings
 
@@ -62,6 +62,14 @@ def run(env: Environment, listen, mode, confdir, resolve, upstream_trust, clock_
     except OSError as exc:
         raise fail(f"cannot write in the data folder {config.data_dir}: {exc}") from None
     try:
+        authority = certauthority.ensure(settings.confdir, settings.ca_name)
+    except OSError as exc:
+        raise fail(f"cannot make the proxy's certificate authority in {settings.confdir}: {exc}") from None
+    if not authority.matches(settings.ca_name):
+        click.secho(f"Note: the proxy's CA in {settings.confdir} is named {authority.name!r}, not {settings.ca_name!r} "
+                    "(proxy.ca_name). It is kept, because school devices already trust it; to renew it, see "
+                    "\"Renewing the CA\" in docs/deployment.md.", fg="yellow", err=True)
+    try:
         services = open_services(settings, env.clock)
     except (FileProblems, StartupError) as exc:
         raise fail(exc) from None
@@ -74,7 +82,7 @@ def run(env: Environment, listen, mode, confdir, resolve, upstream_trust, clock_
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         lines = [
             f"dojoguard is listening on {host}:{port} ({settings.mode} mode)",
-            f"  CA certificate (install on school devices): {ca}",
+            f"  CA certificate \"{authority.name}\" (install on school devices): {ca}",
         ]
         if settings.mode == "regular":
             lines += [

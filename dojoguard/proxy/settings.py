@@ -100,6 +100,8 @@ class Settings:
     unclassified_days: int = 90
     # The whole configuration, for the background work (scheduled jobs, releases).
     config: Config | None = None
+    # The name the proxy's CA is made with (proxy.ca_name; see certauthority.py).
+    ca_name: str = "dojoguard school proxy CA"
 
     @classmethod
     def from_config(cls, config: Config, *, listen: str | None = None, mode: str | None = None,
@@ -115,6 +117,7 @@ class Settings:
             listen_host=host.strip("[]"),
             listen_port=int(port),
             confdir=confdir_path,
+            ca_name=proxy["ca_name"],
             client_networks=tuple(ipaddress.ip_network(n, strict=False) for n in proxy["client_networks"]),
             extra_hosts=tuple(proxy["extra_hosts"]),
             uninspectable=proxy["uninspectable"],

@@ -224,6 +224,22 @@ def test_non_classdojo_host_is_not_decrypted(world, client):
     assert seen == original
 
 
+def test_classdojo_is_presented_with_a_certificate_issued_by_the_schools_ca(world):
+    """The issuer a teacher sees on teach.classdojo.com is the proxy's CA, named by proxy.ca_name, not "mitmproxy"."""
+    from cryptography import x509
+
+    proxy = world["proxy"]
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as raw:
+        raw.sendall(b"CONNECT teach.classdojo.com:443 HTTP/1.1\r\nHost: teach.classdojo.com:443\r\n\r\n")
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        context = ssl.create_default_context(cafile=str(proxy.ca_cert))
+        with context.wrap_socket(raw, server_hostname="teach.classdojo.com") as tls:
+            seen = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    ca = x509.load_pem_x509_certificate(proxy.ca_cert.read_bytes())
+    assert seen.issuer == ca.subject
+    assert ca.subject.rfc4514_string() == "O=dojoguard school proxy CA,CN=dojoguard school proxy CA"
+
+
 def test_unknown_write_is_audited_as_unclassified(world, client):
     """A write to an endpoint the catalogue does not know passes (unknown_writes: audit), is recorded and discoverable."""
     response = client.post("https://teach.classdojo.com/api/brandNewFeature/5f0000000000000000000c01",

@@ -58,3 +58,19 @@ def test_run_refuses_a_resolve_by_name_in_transparent_mode_before_starting(tmp_p
                                       "--resolve", "teach.classdojo.com:443:127.0.0.1:8443"])
     assert result.exit_code != 0 and "would do nothing in transparent mode" in result.output
     assert not (tmp_path / "data" / "audit.sqlite").exists()
+
+
+def test_the_proxys_ca_is_made_with_the_schools_name_and_an_existing_one_is_kept(tmp_path):
+    """A fresh confdir gets a CA named by proxy.ca_name; a CA devices already trust is never replaced."""
+    from cryptography import x509
+
+    from dojoguard.proxy import certauthority
+
+    made = certauthority.ensure(tmp_path / "ca", "St Wilfrid's CE Primary School")
+    cert = x509.load_pem_x509_certificate(made.cert_file.read_bytes())
+    assert made.created and cert.subject.rfc4514_string() == "O=St Wilfrid's CE Primary School,CN=St Wilfrid's CE Primary School"
+    assert cert.issuer == cert.subject and (tmp_path / "ca" / "mitmproxy-ca.pem").stat().st_mode & 0o077 == 0
+    before = made.cert_file.read_bytes()
+    again = certauthority.ensure(tmp_path / "ca", "Another name")
+    assert not again.created and again.name == "St Wilfrid's CE Primary School" and not again.matches("Another name")
+    assert made.cert_file.read_bytes() == before
