@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -62,7 +63,8 @@ class StandIn:
         self._slow: tuple[float, str] = (0.0, "")
         self._accepted = 0  # TCP connections accepted (each costs the client a TLS handshake)
         self._lock = threading.Lock()
-        self._server = _Server((host, port), _Handler)
+        server_class = _Server6 if ":" in host else _Server
+        self._server = server_class((host.strip("[]"), port), _Handler)
         self._server.standin = self
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.certificates.server_cert, self.certificates.server_key)
@@ -72,6 +74,10 @@ class StandIn:
     @property
     def port(self) -> int:
         return self._server.server_address[1]
+
+    @property
+    def host(self) -> str:
+        return self._server.server_address[0]
 
     @property
     def ca_cert(self) -> Path:
@@ -147,6 +153,10 @@ class _Server(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         # Clients that drop a connection (a cancelled long-poll) are normal here.
         pass
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):

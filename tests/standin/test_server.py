@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import socket
 import ssl
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -118,3 +122,36 @@ def test_slow_replies_record_the_write_first_and_answer_late(standin, client):
         assert time.monotonic() - fast < 1.0
     finally:
         standin.slow_replies(0)
+
+
+def _started(*args: str, folder) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen([sys.executable, "-m", "dojoguard.standin", *args, "--folder", str(folder)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return process, process.stdout.readline()
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.3:0", "[::1]:0"])
+def test_the_standin_listens_where_it_is_told(tmp_path, listen):
+    """`python -m dojoguard.standin --listen HOST:PORT` serves ClassDojo's names on that address (IPv4 or IPv6)."""
+    host = listen.rpartition(":")[0].strip("[]")
+    if ":" in host and not socket.has_ipv6:
+        pytest.skip("this machine has no IPv6")
+    process, first = _started("--listen", listen, folder=tmp_path)
+    try:
+        found = re.match(r"ClassDojo stand-in on \[?([0-9a-f.:]+)\]?:(\d+)", first)
+        assert found and found.group(1) == host, first
+        context = ssl.create_default_context(cafile=str(tmp_path / "standin-ca.pem"))
+        with socket.create_connection((host, int(found.group(2))), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname="teach.classdojo.com") as tls:
+            tls.sendall(b"GET /api/session HTTP/1.1\r\nHost: teach.classdojo.com\r\nConnection: close\r\n\r\n")
+            assert tls.recv(4096).startswith(b"HTTP/1.")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_bad_listen_address_is_refused_with_an_example(tmp_path):
+    """--listen without a port is an error that shows the form, not a traceback."""
+    process, _ = _started("--listen", "0.0.0.0", folder=tmp_path)
+    output = process.communicate(timeout=30)[0]
+    assert process.returncode == 2 and "is not HOST:PORT" in output
