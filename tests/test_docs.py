@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from dojoguard.cli import cli
+from dojoguard.rules.policy import builtin_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -125,7 +126,7 @@ def test_audit_events_are_checked_by_the_audit_events_test():
 
 def _notices() -> list[str]:
     """Every notice a teacher can see: the shipped policy's and the proxy's own."""
-    policy = yaml.safe_load(resources.files("dojoguard.rules").joinpath("st-wilfrids.yaml").read_text("utf-8"))
+    policy = yaml.safe_load(builtin_path().read_text("utf-8"))
     found = [r["notice"] for r in policy["rules"] if r.get("notice")]
     proxy = importlib.import_module("dojoguard.proxy.refusal_notices")
     found += [v for k, v in vars(proxy).items() if k.startswith("NOTICE_") and isinstance(v, str)]
@@ -145,7 +146,7 @@ def test_teachers_guide_quotes_only_real_notices():
 def test_every_blocking_notice_of_the_shipped_policy_is_in_the_teachers_guide():
     """Each block or hold notice of the shipped policy is quoted (at least its opening) in docs/teachers.md."""
     text = " ".join((DOCS / "teachers.md").read_text("utf-8").split())
-    policy = yaml.safe_load(resources.files("dojoguard.rules").joinpath("st-wilfrids.yaml").read_text("utf-8"))
+    policy = yaml.safe_load(builtin_path().read_text("utf-8"))
     missing = [r["id"] for r in policy["rules"]
                if r["verdict"] in ("block", "hold", "defer") and " ".join(r["notice"].split())[:40] not in text]
     assert missing == []

@@ -8,6 +8,7 @@ file, to show an exemption inside and outside its window.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,11 +33,41 @@ class Case:
 
 
 @dataclass(frozen=True)
+class Mention:
+    """A rule id a case names in what it expects, with its place in the file."""
+
+    rule_id: str
+    case: str
+    key: str  # rules, not_rules or exempted
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
 class Casebook:
     file: str
     cases: tuple[Case, ...]
     calendar: Path | None = None
     device_groups: dict[str, list[str]] | None = None
+    mentions: tuple[Mention, ...] = ()
+
+    def unknown_rules(self, policy: Policy) -> list[Problem]:
+        """A problem for every rule id the cases name that the policy does not have.
+
+        Without this a case expecting ``not_rules: [trip-mony]`` would pass
+        for ever: a misspelt rule never matches.
+        """
+        known = sorted(r.id for r in policy.rules)
+        problems = []
+        for m in self.mentions:
+            if policy.rule(m.rule_id) is None:
+                near = difflib.get_close_matches(m.rule_id, known, n=1)
+                hint = f"Did you mean {near[0]!r}?" if near else f"Rule ids: {', '.join(known)}."
+                problems.append(Problem(Code.RULETEST_UNKNOWN_RULE,
+                                        f"case {m.case!r}: {m.key} names rule {m.rule_id!r}, which the policy "
+                                        "does not have (the case could never fail)", self.file, m.line, m.column,
+                                        hint))
+        return problems
 
 
 @dataclass(frozen=True)
@@ -67,6 +98,7 @@ def load_casebook(path: str | Path) -> Casebook:
     data = located.data
     defaults = data.get("action_defaults") or {}
     cases = []
+    mentions: list[Mention] = []
     for i, doc in enumerate(data["cases"]):
         where = ("cases", i)
         try:
@@ -93,10 +125,20 @@ def load_casebook(path: str | Path) -> Casebook:
                                                 'Write it like "2026-12-01T08:00:00+00:00".'))
                 continue
         cases.append(Case(doc["name"], action, doc["expect"], exemptions, located.mark(where)[0]))
+        for key in ("rules", "not_rules", "exempted"):
+            for j, rule_id in enumerate(doc["expect"].get(key, [])):
+                line, column = located.mark(where + ("expect", key, j))
+                mentions.append(Mention(rule_id, doc["name"], key, line, column))
+    calendar = path.parent / data["calendar"] if "calendar" in data else None
+    if calendar is not None and not calendar.is_file():
+        problems.append(located.problem(("calendar",), Code.RULETEST_CALENDAR,
+                                        f"the calendar {data['calendar']!r} the cases assume is not there "
+                                        f"({calendar})",
+                                        "Put the calendar file beside the tests (`dojoguard rules init` writes the "
+                                        "example one), or correct the name."))
     if problems:
         raise FileProblems(problems)
-    calendar = path.parent / data["calendar"] if "calendar" in data else None
-    return Casebook(str(path), tuple(cases), calendar, data.get("device_groups"))
+    return Casebook(str(path), tuple(cases), calendar, data.get("device_groups"), tuple(mentions))
 
 
 def run_cases(casebook: Casebook, policy: Policy) -> list[Outcome]:
@@ -121,7 +163,9 @@ def compare(expect: dict, decision: Decision, policy: Policy) -> list[str]:
         elif rule_id not in matched:
             failures.append(f"rule {rule_id} did not match")
     for rule_id in expect.get("not_rules", []):
-        if rule_id in matched:
+        if policy.rule(rule_id) is None:
+            failures.append(f"the policy has no rule {rule_id!r}")
+        elif rule_id in matched:
             failures.append(f"rule {rule_id} matched but should not")
     for rule_id in expect.get("exempted", []):
         if rule_id not in exempted:

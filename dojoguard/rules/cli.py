@@ -115,6 +115,34 @@ def _calendar_warnings(policy: Policy, now: datetime) -> list[str]:
     return []
 
 
+@rules_group.command("init")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files of the same name already in FOLDER.")
+def rules_init(folder: Path, force: bool) -> None:
+    """Write the built-in rules, their lists, companion tests, an example calendar and the schemas into FOLDER.
+
+    The folder checks and tests clean as written; edit it, then point the
+    settings at it (the lines to add are printed).
+
+    \b
+    Example:
+      dojoguard rules init /etc/dojoguard/rules
+      dojoguard rules check /etc/dojoguard/rules && dojoguard rules test /etc/dojoguard/rules
+    """
+    from dojoguard.rules import scaffold
+
+    try:
+        written = scaffold.init_folder(folder, force=force)
+    except (scaffold.InitError, OSError) as exc:
+        raise fail(exc) from None
+    where = folder.resolve()
+    click.echo(f"wrote {len(written.files)} files to {where}")
+    click.echo(f"Check and test it:\n  dojoguard rules check {where}\n  dojoguard rules test {where}")
+    click.echo("Then put these lines in the settings file (and replace the example calendar with your own "
+               "term dates):")
+    click.echo(f"rules:\n  policy: {where}\n  calendar: {written.calendar.resolve()}")
+
+
 @rules_group.command("test")
 @click.argument("path", required=False)
 @pass_env
@@ -139,6 +167,9 @@ def rules_test(env: Environment, path: str | None) -> None:
             raise fail(exc) from None
         policy = _load(env, policy_source, calendar=casebook.calendar, device_groups=casebook.device_groups,
                        use_config=False)
+        unknown = casebook.unknown_rules(policy)
+        if unknown:
+            raise fail(FileProblems(unknown))
         for outcome in run_cases(casebook, policy):
             _report(outcome, casebook.file)
             passed += outcome.passed

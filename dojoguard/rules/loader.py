@@ -28,20 +28,43 @@ from dojoguard.rules.window import Window, build_window, minutes
 from dojoguard.yamlfile import FileProblems, Located, Problem
 
 BUILTIN = "builtin"
+# The policy dojoguard ships, in its own folder of the package (data, not code).
+BUILTIN_FOLDER = ("policies", "st-wilfrids")
 BUILTIN_FILE = "st-wilfrids.yaml"
+# A policy folder's files are told apart by name: rule files are *.yaml,
+# their companion tests *.tests.yaml, school calendars *.calendar.yaml, and
+# phrase lists live in lists/*.txt.
 TESTS_SUFFIX = ".tests.yaml"
+CALENDAR_SUFFIX = ".calendar.yaml"
+# Top-level keys only a calendar file has (a rule file has none of them).
+_CALENDAR_KEYS = {"terms", "inset_days", "closures", "school"}
+
+
+def builtin_folder() -> Path:
+    return Path(str(resources.files("dojoguard").joinpath(*BUILTIN_FOLDER)))
+
 
 def builtin_path() -> Path:
-    return Path(str(resources.files("dojoguard.rules").joinpath(BUILTIN_FILE)))
+    return builtin_folder() / BUILTIN_FILE
 
 
-def policy_files(source: str | Path) -> list[Path]:
-    """The rule files a policy source names (a file, a folder of them, or "builtin")."""
+def is_rule_file(path: Path) -> bool:
+    """Whether a file in a policy folder is a rule file, by its name alone."""
+    return path.suffix == ".yaml" and not path.name.endswith((TESTS_SUFFIX, CALENDAR_SUFFIX))
+
+
+def policy_files(source: str | Path, *, calendar: str | Path | None = None) -> list[Path]:
+    """The rule files a policy source names (a file, a folder of them, or "builtin").
+
+    In a folder: every ``*.yaml`` but companion tests and calendars (by name),
+    and never the configured calendar file, whatever its name.
+    """
     if str(source) == BUILTIN:
         return [builtin_path()]
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.glob("*.yaml") if not p.name.endswith(TESTS_SUFFIX))
+        skip = Path(calendar).resolve() if calendar is not None else None
+        files = sorted(p for p in path.glob("*.yaml") if is_rule_file(p) and p.resolve() != skip)
         if not files:
             raise FileProblems([Problem(Code.RULES_FOLDER, "the folder holds no rule files (*.yaml)", str(path),
                                         hint="Point `rules.policy` at a rule file, or put .yaml rule files here.")])
@@ -53,7 +76,7 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
                 device_groups: dict[str, list[str]] | None = None,
                 timezone: str = "Europe/London") -> Policy:
     """Load and check a whole policy; raises ``FileProblems`` listing every problem found."""
-    files = policy_files(source)
+    files = policy_files(source, calendar=calendar)
     problems: list[Problem] = []
     documents: list[Located] = []
     digest = hashlib.sha256()
@@ -65,6 +88,10 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
             continue
         if located.data is None:
             located.data = {}
+        misplaced = _not_a_rule_file(located)
+        if misplaced is not None:
+            problems.append(misplaced)
+            continue
         schema = schemaproblems.validator("dojoguard.rules", "schema.json")
         found = schemaproblems.check(located, schema, codes.RULES)
         problems.extend(found)
@@ -90,6 +117,26 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
     if builder.problems:
         raise FileProblems(builder.problems)
     return policy
+
+
+def _not_a_rule_file(located: Located) -> Problem | None:
+    """One clear problem for a calendar (or companion tests) saved under a rule file's name, instead of many."""
+    rule_keys = set(schemaproblems.validator("dojoguard.rules", "schema.json").schema["properties"])
+    if not isinstance(located.data, dict) or set(located.data) & rule_keys:
+        return None
+    name = Path(located.file).name
+    stem = name.removesuffix(".yaml")
+    if set(located.data) & _CALENDAR_KEYS:
+        return Problem(Code.RULES_NOT_A_RULE_FILE, "this is a school calendar (it has "
+                       f"{', '.join(sorted(set(located.data) & _CALENDAR_KEYS))}), not a rule file",
+                       located.file, 1, 1,
+                       hint=f"Name it {stem}{CALENDAR_SUFFIX} so the policy folder knows it, and point the setting "
+                            f"`rules.calendar` at it.")
+    if "cases" in located.data:
+        return Problem(Code.RULES_NOT_A_RULE_FILE, "these are companion tests (it has cases), not a rule file",
+                       located.file, 1, 1,
+                       hint=f"Name it after its rule file: RULES{TESTS_SUFFIX} (e.g. {stem}{TESTS_SUFFIX}).")
+    return None
 
 
 class _Builder:

@@ -277,7 +277,7 @@ def test_person_whose_face_cannot_be_checked_is_not_no_face(checker, hidden_pers
     f = result.findings
     assert result.layer == Layer.MATCHED and f.is_complete
     assert (f.faces_found, f.faces_not_permitted, f.people_unverified) == (0, 0, 1)
-    policy = load_policy("builtin", calendar=builtin_path().parent / "example-calendar.yaml")
+    policy = load_policy("builtin", calendar=builtin_path().parent / "example.calendar.yaml")
     action = Action.from_dict({"kind": "story.post", "channel": "class_story", "at": "2026-11-30T10:00:00+00:00",
                                "teacher": {"id": "t1"}, "device": {"address": "10.20.1.5"},
                                "class": {"id": "mixed"}})

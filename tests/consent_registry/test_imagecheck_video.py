@@ -35,7 +35,7 @@ SMALL = (640, 360)
 
 @pytest.fixture(scope="module")
 def policy():
-    return load_policy("builtin", calendar=builtin_path().parent / "example-calendar.yaml")
+    return load_policy("builtin", calendar=builtin_path().parent / "example.calendar.yaml")
 
 
 def enrol(reg: Registry, pupil: int, *photos: bytes) -> None:

@@ -25,7 +25,7 @@ SETTINGS = faces.Settings()
 
 @pytest.fixture(scope="module")
 def policy():
-    return load_policy("builtin", calendar=builtin_path().parent / "example-calendar.yaml")
+    return load_policy("builtin", calendar=builtin_path().parent / "example.calendar.yaml")
 
 
 def decoded(data: bytes) -> np.ndarray:

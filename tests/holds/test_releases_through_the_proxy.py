@@ -130,7 +130,7 @@ def easter(tmp_path_factory):
     with started_world(folder, EASTER_FRIDAY_1730) as started:
         doc = json.loads(started.config.read_text())
         doc["rules"] = {"policy": str(QUEUE_OVER_HOLIDAYS), "reload": False,
-                        "calendar": str(builtin_path().parent / "example-calendar.yaml")}
+                        "calendar": str(builtin_path().parent / "example.calendar.yaml")}
         started.config.write_text(json.dumps(doc))
         started.restart()
         yield started

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from dojoguard.cli import cli
+from dojoguard.rules.policy import builtin_path
 from dojoguard.clock import FixedClock
 from dojoguard.environment import Environment
 
@@ -48,7 +49,7 @@ def test_rules_check_reports_every_problem(settings):
 
 def test_rules_check_warns_when_the_calendar_runs_out(settings):
     """`rules check` warns (without failing) when the school calendar is about to end."""
-    calendar = HERE.parent.parent / "dojoguard" / "rules" / "example-calendar.yaml"
+    calendar = builtin_path().parent / "example.calendar.yaml"
     result = run(settings, "rules", "check", "builtin", "--calendar", str(calendar),
                  now=datetime(2027, 6, 30, tzinfo=UTC))
     assert result.exit_code == 0, result.output

@@ -64,10 +64,10 @@ def test_a_loaded_rule_carries_what_its_file_says(tmp_path: Path):
 
 
 def test_builtin_file_references_its_schema():
-    """The shipped rule file's first line points editors at the JSON Schema."""
+    """The shipped rule file's first line points editors at the JSON Schema, which is where it says."""
     first = builtin_path().read_text("utf-8").splitlines()[0]
-    assert first == "# yaml-language-server: $schema=./schema.json"
-    assert (builtin_path().parent / "schema.json").exists()
+    assert first == "# yaml-language-server: $schema=../../rules/schema.json"
+    assert (builtin_path().parent / "../../rules/schema.json").resolve().exists()
 
 
 def test_strictest_verdict_wins_and_every_match_is_listed(tmp_path: Path):
@@ -121,7 +121,7 @@ def test_revision_changes_when_a_list_file_changes(tmp_path: Path):
 def test_revision_covers_calendar_and_device_groups():
     """A different calendar or deployment device groups give a different revision."""
     plain = load_policy("builtin").revision
-    assert load_policy("builtin", calendar=builtin_path().parent / "example-calendar.yaml").revision != plain
+    assert load_policy("builtin", calendar=builtin_path().parent / "example.calendar.yaml").revision != plain
     assert load_policy("builtin", device_groups={"school-devices": ["192.168.0.0/16"]}).revision != plain
 
 
@@ -202,7 +202,7 @@ def test_broken_edit_leaves_no_half_policy(tmp_path: Path):
 def test_policy_files_lists_what_was_read(policy):
     """The policy names every file it read, so a watcher can reload when one changes."""
     names = {p.name for p in policy.files}
-    assert {"st-wilfrids.yaml", "absence.txt", "example-calendar.yaml"} <= names
+    assert {"st-wilfrids.yaml", "absence.txt", "example.calendar.yaml"} <= names
 
 
 def test_never_opening_defer_window_holds_instead(tmp_path: Path):
