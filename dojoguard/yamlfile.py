@@ -23,6 +23,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from dojoguard import yamlsyntax
+
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 
@@ -255,12 +257,9 @@ def parse(text: str | bytes, file: str = "<string>", *, max_bytes: int = MAX_BYT
             [Problem(exc.code, exc.message, file, exc.mark.line + 1, exc.mark.column + 1, exc.hint)]
         ) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        message = " ".join(filter(None, [exc.context, exc.problem]))
+        plain = yamlsyntax.explain(exc, text)
         raise FileProblems(
-            [Problem("DG-YAML-SYNTAX", message or "not valid YAML", file, line, column,
-                     "Check the indentation and quoting near this line.")]
+            [Problem("DG-YAML-SYNTAX", plain.message, file, plain.line, plain.column, plain.hint)]
         ) from None
     except yaml.YAMLError as exc:
         raise FileProblems([Problem("DG-YAML-SYNTAX", str(exc), file)]) from None
