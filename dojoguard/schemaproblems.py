@@ -70,7 +70,7 @@ def explain(located: Located, error: ValidationError, codes: SchemaCodes, *,
     """The problems one jsonschema error stands for (one per unknown or missing key), with hints."""
     error = _narrow(error)
     path = tuple(error.absolute_path)
-    where = dotted(path)
+    where = dotted(path, located.data)
     kind = error.validator
     if kind == "additionalProperties" and isinstance(error.instance, dict):
         return [_unknown_key(located, path, key, error.schema, codes, replaced or {})
@@ -92,10 +92,13 @@ def explain(located: Located, error: ValidationError, codes: SchemaCodes, *,
                                 hint)]
     if kind == "enum":
         allowed = [str(v) for v in error.validator_value]
-        hint = " ".join(filter(None, [did_you_mean(str(error.instance), allowed),
-                                      f"Allowed: {', '.join(allowed)}.",
-                                      "Allowed values must be written exactly, capitals included.",
-                                      x_hint]))
+        # Only when the value differs from an allowed one by capitals alone is that worth saying.
+        capitals = next((a for a in allowed if a.casefold() == str(error.instance).casefold()), None)
+        hint = " ".join(filter(None, [f"Write {capitals!r}: values are written exactly, capitals included."
+                                      if capitals else did_you_mean(str(error.instance), allowed),
+                                      f"Allowed: {', '.join(allowed)}.", x_hint]))
+        return [located.problem(path, codes.value, f"{where}: {_shown(error.instance)} is not an allowed value",
+                                hint)]
     elif kind == "const":
         hint = x_hint or f"Write {error.validator_value!r}."
     else:
@@ -109,9 +112,42 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     return f"Did you mean {close[0]!r}?" if close else ""
 
 
-def dotted(path: Iterable) -> str:
-    """A YAML path as people read it (``rules.3.verdict``); the document itself is ``(top level)``."""
-    return ".".join(map(str, path)) or "(top level)"
+def dotted(path: Iterable, data: Any = None) -> str:
+    """A YAML path as people read it; the document itself is ``(top level)``.
+
+    An item of a list is named by its ``id`` (or ``name``) where it has one,
+    as people know it (``rules[late-messages].verdict``), else by position
+    (``rules.3.verdict``, counted from 0).
+    """
+    text = ""
+    node = data
+    for step in path:
+        label = _label(node, step)
+        if label is not None:
+            text += f"[{label}]"
+        else:
+            text += f".{step}" if text else str(step)
+        node = _child(node, step)
+    return text or "(top level)"
+
+
+def _label(node: Any, step: Any) -> str | None:
+    if not isinstance(node, list) or not isinstance(step, int) or not 0 <= step < len(node):
+        return None
+    item = node[step]
+    if isinstance(item, dict):
+        for key in ("id", "name"):
+            if isinstance(item.get(key), str) and item[key].strip():
+                return item[key]
+    return None
+
+
+def _child(node: Any, step: Any) -> Any:
+    if isinstance(node, dict):
+        return node.get(step)
+    if isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+        return node[step]
+    return None
 
 
 def _narrow(error: ValidationError) -> ValidationError:
@@ -138,11 +174,12 @@ def _unknown_key(located: Located, path: tuple, key: Any, schema: dict, codes: S
                  replaced: Mapping[tuple, str]) -> Problem:
     here = path + (key,)
     if here in replaced:
-        return located.problem(here, codes.unknown_key, f"the key {dotted(here)!r} was replaced",
+        return located.problem(here, codes.unknown_key, f"the key {dotted(here, located.data)!r} was replaced",
                                f"Use {replaced[here]}.", key=True)
     known = sorted(map(str, schema.get("properties", {})))
     hint = did_you_mean(str(key), known) or (f"Known keys here: {', '.join(known)}." if known else "Remove it.")
-    return located.problem(here, codes.unknown_key, f"unknown key {key!r} in {dotted(path)}", hint, key=True)
+    return located.problem(here, codes.unknown_key, f"unknown key {key!r} in {dotted(path, located.data)}", hint,
+                           key=True)
 
 
 def _shown(value: Any) -> str:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from dojoguard.schemaproblems import did_you_mean
+
 
 class Kind(enum.StrEnum):
     MESSAGE_SEND = "message.send"
@@ -149,20 +151,18 @@ class Action:
             raise ActionError("", "an action must be a JSON object")
         known = {"kind", "channel", "at", "teacher", "device", "class", "students", "text", "points",
                  "attachments", "endpoint", "problems"}
-        unknown = sorted(set(doc) - known)
-        if unknown:
-            raise ActionError(unknown[0], f"unknown field; known fields: {', '.join(sorted(known))}")
+        _only(doc, known, "")
         kind = _enum(Kind, doc.get("kind"), "kind")
         channel = _enum(Channel, doc.get("channel", "unknown"), "channel")
         at = _time(doc["at"], "at") if "at" in doc else default_at
         if at is None:
             raise ActionError("at", "missing; give an ISO time such as 2026-11-30T10:00:00+00:00")
-        teacher = _obj(doc.get("teacher"), "teacher")
-        device = _obj(doc.get("device"), "device")
-        klass = _obj(doc.get("class"), "class")
+        teacher = _only(_obj(doc.get("teacher"), "teacher"), {"id", "name"}, "teacher")
+        device = _only(_obj(doc.get("device"), "device"), {"address"}, "device")
+        klass = _only(_obj(doc.get("class"), "class"), {"id"}, "class")
         points = doc.get("points")
         if points is not None:
-            points = _obj(points, "points")
+            points = _only(_obj(points, "points"), {"value", "skill", "skill_id"}, "points")
             value = points.get("value")
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ActionError("points.value", "must be a whole number")
@@ -221,13 +221,11 @@ _FINDING_INTS = ("faces_found", "faces_permitted", "faces_not_permitted", "faces
 
 
 def _attachment(doc: Any, path: str) -> Attachment:
-    doc = _obj(doc, path)
+    doc = _only(_obj(doc, path), {"kind", "id", "content_type", "size", "sha256", "findings"}, path)
     findings = doc.get("findings")
     if findings is not None:
         findings = _obj(findings, f"{path}.findings")
-        unknown = set(findings) - set(_FINDING_INTS) - {"gps_present", "unreadable", "error"}
-        if unknown:
-            raise ActionError(f"{path}.findings.{sorted(unknown)[0]}", "unknown finding")
+        _only(findings, {*_FINDING_INTS, "gps_present", "unreadable", "error"}, f"{path}.findings")
         for key in _FINDING_INTS:
             value = findings.get(key, 0)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -251,12 +249,26 @@ def _attachment(doc: Any, path: str) -> Attachment:
     )
 
 
+def _only(doc: dict, known: set[str], path: str) -> dict:
+    """``doc`` if every field is one of ``known``; a misspelt field is an error with a "did you mean"."""
+    unknown = sorted(set(doc) - known, key=str)
+    if unknown:
+        field = unknown[0]
+        where = f"{path}.{field}" if path else str(field)
+        guess = did_you_mean(str(field), known)
+        raise ActionError(where, f"unknown field; {guess + ' ' if guess else ''}"
+                                 f"Known fields here: {', '.join(sorted(known))}")
+    return doc
+
+
 def _enum(cls, value, path):
     try:
         return cls(value)
     except ValueError:
-        allowed = ", ".join(m.value for m in cls)
-        raise ActionError(path, f"{value!r} is not one of: {allowed}") from None
+        allowed = [m.value for m in cls]
+        guess = did_you_mean(str(value), allowed)
+        raise ActionError(path, f"{value!r} is not one of: {', '.join(allowed)}"
+                                + (f". {guess}" if guess else "")) from None
 
 
 def _obj(value, path) -> dict:

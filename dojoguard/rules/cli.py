@@ -243,7 +243,31 @@ def decide(env: Environment, action_file, at_text: str | None, policy_path: str 
                                      max_days=config["exemptions"]["max_days"])
     except FileProblems as exc:
         raise fail(exc) from None
+    for line in _device_groups_said(policy, action, config):
+        click.echo(line, err=True)
     click.echo(json.dumps(policy.evaluate(action, exemptions).to_dict(), indent=2, ensure_ascii=False))
+
+
+def _device_groups_said(policy: Policy, action: Action, config) -> list[str]:
+    """Where the device groups came from and which the action's device is in (on stderr: the JSON stays clean).
+
+    A `decide` run without the school's settings counts only this computer as
+    a school device; saying so is the difference between a puzzling "block"
+    and an obvious one.
+    """
+    devices = policy.devices
+    if devices is None or not devices.groups:
+        return []
+    settings = "the embedded default settings" if config.source.startswith("<") else f"the settings file {config.source}"
+    lines = []
+    for name, networks in sorted(devices.groups.items()):
+        source = devices.sources.get(name, "")
+        source = source.replace("the settings", settings, 1)
+        lines.append(f"device group {name}: {', '.join(map(str, networks)) or 'no networks'} (from {source})")
+    if action.device_address:
+        inside = sorted(devices.of(action.device_address))
+        lines.append(f"device {action.device_address} is in: {', '.join(inside) if inside else 'no device group'}")
+    return lines
 
 
 # -- exempt -----------------------------------------------------------------

@@ -13,8 +13,10 @@ class DeviceGroups:
 
     _CACHE_LIMIT = 4096
 
-    def __init__(self, groups: dict[str, tuple]):
+    def __init__(self, groups: dict[str, tuple], sources: dict[str, str] | None = None):
         self.groups = groups
+        # Where each group was defined ("settings", or the rule file's name): `decide` says so.
+        self.sources = sources or {}
         # (name, version, network as int, mask as int): membership is two integer operations.
         self._networks = [(name, net.version, int(net.network_address), int(net.netmask))
                           for name, nets in groups.items() for net in nets]

@@ -58,8 +58,10 @@ class Policy:
     def __init__(self, *, name: str, revision: str, rules: tuple[Rule, ...], default_verdict: Verdict,
                  default_notice: str, windows: dict[str, Window], lists: dict[str, WordList],
                  timezone: zoneinfo.ZoneInfo, calendar: SchoolCalendar, files: tuple[Path, ...],
-                 indexes: Indexes):
+                 indexes: Indexes, devices=None):
         self.name = name
+        # The device groups the rules test against (DeviceGroups: networks and where each came from).
+        self.devices = devices
         self.revision = revision
         self.rules = rules
         self.default_verdict = default_verdict

@@ -207,7 +207,7 @@ class _Builder:
                       default_verdict=Verdict(default[0]["verdict"]), default_notice=default[0].get("notice", ""),
                       windows=windows, lists=lists, timezone=self.tz, calendar=self.calendar,
                       files=tuple(self.read) + ((Path(self.calendar.file),) if self.calendar.file else ()),
-                      indexes=self.indexes)
+                      indexes=self.indexes, devices=devices)
 
     def _windows(self, bank: BankHolidays) -> dict[str, Window]:
         windows = {}
@@ -262,19 +262,23 @@ class _Builder:
 
     def _devices(self) -> DeviceGroups:
         groups: dict[str, tuple] = {}
+        sources: dict[str, str] = {}
         for located in self.documents:
             for name, cidrs in (located.data.get("device_groups") or {}).items():
                 if not self._once(located, "device_groups", name):
                     continue
+                sources[name] = f"the rule file {Path(located.file).name}"
                 groups[name] = self._networks(cidrs, lambda i, n=name, c=cidrs, loc=located: loc.problem(
                     ("device_groups", n, i), Code.RULES_NETWORK, f"{c[i]!r} is not a network",
                     "Write a CIDR block such as 10.20.0.0/16."))
         for name, cidrs in self.device_overrides.items():
             # The deployment's own network layout replaces the rule file's example.
+            sources[name] = "the settings (proxy.device_groups)" + (
+                ", replacing the rule file's group of that name" if name in sources else "")
             groups[name] = self._networks(list(cidrs), lambda i, n=name, c=cidrs: Problem(
                 Code.RULES_NETWORK, f"device group {n!r}: {c[i]!r} is not a network", "<device_groups>",
                 hint="Write a CIDR block such as 10.20.0.0/16."))
-        return DeviceGroups(groups)
+        return DeviceGroups(groups, sources)
 
     def _networks(self, cidrs: list[str], problem) -> tuple:
         networks = []
