@@ -100,7 +100,7 @@ def test_decide_from_stdin(settings):
               "device": {"address": "10.20.1.5"}}
     result = run(settings, "decide", "--action", "-", "--at", "2026-11-30T18:00", input=json.dumps(action))
     assert result.exit_code == 0, result.output
-    decision = json.loads(result.output)
+    decision = json.loads(result.stdout)
     assert decision["verdict"] == "block"
     assert decision["matched"][0]["rule"] == "messaging-hours"
     assert "8.00am and 5pm" in decision["notice"]
@@ -116,7 +116,7 @@ def test_decide_with_the_defer_option_gives_the_release_time(settings, tmp_path)
     result = run(settings, "decide", "--policy", str(policy), "--action", "-", "--at", "2026-11-30T18:00",
                  input=json.dumps(action))
     assert result.exit_code == 0, result.output
-    decision = json.loads(result.output)
+    decision = json.loads(result.stdout)
     assert decision["verdict"] == "defer"
     assert decision["release_at"] == "2026-12-01T08:00:00+00:00"
 
@@ -127,7 +127,7 @@ def test_decide_uses_clock_when_no_time(settings, tmp_path):
                                                   "points": {"value": -1}, "device": {"address": "10.20.1.5"}}))
     result = run(settings, "decide", "--action", str(path))
     assert result.exit_code == 0, result.output
-    decision = json.loads(result.output)
+    decision = json.loads(result.stdout)
     assert decision["at"] == NOW.isoformat() and decision["verdict"] == "block"
 
 
@@ -160,7 +160,7 @@ def test_exempt_grant_list_revoke_with_audit(settings, tmp_path):
     action = json.dumps({"kind": "message.send", "channel": "message", "teacher": {"id": "t1"},
                          "device": {"address": "10.20.1.5"}, "text": "Doors open 6pm"})
     decided = json.loads(run(settings, "decide", "--action", "-", "--at", "2026-12-10T18:30",
-                             input=action).output)
+                             input=action).stdout)
     assert decided["verdict"] == "allow" and decided["exemptions_used"] == ["ex-20261201-1"]
 
     revoked = run(settings, "exempt", "revoke", "ex-20261201-1", "--by", "Mrs Patel", "--reason", "Cancelled")
