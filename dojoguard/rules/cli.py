@@ -76,9 +76,33 @@ def rules_group() -> None:
 
     \b
     Example:
+      dojoguard rules init /etc/dojoguard/rules
       dojoguard rules check
       dojoguard rules test
     """
+
+
+@rules_group.command("init")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace files of the same name already in FOLDER.")
+def rules_init(folder: Path, force: bool) -> None:
+    """Write St Wilfrid's rules, lists, companion tests, an example calendar and the JSON Schemas into FOLDER.
+
+    The folder checks and tests clean as written: edit the copy, run `rules check`
+    and `rules test` on it, and point the settings it prints at it. Files already
+    there are left alone unless --force is given.
+
+    \b
+    Example:
+      dojoguard rules init /etc/dojoguard/rules
+    """
+    from dojoguard.rules import starter
+
+    try:
+        written = starter.write_starter(folder, force=force)
+    except starter.InitError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(starter.report(written))
 
 
 @rules_group.command("check")
@@ -93,7 +117,7 @@ def rules_check(env: Environment, path: str | None, calendar: Path | None) -> No
 
     \b
     Example:
-      dojoguard rules check /etc/dojoguard/rules/st-wilfrids.yaml
+      dojoguard rules check /etc/dojoguard/rules
     """
     policy = _load(env, _policy_source(env, path), calendar=calendar)
     click.echo(f"ok: {policy.name or 'policy'}: {len(policy.rules)} rules, {len(policy.windows)} windows, "
@@ -113,34 +137,6 @@ def _calendar_warnings(policy: Policy, now: datetime) -> list[str]:
     if covers[1] - today < timedelta(days=60):
         return [f"the school calendar ends on {covers[1]}; add next year's terms soon."]
     return []
-
-
-@rules_group.command("init")
-@click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--force", is_flag=True, help="Overwrite files of the same name already in FOLDER.")
-def rules_init(folder: Path, force: bool) -> None:
-    """Write the built-in rules, their lists, companion tests, an example calendar and the schemas into FOLDER.
-
-    The folder checks and tests clean as written; edit it, then point the
-    settings at it (the lines to add are printed).
-
-    \b
-    Example:
-      dojoguard rules init /etc/dojoguard/rules
-      dojoguard rules check /etc/dojoguard/rules && dojoguard rules test /etc/dojoguard/rules
-    """
-    from dojoguard.rules import scaffold
-
-    try:
-        written = scaffold.init_folder(folder, force=force)
-    except (scaffold.InitError, OSError) as exc:
-        raise fail(exc) from None
-    where = folder.resolve()
-    click.echo(f"wrote {len(written.files)} files to {where}")
-    click.echo(f"Check and test it:\n  dojoguard rules check {where}\n  dojoguard rules test {where}")
-    click.echo("Then put these lines in the settings file (and replace the example calendar with your own "
-               "term dates):")
-    click.echo(f"rules:\n  policy: {where}\n  calendar: {written.calendar.resolve()}")
 
 
 @rules_group.command("test")

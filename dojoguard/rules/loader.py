@@ -28,19 +28,22 @@ from dojoguard.rules.window import Window, build_window, minutes
 from dojoguard.yamlfile import FileProblems, Located, Problem
 
 BUILTIN = "builtin"
-# The policy dojoguard ships, in its own folder of the package (data, not code).
+# The shipped policy lives in its own folder, apart from the engine's code, laid
+# out as a school's own policy folder is (see docs/rules.md, "Files and loading").
 BUILTIN_FOLDER = ("policies", "st-wilfrids")
 BUILTIN_FILE = "st-wilfrids.yaml"
-# A policy folder's files are told apart by name: rule files are *.yaml,
-# their companion tests *.tests.yaml, school calendars *.calendar.yaml, and
-# phrase lists live in lists/*.txt.
+BUILTIN_CALENDAR = "example.calendar.yaml"
 TESTS_SUFFIX = ".tests.yaml"
 CALENDAR_SUFFIX = ".calendar.yaml"
-# Top-level keys only a calendar file has (a rule file has none of them).
-_CALENDAR_KEYS = {"terms", "inset_days", "closures", "school"}
+
+# Top-level keys that mark a file as a rule file, a school calendar or companion tests.
+_RULE_KEYS = frozenset({"policy", "default", "rules", "windows", "lists", "teacher_groups", "bank_holidays"})
+_CALENDAR_KEYS = frozenset({"school", "terms", "inset_days", "closures"})
+_TESTS_KEYS = frozenset({"cases", "action_defaults"})
 
 
 def builtin_folder() -> Path:
+    """The shipped policy's folder: St Wilfrid's rules, their companion tests, lists and example calendar."""
     return Path(str(resources.files("dojoguard").joinpath(*BUILTIN_FOLDER)))
 
 
@@ -48,28 +51,75 @@ def builtin_path() -> Path:
     return builtin_folder() / BUILTIN_FILE
 
 
-def is_rule_file(path: Path) -> bool:
-    """Whether a file in a policy folder is a rule file, by its name alone."""
-    return path.suffix == ".yaml" and not path.name.endswith((TESTS_SUFFIX, CALENDAR_SUFFIX))
+def builtin_calendar() -> Path:
+    """The example school calendar (2026-27) the shipped companion tests assume."""
+    return builtin_folder() / BUILTIN_CALENDAR
 
 
 def policy_files(source: str | Path, *, calendar: str | Path | None = None) -> list[Path]:
     """The rule files a policy source names (a file, a folder of them, or "builtin").
 
-    In a folder: every ``*.yaml`` but companion tests and calendars (by name),
-    and never the configured calendar file, whatever its name.
+    In a folder the kind of each file is told by its name alone: ``*.tests.yaml``
+    are companion tests, ``*.calendar.yaml`` (and the file ``calendar`` names)
+    are school calendars, every other ``*.yaml`` is a rule file.
     """
     if str(source) == BUILTIN:
         return [builtin_path()]
     path = Path(source)
-    if path.is_dir():
-        skip = Path(calendar).resolve() if calendar is not None else None
-        files = sorted(p for p in path.glob("*.yaml") if is_rule_file(p) and p.resolve() != skip)
-        if not files:
-            raise FileProblems([Problem(Code.RULES_FOLDER, "the folder holds no rule files (*.yaml)", str(path),
-                                        hint="Point `rules.policy` at a rule file, or put .yaml rule files here.")])
-        return files
-    return [path]
+    if not path.is_dir():
+        return [path]
+    # rules.yml or RULES.YAML would otherwise be left out of the policy without a word.
+    misnamed = sorted(p for p in path.iterdir() if p.suffix.lower() in (".yaml", ".yml") and p.suffix != ".yaml")
+    if misnamed:
+        raise FileProblems([Problem(Code.RULES_FOLDER, "dojoguard reads only files ending in .yaml", str(p),
+                                    hint=f"Rename it {p.stem}.yaml (or move it out of the policy folder); as it "
+                                         "is, it would be left out of the policy without a word.")
+                            for p in misnamed])
+    files = sorted(p for p in path.glob("*.yaml") if _is_rule_file(p, calendar))
+    if not files:
+        raise FileProblems([Problem(Code.RULES_FOLDER, "the folder holds no rule files (*.yaml)", str(path),
+                                    hint="Point `rules.policy` at a rule file, or put .yaml rule files here.")])
+    return files
+
+
+def _is_rule_file(path: Path, calendar: str | Path | None) -> bool:
+    if path.name.endswith((TESTS_SUFFIX, CALENDAR_SUFFIX)):
+        return False
+    return calendar is None or path.resolve() != Path(calendar).resolve()
+
+
+def not_a_rule_file(located: Located) -> Problem | None:
+    """One clear problem when a file loaded as rules is plainly a calendar or companion tests, else None.
+
+    The file's name already decided it is a rule file; this only turns a screenful
+    of unknown-key errors into the one thing to do: rename it.
+    """
+    data = located.data
+    if not isinstance(data, dict) or not data or _RULE_KEYS & data.keys():
+        return None
+    path = Path(located.file)
+    # Any calendar key and no rule key: a calendar, even with a misspelt key of its own.
+    calendar_keys = [k for k in data if k in _CALENDAR_KEYS]
+    tests_keys = [k for k in data if k in _TESTS_KEYS]
+    if calendar_keys and not tests_keys:
+        hint = (f"Rename it {_calendar_name(path)}: files ending in {CALENDAR_SUFFIX} are calendars, not rules. "
+                "Then point the setting `rules.calendar` at it (or pass it with --calendar).")
+        if path.name.endswith(CALENDAR_SUFFIX):
+            hint = "Point the setting `rules.calendar` at it (or pass it with --calendar), not `rules.policy`."
+        return located.problem((calendar_keys[0],), Code.RULES_FOLDER,
+                               "this looks like a school calendar, not a rule file",
+                               hint, key=True)
+    if tests_keys and not calendar_keys:
+        return located.problem((tests_keys[0],), Code.RULES_FOLDER, "this looks like companion tests, not a rule file",
+                               f"Name it after its rule file: RULES{TESTS_SUFFIX} beside RULES.yaml "
+                               f"(files ending in {TESTS_SUFFIX} are tests, not rules).", key=True)
+    return None
+
+
+def _calendar_name(path: Path) -> str:
+    """What to call a calendar file: example-calendar.yaml -> example.calendar.yaml."""
+    stem = path.name.removesuffix(".yaml").removesuffix("calendar").rstrip("-_.")
+    return f"{stem or 'school'}{CALENDAR_SUFFIX}"
 
 
 def load_policy(source: str | Path, *, calendar: str | Path | None = None,
@@ -88,7 +138,7 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
             continue
         if located.data is None:
             located.data = {}
-        misplaced = _not_a_rule_file(located)
+        misplaced = not_a_rule_file(located)
         if misplaced is not None:
             problems.append(misplaced)
             continue
@@ -117,26 +167,6 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
     if builder.problems:
         raise FileProblems(builder.problems)
     return policy
-
-
-def _not_a_rule_file(located: Located) -> Problem | None:
-    """One clear problem for a calendar (or companion tests) saved under a rule file's name, instead of many."""
-    rule_keys = set(schemaproblems.validator("dojoguard.rules", "schema.json").schema["properties"])
-    if not isinstance(located.data, dict) or set(located.data) & rule_keys:
-        return None
-    name = Path(located.file).name
-    stem = name.removesuffix(".yaml")
-    if set(located.data) & _CALENDAR_KEYS:
-        return Problem(Code.RULES_NOT_A_RULE_FILE, "this is a school calendar (it has "
-                       f"{', '.join(sorted(set(located.data) & _CALENDAR_KEYS))}), not a rule file",
-                       located.file, 1, 1,
-                       hint=f"Name it {stem}{CALENDAR_SUFFIX} so the policy folder knows it, and point the setting "
-                            f"`rules.calendar` at it.")
-    if "cases" in located.data:
-        return Problem(Code.RULES_NOT_A_RULE_FILE, "these are companion tests (it has cases), not a rule file",
-                       located.file, 1, 1,
-                       hint=f"Name it after its rule file: RULES{TESTS_SUFFIX} (e.g. {stem}{TESTS_SUFFIX}).")
-    return None
 
 
 class _Builder:

@@ -10,9 +10,9 @@ import shutil
 import pytest
 
 from dojoguard.rules.action import Action
-from dojoguard.rules.policy import builtin_path, load_policy
+from dojoguard.rules.policy import builtin_calendar, builtin_path, load_policy
 
-EXAMPLE_CALENDAR = builtin_path().parent / "example.calendar.yaml"
+EXAMPLE_CALENDAR = builtin_calendar()
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +49,6 @@ def deferring_copy(folder: Path) -> Path:
     assert DEFER_OPTION[0] in text, "the shipped rules no longer offer defer as a commented option"
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source.parent / "lists", folder / "lists", dirs_exist_ok=True)
-    shutil.copy(builtin_path().parent.parent.parent / "rules" / "schema.json", folder / "schema.json")
     return write(folder / "st-wilfrids-defer.yaml", text.replace(*DEFER_OPTION))
 
 

@@ -1,139 +1,230 @@
-"""`dojoguard rules init DIR`: the built-in policy as a folder that checks and tests clean, as docs/rules.md says."""
+"""`dojoguard rules init`: a copy of the shipped policy that checks and tests clean, as docs/rules.md tells IT."""
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
+from pathlib import Path
 
+import jsonschema
 import pytest
-from click.testing import CliRunner
+import yaml
 
-from dojoguard import config
-from dojoguard.cli import cli
-from dojoguard.proxy.services import load_policy
+from dojoguard import config as configs
+from dojoguard import yamlfile
+from dojoguard.proxy.services import load_policy as proxy_load_policy
 from dojoguard.proxy.settings import Settings
-from dojoguard.rules.policy import builtin_path
+from dojoguard.rules.policy import builtin_folder, builtin_path
+
+from .conftest import write
+from .test_cli import run
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
+DOCS_FOLDER = "/etc/dojoguard/rules"
 
 
-def run(*args):
-    return CliRunner().invoke(cli, [*map(str, args)])
+@pytest.fixture
+def settings(tmp_path: Path) -> Path:
+    """A settings file that keeps the embedded defaults (builtin policy, no calendar)."""
+    return write(tmp_path / "config.yaml", f"data_dir: {tmp_path / 'data'}\n")
 
 
-def test_the_folder_checks_and_tests_clean_and_the_printed_settings_load_it(tmp_path):
-    """The docs' steps: init, check, test, then the printed settings are what the proxy loads."""
+def _docs_section(title: str) -> str:
+    return DOCS.read_text("utf-8").split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _docs_commands() -> list[list[str]]:
+    """The commands of the sh block in docs/rules.md's "Your own copy", split as a shell would."""
+    block = _docs_section("Your own copy").split("```sh\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line) for line in block.splitlines() if line.strip()]
+
+
+def _printed_settings(output: str) -> dict:
+    """The `rules:` lines `rules init` prints, read as YAML."""
+    block = re.search(r"^rules:\n(?:  .*\n)+", output, flags=re.M)
+    assert block is not None, output
+    return yaml.safe_load(block.group(0))
+
+
+def _init(settings: Path, folder: Path, *extra: str):
+    return run(settings, "rules", "init", str(folder), *extra)
+
+
+def test_the_docs_steps_work_as_written(settings, tmp_path):
+    """docs/rules.md's steps (init, check, test), run with the real CLI in a temporary folder, each succeed."""
+    commands = _docs_commands()
+    assert [c[:3] for c in commands] == [["dojoguard", "rules", "init"], ["dojoguard", "rules", "check"],
+                                         ["dojoguard", "rules", "test"]]
+    folder = tmp_path / "school rules"
+    outputs = []
+    for command in commands:
+        args = [str(folder) if a == DOCS_FOLDER else a for a in command[1:]]
+        result = run(settings, *args)
+        assert result.exit_code == 0, (command, result.output)
+        outputs.append(result.output)
+    assert "22 rules" in outputs[1] and "9 lists" in outputs[1]
+    assert outputs[2].count("PASS  ") >= 50 and "FAIL" not in outputs[2]
+    assert outputs[2].strip().endswith("0 failed")
+
+
+def test_printed_commands_run_as_printed(settings, tmp_path):
+    """The check and test commands init prints (quoted for a folder with a space) run clean when split as a shell."""
+    result = _init(settings, tmp_path / "my rules")
+    assert result.exit_code == 0, result.output
+    printed = [shlex.split(line) for line in result.output.splitlines() if line.startswith("  dojoguard rules")]
+    assert [p[2] for p in printed] == ["check", "test"]
+    for command in printed:
+        assert command[3] == str(tmp_path / "my rules")
+        assert run(settings, *command[1:]).exit_code == 0
+
+
+def test_the_printed_settings_load_the_copy_as_the_proxy_does(settings, tmp_path):
+    """The settings init prints, put in a config file, make the proxy's own loader load the copy and its calendar."""
     folder = tmp_path / "rules"
-    made = run("rules", "init", folder)
-    assert made.exit_code == 0, made.output
-    assert {p.name for p in folder.iterdir()} >= {"st-wilfrids.yaml", "st-wilfrids.tests.yaml", "lists",
-                                                  "example.calendar.yaml", "schema.json", "ruletests.schema.json",
-                                                  "calendar.schema.json"}
-    checked = run("rules", "check", folder)
-    assert checked.exit_code == 0 and checked.output.startswith("ok: "), checked.output
-    tested = run("rules", "test", folder)
-    assert tested.exit_code == 0 and re.search(r"\n(\d+) passed, 0 failed", tested.output), tested.output
-    settings_lines = made.output[made.output.index("rules:\n"):]
-    settings_file = tmp_path / "config.yaml"
-    settings_file.write_text(f"data_dir: {tmp_path / 'data'}\n{settings_lines}", encoding="utf-8")
-    settings = Settings.from_config(config.load(settings_file))
-    policy = load_policy(settings)
-    assert policy.rule("messaging-hours") is not None
-    assert policy.calendar.covers is not None and str(settings.calendar).endswith("example.calendar.yaml")
+    result = _init(settings, folder)
+    printed = _printed_settings(result.output)
+    assert printed == {"rules": {"policy": str(folder), "calendar": str(folder / "example.calendar.yaml")}}
+    docs_settings = yaml.safe_load(_docs_section("Your own copy").split("```yaml\n", 1)[1].split("```", 1)[0])
+    assert docs_settings["rules"].keys() == printed["rules"].keys()
+    config_file = tmp_path / "dojoguard.yaml"
+    config_file.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), **printed}), "utf-8")
+    policy = proxy_load_policy(Settings.from_config(configs.load(config_file)))
+    assert len(policy.rules) == 22
+    assert Path(policy.calendar.file) == folder / "example.calendar.yaml"
+    assert {p.parent for p in policy.files if p.suffix == ".yaml"} == {folder}
 
 
-def test_the_written_files_point_editors_at_the_schemas_beside_them(tmp_path):
-    """Each file's first line names a schema that is in the folder (the packaged path is rewritten)."""
-    run("rules", "init", tmp_path / "rules")
-    for name in ("st-wilfrids.yaml", "st-wilfrids.tests.yaml", "example.calendar.yaml"):
-        first = (tmp_path / "rules" / name).read_text("utf-8").splitlines()[0]
-        schema = re.fullmatch(r"# yaml-language-server: \$schema=\./(\S+)", first)
-        assert schema and (tmp_path / "rules" / schema.group(1)).is_file(), first
-
-
-def test_a_mistake_made_in_the_written_folder_is_caught(tmp_path):
-    """Editing the copy is checked like any rule file: a misspelt verdict fails with its line."""
+def test_an_edit_with_a_mistake_is_caught_by_check(settings, tmp_path):
+    """After init, a misspelt key in one rule makes `rules check` fail, naming the file and line of the mistake."""
     folder = tmp_path / "rules"
-    run("rules", "init", folder)
+    _init(settings, folder)
     rules = folder / "st-wilfrids.yaml"
     text = rules.read_text("utf-8")
-    rules.write_text(text.replace("verdict: block", "verdict: blok", 1), encoding="utf-8")
-    checked = run("rules", "check", folder)
-    assert checked.exit_code == 2 and "st-wilfrids.yaml:" in checked.output and "blok" in checked.output
-
-
-def test_init_never_overwrites_without_force_and_refuses_a_file(tmp_path):
-    """An existing folder's files are kept (nothing written) unless --force; a file is not a folder."""
-    folder = tmp_path / "rules"
-    run("rules", "init", folder)
-    edited = folder / "st-wilfrids.yaml"
-    edited.write_text(edited.read_text("utf-8") + "\n# our edit\n", encoding="utf-8")
-    again = run("rules", "init", folder)
-    assert again.exit_code == 1 and "nothing was written" in again.output and "--force" in again.output
-    assert edited.read_text("utf-8").endswith("# our edit\n")
-    forced = run("rules", "init", folder, "--force")
-    assert forced.exit_code == 0 and edited.read_bytes() == run_bytes(builtin_path())
-    afile = tmp_path / "a-file"
-    afile.write_text("x", encoding="utf-8")
-    refused = run("rules", "init", afile)
-    assert refused.exit_code == 1 and "is a file, not a folder" in refused.output
-
-
-def run_bytes(packaged):
-    return packaged.read_text("utf-8").replace("$schema=../../rules/", "$schema=./").encode("utf-8")
-
-
-def test_a_calendar_under_a_rule_files_name_is_one_clear_error(tmp_path):
-    """A calendar saved as term-dates.yaml in the policy folder: one problem saying what it is and how to name it."""
-    folder = tmp_path / "rules"
-    run("rules", "init", folder)
-    (folder / "example.calendar.yaml").rename(folder / "term-dates.yaml")
-    checked = run("rules", "check", folder)
-    problems = [line for line in checked.output.splitlines() if re.search(r":\d+:\d+: DG-", line)]
-    assert checked.exit_code == 2 and len(problems) == 1, checked.output
-    assert "term-dates.yaml:1:1: DG-RULES-NOT-A-RULE-FILE this is a school calendar" in problems[0]
-    assert "Name it term-dates.calendar.yaml" in checked.output
-
-
-def test_the_configured_calendar_in_the_policy_folder_is_not_read_as_rules(tmp_path):
-    """rules.calendar may name a file in the policy folder by any name: it is the calendar, never a rule file."""
-    folder = tmp_path / "rules"
-    run("rules", "init", folder)
-    (folder / "example.calendar.yaml").rename(folder / "term-dates.yaml")
-    settings_file = tmp_path / "config.yaml"
-    settings_file.write_text(f"data_dir: {tmp_path / 'data'}\nrules:\n  policy: {folder}\n"
-                             f"  calendar: {folder / 'term-dates.yaml'}\n", encoding="utf-8")
-    policy = load_policy(Settings.from_config(config.load(settings_file)))
-    assert policy.calendar.covers is not None
-
-
-def test_a_companion_test_naming_a_rule_that_does_not_exist_fails(tmp_path):
-    """`not_rules: [messaging-hour]` could never fail: `rules test` refuses it, naming the rule meant."""
-    folder = tmp_path / "rules"
-    run("rules", "init", folder)
-    tests = folder / "st-wilfrids.tests.yaml"
-    text = tests.read_text("utf-8")
-    assert "not_rules: [messaging-hours]" in text
-    tests.write_text(text.replace("not_rules: [messaging-hours]", "not_rules: [messaging-hour]", 1), encoding="utf-8")
-    result = run("rules", "test", folder)
+    edited = text.replace("  - id: urgent-messages\n", "  - id: urgent-messages\n    verdit: warn\n", 1)
+    assert edited != text
+    rules.write_text(edited, "utf-8")
+    line = edited.splitlines().index("    verdit: warn") + 1
+    result = run(settings, "rules", "check", str(folder))
     assert result.exit_code == 2, result.output
-    assert "DG-RULETEST-UNKNOWN-RULE" in result.output and "'messaging-hour'" in result.output
-    assert "Did you mean 'messaging-hours'?" in result.output
-    assert re.search(r"st-wilfrids\.tests\.yaml:\d+:\d+: DG-RULETEST-UNKNOWN-RULE", result.output)
+    assert f"{rules}:{line}:5: DG-RULES-UNKNOWN-KEY" in result.output
+    rules.write_text(text, "utf-8")
+    assert run(settings, "rules", "check", str(folder)).exit_code == 0
 
 
-def test_a_missing_calendar_named_by_the_tests_is_reported_at_its_line(tmp_path):
-    """The companion tests' calendar is not there: the error names the line and says how to get it."""
+def test_copy_holds_every_shipped_file_and_the_schemas(settings, tmp_path):
+    """The copy has the shipped rules, tests, calendar and lists byte for byte (bar the schema line) and 3 schemas."""
     folder = tmp_path / "rules"
-    run("rules", "init", folder)
-    (folder / "example.calendar.yaml").unlink()
-    result = run("rules", "test", folder)
-    assert result.exit_code == 2
-    assert re.search(r"st-wilfrids\.tests\.yaml:\d+:\d+: DG-RULETEST-CALENDAR the calendar "
-                     r"'example\.calendar\.yaml' the cases assume is not there", result.output)
-    assert "rules init" in result.output
+    _init(settings, folder)
+    shipped = {p.relative_to(builtin_folder()).as_posix() for p in builtin_folder().rglob("*") if p.is_file()}
+    written = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert written == shipped | {"schema.json", "ruletests.schema.json", "calendar.schema.json"}
+    for name in shipped:
+        original, copy = (builtin_folder() / name).read_text("utf-8"), (folder / name).read_text("utf-8")
+        assert copy.splitlines()[1:] == original.splitlines()[1:] if name.endswith(".yaml") else copy == original
+    assert (folder / "st-wilfrids.yaml").read_text("utf-8") != builtin_path().read_text("utf-8")
 
 
-@pytest.mark.parametrize("name", ["st-wilfrids.yaml", "lists/urgent.txt", "example.calendar.yaml"])
-def test_the_built_in_policy_ships_in_its_own_folder_of_the_package(name):
-    """The policy's data live apart from the engine's code (dojoguard/policies/, not dojoguard/rules/)."""
-    folder = builtin_path().parent
-    assert folder.parts[-2:] == ("policies", "st-wilfrids") and (folder / name).is_file()
-    assert not list((folder.parent.parent / "rules").glob("*.txt"))
+@pytest.mark.parametrize(("name", "schema"), [("st-wilfrids.yaml", "schema.json"),
+                                              ("st-wilfrids.tests.yaml", "ruletests.schema.json"),
+                                              ("example.calendar.yaml", "calendar.schema.json")])
+def test_each_copied_file_points_editors_at_a_schema_beside_it_that_accepts_it(settings, tmp_path, name, schema):
+    """The editor hint names a schema in the copy itself, and that schema accepts the file as written."""
+    folder = tmp_path / "rules"
+    _init(settings, folder)
+    text = (folder / name).read_text("utf-8")
+    assert text.splitlines()[0] == f"# yaml-language-server: $schema=./{schema}"
+    validator = jsonschema.Draft202012Validator(json.loads((folder / schema).read_text("utf-8")))
+    assert list(validator.iter_errors(yamlfile.load(folder / name).data)) == []
+
+
+def test_init_refuses_to_overwrite_and_loses_nothing(settings, tmp_path):
+    """A second init into the same folder writes nothing, names the clashing files, and keeps IT's edits."""
+    folder = tmp_path / "rules"
+    _init(settings, folder)
+    rules = folder / "st-wilfrids.yaml"
+    rules.write_text("# our edited rules\n", "utf-8")
+    (folder / "lists" / "urgent.txt").unlink()
+    result = _init(settings, folder)
+    assert result.exit_code == 1, result.output
+    assert "already holds" in result.output and "st-wilfrids.yaml" in result.output and "--force" in result.output
+    assert rules.read_text("utf-8") == "# our edited rules\n"
+    assert not (folder / "lists" / "urgent.txt").exists()
+
+
+def test_force_replaces_only_the_shipped_files(settings, tmp_path):
+    """--force puts the shipped files back and leaves the school's own files in the folder alone."""
+    folder = tmp_path / "rules"
+    _init(settings, folder)
+    (folder / "st-wilfrids.yaml").write_text("# broken\n", "utf-8")
+    own = write(folder / "school.calendar.yaml", "terms: []\n")
+    result = _init(settings, folder, "--force")
+    assert result.exit_code == 0, result.output
+    assert (folder / "st-wilfrids.yaml").read_text("utf-8").splitlines()[1:] == \
+        builtin_path().read_text("utf-8").splitlines()[1:]
+    assert own.read_text("utf-8") == "terms: []\n"
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_init_into_a_folder_of_other_files(settings, tmp_path):
+    """A folder that already holds unrelated files is fine: they are kept and the copy still checks clean."""
+    folder = tmp_path / "rules"
+    readme = write(folder / "README.txt", "our notes\n")
+    assert _init(settings, folder).exit_code == 0
+    assert readme.read_text("utf-8") == "our notes\n"
+    assert run(settings, "rules", "check", str(folder)).exit_code == 0
+
+
+def test_init_refuses_a_file(settings, tmp_path):
+    """FOLDER naming an existing file is refused and the file is untouched."""
+    target = write(tmp_path / "rules.yaml", "default: {verdict: allow}\n")
+    result = _init(settings, target)
+    assert result.exit_code == 1
+    assert "is a file, not a folder" in result.output
+    assert target.read_text("utf-8") == "default: {verdict: allow}\n"
+
+
+def test_init_refuses_a_file_where_the_lists_folder_goes(settings, tmp_path):
+    """A file called `lists` in FOLDER is refused, even with --force, before any file is written."""
+    folder = tmp_path / "rules"
+    write(folder / "lists", "not a folder\n")
+    result = _init(settings, folder, "--force")
+    assert result.exit_code == 1
+    assert "lists" in result.output and "move it away" in result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["lists"]
+
+
+def test_init_refuses_a_folder_where_a_file_goes(settings, tmp_path):
+    """A folder named like a file of the copy is refused, even with --force, and nothing is written."""
+    folder = tmp_path / "rules"
+    (folder / "schema.json").mkdir(parents=True)
+    result = _init(settings, folder, "--force")
+    assert result.exit_code == 1
+    assert "schema.json is a folder" in result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["schema.json"]
+
+
+def test_a_symlinked_file_is_a_clash_and_force_never_writes_through_it(settings, tmp_path):
+    """A link in place of a rule file counts as existing (even dangling); --force replaces the link, not its target."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    outside = write(tmp_path / "elsewhere.yaml", "# someone else's file\n")
+    (folder / "st-wilfrids.yaml").symlink_to(outside)
+    (folder / "example.calendar.yaml").symlink_to(tmp_path / "missing.yaml")
+    refused = _init(settings, folder)
+    assert refused.exit_code == 1
+    assert "example.calendar.yaml" in refused.output and "st-wilfrids.yaml" in refused.output
+    assert _init(settings, folder, "--force").exit_code == 0
+    assert outside.read_text("utf-8") == "# someone else's file\n"
+    assert not (folder / "st-wilfrids.yaml").is_symlink()
+    assert not (tmp_path / "missing.yaml").exists()
+
+
+def test_a_folder_that_cannot_be_made_is_a_plain_error(settings, tmp_path):
+    """A FOLDER below a file cannot be created: one plain sentence naming the place and the reason, no traceback."""
+    blocker = write(tmp_path / "notes.txt", "ours\n")
+    result = _init(settings, blocker / "rules")
+    assert result.exit_code == 1
+    assert "could not write" in result.output and "Not a directory" in result.output
+    assert "Traceback" not in result.output
+    assert blocker.read_text("utf-8") == "ours\n"

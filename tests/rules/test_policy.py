@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dojoguard.rules.decision import Verdict
-from dojoguard.rules.policy import builtin_path, load_policy
+from dojoguard.rules.policy import builtin_calendar, builtin_folder, builtin_path, load_policy
 from dojoguard.yamlfile import FileProblems
 
 from .conftest import make_action, write
@@ -63,11 +63,14 @@ def test_a_loaded_rule_carries_what_its_file_says(tmp_path: Path):
     assert late.description == late.match.reason == "4.2"  # no description: the clause describes it
 
 
-def test_builtin_file_references_its_schema():
-    """The shipped rule file's first line points editors at the JSON Schema, which is where it says."""
-    first = builtin_path().read_text("utf-8").splitlines()[0]
-    assert first == "# yaml-language-server: $schema=../../rules/schema.json"
-    assert (builtin_path().parent / "../../rules/schema.json").resolve().exists()
+@pytest.mark.parametrize(("name", "schema"), [("st-wilfrids.yaml", "schema.json"),
+                                              ("st-wilfrids.tests.yaml", "ruletests.schema.json"),
+                                              ("example.calendar.yaml", "calendar.schema.json")])
+def test_builtin_files_reference_their_schema(name, schema):
+    """Each shipped policy file's first line points editors at its JSON Schema, and the path resolves."""
+    first = (builtin_folder() / name).read_text("utf-8").splitlines()[0]
+    assert first == f"# yaml-language-server: $schema=../../rules/{schema}"
+    assert (builtin_folder() / "../../rules" / schema).resolve().is_file()
 
 
 def test_strictest_verdict_wins_and_every_match_is_listed(tmp_path: Path):
@@ -121,7 +124,7 @@ def test_revision_changes_when_a_list_file_changes(tmp_path: Path):
 def test_revision_covers_calendar_and_device_groups():
     """A different calendar or deployment device groups give a different revision."""
     plain = load_policy("builtin").revision
-    assert load_policy("builtin", calendar=builtin_path().parent / "example.calendar.yaml").revision != plain
+    assert load_policy("builtin", calendar=builtin_calendar()).revision != plain
     assert load_policy("builtin", device_groups={"school-devices": ["192.168.0.0/16"]}).revision != plain
 
 
