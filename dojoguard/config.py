@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dojoguard import schemaproblems, yamlfile
-from dojoguard.schemaproblems import SchemaCodes
+from dojoguard.schemaproblems import SchemaCodes, did_you_mean
 from dojoguard.yamlfile import FileProblems, Located, Problem
 
 DEFAULT_NAME = "<embedded config.yaml>"
@@ -88,7 +88,8 @@ def load(path: str | Path | None = None, *, base_dir: Path | None = None) -> Con
     problems = schemaproblems.check(replace(located, data=merged), validator, _CODES, replaced=_REPLACED)
     problems += _semantic_problems(located, merged)
     if problems:
-        raise FileProblems(problems)
+        # One list in the order of the file, whichever check found each problem.
+        raise FileProblems(sorted(problems, key=lambda p: (p.line, p.column)))
     return Config(merged, source, base_dir or Path.cwd())
 
 
@@ -117,7 +118,8 @@ def _semantic_problems(located: Located, data: dict) -> list[Problem]:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         problems.append(located.problem(("timezone",), "DG-CONFIG-TIMEZONE",
                                         f"unknown time zone {data.get('timezone')!r}",
-                                        "Use an IANA name such as Europe/London."))
+                                        did_you_mean(str(data.get("timezone")), zoneinfo.available_timezones())
+                                        or "Use an IANA name such as Europe/London."))
     # A value of the wrong shape is already a schema problem: only lists of networks are looked into.
     proxy = _shaped(data.get("proxy"), dict)
     networks = [(("proxy", "client_networks", i), n)

@@ -56,7 +56,14 @@ def check(located: Located, schema: jsonschema.Draft202012Validator, codes: Sche
     """
     problems: list[Problem] = []
     seen: set[tuple] = set()
-    for error in schema.iter_errors(located.data):
+    errors = [_narrow(e) for e in schema.iter_errors(located.data)]
+    misspelt = _misspelt_required(errors)
+    for error in errors:
+        if error.validator == "required" and isinstance(error.instance, dict):
+            # One mistake, one error: a required key missing only because it is misspelt
+            # is reported once, as the misspelt key (with its "did you mean").
+            error.validator_value = [k for k in error.validator_value
+                                     if (tuple(error.absolute_path), k) not in misspelt]
         for problem in explain(located, error, codes, replaced=replaced):
             key = (problem.line, problem.column, problem.code, problem.message)
             if key not in seen:
@@ -104,6 +111,25 @@ def explain(located: Located, error: ValidationError, codes: SchemaCodes, *,
     else:
         hint = x_hint
     return [located.problem(path, codes.value, f"{where}: {error.message}", hint)]
+
+
+def _misspelt_required(errors: list[ValidationError]) -> set[tuple]:
+    """(path, key) of each required key that is missing because an unknown key beside it is its misspelling."""
+    missing: dict[tuple, set] = {}
+    extra: dict[tuple, list] = {}
+    for error in errors:
+        path = tuple(error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, dict):
+            missing.setdefault(path, set()).update(k for k in error.validator_value if k not in error.instance)
+        elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            extra.setdefault(path, []).extend(_extra_keys(error.instance, error.schema))
+    found = set()
+    for path, keys in missing.items():
+        for key in extra.get(path, []):
+            close = difflib.get_close_matches(str(key), sorted(keys), n=1, cutoff=0.6)
+            if close:
+                found.add((path, close[0]))
+    return found
 
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:

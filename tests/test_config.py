@@ -134,3 +134,15 @@ def test_a_section_of_the_wrong_shape_is_one_clear_problem(tmp_path, text, line,
     with pytest.raises(FileProblems) as caught:
         config.load(write(tmp_path, text))
     assert [(p.code, p.line, p.hint) for p in caught.value.problems] == [("DG-CONFIG-INVALID", line, hint)]
+
+
+def test_problems_come_in_the_order_of_the_file_whichever_check_found_them(tmp_path):
+    """A wrong time zone on line 1 is listed before a misspelt key on line 5, with a did-you-mean of its own."""
+    path = tmp_path / "settings.yaml"
+    path.write_text(f"timezone: Europe/Londn\ndata_dir: {tmp_path}\nproxy:\n  client_networks: [notanet]\n"
+                    "  mod: regular\n", encoding="utf-8")
+    with pytest.raises(FileProblems) as caught:
+        config.load(path)
+    problems = caught.value.problems
+    assert [p.line for p in problems] == [1, 4, 5]
+    assert problems[0].hint == "Did you mean 'Europe/London'?"

@@ -222,3 +222,25 @@ def test_a_value_wrong_only_in_its_capitals_says_so(tmp_path):
         load(tmp_path, text.replace("verdict: block", "verdict: Block", 1))
     (problem,) = [p for p in caught.value.problems if p.code == "DG-RULES-VALUE"]
     assert problem.hint.startswith("Write 'block': values are written exactly, capitals included.")
+
+
+@pytest.mark.parametrize(("kind", "old", "new", "code", "hint"), [
+    ("rules", "    verdict: block", "    verdcit: block", "DG-RULES-UNKNOWN-KEY", "Did you mean 'verdict'?"),
+    ("rules", "    when: {", "    wen: {", "DG-RULES-UNKNOWN-KEY", "Did you mean 'when'?"),
+    ("catalogue", " role: api,", " rol: api,", "DG-CATALOGUE-UNKNOWN", "Did you mean 'role'?"),
+])
+def test_a_misspelt_required_key_is_one_error_not_two(tmp_path, kind, old, new, code, hint):
+    """`wen:` for `when:` is one mistake: reported once as the misspelt key, not also as `when` missing."""
+    load, text = LOADERS[kind]
+    with pytest.raises(FileProblems) as caught:
+        load(tmp_path, text.replace(old, new, 1))
+    (problem,) = caught.value.problems
+    assert (problem.code, problem.hint) == (code, hint), str(caught.value)
+
+
+def test_a_required_key_really_missing_is_still_reported(tmp_path):
+    """Without a misspelling beside it, the missing key is reported as before (the walk-around)."""
+    load, text = LOADERS["rules"]
+    with pytest.raises(FileProblems) as caught:
+        load(tmp_path, text.replace("    verdict: block\n", "    colour: blue\n", 1))
+    assert {p.code for p in caught.value.problems} == {"DG-RULES-MISSING-KEY", "DG-RULES-UNKNOWN-KEY"}

@@ -49,6 +49,7 @@ _EVENTS = (
            "source": "file or folder it came from", "rules": "number of rules"}),
     Event("policy.rejected", "An edited rule file was invalid; the last good policy stayed in force.",
           {"source": "file or folder", "problems": "number of problems", "codes": "their error codes",
+           "places": "file:line:column and code of the first twenty problems",
            "policy_revision": "hash of the policy still in force"}, is_health=True),
     Event("exemption.granted", "The headteacher granted an exemption.",
           {"exemption": "exemption id", "rules": "rule ids it switches off", "teacher": "teacher id (if scoped)",

@@ -389,10 +389,11 @@ class Guard:
                                                       "previous_revision": r.previous_revision, "what": r.what})
             else:
                 log.error("reload.rejected", what=r.what, source=r.source, problems=r.problems,
-                          codes=list(r.codes), kept="the last good version")
+                          codes=list(r.codes), places=list(r.places), kept="the last good version",
+                          hint="dojoguard rules check lists every problem with its hint")
                 await self._event("policy.rejected", {"source": r.source, "problems": r.problems,
-                                                      "codes": list(r.codes), "policy_revision": revision,
-                                                      "what": r.what})
+                                                      "codes": list(r.codes), "places": list(r.places),
+                                                      "policy_revision": revision, "what": r.what})
 
     async def _event(self, name: str, fields: dict) -> None:
         try:

@@ -195,6 +195,17 @@ class Reloaded:
     codes: tuple[str, ...] = ()
     problems: int = 0
     previous_revision: str = ""
+    # Where each problem is, "file:line:column CODE" (the first MAX_PLACES): IT fixes them from the log.
+    places: tuple[str, ...] = ()
+
+
+# A broken edit can have hundreds of problems; the log names the first ones, `rules check` lists all.
+MAX_PLACES = 20
+
+
+def _place(problem) -> str:
+    where = f"{problem.file}:{problem.line}:{problem.column}" if problem.line else problem.file
+    return f"{where} {problem.code}"
 
 
 def reload_changed(services: Services) -> list[Reloaded]:
@@ -214,7 +225,8 @@ def reload_changed(services: Services) -> list[Reloaded]:
             value = loader(settings)
         except FileProblems as exc:
             results.append(Reloaded(what, source, False, tuple(sorted({p.code for p in exc.problems})),
-                                    len(exc.problems), previous))
+                                    len(exc.problems), previous,
+                                    tuple(_place(p) for p in exc.problems[:MAX_PLACES])))
             continue
         except (OSError, ValueError) as exc:
             results.append(Reloaded(what, source, False, (type(exc).__name__,), 1, previous))

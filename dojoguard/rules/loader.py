@@ -161,12 +161,18 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
         except FileProblems as exc:
             problems.extend(exc.problems)
     if problems:
-        raise FileProblems(problems)
+        raise FileProblems(in_file_order(problems, files))
     builder = _Builder(documents, tz, school_calendar, device_groups or {}, digest)
     policy = builder.build()
     if builder.problems:
-        raise FileProblems(builder.problems)
+        raise FileProblems(in_file_order(builder.problems, files))
     return policy
+
+
+def in_file_order(problems: list[Problem], files: list[Path]) -> list[Problem]:
+    """Problems by file (in the order the files are read), then line and column, as people read them."""
+    rank = {str(f): i for i, f in enumerate(files)}
+    return sorted(problems, key=lambda p: (rank.get(p.file, len(rank)), p.file, p.line, p.column))
 
 
 class _Builder:

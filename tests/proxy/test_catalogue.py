@@ -80,7 +80,7 @@ endpoints:
         catalogue.load(path)
     problems = info.value.problems
     assert [p.code for p in problems] == ["DG-CATALOGUE-INVALID"]
-    assert problems[0].line == 3 and "Allowed values" in problems[0].hint
+    assert problems[0].line == 3 and "Allowed: " in problems[0].hint
     path.write_text(path.read_text().replace("confidence: sure", "confidence: confirmed"))
     with pytest.raises(FileProblems) as info:
         catalogue.load(path)

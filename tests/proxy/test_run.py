@@ -298,6 +298,10 @@ def test_broken_policy_edit_keeps_the_last_good_one_and_a_fix_is_reloaded(world,
     good = policy.read_text("utf-8")
     policy.write_text(good + "\n  - id: broken\n    when: {kind: nonsense}\n", "utf-8")
     _wait_for(lambda: audit(world, "policy.rejected"))
+    broken_line = len(good.splitlines()) + 3
+    # IT fixes it from the record: the file, line and column of each problem, with its code.
+    assert f"{policy}:{broken_line}:18 DG-RULES-VALUE" in audit(world, "policy.rejected")[-1]["places"]
+    assert f"{policy}:{broken_line}:18 DG-RULES-VALUE" in world["proxy"].log()
     set_time(world, MONDAY_18)
     assert client.post(MESSAGE, json={"body": "late"}).status_code == 403
     policy.write_text(good.replace('to: "17:00"', 'to: "19:00"'), "utf-8")

@@ -221,3 +221,17 @@ def test_never_opening_defer_window_holds_instead(tmp_path: Path):
     decision = load_policy(path, calendar=calendar).evaluate(make_action(at="2026-06-01T10:00:00+00:00"))
     assert decision.verdict is Verdict.HOLD
     assert decision.release_at is None
+
+
+def test_problems_of_a_folder_come_file_by_file_in_line_order(tmp_path: Path):
+    """Every problem of every file at once, in the order the files are read, then by line."""
+    (tmp_path / "b.yaml").write_text("default: {verdict: allow}\nrules:\n  - id: x\n    when: {kind: nope}\n"
+                                     "    verdict: block\n    notice: n\n    clause: c\n", encoding="utf-8")
+    (tmp_path / "a.yaml").write_text("windows:\n  day: {days: [mon], from: '08:00', to: '17:00'}\n"
+                                     "rules:\n  - id: y\n    when: {kind: message.send}\n    verdict: blok\n"
+                                     "    notice: n\n    clause: c\n  - id: z\n    colour: red\n", encoding="utf-8")
+    with pytest.raises(FileProblems) as caught:
+        load_policy(tmp_path)
+    places = [(Path(p.file).name, p.line) for p in caught.value.problems]
+    assert places == sorted(places) and places[0][0] == "a.yaml" and places[-1][0] == "b.yaml"
+    assert len({name for name, _ in places}) == 2
