@@ -18,7 +18,7 @@ from dojoguard.consent_registry import importer
 from dojoguard.consent_registry.registry import BIOMETRIC, State
 from dojoguard.yamlfile import FileProblems
 from tests.consent_registry.conftest import NOW
-from tests.consent_registry.test_cli import events, run
+from tests.consent_registry.test_cli import events, run, setup  # noqa: F401 - the fixture
 from tests.consent_registry.test_importer import SETTINGS, SIMS, write
 
 LONDON = zoneinfo.ZoneInfo("Europe/London")
@@ -31,12 +31,9 @@ ARBOR_DATED = ("Student ID,First Name,Last Name,Registration Form,Consent Type,C
 
 
 @pytest.fixture
-def school(tmp_path):
-    data = tmp_path / "data"
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(f"data_dir: {data}\n", encoding="utf-8")
-    export = tmp_path / "sims.csv"
-    export.write_text(SIMS, encoding="utf-8")
+def school(setup):  # noqa: F811 - the fixture imported above
+    """The consent commands' settings, with the SIMS file imported once."""
+    cfg, data, export = setup
     assert run(cfg, "consent", "import", str(export), "--format", "sims").exit_code == 0
     return cfg, data, export
 
