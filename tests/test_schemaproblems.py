@@ -244,3 +244,28 @@ def test_a_required_key_really_missing_is_still_reported(tmp_path):
     with pytest.raises(FileProblems) as caught:
         load(tmp_path, text.replace("    verdict: block\n", "    colour: blue\n", 1))
     assert {p.code for p in caught.value.problems} == {"DG-RULES-MISSING-KEY", "DG-RULES-UNKNOWN-KEY"}
+
+
+def _patterns_without_words(node, path=""):
+    if isinstance(node, dict):
+        if "pattern" in node and "x-hint" not in node:
+            yield path
+        for key, value in node.items():
+            yield from _patterns_without_words(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _patterns_without_words(value, f"{path}/{i}")
+
+
+def test_every_pattern_in_the_shipped_schemas_is_explained_in_words():
+    """No error ever shows a raw regular expression (`weekly_time: 4pm` gets "e.g. 16:00"): each pattern has an x-hint."""
+    import json
+    from pathlib import Path
+
+    import dojoguard
+
+    schemas = sorted(Path(dojoguard.__file__).parent.rglob("*.json"))
+    assert len(schemas) >= 6
+    bare = [f"{schema.name}{where}" for schema in schemas
+            for where in _patterns_without_words(json.loads(schema.read_text("utf-8")))]
+    assert bare == []

@@ -104,7 +104,8 @@ def load_casebook(path: str | Path) -> Casebook:
         try:
             action = Action.from_dict({**defaults, **doc["action"]})
         except ActionError as exc:
-            problems.append(located.problem(where + ("action",), Code.RULETEST_ACTION,
+            # At the bad field's own line where it is written in the case (not in action_defaults).
+            problems.append(located.problem(where + ("action", *_steps(exc.path)), Code.RULETEST_ACTION,
                                             f"case {doc['name']!r}: the action is not valid: {exc}",
                                             "See docs/actions.md for the action format."))
             continue
@@ -129,6 +130,10 @@ def load_casebook(path: str | Path) -> Casebook:
             for j, rule_id in enumerate(doc["expect"].get(key, [])):
                 line, column = located.mark(where + ("expect", key, j))
                 mentions.append(Mention(rule_id, doc["name"], key, line, column))
+        for k, record in enumerate(doc.get("exemptions") or []):
+            for j, rule_id in enumerate(record.get("rules") or [] if isinstance(record, dict) else []):
+                line, column = located.mark(where + ("exemptions", k, "rules", j))
+                mentions.append(Mention(str(rule_id), doc["name"], "an exemption", line, column))
     calendar = path.parent / data["calendar"] if "calendar" in data else None
     if calendar is not None and not calendar.is_file():
         problems.append(located.problem(("calendar",), Code.RULETEST_CALENDAR,
@@ -180,6 +185,15 @@ def compare(expect: dict, decision: Decision, policy: Policy) -> list[str]:
     if failures and decision.matches:
         failures.append("matched: " + ", ".join(f"{m.rule_id} ({m.verdict})" for m in decision.matches))
     return failures
+
+
+def _steps(path: str) -> tuple:
+    """An action error's path ("attachments[0].kind") as a YAML path ("attachments", 0, "kind")."""
+    steps: list = []
+    for part in filter(None, path.split(".")):
+        name, *indexes = part.replace("]", "").split("[")
+        steps += [name, *(int(i) for i in indexes if i.isdigit())]
+    return tuple(steps)
 
 
 def _subtree(located: Located, prefix: tuple) -> Located:
