@@ -25,6 +25,7 @@ from dojoguard.consent_registry.registry import (
     Registry,
     RegistryError,
     State,
+    check_hand_source,
 )
 from dojoguard.environment import Environment
 from dojoguard.yamlfile import FileProblems
@@ -268,6 +269,7 @@ def consent_withdraw_biometric(env: Environment, person: str, source: str, infor
     """
     with _registry(env) as registry, _audit(env) as log:
         try:
+            check_hand_source(source)
             who = registry.find(person)
             before = registry.consents(who.id)[BIOMETRIC]
             objected = registry.objection(who.id) is not None

@@ -97,6 +97,14 @@ class Consent:
         return self.given_at or self.recorded_at
 
 
+def check_hand_source(source: str) -> None:
+    """Refuse a hand entry whose source names an import: it would then count as an import, and the next
+    import would overwrite it without a conflict."""
+    if is_import(source.strip()):
+        raise RegistryError(f"the source {source!r} is kept for MIS imports; say where this consent came from "
+                            '(e.g. "paper form", "email", "parent")')
+
+
 def is_import(source: str) -> bool:
     """Whether a consent source names an MIS import ("sims import", "arbor import", ...)."""
     return source.endswith(IMPORT_SUFFIX)
@@ -291,6 +299,8 @@ class Registry:
 
     def set_consent(self, person_id: int, purpose: str, state: State | str, *, source: str,
                     informed_by: str, given_at: str | None = None) -> bool:
+        """Record one consent by hand (a form, an email, the pupil's word), in its own transaction."""
+        check_hand_source(source)
         with self.transaction():
             self.person(person_id)
             return self.record_consent(person_id, purpose, state, source=source, informed_by=informed_by,

@@ -61,10 +61,16 @@ def run(env: Environment, listen, mode, confdir, resolve, upstream_trust, clock_
         clocks.publish(config.data_dir, clock_file)
     except OSError as exc:
         raise fail(f"cannot write in the data folder {config.data_dir}: {exc}") from None
+    for warning in settings.resolve_warnings():
+        click.secho(f"Note: {warning}", fg="yellow", err=True)
     try:
         authority = certauthority.ensure(settings.confdir, settings.ca_name)
     except OSError as exc:
         raise fail(f"cannot make the proxy's certificate authority in {settings.confdir}: {exc}") from None
+    except ValueError as exc:
+        raise fail(f"the proxy's certificate authority in {settings.confdir} cannot be read ({exc}). Restore it "
+                   "from the backup; if it is lost, make a new one and install it on every device (see "
+                   "\"Renewing the CA\" in docs/deployment.md).") from None
     if not authority.matches(settings.ca_name):
         click.secho(f"Note: the proxy's CA in {settings.confdir} is named {authority.name!r}, not {settings.ca_name!r} "
                     "(proxy.ca_name). It is kept, because school devices already trust it; to renew it, see "

@@ -31,25 +31,17 @@ def parse_resolve(value: str) -> tuple[tuple[str, int], tuple[str, int]]:
         raise ResolveError(f"{value!r}: ports must be numbers") from None
 
 
-# Modes in which the proxy learns where a device connects from the packets: an
-# address, never a host name.
+# Modes in which a device's connection reaches the proxy by the address it was
+# sent to, never by a name.
 ADDRESS_MODES = ("transparent", "wireguard")
 
 
-def _resolve_for(mode: str, values: tuple[str, ...]) -> dict[tuple[str, int], tuple[str, int]]:
-    """The --resolve table; a host name in a mode that only ever sees addresses is refused, not ignored."""
-    table = dict(parse_resolve(v) for v in values)
-    if mode in ADDRESS_MODES:
-        for (host, port), (address, target) in table.items():
-            try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                raise ResolveError(
-                    f"--resolve {host}:{port}:{address}:{target} would do nothing in {mode} mode: the proxy sees the "
-                    f"address a device connected to, never the name {host!r}. Give that address instead "
-                    f"(e.g. --resolve 203.0.113.7:{port}:{address}:{target}), or use regular mode to try a "
-                    "stand-in.") from None
-    return table
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -114,7 +106,9 @@ class Settings:
         catalogue = proxy["catalogue"]
         return cls(
             mode=mode or proxy["mode"],
-            listen_host=host.strip("[]"),
+            # "*" is every address of both families (mitmproxy's empty host): a transparent proxy then
+            # takes IPv4 and IPv6 redirects alike ("[::]" alone is IPv6 only).
+            listen_host="" if host == "*" else host.strip("[]"),
             listen_port=int(port),
             confdir=confdir_path,
             ca_name=proxy["ca_name"],
@@ -140,7 +134,7 @@ class Settings:
             images=dict(config["images"]),
             purposes=tuple(config["consent"]["purposes"]),
             channel_purposes=dict(config["consent"]["channel_purposes"]),
-            resolve=_resolve_for(mode or proxy["mode"], resolve),
+            resolve=dict(parse_resolve(r) for r in resolve),
             websockets=proxy["websockets"],
             connect_ports=frozenset(int(p) for p in proxy["connect_ports"]),
             max_connections_per_client=int(proxy["max_connections_per_client"]),
@@ -154,6 +148,23 @@ class Settings:
             unclassified_days=int(proxy["unclassified_days"]),
             config=config,
         )
+
+    def resolve_warnings(self) -> list[str]:
+        """What a --resolve by host name does not do in transparent and WireGuard modes.
+
+        There a device's connection arrives by the address it was sent to, so
+        a name never matches it: the name steers only the proxy's own
+        connections (releasing held posts, fetching attachments). That has a
+        use (a stand-in for those), so it is said, not refused; a --resolve by
+        address applies to both.
+        """
+        if self.mode not in ADDRESS_MODES:
+            return []
+        return [f"--resolve {host}:{port}: in {self.mode} mode devices' connections arrive by address, not by "
+                "name, so this does not change where they go; it applies only to the proxy's own connections "
+                "(releasing held posts, fetching attachments). To steer devices' connections, give the address "
+                f"they connect to, e.g. --resolve 203.0.113.7:{port}:{address}:{target}."
+                for (host, port), (address, target) in self.resolve.items() if not _is_address(host)]
 
     def serves(self, address: str) -> bool:
         """Whether a client at ``address`` may use the proxy (the proxy is not an open relay)."""

@@ -237,3 +237,12 @@ def test_a_blank_generic_cell_is_no_consent_and_is_reported(registry, tmp_path):
     assert [(p.name, p.blanks) for p in report.pupils if p.blanks] == [("Alfred Smith", ["portfolio"])]
     assert not registry.is_permitted(registry.find("G1").id, "portfolio")
     assert registry.consents(registry.find("G1").id)["class_story"].informed_by == "unknown"
+
+
+def test_a_hand_entry_cannot_pass_as_an_import(school):
+    """`--source "sims import"` by hand would let the next import overwrite it silently: refused."""
+    cfg, data, export = school
+    for args in (("set", "1001", BIOMETRIC, "refused"), ("withdraw-biometric", "1001")):
+        result = run(cfg, "consent", *args, "--source", "SIMS import ", "--by", "office")
+        assert result.exit_code == 1 and "is kept for MIS imports" in result.output, result.output
+    assert state(data, "1001", BIOMETRIC)[0].state is State.GRANTED
