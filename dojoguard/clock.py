@@ -117,6 +117,7 @@ def when(at: datetime, tz: tzinfo | None) -> str:
 
 
 def minute(at: datetime, tz: tzinfo | None) -> str:
-    """'4 Dec 2026 09:12', to the minute in the school's time zone (for people, not for parsing)."""
+    """'4 Dec 2026 09:12 GMT', to the minute in the school's time zone (for people, not for parsing)."""
     local = at.astimezone(tz) if tz else at
-    return f"{local.day} {local:%b %Y %H:%M}"
+    zone = local.tzname() or ""
+    return f"{local.day} {local:%b %Y %H:%M} {zone}".rstrip()

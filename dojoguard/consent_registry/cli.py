@@ -106,8 +106,12 @@ def _biometric_text(registry, who, consent, tz) -> str:
     objection = registry.objection(who.id)
     if objection is None:
         return _consent_text(consent, tz)
-    return (f"not permitted: the pupil objected ({_at(objection.recorded_at, tz)}, by {objection.informed_by or '-'})"
-            f"; the parents' answer, outranked: {_consent_text(consent, tz)}")
+    said = f"not permitted: the pupil objected ({_at(objection.recorded_at, tz)}, by {objection.informed_by or '-'})"
+    if consent.state is State.GRANTED:
+        # Never the word "granted" beside an objection: the parents' consent is overridden.
+        recorded = _consent_text(consent, tz).removeprefix("granted ")
+        return f"{said}; the parents' consent {recorded} is overridden"
+    return f"{said}; the parents' answer: {_consent_text(consent, tz)}"
 
 
 @click.group("consent")
@@ -388,7 +392,7 @@ def consent_links(env: Environment, confirm, set_, class_, show_all: bool) -> No
             target = ""
             if p.person_id is not None:
                 person = registry.person(p.person_id)
-                target = f" -> registry id {person.id} {person.name} ({person.reg_group or '-'})"
+                target = f" -> {_label(person)}, registration group {person.reg_group or '-'}"
             score = f" score {p.link_score:.2f}" if p.link_score is not None else ""
             click.echo(f"{p.link_state:<9} {p.dojo_pupil_id} {p.first_name} {p.last_name}{target}{score} "
                        f"[classes {', '.join(p.class_ids)}]")

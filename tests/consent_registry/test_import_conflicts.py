@@ -54,7 +54,7 @@ def test_a_reimport_never_grants_again_a_biometric_withdrawal_recorded_by_hand(s
     again = run(cfg, "consent", "import", str(export), "--format", "sims")
     assert again.exit_code == 0, again.output
     assert re.search(r"conflict Alfred Smith \(MIS 1001, line 2\): biometric_matching: the file says granted, "
-                     r"kept refused: withdrawn by hand \(parent, by office, \d+ \w{3} \d{4} \d\d:\d\d\), and the file's answer "
+                     r"kept refused: withdrawn by hand \(parent, by office, \d+ \w{3} \d{4} \d\d:\d\d \w+\), and the file's answer "
                      r"has no date", again.output)
     assert "0 consent(s) changed, 1 conflict(s)" in again.output
     held, permitted = state(data, "1001", BIOMETRIC)
@@ -110,7 +110,8 @@ def test_an_arbor_response_dated_after_the_hand_entry_wins_and_one_dated_before_
     older = importer.import_file(registry, write(tmp_path, ARBOR_DATED.format(when="01/09/2026")), "arbor",
                                  SETTINGS, timezone=LONDON)
     assert [c.reason for _, c in older.conflicts] == [
-        "withdrawn by hand (parent email, by office, 30 Nov 2026 10:00), after the file's answer of 1 Sep 2026 00:00"]
+        "withdrawn by hand (parent email, by office, 30 Nov 2026 10:00 GMT), after the file's answer of 1 Sep 2026 "
+        "00:00 BST"]
     assert registry.consents(alfred.id)[BIOMETRIC].state is State.REFUSED
     later = (NOW + timedelta(hours=2)).astimezone(LONDON).strftime("%d/%m/%Y %H:%M")
     newer = importer.import_file(registry, write(tmp_path, ARBOR_DATED.format(when=later)), "arbor", SETTINGS,
