@@ -4,12 +4,31 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
 from dojoguard.consent_registry.spawning import KeepingSpawnContext
+
+
+def _gone(pid: int, within_s: float = 10.0) -> bool:
+    """Whether the process has ended, as the system sees it (gone, or a zombie waiting to be reaped).
+
+    Not ``Process.is_alive()``: the pool's own thread reaps its workers too,
+    and a poll racing it can find the child already reaped and answer "alive".
+    """
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_a_stuck_worker_is_ended_and_its_pool_reports_broken():
@@ -26,7 +45,7 @@ def test_a_stuck_worker_is_ended_and_its_pool_reports_broken():
             stuck.result(timeout=30)
         for process in context.started:
             process.join(timeout=10)
-            assert not process.is_alive()
+            assert _gone(process.pid)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -41,5 +60,5 @@ def test_a_worker_that_starts_after_the_others_were_ended_is_ended_too():
     late.start()
     for process in (early, late):
         process.join(timeout=10)
-        assert not process.is_alive()
+        assert _gone(process.pid)
         assert process.exitcode == -9

@@ -152,6 +152,6 @@ def test_the_standin_listens_where_it_is_told(tmp_path, listen):
 
 def test_a_bad_listen_address_is_refused_with_an_example(tmp_path):
     """--listen without a port is an error that shows the form, not a traceback."""
-    process, _ = _started("--listen", "0.0.0.0", folder=tmp_path)
-    output = process.communicate(timeout=30)[0]
-    assert process.returncode == 2 and "is not HOST:PORT" in output
+    done = subprocess.run([sys.executable, "-m", "dojoguard.standin", "--listen", "0.0.0.0", "--folder",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "is not HOST:PORT" in done.stderr
