@@ -512,9 +512,13 @@ def _conflict(held: Consent, cell: _Cell, objection: Consent | None, tz: tzinfo)
         return None
     if objection is not None and cell.state is State.GRANTED and not _file_is_later(cell, objection):
         return f"the pupil objected ({_said(objection, tz)}); their own objection outranks the file"
-    if held.by_hand and held.state is not cell.state and not _file_is_later(cell, held):
+    if held.by_hand and not _file_is_later(cell, held):
         what = "withdrawn" if held.state is State.REFUSED else str(held.state)
         return f"{what} by hand ({_said(held, tz)}), {_dated(cell, tz)}"
+    if held.given_at and cell.given_at is not None and cell.given_at < datetime.fromisoformat(held.given_at):
+        # An older export imported after a newer one must not undo the newer answer either.
+        return f"the registry's answer ({_said(held, tz)}, given {minute(datetime.fromisoformat(held.given_at), tz)}) " \
+               f"is newer than the file's answer of {minute(cell.given_at, tz)}"
     return None
 
 

@@ -247,3 +247,17 @@ def test_a_hand_entry_cannot_pass_as_an_import(school):
         result = run(cfg, "consent", *args, "--source", "SIMS import ", "--by", "office")
         assert result.exit_code == 1 and "is kept for MIS imports" in result.output, result.output
     assert state(data, "1001", BIOMETRIC)[0].state is State.GRANTED
+
+
+def test_an_older_dated_export_does_not_undo_a_newer_imported_answer(registry, tmp_path):
+    """Arbor said Refused on 1 Nov; a copy of the September export imported afterwards does not grant it again."""
+    newer = ARBOR_DATED.format(when="01/11/2026").replace("Biometric recognition,Given", "Biometric recognition,Refused")
+    importer.import_file(registry, write(tmp_path, ARBOR_DATED.format(when="01/09/2026")), "arbor", SETTINGS)
+    importer.import_file(registry, write(tmp_path, newer), "arbor", SETTINGS, timezone=LONDON)
+    alfred = registry.find("S1")
+    assert registry.consents(alfred.id)[BIOMETRIC].state is State.REFUSED
+    older = importer.import_file(registry, write(tmp_path, ARBOR_DATED.format(when="01/09/2026")), "arbor",
+                                 SETTINGS, timezone=LONDON)
+    ((pupil, conflict),) = older.conflicts
+    assert pupil.name == "Alfred Smith" and "is newer than the file's answer of 1 Sep 2026 00:00 BST" in conflict.reason
+    assert registry.consents(alfred.id)[BIOMETRIC].state is State.REFUSED
