@@ -57,14 +57,11 @@ def check(located: Located, schema: jsonschema.Draft202012Validator, codes: Sche
     problems: list[Problem] = []
     seen: set[tuple] = set()
     errors = [_narrow(e) for e in schema.iter_errors(located.data)]
+    # One mistake, one error: a required key missing only because it is misspelt
+    # is reported once, as the misspelt key (with its "did you mean").
     misspelt = _misspelt_required(errors)
     for error in errors:
-        if error.validator == "required" and isinstance(error.instance, dict):
-            # One mistake, one error: a required key missing only because it is misspelt
-            # is reported once, as the misspelt key (with its "did you mean").
-            error.validator_value = [k for k in error.validator_value
-                                     if (tuple(error.absolute_path), k) not in misspelt]
-        for problem in explain(located, error, codes, replaced=replaced):
+        for problem in explain(located, error, codes, replaced=replaced, misspelt=misspelt):
             key = (problem.line, problem.column, problem.code, problem.message)
             if key not in seen:
                 seen.add(key)
@@ -73,7 +70,7 @@ def check(located: Located, schema: jsonschema.Draft202012Validator, codes: Sche
 
 
 def explain(located: Located, error: ValidationError, codes: SchemaCodes, *,
-            replaced: Mapping[tuple, str] | None = None) -> list[Problem]:
+            replaced: Mapping[tuple, str] | None = None, misspelt: frozenset | set = frozenset()) -> list[Problem]:
     """The problems one jsonschema error stands for (one per unknown or missing key), with hints."""
     error = _narrow(error)
     path = tuple(error.absolute_path)
@@ -87,7 +84,7 @@ def explain(located: Located, error: ValidationError, codes: SchemaCodes, *,
         others = f" (required here: {', '.join(required)})" if len(required) > 1 else ""
         return [located.problem(path, codes.missing_key, f"{where}: the key {k!r} is missing",
                                 f"Add `{k}:` here{others}.", key=True)
-                for k in required if k not in error.instance]
+                for k in required if k not in error.instance and (path, k) not in misspelt]
     x_hint = error.schema.get("x-hint", "")
     if kind == "type":
         hint = " ".join(filter(None, [_type_hint(error), x_hint]))

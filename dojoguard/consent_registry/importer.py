@@ -76,8 +76,6 @@ class Report:
     pupils: list[PupilReport] = field(default_factory=list)
     ignored: Counter = field(default_factory=Counter)
     dry_run: bool = False
-    date_of_file: str | None = None
-    timezone: tzinfo | None = None
 
     def _count(self, outcome: str) -> int:
         return sum(1 for p in self.pupils if p.outcome == outcome)
@@ -454,8 +452,7 @@ def import_file(registry: Registry, path: str | Path, fmt: Format | str, setting
                 "Give the MIS id (or UPN) of a person in this file.")
     if v.problems:
         raise FileProblems(v.problems)
-    report = Report(rows=len(rows), ignored=ignored, dry_run=dry_run, timezone=tz,
-                    date_of_file=file_date.isoformat() if file_date else None)
+    report = Report(rows=len(rows), ignored=ignored, dry_run=dry_run)
     source = f"{fmt} import"
     try:
         with registry.transaction():
@@ -480,12 +477,13 @@ def _apply(registry: Registry, r: _Record, source: str, accept: bool, tz: tzinfo
     outcome = "updated" if existed and changed else "unchanged" if existed else "added"
     pupil = PupilReport(r.line, f"{r.first_name} {r.last_name}", r.mis_id, person_id, outcome)
     current = registry.consents(person_id)
-    objection = registry.objection(person_id)
     for purpose, cell in sorted(r.consents.items()):
         if cell.how == "blank":
             pupil.blanks.append(purpose)
         held = current[purpose]
-        conflict = _conflict(held, cell, objection if purpose == BIOMETRIC else None, tz)
+        # The pupil's own objection matters only to a file granting biometric matching: looked up then alone.
+        objection = registry.objection(person_id) if purpose == BIOMETRIC and cell.state is State.GRANTED else None
+        conflict = _conflict(held, cell, objection, tz)
         if conflict is not None and not accept:
             pupil.conflicts.append(Conflict(purpose, held.state, cell.state, conflict))
             continue

@@ -37,7 +37,6 @@ TESTS_SUFFIX = ".tests.yaml"
 CALENDAR_SUFFIX = ".calendar.yaml"
 
 # Top-level keys that mark a file as a rule file, a school calendar or companion tests.
-_RULE_KEYS = frozenset({"policy", "default", "rules", "windows", "lists", "teacher_groups", "bank_holidays"})
 _CALENDAR_KEYS = frozenset({"school", "terms", "inset_days", "closures"})
 _TESTS_KEYS = frozenset({"cases", "action_defaults"})
 
@@ -95,7 +94,9 @@ def not_a_rule_file(located: Located) -> Problem | None:
     of unknown-key errors into the one thing to do: rename it.
     """
     data = located.data
-    if not isinstance(data, dict) or not data or _RULE_KEYS & data.keys():
+    # A rule file's top-level keys are the rule schema's (so a key added there is never missed here).
+    rule_keys = schemaproblems.validator("dojoguard.rules", "schema.json").schema["properties"].keys()
+    if not isinstance(data, dict) or not data or rule_keys & data.keys():
         return None
     path = Path(located.file)
     # Any calendar key and no rule key: a calendar, even with a misspelt key of its own.
