@@ -126,6 +126,8 @@ def _semantic_problems(located: Located, data: dict) -> list[Problem]:
                 for i, n in enumerate(_shaped(proxy.get("client_networks"), list))]
     for name, cidrs in _shaped(proxy.get("device_groups"), dict).items():
         networks += [(("proxy", "device_groups", name, i), n) for i, n in enumerate(_shaped(cidrs, list))]
+    console = _shaped(data.get("console"), dict) or {}
+    networks += [(("console", "admin_networks", i), n) for i, n in enumerate(_shaped(console.get("admin_networks"), list))]
     for path, value in networks:
         try:
             ipaddress.ip_network(str(value), strict=False)

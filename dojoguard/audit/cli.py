@@ -17,6 +17,7 @@ from dojoguard.audit.record import format_time
 from dojoguard.audit.render import FORMATS, render
 from dojoguard.audit.report import build_report, day_label, period_bounds
 from dojoguard.audit.verification import verify
+from dojoguard.references import ReferenceProblem
 from dojoguard.clitools import fail, pass_env
 from dojoguard.environment import Environment
 from dojoguard.yamlfile import FileProblems
@@ -305,17 +306,32 @@ def tail_command(env: Environment, count: int, types, database) -> None:
 @database_option
 @pass_env
 def show_command(env: Environment, record_id: str, database) -> None:
-    """Show one record by its id (the decision id a teacher was shown, for example).
+    """Show one record by its id (the decision id a teacher was shown, for example), or its first 8 characters.
+
+    Teachers and classes the proxy knows by name are named under "names".
 
     \b
     Example:
       dojoguard audit show 3f2a9c0e8b7d4e1fa0c2b4d6e8f01234
+      dojoguard audit show 3f2a9c0e
     """
+    from dojoguard.proxy.names_cli import name_table
+
     with _open(env, database) as log:
-        record = log.get(record_id)
+        try:
+            record = log.find(record_id)
+        except ReferenceProblem as exc:
+            raise fail(exc) from None
     if record is None:
-        raise click.ClickException(f"no record with id {record_id!r}")
-    click.echo(json.dumps(record.to_dict(), indent=2, sort_keys=True), file=env.stdout)
+        raise click.ClickException(f"no record with the reference {record_id.strip()!r}")
+    shown = record.to_dict()
+    table = name_table(env)
+    fields = record.fields
+    known = {value: table[(kind, value)] for kind, key in (("teacher", "teacher"), ("class", "class"))
+             for value in [fields.get(key)] if isinstance(value, str) and (kind, value) in table}
+    if known:
+        shown["names"] = known
+    click.echo(json.dumps(shown, indent=2, sort_keys=True), file=env.stdout)
 
 
 COMMANDS = [audit_group]

@@ -33,6 +33,7 @@ from typing import Any
 
 import structlog
 
+from dojoguard import references
 from dojoguard.audit import events, fingerprints, schema
 from dojoguard.audit.entry import decision_fields
 from dojoguard.audit.fingerprints import FingerprintKey, FingerprintKeyError
@@ -403,6 +404,17 @@ class AuditLog:
         with self._lock:
             row = self._conn.execute(f"SELECT {_COLUMNS} FROM records WHERE id = ?", (record_id,)).fetchone()
         return AuditRecord.from_row(row) if row else None
+
+    def find(self, reference: str) -> AuditRecord | None:
+        """The record a reference names: its full id, or a start of it (``references.SHORTEST`` characters or
+        more) that only one record has. Raises ``ReferenceProblem`` for a malformed or ambiguous one."""
+        prefix = references.parse(reference)
+        low, high = references.prefix_range(prefix)
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM records WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+                                      (low, high)).fetchall()
+        found = references.one(prefix, [row[1] for row in rows])
+        return next(AuditRecord.from_row(row) for row in rows if row[1] == found) if found else None
 
     def records(self, *, start: datetime | None = None, end: datetime | None = None,
                 after_seq: int = 0, types: tuple[str, ...] | None = None) -> Iterator[AuditRecord]:

@@ -16,6 +16,7 @@ import click
 from dojoguard.clitools import fail, pass_env
 from dojoguard.clock import minute
 from dojoguard.consent_registry import enrolment, importer
+from dojoguard.consent_registry.recording import record_import, subject
 from dojoguard.consent_registry.imagecheck import ImageCheck, ImageChecker, settings_from
 from dojoguard.consent_registry.registry import (
     BIOMETRIC,
@@ -69,9 +70,7 @@ def _record(log, event: str, fields: dict) -> None:
                                    "Record it by hand and check the audit log.") from None
 
 
-def _subject(person) -> dict:
-    # Registry ids only: the audit trail never holds names.
-    return {"pupil": str(person.id)} if person.kind is PersonKind.PUPIL else {"staff": str(person.id)}
+_subject = subject
 
 
 def _label(person) -> str:
@@ -159,16 +158,8 @@ def consent_import(env: Environment, file: Path, fmt: str, dry_run: bool, export
         else:
             with _audit(env) as log:
                 report = _run_import(registry, file, fmt, cfg["consent"]["import"], False, env.stderr, options)
-                for pupil in report.pupils:
-                    person = registry.person(pupil.person_id)
-                    for change in pupil.changes:
-                        _record(log, "consent.changed", {**_subject(person), "purpose": change.purpose,
-                                                         "from": str(change.before), "to": str(change.state),
-                                                         "source": change.source})
-                _record(log, "consent.imported", {"source": file.name, "pupils": report.rows,
-                                                  "changed": len(report.changes),
-                                                  "conflicts": len(report.conflicts),
-                                                  "accepted": len(accept_mis)})
+                record_import(registry, lambda event, fields: _record(log, event, fields), report, file.name,
+                              len(accept_mis))
     for line in report.summary():
         click.echo(line)
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
+from dojoguard import references
 from dojoguard.holds import schema
 from dojoguard.holds import seal as seals
 from dojoguard.rules.action import Action
@@ -270,6 +271,26 @@ class HoldStore:
         if row is None:
             raise HoldError(f"no held or queued item {item_id!r} (it may have been released, rejected or expired)")
         return _item(row)
+
+    def find(self, reference: str) -> HeldItem:
+        """The item a reference names: the item's id or the id of the decision that held it, whole or by a
+        unique start (as the teacher reads it from the notice). Raises ``HoldError`` or ``ReferenceProblem``."""
+        try:
+            prefix = references.parse(reference)
+        except references.ReferenceProblem:
+            if len(reference.strip()) < references.SHORTEST:
+                raise
+            prefix = reference.strip()  # an item id is always looked up as given
+        low, high = references.prefix_range(prefix)
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM items WHERE (id >= ? AND id < ?) OR "
+                                    "(decision_id >= ? AND decision_id < ?) ORDER BY id LIMIT 6",
+                                    (low, high, low, high)).fetchall()
+        found = references.one(prefix, [row[0] for row in rows], "held item")
+        if found is None:
+            raise HoldError(f"no held or queued item has the reference {reference.strip()!r} (it may have been "
+                            "released, rejected or expired; `dojoguard audit show` finds what happened to it)")
+        return _item(next(row for row in rows if row[0] == found))
 
     def request(self, item_id: str) -> StoredRequest:
         """The original request, for sending on or for a reviewer's export."""

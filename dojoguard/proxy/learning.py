@@ -1,4 +1,4 @@
-"""Learn from ClassDojo's answers: who a session belongs to, class names, rosters and skills.
+"""Learn from ClassDojo's answers: who a session belongs to, teachers' and class names, rosters and skills.
 
 Reads only the responses the catalogue's ``learn`` entries name. Names of
 pupils go straight to the consent registry (for linking) and nowhere else.
@@ -65,13 +65,20 @@ def _session(services: Services, doc: Any, session: str | None, at: datetime) ->
     teacher = doc.get("teacher")
     if isinstance(teacher, dict) and isinstance(teacher.get("_id"), str):
         services.sessions.remember(session, teacher["_id"], _name(teacher), at)
+        services.names.learn("teacher", teacher["_id"], _name(teacher), at)
 
 
 def _class(services: Services, klass: Any, session: str | None, at: datetime) -> None:
     if not isinstance(klass, dict) or not isinstance(klass.get("_id"), str):
         return
-    if services.registry is not None and isinstance(klass.get("name"), str):
-        services.registry.learn_class(klass["_id"], klass["name"])
+    if isinstance(klass.get("name"), str):
+        services.names.learn("class", klass["_id"], klass["name"], at)
+        if services.registry is not None:
+            services.registry.learn_class(klass["_id"], klass["name"])
+    # Every teacher of the class, so a headteacher can name a colleague who has not used the proxy yet.
+    for person in klass.get("collaborators") or []:
+        if isinstance(person, dict) and isinstance(person.get("_id"), str):
+            services.names.learn("teacher", person["_id"], _name(person), at)
     me = next((c for c in klass.get("collaborators") or [] if isinstance(c, dict) and c.get("isMe")), None)
     if session and me and isinstance(me.get("_id"), str):
         teacher_id, _ = services.sessions.teacher(session)

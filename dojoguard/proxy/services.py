@@ -21,6 +21,7 @@ from dojoguard.proxy.discovery import Discovery
 from dojoguard.proxy.sessions import Sessions
 from dojoguard.proxy.settings import Settings
 from dojoguard.proxy.skills import Skills
+from dojoguard.proxy.names import Names
 from dojoguard.proxy.state import State
 
 log = structlog.get_logger("dojoguard.proxy")
@@ -42,6 +43,7 @@ class Services:
     sessions: Sessions
     skills: Skills
     discovery: Discovery
+    names: Names
     memory: AttachmentMemory
     fetcher: Fetcher
     checker: Any = None
@@ -115,6 +117,7 @@ def open_services(settings: Settings, clock: Clock, *, images: bool = True) -> S
         state=state, sessions=Sessions(state, limit=settings.max_sessions, days=settings.session_days),
         skills=Skills(state),
         discovery=Discovery(state, limit=settings.max_unclassified_shapes, days=settings.unclassified_days),
+        names=Names(state),
         memory=AttachmentMemory(),
         fetcher=Fetcher(settings.resolve, settings.upstream_trust, settings.max_write_bytes),
     )

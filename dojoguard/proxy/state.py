@@ -1,8 +1,8 @@
-"""The proxy's own small SQLite file: sessions, learned skills and the discovery summary.
+"""The proxy's own small SQLite file: sessions, learned skills, the discovery summary and display names.
 
 Owner-only permissions; schema changes are named, ordered migrations recorded
 in the file (``dojoguard.storage.migrations``), each in a transaction. Nothing here holds message text, names of
-pupils, images or cookies (sessions are stored as keyed hashes).
+pupils (teachers' and classes' display names only), images or cookies (sessions are stored as keyed hashes).
 """
 
 from __future__ import annotations
@@ -32,8 +32,15 @@ def _m3_discovery(db: Database) -> None:
         PRIMARY KEY (method, host, path, content_type, skeleton))""")
 
 
+def _m4_names(db: Database) -> None:
+    # Display names of teachers and classes (``names``): never pupils', never in the audit log.
+    db.execute("""CREATE TABLE names (
+        kind TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, source TEXT NOT NULL, updated_at TEXT NOT NULL,
+        PRIMARY KEY (kind, id))""")
+
+
 MIGRATIONS = (Migration("1-sessions", _m1_sessions), Migration("2-skills", _m2_skills),
-              Migration("3-discovery", _m3_discovery))
+              Migration("3-discovery", _m3_discovery), Migration("4-names", _m4_names))
 # Files made before the shared runner recorded the names in a table of their own.
 _RECORDED_BEFORE = migrations.from_table("migrations")
 

@@ -15,6 +15,8 @@ from dojoguard.rules import grants
 from dojoguard.rules.action import Action, ActionError
 from dojoguard.rules.casebook import Outcome, load_casebook, run_cases
 from dojoguard.rules.codes import Code
+from dojoguard.proxy.names import NameProblem
+from dojoguard.proxy.names_cli import labelled, name_table, open_names
 from dojoguard.rules.exemption_trail import granted_fields
 from dojoguard.rules.exemptions import Exemption, load_exemptions
 from dojoguard.rules.policy import BUILTIN, TESTS_SUFFIX, Policy, builtin_path, companion_tests, load_policy
@@ -298,8 +300,10 @@ def _audit(env: Environment, event: str, fields: dict) -> None:
 
 @exempt_group.command("grant")
 @click.option("--rule", "rules", multiple=True, required=True, help="Rule id to set aside (repeatable).")
-@click.option("--teacher", "teachers", multiple=True, help="ClassDojo teacher id it covers (repeatable).")
-@click.option("--class", "classes", multiple=True, help="ClassDojo class id it covers (repeatable).")
+@click.option("--teacher", "teachers", multiple=True,
+              help="Teacher it covers, by name (as `dojoguard names list` shows it) or ClassDojo id (repeatable).")
+@click.option("--class", "classes", multiple=True,
+              help="Class it covers, by name (e.g. 3B) or ClassDojo id (repeatable).")
 @click.option("--everyone", is_flag=True, help="It covers every teacher.")
 @click.option("--from", "from_text", required=True, help="Start: ISO time, a date, or now.")
 @click.option("--until", "until_text", required=True, help="End: ISO time, or a date (the end of that day).")
@@ -312,11 +316,17 @@ def exempt_grant(env: Environment, rules, teachers, classes, everyone, from_text
 
     \b
     Example:
-      dojoguard exempt grant --rule messaging-hours --class 5f1a2b3c4d5e6f7081920a1c \\
+      dojoguard exempt grant --rule messaging-hours --class 3B \\
         --from 2026-12-10T17:00 --until 2026-12-10T20:00 \\
         --reason "Christmas concert: reminders to parents" --by "Mrs Patel (headteacher)"
+
+    A teacher or class is named as the proxy knows it: a name learned from
+    ClassDojo or imported (`dojoguard names`), or its id. Anything else is
+    refused with the nearest names, so no exemption is granted that no
+    request could match.
     """
     config = _settings(env)
+    teachers, classes = _resolve(env, "teacher", teachers), _resolve(env, "class", classes)
     now = env.clock.now()
     starts = _when(from_text, config.timezone, now)
     ends = _when(until_text, config.timezone, now, end_of_day=True)
@@ -336,7 +346,7 @@ def exempt_grant(env: Environment, rules, teachers, classes, everyone, from_text
         raise fail(exc) from None
     except AuditFailed as exc:
         raise click.ClickException(f"not granted: the audit log could not be written ({exc})") from None
-    click.echo(f"granted {exemption.id}: {', '.join(exemption.rules)} for {_whom(exemption)}, "
+    click.echo(f"granted {exemption.id}: {', '.join(exemption.rules)} for {_whom(exemption, name_table(env))}, "
                f"{_local(exemption.starts, config.timezone)} until {_local(exemption.ends, config.timezone)}")
 
 
@@ -357,11 +367,12 @@ def exempt_list(env: Environment, show_all: bool) -> None:
     except FileProblems as exc:
         raise fail(exc) from None
     shown = [e for e in exemptions.records if show_all or e.status(now) in ("active", "upcoming")]
+    table = name_table(env)
     if not shown:
         click.echo("no exemptions" + ("" if show_all else " in force or to come (--all shows past ones)"))
         return
     for e in shown:
-        click.echo(f"{e.id}  {e.status(now):8}  {', '.join(e.rules)}  for {_whom(e)}")
+        click.echo(f"{e.id}  {e.status(now):8}  {', '.join(e.rules)}  for {_whom(e, table)}")
         click.echo(f"    {_local(e.starts, config.timezone)} until {_local(e.ends, config.timezone)}; "
                    f"granted by {e.granted_by}: {e.reason}")
         if e.revoked is not None:
@@ -396,14 +407,27 @@ def exempt_revoke(env: Environment, exemption_id: str, revoked_by: str, reason: 
     click.echo(f"revoked {exemption.id}")
 
 
-def _whom(e: Exemption) -> str:
+def _resolve(env: Environment, kind: str, given: tuple[str, ...]) -> list[str]:
+    """The ids the given names or ids mean; refused (naming candidates) unless each means exactly one."""
+    if not given:
+        return []
+    names = open_names(env, create=True)
+    try:
+        return [names.resolve(kind, text).id for text in given]
+    except NameProblem as exc:
+        raise click.ClickException(f"not granted: {exc}") from None
+    finally:
+        names.close()
+
+
+def _whom(e: Exemption, table: dict[tuple[str, str], str]) -> str:
     if e.everyone:
         return "everyone"
     parts = []
     if e.teachers:
-        parts.append("teacher " + ", ".join(e.teachers))
+        parts.append("teacher " + ", ".join(labelled(table, "teacher", t) for t in e.teachers))
     if e.classes:
-        parts.append("class " + ", ".join(e.classes))
+        parts.append("class " + ", ".join(labelled(table, "class", c) for c in e.classes))
     return "; ".join(parts)
 
 

@@ -143,11 +143,31 @@ def test_decide_rejects_bad_actions(settings, text, message):
     assert message in result.output
 
 
+T1 = "5f00000000000000000000a1"
+T2 = "5f00000000000000000000a2"
+C3B = "5f00000000000000000000c1"
+
+
+def named(tmp_path: Path, rows=(("teacher", T1, "Mrs Jones"), ("teacher", T2, "Mr Jones"),
+                                ("class", C3B, "3B"))) -> None:
+    """Names as the proxy would have learned them from ClassDojo."""
+    from dojoguard.proxy.names import Names
+
+    (tmp_path / "data").mkdir(exist_ok=True)
+    names = Names.open(tmp_path / "data" / "proxy.sqlite")
+    try:
+        for kind, id_, name in rows:
+            names.learn(kind, id_, name, NOW)
+    finally:
+        names.close()
+
+
 def test_exempt_grant_list_revoke_with_audit(settings, tmp_path):
     """Grant, list and revoke an exemption; the file applies in `decide`, and both changes are audited."""
     from dojoguard.audit.log import AuditLog
 
-    granted = run(settings, "exempt", "grant", "--rule", "messaging-hours", "--teacher", "t1",
+    named(tmp_path)
+    granted = run(settings, "exempt", "grant", "--rule", "messaging-hours", "--teacher", T1,
                   "--from", "2026-12-10T17:00", "--until", "2026-12-10T20:00",
                   "--reason", "Christmas concert", "--by", "Mrs Patel")
     assert granted.exit_code == 0, granted.output
@@ -156,8 +176,9 @@ def test_exempt_grant_list_revoke_with_audit(settings, tmp_path):
     listed = run(settings, "exempt", "list")
     assert listed.exit_code == 0, listed.output
     assert "ex-20261201-1  upcoming" in listed.output and "Mrs Patel" in listed.output
+    assert f"for teacher Mrs Jones ({T1})" in listed.output
 
-    action = json.dumps({"kind": "message.send", "channel": "message", "teacher": {"id": "t1"},
+    action = json.dumps({"kind": "message.send", "channel": "message", "teacher": {"id": T1},
                          "device": {"address": "10.20.1.5"}, "text": "Doors open 6pm"})
     decided = json.loads(run(settings, "decide", "--action", "-", "--at", "2026-12-10T18:30",
                              input=action).stdout)
@@ -178,6 +199,56 @@ def test_exempt_grant_list_revoke_with_audit(settings, tmp_path):
     assert events[1][1]["revoked_by"] == "Mrs Patel"
 
 
+def test_exempt_grant_by_name_applies_to_that_teachers_and_that_classs_requests(settings, tmp_path):
+    """`--teacher "Mrs Jones"` and `--class 3B` are granted to the ids they name, so the exemption applies.
+
+    Before names were resolved, the name itself was written to the file and
+    matched no request: granted, printed, and never applied.
+    """
+    named(tmp_path)
+    for option, given in (("--teacher", "mrs  jones"), ("--class", "3b")):
+        granted = run(settings, "exempt", "grant", "--rule", "messaging-hours", option, given,
+                      "--from", "2026-12-10T17:00", "--until", "2026-12-10T20:00", "--reason", "Fair", "--by", "Head")
+        assert granted.exit_code == 0, granted.output
+    assert f"teacher Mrs Jones ({T1})" in run(settings, "exempt", "list").output
+    assert f"class 3B ({C3B})" in run(settings, "exempt", "list").output
+    for who, used in (({"teacher": {"id": T1}}, ["ex-20261201-1"]),
+                      ({"teacher": {"id": T2}, "class": {"id": C3B}}, ["ex-20261201-2"]),
+                      ({"teacher": {"id": T2}}, [])):
+        action = json.dumps({"kind": "message.send", "channel": "message", **who,
+                             "device": {"address": "10.20.1.5"}, "text": "Doors open 6pm"})
+        decided = json.loads(run(settings, "decide", "--action", "-", "--at", "2026-12-10T17:30",
+                                 input=action).stdout)
+        assert decided["exemptions_used"] == used, who
+
+
+@pytest.mark.parametrize(("option", "given", "says"), [
+    ("--teacher", "Mrs Jnoes", "Did you mean: Mrs Jones"),
+    ("--teacher", "Jones", "Mrs Jones (5f00000000000000000000a1)"),
+    ("--teacher", "5f00000000000000000000ff", "The proxy has not seen this id"),
+    ("--class", "3C", "Did you mean: 3B"),
+    ("--teacher", "t1", "no teacher called 't1' is known"),
+])
+def test_exempt_grant_refuses_a_name_or_id_no_request_can_carry(settings, tmp_path, option, given, says):
+    """An unknown name, a misspelling or an unseen id is refused with candidates; nothing is written or audited."""
+    named(tmp_path)
+    result = run(settings, "exempt", "grant", "--rule", "messaging-hours", option, given,
+                 "--from", "2026-12-10T17:00", "--until", "2026-12-10T20:00", "--reason", "Fair", "--by", "Head")
+    assert result.exit_code == 1
+    assert "not granted: " in result.output and says in result.output
+    assert not (tmp_path / "data" / "exemptions.yaml").exists()
+    assert not (tmp_path / "data" / "audit.sqlite").exists()
+
+
+def test_exempt_grant_refuses_a_name_two_teachers_share(settings, tmp_path):
+    """Two teachers of the same name: refused, listing both with their ids, so the head picks one."""
+    named(tmp_path, rows=(("teacher", T1, "Mrs Jones"), ("teacher", T2, "Mrs. Jones")))
+    result = run(settings, "exempt", "grant", "--rule", "messaging-hours", "--teacher", "Mrs Jones",
+                 "--from", "2026-12-10T17:00", "--until", "2026-12-10T20:00", "--reason", "Fair", "--by", "Head")
+    assert result.exit_code == 1
+    assert "2 teachers are called 'Mrs Jones'" in result.output and T1 in result.output and T2 in result.output
+
+
 def test_exempt_grant_refuses_over_long(settings, tmp_path):
     """A grant longer than exemptions.max_days is refused and nothing is written or audited."""
     result = run(settings, "exempt", "grant", "--rule", "messaging-hours", "--everyone",
@@ -192,7 +263,8 @@ def test_exempt_grant_refused_when_audit_cannot_be_written(settings, tmp_path):
     """When the audit log cannot be written, the exemption is not granted (fail closed)."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "audit.sqlite").mkdir()  # a folder where the database should be
-    result = run(settings, "exempt", "grant", "--rule", "school-devices", "--teacher", "t1",
+    named(tmp_path)
+    result = run(settings, "exempt", "grant", "--rule", "school-devices", "--teacher", T1,
                  "--from", "now", "--until", "2026-12-02", "--reason", "iPad repair", "--by", "Head")
     assert result.exit_code == 1
     assert "not granted: the audit log could not be written" in result.output

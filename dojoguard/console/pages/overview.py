@@ -1,0 +1,54 @@
+"""The overview: this week's figures, the trend over twelve weeks, integrity, the policy review, what waits."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Blueprint, render_template
+
+from dojoguard.console import stores
+from dojoguard.console.app import console, needs
+from dojoguard.console.figures import overview
+
+blueprint = Blueprint("overview", __name__)
+
+
+def verifier():
+    from dojoguard.console.integrity import Verifier
+
+    c = console()
+    v = c.opened("verifier", lambda: Verifier(c.config, c.clock, stores.audit))
+    v.ensure_running()
+    return v
+
+
+def review(now_day: date) -> dict:
+    """The policy review as the settings record it: when, when due, whether overdue, or not recorded."""
+    from dojoguard.audit.report import review_due
+
+    reviewed = console().config["reports"].get("policy_reviewed")
+    if not reviewed:
+        return {"reviewed": None, "due": None, "overdue": False}
+    due = review_due(reviewed)
+    return {"reviewed": date.fromisoformat(reviewed), "due": due, "overdue": now_day > due}
+
+
+def waiting() -> list:
+    from dojoguard.holds.store import HoldKind, HoldState
+
+    return stores.holds().list(kind=HoldKind.HOLD, state=HoldState.PENDING)
+
+
+@blueprint.get("/")
+@needs("overview")
+def index():
+    c = console()
+    today = c.clock.now().astimezone(c.config.timezone).date()
+    with stores.reading() as conn:
+        figures = overview(conn, today, c.config.timezone)
+    table = stores.name_table()
+    teachers = sorted(figures.by_teacher.items(), key=lambda kv: -sum(kv[1].values()))
+    trend = [(w.first.strftime("%d %b"), dict(w.by_verdict)) for w in figures.trend]
+    return render_template("overview.html.j2", title="Overview", f=figures, teachers=teachers, trend=trend,
+                           table=table, integrity=verifier().latest, review=review(today), waiting=waiting(),
+                           today=today)
