@@ -11,10 +11,9 @@ import click
 
 from dojoguard.clitools import fail, pass_env
 from dojoguard.environment import Environment
+from dojoguard.holds import review
 from dojoguard.holds.export import media
-from dojoguard.holds.seal import SealKeyError, key_path_for
-from dojoguard.holds import notices
-from dojoguard.holds.store import NEEDS_A_PERSON, HoldError, HoldKind, HoldState, HoldStore, HoldTampered
+from dojoguard.holds.store import NEEDS_A_PERSON, HoldError, HoldKind, HoldState, HoldStore
 
 
 @contextmanager
@@ -26,51 +25,25 @@ def _opened(env: Environment, command: str = "") -> Iterator[HoldStore]:
     """
     # In staging the records are stamped with the proxy's clock, so the log stays in time order.
     env.follow_proxy_clock()
-    database = env.config.path("holds", "database")
+    with _failing():
+        with review.opened(env.config, env.clock, command) as store:
+            yield store
+
+
+@contextmanager
+def _failing() -> Iterator[None]:
+    """A refused step (``HoldError``, tampering included) becomes the command's error, with its message."""
     try:
-        store = HoldStore.open(database, key_path=key_path_for(env.config, database))
-    except SealKeyError as exc:
-        raise fail(exc) from None
-    try:
-        yield store
-    except HoldTampered as exc:
-        _audit(env, "hold.tampered", {"hold": exc.item_id, "found": exc.why, "noticed_by": f"held {command}",
-                                      **{k: v for k, v in exc.found.items() if v is not None}})
-        store.mark_tampered(exc.item_id)
-        raise fail(exc) from None
+        yield
     except HoldError as exc:
         raise fail(exc) from None
-    finally:
-        store.close()
 
 
-def _audit(env: Environment, event: str, fields: dict):
-    """Record ``event``; returns the audit record (its id is kept with an approval)."""
-    # Imported here so that `held list` works even while the audit log is unreachable;
-    # steps that change an item must be recorded, so their failure stops the command.
-    from dojoguard.audit.log import AuditLog
-
-    log = AuditLog.open(env.config.path("audit", "database"), clock=env.clock)
-    try:
-        return log.append_event(event, fields)
-    finally:
-        log.close()
-
-
-def _refuse_if_finished(env: Environment, item) -> None:
-    """Refuse to reopen an item the audit log shows released, rejected or closed (a row put back from a copy)."""
-    from dojoguard.audit.log import AuditLog
-    from dojoguard.holds.releaser import FINAL, latest_record
-
-    log = AuditLog.open(env.config.path("audit", "database"), clock=env.clock)
-    try:
-        record = latest_record(log, item, FINAL)
-    finally:
-        log.close()
-    if record is not None:
-        raise HoldError(f"the audit log already shows item {item.id} {record.type.split('.', 1)[1]} "
-                        f"(record {record.record_id}): this row came back from an old copy of the store. "
-                        f"It will not be sent; reject it to remove it")
+def _review(env: Environment, step, item_id: str, by: str, reason: str | None = None):
+    """Run one of ``review``'s steps with the command's configuration and (the proxy's) clock."""
+    env.follow_proxy_clock()
+    with _failing():
+        return step(env.config, env.clock, item_id, by, reason)
 
 
 @click.group("held")
@@ -158,21 +131,7 @@ def approve(env: Environment, item_id: str, by: str) -> None:
     Example:
       dojoguard held approve 3f9c2a1b7d20 --by "Mrs Head"
     """
-    with _opened(env, "approve") as store:
-        store.verify(item_id)
-        item = store.get(item_id)
-        if item.state == HoldState.TAMPERED:
-            raise HoldError(f"item {item_id} was changed outside dojoguard and set aside: it can only be rejected")
-        if item.state == HoldState.SENDING:
-            store.approve(item_id, "-", env.clock.now())  # raises, saying it is being sent
-        if item.kind != HoldKind.HOLD or item.state not in (HoldState.PENDING, HoldState.EXPIRED) or item.approval:
-            raise HoldError(f"item {item_id} is a {item.kind} in state {item.state}; "
-                            "only holds waiting for a leader can be approved")
-        _refuse_if_finished(env, item)
-        # The record comes first and the item names it: the proxy sends an approved
-        # hold only when this very record is in the audit log.
-        record = _audit(env, "hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": by})
-        store.approve(item_id, record.record_id, env.clock.now())
+    _review(env, review.approve, item_id, by)
     click.echo(f"Approved {item_id}: the proxy will send it on within seconds; the teacher is told once it is "
                "posted.")
 
@@ -191,7 +150,7 @@ def reject(env: Environment, item_id: str, reason: str, by: str) -> None:
     Example:
       dojoguard held reject 3f9c2a1b7d20 --reason "Pupil without photo consent" --by "Mrs Head"
     """
-    _discard(env, item_id, "hold.rejected", "rejected", by=by, reason=reason)
+    _review(env, review.reject, item_id, by, reason)
     click.echo(f"Rejected {item_id}: discarded; the teacher is told on their next ClassDojo post.")
 
 
@@ -208,31 +167,8 @@ def close(env: Environment, item_id: str, reason: str, by: str) -> None:
     Example:
       dojoguard held close 3f9c2a1b7d20 --reason "It is on the class story" --by "IT office"
     """
-    _discard(env, item_id, "hold.closed", None, by=by, reason=reason)
+    _review(env, review.close, item_id, by, reason)
     click.echo(f"Closed {item_id}: it will not be sent.")
-
-
-def _discard(env: Environment, item_id: str, event: str, outcome: str | None, *, by: str, reason: str) -> None:
-    """Take the item out of the queue, record why, then delete it; put it back if the record fails."""
-    with _opened(env) as store:
-        item = store.get(item_id)
-        if event == "hold.closed" and item.state not in NEEDS_A_PERSON + (HoldState.TAMPERED,):
-            raise HoldError(f"item {item_id} is {item.state}; only uncertain, failed or expired items are closed "
-                            "(a waiting one is rejected with `held reject`)")
-        # Taken out first, in one transaction that refuses while it is being sent: once this
-        # returns, the proxy can no longer start sending it.
-        item, previous = store.begin_reject(item_id)
-        try:
-            _audit(env, event, {"hold": item.id, "kind": str(item.kind), "decision_id": item.decision_id,
-                                "by": by, "reason": reason, "state": previous})
-        except BaseException:
-            store.undo_reject(item_id, previous)
-            raise
-        if outcome is not None:
-            notice = notices.for_outcome(item, outcome, tz=env.config.timezone, reason=reason)
-            if notice is not None:
-                store.tell(item.teacher_id, item.id, outcome, notice[0], env.clock.now(), interrupts=notice[1])
-        store.remove(item_id)
 
 
 @held.command("retry")
@@ -248,16 +184,7 @@ def retry(env: Environment, item_id: str, by: str) -> None:
     Example:
       dojoguard held retry 3f9c2a1b7d20 --by "IT office"
     """
-    with _opened(env, "retry") as store:
-        store.verify(item_id)
-        item = store.get(item_id)
-        if item.state not in (HoldState.FAILED, HoldState.EXPIRED, HoldState.WAITING_FOR_LOGIN):
-            store.retry(item_id, env.clock.now())  # raises, saying why
-        _refuse_if_finished(env, item)
-        # Recorded first: the proxy sends a retried item only once the audit log says it was reopened.
-        _audit(env, "hold.retried", {"hold": item.id, "kind": str(item.kind), "decision_id": item.decision_id,
-                                     "by": by})
-        store.retry(item_id, env.clock.now())
+    _review(env, review.retry, item_id, by)
     click.echo(f"{item_id} is queued again: the proxy sends it within seconds.")
 
 
@@ -276,15 +203,7 @@ def resend(env: Environment, item_id: str, by: str) -> None:
     Example:
       dojoguard held resend 3f9c2a1b7d20 --by "IT office"
     """
-    with _opened(env, "resend") as store:
-        store.verify(item_id)
-        item = store.get(item_id)
-        if item.state != HoldState.UNCERTAIN:
-            store.resend(item_id, "-", env.clock.now())  # raises, saying why
-        _refuse_if_finished(env, item)
-        record = _audit(env, "hold.resent", {"hold": item.id, "kind": str(item.kind),
-                                             "decision_id": item.decision_id, "by": by})
-        store.resend(item_id, record.record_id, env.clock.now())
+    _review(env, review.resend, item_id, by)
     click.echo(f"{item_id} will be sent again within seconds.")
 
 

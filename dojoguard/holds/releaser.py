@@ -172,7 +172,8 @@ class Releaser:
             await self._record(f"{prefix}.released", _fields(item, status=result.status))
             await asyncio.to_thread(self.store.sent, item.id)
             if item.kind == HoldKind.HOLD:
-                await self._tell(item, "released")
+                # The request as sent: the item and its request are deleted by now.
+                await self._tell(item, "released", request)
             return Outcome(item, f"{prefix}.released", result.detail)
         return await self._not_sent(item, result)
 
@@ -320,13 +321,33 @@ class Releaser:
             item = _unreadable(item_id, found, self.clock.now())
         return Outcome(item, "hold.tampered", why)
 
-    async def _tell(self, item: HeldItem, outcome: str) -> None:
-        """Keep a notice of the outcome for the teacher's next ClassDojo write."""
+    async def _tell(self, item: HeldItem, outcome: str, request: StoredRequest | None = None) -> None:
+        """Keep a notice of the outcome for the teacher's next ClassDojo write.
+
+        An item kept before the proxy knew whose login it came from is told to
+        the teacher the proxy now knows that login to be, else to the login itself.
+        """
         notice = notices.for_outcome(item, outcome, tz=self.tz, max_age_days=self.max_age.days)
-        if notice is not None:
-            text, interrupts = notice
-            await asyncio.to_thread(self.store.tell, item.teacher_id, item.id, outcome, text, self.clock.now(),
-                                    interrupts=interrupts)
+        if notice is None:
+            return
+        text, interrupts = notice
+        teacher, login = item.teacher_id, None
+        if teacher is None:
+            if request is None:
+                request = await asyncio.to_thread(self._request_of, item.id)
+            login = request.header("cookie") if request is not None else None
+            if login is not None and self.login_owner is not None:
+                teacher = self.login_owner(login)
+        told = await asyncio.to_thread(self.store.tell, teacher, item.id, outcome, text, self.clock.now(),
+                                       interrupts=interrupts, login=login)
+        if not told:
+            log.warning("hold.nobody_to_tell", hold=item.id, outcome=outcome)
+
+    def _request_of(self, item_id: str) -> StoredRequest | None:
+        try:
+            return self.store.request(item_id)
+        except HoldError:
+            return None
 
     async def _record(self, event: str, fields: dict) -> None:
         # The audit write waits for the disk: off the event loop. If it fails the step is not

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import unquote
 
 from dojoguard import references
 from dojoguard.holds import schema
@@ -580,24 +581,53 @@ class HoldStore:
             return None  # changed by hand: the item's own cookie is used instead
         return doc["cookie"], datetime.fromisoformat(doc["seen_at"])
 
+    def login_key(self, cookie_header: str | None) -> str | None:
+        """Whom a notice for an item of an unknown teacher goes to: the ClassDojo login it was sent with.
+
+        A keyed hash of the login's session id (the cookie is a credential and is
+        not copied), so the proxy can find the notice from the Cookie of that
+        login's next write. None when the header names no ClassDojo login.
+        """
+        sid = login_session(cookie_header)
+        if sid is None:
+            return None
+        digest = hmac.new(self._key, b"notice-login\0" + sid.encode("utf-8", "replace"), hashlib.sha256)
+        return LOGIN_PREFIX + digest.hexdigest()[:32]
+
     def tell(self, teacher_id: str | None, hold_id: str, outcome: str, text: str, at: datetime, *,
-             interrupts: bool) -> None:
-        """Keep a notice for the teacher's next ClassDojo write (``interrupts``: shown even if that write is fine)."""
-        if not teacher_id:
-            return
-        doc = {"id": secrets.token_hex(6), "teacher_id": teacher_id, "hold_id": hold_id, "outcome": outcome,
+             interrupts: bool, login: str | None = None) -> bool:
+        """Keep a notice for the teacher's next ClassDojo write (``interrupts``: shown even if that write is fine).
+
+        An item kept before the proxy learned whose login it came from has no
+        teacher: its notice goes to that login instead (``login``: the Cookie
+        header the item was sent with), so the teacher is still told on their
+        next write with it. True when the notice was kept; False when there is
+        nobody to address it to (no teacher and no ClassDojo login).
+        """
+        recipient = teacher_id or self.login_key(login)
+        if not recipient:
+            return False
+        doc = {"id": secrets.token_hex(6), "teacher_id": recipient, "hold_id": hold_id, "outcome": outcome,
                "text": text[:_NOTICE_CHARS], "created_at": _iso(at), "interrupts": int(interrupts)}
         with self._lock:
             self._db.execute(f"INSERT INTO notices ({', '.join(doc)}, seal) VALUES ({', '.join('?' * len(doc))}, ?)",
                              (*doc.values(), _seal_as(self._key, "notices", doc)))
-        self.teachers_to_tell = self.teachers_to_tell | {teacher_id}
+        self.teachers_to_tell = self.teachers_to_tell | {recipient}
+        return True
 
-    def notices_for(self, teacher_id: str) -> list[Notice]:
-        """The teacher's notices, oldest first; rows whose seal does not match are never shown."""
+    def notices_for(self, *recipients: str) -> list[Notice]:
+        """The notices for a teacher (and the login they write with: ``login_key``), oldest first.
+
+        Rows whose seal does not match are never shown.
+        """
         columns = ("id", "teacher_id", "hold_id", "outcome", "text", "created_at", "interrupts")
+        wanted = [r for r in dict.fromkeys(recipients) if r]
+        if not wanted:
+            return []
         with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(columns)}, seal FROM notices WHERE teacher_id = ? "
-                                    "ORDER BY created_at, rowid", (teacher_id,)).fetchall()
+            rows = self._db.execute(f"SELECT {', '.join(columns)}, seal FROM notices "
+                                    f"WHERE teacher_id IN ({', '.join('?' * len(wanted))}) "
+                                    "ORDER BY created_at, rowid", wanted).fetchall()
         found = []
         for row in rows:
             doc = dict(zip(columns, row[:-1], strict=True))
@@ -658,6 +688,24 @@ class Notice:
     text: str
     created_at: datetime
     interrupts: bool
+
+
+# The recipient of a notice addressed to a login rather than a teacher (see ``HoldStore.login_key``).
+LOGIN_PREFIX = "login:"
+# The cookies that carry a teacher's ClassDojo login (as dojoguard.proxy.sessions reads them).
+_LOGIN_COOKIES = ("dojo_teach_login.sid", "dojo_login.sid")
+
+
+def login_session(cookie_header: str | None) -> str | None:
+    """The ClassDojo session id in a Cookie header, or None."""
+    if not cookie_header:
+        return None
+    found = {}
+    for part in cookie_header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            found[name] = value
+    return next((unquote(found[name]) for name in _LOGIN_COOKIES if found.get(name)), None)
 
 
 # A session already noted is written again at most this often (every write passes here).

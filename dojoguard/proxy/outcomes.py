@@ -40,11 +40,15 @@ async def attach(services: Any, outcome: Any) -> list:
     """Put the teacher's waiting notices on this write's outcome; the notices it now carries."""
     holds = services.holds
     action = outcome.action
-    if holds is None or action.teacher_id is None or action.teacher_id not in holds.teachers_to_tell \
-            or action.kind not in TELLABLE:
+    if holds is None or not holds.teachers_to_tell or action.kind not in TELLABLE:
+        return []
+    # An item kept before the proxy knew whose login it came from is told to that login.
+    login = holds.login_key(outcome.request.header("cookie")) if outcome.request is not None else None
+    recipients = [r for r in (action.teacher_id, login) if r is not None and r in holds.teachers_to_tell]
+    if not recipients:
         return []
     try:
-        notices = await asyncio.to_thread(holds.notices_for, action.teacher_id)
+        notices = await asyncio.to_thread(holds.notices_for, *recipients)
     except Exception:  # noqa: BLE001 - the notices stay kept; the next write tries again
         return []
     if not notices:

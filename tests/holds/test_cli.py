@@ -129,3 +129,27 @@ def test_retry_requeues_a_failed_release(deployment):
     result = run(config, "held", "retry", item.id, "--by", "IT office")
     assert result.exit_code == 0, result.output
     assert "failed" not in run(config, "held", "list").output.split(item.id, 1)[1].split("\n")[0]
+
+
+def test_the_review_steps_are_plain_functions_that_raise_hold_error(deployment):
+    """A web console calls the same steps as the commands: a refusal is a HoldError with the commands' words."""
+    from dojoguard.config import load
+    from dojoguard.holds import review
+    from dojoguard.holds.store import HoldError
+
+    config, data = deployment
+    settings = load(config)
+    queued = held_photo(data, kind="defer")
+    with pytest.raises(HoldError, match="only holds waiting for a leader can be approved"):
+        review.approve(settings, FixedClock(NOW), queued.id, "Mrs Head")
+    item = held_photo(data)
+    assert review.approve(settings, FixedClock(NOW), item.id, "Mrs Head").state == HoldState.APPROVED
+    with pytest.raises(HoldError, match="only uncertain, failed or expired items are closed"):
+        review.close(settings, FixedClock(NOW), queued.id, "IT office", "test")
+    assert review.reject(settings, FixedClock(NOW), queued.id, "Office", "sent by email").id == queued.id
+    store = HoldStore.open(data / "holds.sqlite")
+    try:
+        (notice,) = store.notices_for("t1")
+    finally:
+        store.close()
+    assert "The reason given: sent by email" in notice.text

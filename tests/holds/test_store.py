@@ -213,3 +213,17 @@ def test_a_notice_written_into_the_store_by_hand_is_never_shown(store):
     db.commit()
     db.close()
     assert store.notices_for("t1") == []
+
+
+def test_a_notice_for_an_item_of_an_unknown_teacher_goes_to_the_login_it_was_sent_with(store):
+    """No teacher, but a ClassDojo login: kept for that login (by a keyed hash, never the cookie), found from the
+    same session in another Cookie header; with neither, tell() says nobody could be told."""
+    cookie = "dojo_log_session_id=abc; dojo_login.sid=s%3Asecret-session.sig"
+    assert store.tell(None, "h1", "rejected", "Your post was not approved.", MONDAY_0800, interrupts=True,
+                      login=cookie)
+    key = store.login_key("dojo_teach_login.sid=s%3Asecret-session.sig; other=1")
+    assert key is not None and "secret-session" not in key and store.teachers_to_tell == {key}
+    (notice,) = store.notices_for("t1", key)
+    assert notice.hold_id == "h1" and store.notices_for("t1") == []
+    assert store.login_key("dojo_login.sid=s%3Aanother.sig") != key and store.login_key("other=1") is None
+    assert not store.tell(None, "h2", "rejected", "nobody", MONDAY_0800, interrupts=True, login="other=1")
