@@ -143,32 +143,42 @@ class Accounts:
         The same message for a wrong name and a wrong password, and the same
         work (a hash check), so the form does not say which names exist.
         """
+        refused = None
         with self.database.transaction():
             row = self.database.execute("SELECT hash, disabled, failures, locked_until FROM accounts WHERE name = ?",
                                         (name,)).fetchone()
             if row is None or len(password) > MAX_PASSWORD:
                 _verify(_DUMMY, password[:MAX_PASSWORD])
-                raise LoginRefused("wrong name or password")
-            stored, disabled, failures, locked_until = row
-            locked = datetime.fromisoformat(locked_until) if locked_until else None
-            if locked is not None and now < locked:
-                # Not even checked: a guess made while locked teaches nothing.
-                raise LoginRefused("this account is locked after too many wrong passwords", locked)
-            if not _verify(stored, password):
-                failures = failures + 1 if locked is None else 1  # a lock that ran out starts a new count
-                until = now + lock_for if failures >= failures_allowed else None
-                self.database.execute("UPDATE accounts SET failures = ?, locked_until = ? WHERE name = ?",
-                                      (failures, until.isoformat() if until else None, name))
-                if until is not None:
-                    raise LoginRefused("this account is locked after too many wrong passwords", until,
-                                       locked_now=True)
-                raise LoginRefused("wrong name or password")
-            if disabled:
-                raise LoginRefused("this account is disabled")
-            new_hash = HASHER.hash(password) if HASHER.check_needs_rehash(stored) else stored
-            self.database.execute("UPDATE accounts SET failures = 0, locked_until = NULL, last_login = ?, hash = ? "
-                                  "WHERE name = ?", (now.isoformat(), new_hash, name))
+                refused = LoginRefused("wrong name or password")
+            else:
+                refused = self._check(name, password, row, now, failures_allowed, lock_for)
+        # Raised after the transaction: a failure's count must be committed, not rolled back with it.
+        if refused is not None:
+            raise refused
         return self.get(name)
+
+    def _check(self, name: str, password: str, row, now: datetime, failures_allowed: int,
+               lock_for: timedelta) -> LoginRefused | None:
+        """Inside the login's transaction: count a failure, lock, or record the login; the refusal to raise."""
+        stored, disabled, failures, locked_until = row
+        locked = datetime.fromisoformat(locked_until) if locked_until else None
+        if locked is not None and now < locked:
+            # Not even checked: a guess made while locked teaches nothing.
+            return LoginRefused("this account is locked after too many wrong passwords", locked)
+        if not _verify(stored, password):
+            failures = failures + 1 if locked is None else 1  # a lock that ran out starts a new count
+            until = now + lock_for if failures >= failures_allowed else None
+            self.database.execute("UPDATE accounts SET failures = ?, locked_until = ? WHERE name = ?",
+                                  (failures, until.isoformat() if until else None, name))
+            if until is not None:
+                return LoginRefused("this account is locked after too many wrong passwords", until, locked_now=True)
+            return LoginRefused("wrong name or password")
+        if disabled:
+            return LoginRefused("this account is disabled")
+        new_hash = HASHER.hash(password) if HASHER.check_needs_rehash(stored) else stored
+        self.database.execute("UPDATE accounts SET failures = 0, locked_until = NULL, last_login = ?, hash = ? "
+                              "WHERE name = ?", (now.isoformat(), new_hash, name))
+        return None
 
 
 def check_password(password: str, name: str) -> None:

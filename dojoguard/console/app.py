@@ -151,7 +151,8 @@ def create_app(config, *, clock: Clock | None = None) -> Flask:
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        # same-origin: the CSRF check compares the Referer with this host (WTF_CSRF_SSL_STRICT); no other site sees it.
+        response.headers["Referrer-Policy"] = "same-origin"
         response.headers["Strict-Transport-Security"] = "max-age=31536000"
         response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
         response.headers["Cross-Origin-Resource-Policy"] = "same-origin"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from dojoguard.clitools import fail, pass_env
+from dojoguard.clock import FileClock
 from dojoguard.environment import Environment
 from dojoguard.yamlfile import FileProblems
 
@@ -46,8 +48,10 @@ def _password(from_stdin: bool) -> str:
 
 @click.group("console", invoke_without_command=True)
 @click.option("--listen", metavar="HOST:PORT", help="Address to serve on (default: console.listen).")
+@click.option("--clock-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Read the time from this file (staging and demos only; never in production).")
 @click.pass_context
-def console_group(ctx: click.Context, listen: str | None) -> None:
+def console_group(ctx: click.Context, listen: str | None, clock_file: Path | None) -> None:
     """Serve the leaders' console over HTTPS (and manage its accounts with `console user`).
 
     A web console for senior leaders, the headteacher, the DPO and IT, beside
@@ -62,6 +66,8 @@ def console_group(ctx: click.Context, listen: str | None) -> None:
     if ctx.invoked_subcommand is not None:
         return
     env = ctx.ensure_object(Environment)
+    if clock_file is not None:
+        env.clock = FileClock(clock_file)
     _serve(env, listen)
 
 
@@ -71,6 +77,8 @@ def _serve(env: Environment, listen: str | None) -> None:
     from dojoguard.console.tls import CertificateProblem, ensure
 
     cfg = _config(env)
+    # In staging the proxy reads its time from a file; the console's records then sit in time order with its own.
+    env.follow_proxy_clock()
     try:
         host, port = parse_listen(listen or cfg["console"]["listen"])
     except ValueError as exc:

@@ -61,9 +61,8 @@ class Overview:
 
 _COUNT = ("SELECT json_extract(body, '$.verdict'), json_extract(body, '$.teacher'), COUNT(*) FROM records "
           "WHERE at >= ? AND at < ? AND type = 'decision' GROUP BY 1, 2")
-_RULES = ("SELECT j.value, COUNT(*) FROM records, json_each(records.body, '$.matched') AS m, "
-          "json_each(json_array(json_extract(m.value, '$.rule'))) AS j "
-          "WHERE at >= ? AND at < ? AND type = 'decision' GROUP BY 1")
+_RULES = ("SELECT json_extract(m.value, '$.rule'), COUNT(*) FROM records AS r, json_each(r.body, '$.matched') AS m "
+          "WHERE r.at >= ? AND r.at < ? AND r.type = 'decision' GROUP BY 1")
 
 
 def overview(conn, today: date, tz: ZoneInfo, *, weeks: int = 12) -> Overview:

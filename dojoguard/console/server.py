@@ -38,19 +38,24 @@ def make_server(app, host: str, port: int, certificate: Certificate) -> wsgi.Ser
 
 
 def serve(server: wsgi.Server, ready=None) -> None:
-    """Run until SIGTERM or SIGINT; ``ready(address)`` is called once the socket listens."""
+    """Run until SIGTERM or SIGINT; ``ready(address)`` is called once the socket listens.
+
+    The server runs on its own thread and the main thread only waits: a
+    signal handler that stopped cheroot from inside its own loop would wait
+    for that loop to end.
+    """
     server.prepare()
     stop = threading.Event()
-
-    def _stop(signum, frame) -> None:
-        stop.set()
-        server.stop()
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    serving = threading.Thread(target=server.serve, name="console-server", daemon=True)
     try:
+        serving.start()
         if ready is not None:
             ready(server.bind_addr)
-        server.serve()
+        while not stop.wait(0.5) and serving.is_alive():
+            pass
     finally:
+        server.stop()
+        serving.join(10)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

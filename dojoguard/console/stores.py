@@ -8,11 +8,11 @@ from typing import Any, Iterator
 from dojoguard.console.app import console
 
 
-def audit():
-    """The audit log (appends are durable before they return, as the commands' are)."""
+def audit(c=None):
+    """The audit log (appends are durable before they return, as the commands' are); ``c`` outside a request."""
     from dojoguard.audit.log import AuditLog
 
-    c = console()
+    c = c or console()
     return c.opened("audit", lambda: AuditLog.open(c.config.path("audit", "database"), clock=c.clock))
 
 

@@ -13,6 +13,8 @@ from dojoguard.clitools import fail, pass_env
 from dojoguard.environment import Environment
 from dojoguard.holds import review
 from dojoguard.holds.export import media
+from dojoguard.proxy.names_cli import name_table
+from dojoguard.references import ReferenceProblem
 from dojoguard.holds.store import NEEDS_A_PERSON, HoldError, HoldKind, HoldState, HoldStore
 
 
@@ -35,15 +37,23 @@ def _failing() -> Iterator[None]:
     """A refused step (``HoldError``, tampering included) becomes the command's error, with its message."""
     try:
         yield
-    except HoldError as exc:
+    except (HoldError, ReferenceProblem) as exc:
         raise fail(exc) from None
 
 
-def _review(env: Environment, step, item_id: str, by: str, reason: str | None = None):
-    """Run one of ``review``'s steps with the command's configuration and (the proxy's) clock."""
+def _resolve(env: Environment, reference: str) -> str:
+    """The id of the item a reference names: its own id, or the decision's reference the teacher read out."""
+    with _opened(env) as store:
+        return store.find(reference).id
+
+
+def _review(env: Environment, step, reference: str, by: str, reason: str | None = None) -> str:
+    """Run one of ``review``'s steps with the command's configuration and (the proxy's) clock; the item's id."""
+    item_id = _resolve(env, reference)
     env.follow_proxy_clock()
     with _failing():
-        return step(env.config, env.clock, item_id, by, reason)
+        step(env.config, env.clock, item_id, by, reason)
+    return item_id
 
 
 @click.group("held")
@@ -81,17 +91,20 @@ def list_items(env: Environment, kind: str | None, failed: bool, as_json: bool) 
         click.echo("Nothing is held or queued.")
         return
     tz = env.config.timezone
-    click.echo(f"{'ID':<13} {'KIND':<6} {'STATE':<17} {'SINCE':<17} {'TEACHER':<25} {'WHAT':<18} WHY")
+    table = name_table(env)
+    click.echo(f"{'ID':<13} {'REFERENCE':<9} {'KIND':<6} {'STATE':<17} {'SINCE':<17} {'TEACHER':<25} "
+               f"{'WHAT':<18} WHY")
     for item in items:
         since = item.created_at.astimezone(tz).strftime("%a %d %b %H:%M")
         # For items that need a person, what happened matters more than the rule that held them.
         why = item.last_error if item.state in NEEDS_A_PERSON and item.last_error else item.reason
-        click.echo(f"{item.id:<13} {item.kind:<6} {item.state:<17} {since:<17} {item.teacher_id or 'unknown':<25} "
-                   f"{item.action_kind:<18} {why}")
+        teacher = table.get(("teacher", item.teacher_id or "")) or item.teacher_id or "unknown"
+        click.echo(f"{item.id:<13} {item.decision_id[:8]:<9} {item.kind:<6} {item.state:<17} {since:<17} "
+                   f"{teacher:<25} {item.action_kind:<18} {why}")
 
 
 @held.command("show")
-@click.argument("item_id")
+@click.argument("item_id", metavar="REFERENCE")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also save the photo(s) or video it carries into this folder, for review.")
 @pass_env
@@ -103,8 +116,8 @@ def show(env: Environment, item_id: str, export_dir: Path | None) -> None:
       dojoguard held show 3f9c2a1b7d20 --export ./review
     """
     with _opened(env) as store:
-        item = store.get(item_id)
-        request = store.request(item_id)
+        item = store.find(item_id)
+        request = store.request(item.id)
     for key, value in item.summary().items():
         click.echo(f"{key:>15}: {value if value is not None else '-'}")
     click.echo(f"{'endpoint':>15}: {request.method} {request.host}{request.path.split('?', 1)[0]}")
@@ -121,7 +134,7 @@ def show(env: Environment, item_id: str, export_dir: Path | None) -> None:
 
 
 @held.command("approve")
-@click.argument("item_id")
+@click.argument("item_id", metavar="REFERENCE")
 @click.option("--by", "by", required=True, help="Who approved it (recorded).")
 @pass_env
 def approve(env: Environment, item_id: str, by: str) -> None:
@@ -131,13 +144,13 @@ def approve(env: Environment, item_id: str, by: str) -> None:
     Example:
       dojoguard held approve 3f9c2a1b7d20 --by "Mrs Head"
     """
-    _review(env, review.approve, item_id, by)
+    item_id = _review(env, review.approve, item_id, by)
     click.echo(f"Approved {item_id}: the proxy will send it on within seconds; the teacher is told once it is "
                "posted.")
 
 
 @held.command("reject")
-@click.argument("item_id")
+@click.argument("item_id", metavar="REFERENCE")
 @click.option("--reason", required=True, help="Why it was rejected (recorded, and shown to the teacher).")
 @click.option("--by", "by", required=True, help="Who rejected it (recorded).")
 @pass_env
@@ -150,12 +163,12 @@ def reject(env: Environment, item_id: str, reason: str, by: str) -> None:
     Example:
       dojoguard held reject 3f9c2a1b7d20 --reason "Pupil without photo consent" --by "Mrs Head"
     """
-    _review(env, review.reject, item_id, by, reason)
+    item_id = _review(env, review.reject, item_id, by, reason)
     click.echo(f"Rejected {item_id}: discarded; the teacher is told on their next ClassDojo post.")
 
 
 @held.command("close")
-@click.argument("item_id")
+@click.argument("item_id", metavar="REFERENCE")
 @click.option("--reason", required=True,
               help="What was found (e.g. \"it is on ClassDojo\"); recorded.")
 @click.option("--by", "by", required=True, help="Who closed it (recorded).")
@@ -167,12 +180,12 @@ def close(env: Environment, item_id: str, reason: str, by: str) -> None:
     Example:
       dojoguard held close 3f9c2a1b7d20 --reason "It is on the class story" --by "IT office"
     """
-    _review(env, review.close, item_id, by, reason)
+    item_id = _review(env, review.close, item_id, by, reason)
     click.echo(f"Closed {item_id}: it will not be sent.")
 
 
 @held.command("retry")
-@click.argument("item_id")
+@click.argument("item_id", metavar="REFERENCE")
 @click.option("--by", "by", required=True, help="Who asked for the retry (recorded).")
 @pass_env
 def retry(env: Environment, item_id: str, by: str) -> None:
@@ -184,12 +197,12 @@ def retry(env: Environment, item_id: str, by: str) -> None:
     Example:
       dojoguard held retry 3f9c2a1b7d20 --by "IT office"
     """
-    _review(env, review.retry, item_id, by)
+    item_id = _review(env, review.retry, item_id, by)
     click.echo(f"{item_id} is queued again: the proxy sends it within seconds.")
 
 
 @held.command("resend")
-@click.argument("item_id")
+@click.argument("item_id", metavar="REFERENCE")
 @click.option("--by", "by", required=True, help="Who checked that it did not arrive (recorded).")
 @pass_env
 def resend(env: Environment, item_id: str, by: str) -> None:
@@ -203,7 +216,7 @@ def resend(env: Environment, item_id: str, by: str) -> None:
     Example:
       dojoguard held resend 3f9c2a1b7d20 --by "IT office"
     """
-    _review(env, review.resend, item_id, by)
+    item_id = _review(env, review.resend, item_id, by)
     click.echo(f"{item_id} will be sent again within seconds.")
 
 

@@ -15,7 +15,7 @@ from dojoguard.holds import seal as seals
 from dojoguard.storage import Database, Migration, NewerSchemaError, migrations
 
 # In order: the step that brings a file to version 1, then to version 2.
-STEPS = ("0001_create_items", "0002_sends_and_teacher_tables")
+STEPS = ("0001_create_items", "0002_sends_and_teacher_tables", "0003_previews")
 VERSION = len(STEPS)
 
 # Version 1: the items table as first shipped (the approval and seal columns were added to it in place).
@@ -91,7 +91,7 @@ class StoreVersionError(NewerSchemaError):
 def migrate(db: Database, key: bytes, key_is_new: bool) -> None:
     """Bring the file to ``VERSION``, one transaction per step; ``key`` seals rows the steps change."""
     steps = [Migration(name, partial(step, key=key, key_is_new=key_is_new))
-             for name, step in zip(STEPS, (_to_v1, _to_v2), strict=True)]
+             for name, step in zip(STEPS, (_to_v1, _to_v2, _to_v3), strict=True)]
     try:
         migrations.migrate(db, steps, what="the hold store", adopt=migrations.from_schema_version(STEPS))
     except NewerSchemaError as exc:
@@ -150,3 +150,24 @@ def _to_v2(db: Database, key: bytes, key_is_new: bool) -> None:
         if seals.matches(key, old):
             new = {**old, "waiting_since": since, "sending_at": None, "sender": None, "content_key": None}
             db.execute("UPDATE items SET seal = ? WHERE id = ?", (seals.seal(key, new), old["id"]))
+
+
+_V3 = """
+-- The photos and videos a held post names by an earlier upload (the post itself carries only the
+-- upload's id), fetched from ClassDojo when the post was held so that a leader can see what they
+-- decide on. For viewing only: a release sends the stored request, never these. Each is checked
+-- against the SHA-256 the audit log recorded for the decision before it is shown.
+CREATE TABLE IF NOT EXISTS previews (
+    item_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    content_type TEXT,
+    data BLOB NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (item_id, number)
+);
+"""
+
+
+def _to_v3(db: Database, key: bytes, key_is_new: bool) -> None:
+    """The previews of held posts' attachments (kept for viewing, deleted with their item)."""
+    migrations.run_script(db, _V3)

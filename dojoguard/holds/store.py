@@ -532,11 +532,28 @@ class HoldStore:
                              (doc["state"], doc["seal"], item_id))
 
     def remove(self, item_id: str) -> HeldItem:
-        """Delete an item and its request (after release or rejection)."""
+        """Delete an item, its request and its previews (after release or rejection)."""
         item = self.get(item_id)
-        with self._lock:
+        with self._db.transaction():
             self._db.execute("DELETE FROM items WHERE id = ?", (item_id,))
+            self._db.execute("DELETE FROM previews WHERE item_id = ?", (item_id,))
         return item
+
+    def keep_previews(self, item_id: str, attachments: list[tuple[str | None, bytes]]) -> None:
+        """Keep the photos or videos a held post names by reference, for a leader to see (never sent)."""
+        rows = [(item_id, n, ctype, data, hashlib.sha256(data).hexdigest())
+                for n, (ctype, data) in enumerate(attachments, start=1)]
+        with self._db.transaction():
+            if self._db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is None:
+                return  # decided (or gone) while the previews were fetched: nothing to keep them for
+            self._db.executemany("INSERT OR REPLACE INTO previews (item_id, number, content_type, data, sha256) "
+                                 "VALUES (?, ?, ?, ?, ?)", rows)
+
+    def previews(self, item_id: str) -> list[tuple[str | None, bytes, str]]:
+        """(content type, bytes, sha256) of each preview kept for an item, in order."""
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(
+                "SELECT content_type, data, sha256 FROM previews WHERE item_id = ? ORDER BY number", (item_id,))]
 
     # -- teachers: their latest session, and what they are to be told -----------------------
 

@@ -361,6 +361,33 @@ class Judge:
         outcome.hold_id = item.id
         outcome.hold_kind = str(item.kind)
         outcome.hold_duplicate = item.is_duplicate
+        if kind == "hold" and not item.is_duplicate and outcome.recognition is not None and outcome.recognition.refs:
+            await self._keep_previews(item.id, outcome.recognition)
+
+    async def _keep_previews(self, item_id: str, rec: Recognition) -> None:
+        """Fetch the uploads a held post names, so the leader deciding on it can see them.
+
+        Best effort: the hold stands without them, and the console then says
+        that no preview could be kept. Fetched from ClassDojo's own hosts only
+        (as ``_check_ref`` does), off the event loop.
+        """
+        s = self.services
+        found = []
+        for ref in rec.refs:
+            seen = s.memory.recall(ref.id, ref.url)
+            url = ref.url or (seen.url if seen else None)
+            if not url or s.catalogue.role_of(_host(url)) is None:
+                continue
+            try:
+                data, content_type = await asyncio.to_thread(s.fetcher.fetch, url)
+                found.append((content_type, data))
+            except FetchError as exc:
+                log.warning("hold.preview_failed", hold=item_id, error=str(exc))
+        if found:
+            try:
+                await asyncio.to_thread(s.holds.keep_previews, item_id, found)
+            except Exception as exc:  # noqa: BLE001 - a preview is for viewing; the hold itself is kept
+                log.warning("hold.preview_failed", hold=item_id, error=type(exc).__name__)
 
     async def _record_events(self, outcome: Outcome, events: list[tuple[str, dict]]) -> int:
         """Record the events that go with a decision (committed, synced with it); the last seq, or 0."""

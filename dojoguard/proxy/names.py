@@ -25,6 +25,7 @@ from dojoguard.proxy.state import State
 KINDS = ("teacher", "class")
 LEARNED = "classdojo"
 IMPORTED = "import"
+UNSEEN = "unseen"
 # ClassDojo's ids are MongoDB object ids: 24 hexadecimal digits.
 CLASSDOJO_ID = re.compile(r"^[0-9a-f]{24}$")
 MAX_NAME_CHARS = 120
@@ -118,7 +119,8 @@ class Names:
         return row[0] if row else None
 
     def resolve(self, kind: str, text: str) -> Named:
-        """The one teacher or class ``text`` means: a known id, or a name matching exactly one.
+        """The one teacher or class ``text`` means: a known id, a name matching exactly one, or a well-formed
+        ClassDojo id not seen yet (``source`` "unseen", no name).
 
         Anything else is refused with the candidates, so nothing is ever granted
         to a name that no request can carry.
@@ -131,6 +133,12 @@ class Names:
         matching = [n for n in known if normalise(n.name) == normalise(wanted)]
         if len(matching) == 1:
             return matching[0]
+        if not matching and CLASSDOJO_ID.match(wanted.lower()):
+            other = next((n for n in self.all() if n.id == wanted.lower()), None)
+            if other is not None:
+                raise NameProblem(f"{wanted} is the {other.kind} {other.name}, not a {kind}")
+            # A well-formed id can match a request even before the proxy has seen it: kept, and named unseen.
+            return Named(kind, wanted.lower(), "", UNSEEN, "")
         if matching:
             plural = "classes" if kind == "class" else "teachers"
             raise NameProblem(f"{len(matching)} {plural} are called {wanted!r}: "
@@ -147,11 +155,7 @@ def _unknown(kind: str, wanted: str, known: list[Named]) -> str:
     close = difflib.get_close_matches(normalise(wanted), list(by_name), n=5, cutoff=0.5)
     contains = [n for n in known if normalise(wanted) in normalise(n.name)]
     candidates = list(dict.fromkeys([*contains, *(by_name[c] for c in close)]))[:8]
-    if CLASSDOJO_ID.match(wanted.lower()):
-        hint = (f"The proxy has not seen this id: check it, or import the {kind}'s name with "
-                "`dojoguard names import`.")
-    else:
-        hint = "Use the name as `dojoguard names list` shows it, or the ClassDojo id."
+    hint = "Use the name as `dojoguard names list` shows it, or the ClassDojo id."
     listed = ("Did you mean: " + "; ".join(n.label for n in candidates) + "? ") if candidates else \
         f"Known {plural}: " + "; ".join(n.label for n in known[:8]) + ("; ..." if len(known) > 8 else "") + ". "
     return f"no {kind} called {wanted!r} is known. {listed}{hint}"

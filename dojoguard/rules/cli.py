@@ -15,7 +15,7 @@ from dojoguard.rules import grants
 from dojoguard.rules.action import Action, ActionError
 from dojoguard.rules.casebook import Outcome, load_casebook, run_cases
 from dojoguard.rules.codes import Code
-from dojoguard.proxy.names import NameProblem
+from dojoguard.proxy.names import UNSEEN, NameProblem
 from dojoguard.proxy.names_cli import labelled, name_table, open_names
 from dojoguard.rules.exemption_trail import granted_fields
 from dojoguard.rules.exemptions import Exemption, load_exemptions
@@ -413,11 +413,16 @@ def _resolve(env: Environment, kind: str, given: tuple[str, ...]) -> list[str]:
         return []
     names = open_names(env, create=True)
     try:
-        return [names.resolve(kind, text).id for text in given]
+        found = [names.resolve(kind, text) for text in given]
     except NameProblem as exc:
         raise click.ClickException(f"not granted: {exc}") from None
     finally:
         names.close()
+    for named in found:
+        if named.source == UNSEEN:
+            click.echo(f"Note: the proxy has not seen the {kind} {named.id} yet; the exemption applies once that "
+                       f"{kind} uses ClassDojo through it. Check the id if you expected a name.", err=True)
+    return [named.id for named in found]
 
 
 def _whom(e: Exemption, table: dict[tuple[str, str], str]) -> str:

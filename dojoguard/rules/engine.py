@@ -8,6 +8,7 @@ was compiled when the policy was loaded (see ``loader``).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import zoneinfo
@@ -26,10 +27,16 @@ from dojoguard.rules.window import Window
 if TYPE_CHECKING:
     from dojoguard.rules.exemptions import Exemptions
 
-# Decision ids: a random prefix per process and a counter, unique without
-# asking the operating system for randomness on every request.
-_ID_PREFIX = os.urandom(10).hex()
+# Decision ids: a counter hashed under a random key per process (BLAKE2b, 128 bits), unique without asking
+# the operating system for randomness on every request. Hashed, not appended to a fixed prefix, so that
+# the first characters differ from one decision to the next: a teacher reads out the first 8 as the
+# reference (``dojoguard.references``), and a fixed prefix made those the same for every decision of a run.
+_ID_KEY = os.urandom(16)
 _ID_COUNTER = itertools.count(1)
+
+
+def _next_id() -> str:
+    return hashlib.blake2b(next(_ID_COUNTER).to_bytes(8, "big"), key=_ID_KEY, digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ class Policy:
         facts = Facts(action, self._indexes)
         candidates = self._candidates[action.kind][carries(action, facts)]
         matched = [rule for test, rule in candidates if test(action, facts)]
-        decision_id = f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+        decision_id = _next_id()
         applied: list[Rule] = matched
         exempted: tuple[Match, ...] = ()
         used: tuple[str, ...] = ()

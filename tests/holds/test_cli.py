@@ -112,9 +112,29 @@ def test_deferred_items_cannot_be_approved_and_unknown_ids_are_clear_errors(depl
     item = held_photo(data, kind="defer")
     refused = run(config, "held", "approve", item.id, "--by", "Mrs Head")
     assert refused.exit_code == 1 and "only holds waiting for a leader" in refused.output
-    missing = run(config, "held", "approve", "nope", "--by", "Mrs Head")
-    assert missing.exit_code == 1 and "no held or queued item" in missing.output
+    missing = run(config, "held", "approve", "0123456789abcdef", "--by", "Mrs Head")
+    assert missing.exit_code == 1 and "no held or queued item has the reference" in missing.output
+    malformed = run(config, "held", "approve", "nope", "--by", "Mrs Head")
+    assert malformed.exit_code == 1 and "'nope' is not a reference" in malformed.output
     assert not [t for t, _ in audit_events(data) if t == "hold.approved"]
+
+
+def test_an_item_is_found_by_the_reference_the_teacher_reads_out(deployment):
+    """`held show` and `held reject` take the decision's reference from the teacher's notice, whole, shortened
+    to its first 8 characters, in capitals or spaced out, as well as the item's own id."""
+    config, data = deployment
+    item = held_photo(data)
+    reference = item.decision_id
+    for given in (reference, reference[:8], reference[:8].upper(), f"Reference: {reference[:4]} {reference[4:10]}",
+                  item.id):
+        shown = run(config, "held", "show", given)
+        assert shown.exit_code == 0, (given, shown.output)
+        assert item.id in shown.output
+    too_short = run(config, "held", "show", reference[:6])
+    assert too_short.exit_code == 1 and "give at least the first 8 characters" in too_short.output
+    rejected = run(config, "held", "reject", reference[:8], "--by", "Mrs Head", "--reason", "No consent")
+    assert rejected.exit_code == 0, rejected.output
+    assert f"Rejected {item.id}" in rejected.output
 
 
 def test_retry_requeues_a_failed_release(deployment):

@@ -115,6 +115,21 @@ def test_removed_items_are_gone_with_their_request(store):
         store.request(item.id)
 
 
+def test_previews_are_kept_for_their_item_only_and_go_with_it(store):
+    """The uploads a held post names are kept to be seen, with their SHA-256; removing the item removes them,
+    and previews that arrive after the item was decided are not kept at all."""
+    import hashlib
+
+    item = store.keep("hold", request(), decision(Verdict.HOLD), ACTION, None)
+    store.keep_previews(item.id, [("video/mp4", b"a video"), (None, b"a photo")])
+    assert store.previews(item.id) == [("video/mp4", b"a video", hashlib.sha256(b"a video").hexdigest()),
+                                       (None, b"a photo", hashlib.sha256(b"a photo").hexdigest())]
+    store.remove(item.id)
+    assert store.previews(item.id) == []
+    store.keep_previews(item.id, [("video/mp4", b"too late")])
+    assert store.previews(item.id) == []
+
+
 def test_expired_lists_items_older_than_the_maximum_age(store):
     """Items older than the configured age are listed for expiry; younger ones are not."""
     item = store.keep("hold", request(), decision(Verdict.HOLD), ACTION, None)

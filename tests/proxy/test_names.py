@@ -73,8 +73,10 @@ def test_resolve_by_id_name_and_spelling(names):
     assert names.resolve("class", "3b").id == C1
     with pytest.raises(NameProblem, match="Did you mean: Mr Okafor"):
         names.resolve("teacher", "Mr Okafr")
-    with pytest.raises(NameProblem, match="no class called"):
-        names.resolve("class", T1)  # a teacher's id is not a class
+    with pytest.raises(NameProblem, match="is the teacher Mrs. Jones, not a class"):
+        names.resolve("class", T1)
+    unseen = names.resolve("teacher", "5F00000000000000000000FF")
+    assert (unseen.id, unseen.source) == ("5f00000000000000000000ff", "unseen")
 
 
 def test_resolve_with_nothing_known_says_how_names_arrive(names):

@@ -225,7 +225,8 @@ def test_exempt_grant_by_name_applies_to_that_teachers_and_that_classs_requests(
 @pytest.mark.parametrize(("option", "given", "says"), [
     ("--teacher", "Mrs Jnoes", "Did you mean: Mrs Jones"),
     ("--teacher", "Jones", "Mrs Jones (5f00000000000000000000a1)"),
-    ("--teacher", "5f00000000000000000000ff", "The proxy has not seen this id"),
+    ("--teacher", "5f00000000000000000000zz", "Known teachers: Mr Jones"),
+    ("--class", "5f00000000000000000000a1", "is the teacher Mrs Jones, not a class"),
     ("--class", "3C", "Did you mean: 3B"),
     ("--teacher", "t1", "no teacher called 't1' is known"),
 ])
@@ -238,6 +239,17 @@ def test_exempt_grant_refuses_a_name_or_id_no_request_can_carry(settings, tmp_pa
     assert "not granted: " in result.output and says in result.output
     assert not (tmp_path / "data" / "exemptions.yaml").exists()
     assert not (tmp_path / "data" / "audit.sqlite").exists()
+
+
+def test_exempt_grant_takes_a_classdojo_id_not_seen_yet_and_says_so(settings, tmp_path):
+    """A well-formed id can match a request before the proxy has seen its teacher: granted, with a note."""
+    named(tmp_path)
+    unseen = "5f00000000000000000000ff"
+    result = run(settings, "exempt", "grant", "--rule", "messaging-hours", "--teacher", unseen.upper(),
+                 "--from", "2026-12-10T17:00", "--until", "2026-12-10T20:00", "--reason", "Fair", "--by", "Head")
+    assert result.exit_code == 0, result.output
+    assert f"the proxy has not seen the teacher {unseen} yet" in result.stderr
+    assert f"teachers:\n  - {unseen}" in (tmp_path / "data" / "exemptions.yaml").read_text()
 
 
 def test_exempt_grant_refuses_a_name_two_teachers_share(settings, tmp_path):

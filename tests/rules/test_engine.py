@@ -68,3 +68,16 @@ def test_deferred_messages_are_released_inside_the_window(at):
         assert decision.release_at > at
     else:
         assert window.is_open_at(at)
+
+
+def test_decision_references_differ_in_their_first_eight_characters():
+    """A teacher reads out the start of the reference: consecutive decisions of one run must not share it.
+
+    (Ids were once a fixed per-run prefix and a counter, so every decision of a run began alike.)
+    """
+    from dojoguard.rules.engine import _next_id
+
+    ids = [_next_id() for _ in range(500)]
+    assert len(set(ids)) == 500 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    # 500 random 32-bit starts collide with a chance of about 3 in 100,000; allow one such pair.
+    assert len({i[:8] for i in ids}) >= 499

@@ -51,17 +51,39 @@ def index():
                            table=stores.name_table())
 
 
+def _attachments(item) -> list[tuple[str, str, bytes, bool]]:
+    """(extension, media type, bytes, checked) of what a held item carries or names, as the proxy kept it.
+
+    A post that names an earlier upload carries only its id: the proxy fetched
+    the upload when it held the post (a preview). A preview is shown only as
+    the file the decision's audit record names by SHA-256 ("checked"); one
+    that differs is flagged, never passed off as what was checked.
+    """
+    from dojoguard import media as media_formats
+    from dojoguard.holds.export import media
+
+    store = stores.holds()
+    found = [(ext, MEDIA_TYPES.get(ext, "application/octet-stream"), data, True)
+             for ext, data in media(store.request(item.id))]
+    previews = store.previews(item.id)
+    if previews:
+        record = stores.audit().get(item.decision_id)
+        recorded = set(((record.fields.get("hashes") or {}).get("attachment_sha256") or []) if record else [])
+        for content_type, data, digest in previews:
+            sniffed = media_formats.sniff(data)
+            ext = sniffed.extension if sniffed else ".bin"
+            kind = MEDIA_TYPES.get(ext, (content_type or "application/octet-stream").split(";")[0])
+            found.append((ext, kind, data, digest in recorded))
+    return found
+
+
 @blueprint.get("/<reference>")
 @needs("held")
 def item(reference: str):
     found = _find(reference)
     if found is None:
         return redirect(url_for("held.index"))
-    from dojoguard.holds.export import media
-
-    attachments = media(stores.holds().request(found.id))
-    shown = [(n, ext, MEDIA_TYPES.get(ext, "application/octet-stream")) for n, (ext, _) in
-             enumerate(attachments, start=1)]
+    shown = [(n, ext, kind, checked) for n, (ext, kind, _, checked) in enumerate(_attachments(found), start=1)]
     return render_template("held_item.html.j2", title="Held item", item=found, shown=shown,
                            table=stores.name_table())
 
@@ -69,18 +91,16 @@ def item(reference: str):
 @blueprint.get("/<reference>/media/<int:number>")
 @needs("held")
 def attachment(reference: str, number: int):
-    from dojoguard.holds.export import media
     from dojoguard.holds.store import HoldError
 
     try:
         found = stores.holds().find(reference)
     except (HoldError, references.ReferenceProblem):
         abort(404)
-    attachments = media(stores.holds().request(found.id))
+    attachments = _attachments(found)
     if not 1 <= number <= len(attachments):
         abort(404)
-    ext, data = attachments[number - 1]
-    kind = MEDIA_TYPES.get(ext, "application/octet-stream")
+    _, kind, data, _ = attachments[number - 1]
     if kind.startswith("image/"):
         data, kind = _outlined(data, found)
     response = Response(data, mimetype=kind)

@@ -17,7 +17,8 @@ def verifier():
     from dojoguard.console.integrity import Verifier
 
     c = console()
-    v = c.opened("verifier", lambda: Verifier(c.config, c.clock, stores.audit))
+    # Its thread has no request: it is handed the console itself, not the request's view of it.
+    v = c.opened("verifier", lambda: Verifier(c.config, c.clock, lambda: stores.audit(c)))
     v.ensure_running()
     return v
 

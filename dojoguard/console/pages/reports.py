@@ -15,7 +15,7 @@ from dojoguard.console.app import console, needs
 from dojoguard.console.figures import week_start
 
 blueprint = Blueprint("reports", __name__, url_prefix="/reports")
-MEDIA = {"html": "text/html; charset=utf-8", "csv": "text/csv; charset=utf-8", "json": "application/json"}
+MEDIA = {"html": "text/html", "csv": "text/csv", "json": "application/json"}
 
 
 def period(name: str, today: date, terms, first: str = "", last: str = "") -> tuple[date, date]:
