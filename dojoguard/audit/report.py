@@ -26,6 +26,8 @@ from dojoguard.rules.decision import Verdict
 
 VERDICTS = tuple(str(v) for v in Verdict)
 STOPPED = ("block", "hold", "defer")
+# The rule row of decisions no rule matched (the policy's default decided).
+NO_RULE = "(no rule: default)"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # The HTML lists at most this many stopped items and events; the CSV has all.
 LIST_LIMIT = 500
@@ -332,8 +334,17 @@ class _Tally:
     def _decision(self, seq, record_id, when, local, f) -> Item:
         verdict = f.get("verdict", "")
         self.by_verdict[verdict] += 1
-        for rule in f.get("rules") or ["(no rule: default)"]:
-            self.groups["rule"][rule][verdict] += 1
+        # Each rule row counts the verdict that rule gave (a warn-only rule that matched
+        # beside a blocking one is counted as a warning, not as a block). Records from
+        # before "matched" was written give only the rule ids: the decision's verdict.
+        matched = f.get("matched")
+        if matched:
+            by_rule = self.groups["rule"]
+            for m in matched:
+                by_rule[m.get("rule") or "(unnamed rule)"][m.get("verdict") or verdict] += 1
+        else:
+            for rule in f.get("rules") or [NO_RULE]:
+                self.groups["rule"][rule][verdict] += 1
         self.groups["class"][f.get("class") or "(no class)"][verdict] += 1
         self.groups["teacher"][f.get("teacher") or "(unknown)"][verdict] += 1
         if verdict != "allow":

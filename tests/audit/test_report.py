@@ -179,3 +179,30 @@ def test_report_renders_in_headless_chromium(tmp_path, log, clock):
     shot = tmp_path / "report.png"
     headless(tmp_path, "--hide-scrollbars", "--window-size=1100,1600", f"--screenshot={shot}", page.as_uri())
     assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20000
+
+
+def test_each_rule_row_counts_the_verdict_that_rule_gave(log):
+    """A warn-only rule matching beside a blocking one is counted under "warn", not under the decision's "block"."""
+    from dojoguard.rules.decision import Match
+
+    both = (Match("photo-consent", Verdict.BLOCK, "A face has no consent", "notice"),
+            Match("points-five-areas", Verdict.WARN, "Points are for the five areas", "notice"))
+    log.append_decision(make_action(), make_decision(Verdict.BLOCK, matches=both))
+    log.append_decision(make_action(), make_decision(Verdict.WARN, rule="points-five-areas"))
+    log.append_decision(make_action(), make_decision(Verdict.ALLOW))
+    rows = {r.key: r for r in week(log).by_rule}
+    assert rows["points-five-areas"].verdicts["warn"] == 2 and rows["points-five-areas"].verdicts["block"] == 0
+    assert rows["points-five-areas"].total == 2
+    assert rows["photo-consent"].verdicts["block"] == 1 and rows["photo-consent"].total == 1
+    assert rows["(no rule: default)"].verdicts["allow"] == 1
+
+
+def test_rule_rows_of_records_without_matched_verdicts_use_the_decision_verdict(log):
+    """A record written before each rule's verdict was recorded still counts its rules, under the decision's verdict."""
+    fields = {"verdict": "hold", "rules": ["old-rule"], "kind": "message.send", "channel": "message",
+              "teacher": "t-1", "class": "c-1", "policy_revision": "abc"}
+    from dojoguard.audit.report import _Tally
+
+    tally = _Tally(LONDON)
+    tally.add((1, "r1", "2026-11-23T09:00:00.000000Z", "decision", json.dumps(fields), "", ""))
+    assert dict(tally.groups["rule"]["old-rule"]) == {"hold": 1}
