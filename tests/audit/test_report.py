@@ -206,3 +206,49 @@ def test_rule_rows_of_records_without_matched_verdicts_use_the_decision_verdict(
     tally = _Tally(LONDON)
     tally.add((1, "r1", "2026-11-23T09:00:00.000000Z", "decision", json.dumps(fields), "", ""))
     assert dict(tally.groups["rule"]["old-rule"]) == {"hold": 1}
+
+
+def test_no_review_date_is_said_neutrally_not_as_overdue(log):
+    """Without a review date the report says so, in a neutral notice; it never calls the review overdue."""
+    report = week(log, policy_reviewed=None)
+    assert not report.is_review_overdue and report.review_due is None
+    html = render(report, "html").decode("utf-8")
+    assert 'class="notice neutral" id="review">No review date set' in html
+    assert "overdue" not in html.lower()
+
+
+def test_review_notice_follows_the_recorded_review_date(log):
+    """A review a year old is overdue (red); a recent one is not (green, with its due date)."""
+    overdue = render(week(log, policy_reviewed="2025-09-01"), "html").decode("utf-8")
+    assert 'class="notice bad" id="review">The policy review is overdue' in overdue
+    recent = render(week(log, policy_reviewed="2026-09-01"), "html").decode("utf-8")
+    assert 'class="notice ok" id="review">Policy last reviewed 2026-09-01; next review due by 2027-09-01' in recent
+    assert "overdue" not in recent.lower()
+
+
+def test_fresh_install_report_does_not_call_the_review_overdue(tmp_path, clock):
+    """With the shipped settings (no review recorded yet) the report has no overdue banner."""
+    cfg = write_config(tmp_path)
+    assert cfg["reports"]["policy_reviewed"] is None
+    from dojoguard.audit.log import AuditLog
+    with AuditLog.open(tmp_path / "data" / "audit.sqlite", clock=clock, emit_decisions=False) as opened:
+        opened.append_decision(make_action(), make_decision(Verdict.BLOCK))
+    out = tmp_path / "fresh.html"
+    result, output = invoke(tmp_path / "config.yaml", "audit", "report", "--from", "2026-11-23", "--to", "2026-11-27",
+                            "-o", out, clock=clock)
+    assert result.exit_code == 0, output
+    html = out.read_text("utf-8")
+    assert "No review date set" in html and "overdue" not in html.lower()
+
+
+def test_a_recorded_review_date_in_the_settings_reaches_the_report(tmp_path, clock):
+    write_config(tmp_path, 'reports:\n  policy_reviewed: "2025-09-01"\n')
+    from dojoguard.audit.log import AuditLog
+    with AuditLog.open(tmp_path / "data" / "audit.sqlite", clock=clock, emit_decisions=False) as opened:
+        opened.append_decision(make_action(), make_decision(Verdict.BLOCK))
+    out = tmp_path / "week.json"
+    result, output = invoke(tmp_path / "config.yaml", "audit", "report", "--from", "2026-11-23", "--to", "2026-11-27",
+                            "--format", "json", "-o", out, clock=clock)
+    assert result.exit_code == 0, output
+    policy = json.loads(out.read_text())["policy"]
+    assert policy["reviewed"] == "2025-09-01" and policy["review_due"] == "2026-09-01" and policy["review_overdue"]
