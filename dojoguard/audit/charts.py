@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+from datetime import date
 
 import matplotlib
 
@@ -94,6 +95,36 @@ def heatmap_figure(counts):
     bar = fig.colorbar(image, ax=ax, label="not simply allowed", shrink=0.9)
     _whole(bar.ax.yaxis)
     return fig
+
+
+def trend(weeks) -> str:
+    """Decisions per week, stacked by verdict (``weeks``: rows keyed by each week's Monday)."""
+    return _png(trend_figure(weeks))
+
+
+def trend_figure(weeks):
+    fig, ax = plt.subplots(figsize=(7.2, 2.8))
+    labels = [_week_label(w.key) for w in weeks]
+    bottom = [0] * len(weeks)
+    for verdict, colour in VERDICT_COLOURS.items():
+        values = [w.verdicts.get(verdict, 0) for w in weeks]
+        if any(values):
+            ax.bar(labels, values, bottom=bottom, color=colour, label=verdict, width=0.7)
+            bottom = [a + b for a, b in zip(bottom, values, strict=True)]
+    ax.set_ylabel("decisions")
+    ax.set_xlabel("week beginning")
+    ax.tick_params(axis="x", labelsize=7, rotation=45)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_ylim(0, max(bottom + [1]) * 1.1)
+    _whole(ax.yaxis)
+    if any(bottom):
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def _week_label(monday: str) -> str:
+    """ "2026-11-23" -> "23 Nov"."""
+    return f"{date.fromisoformat(monday):%d %b}".lstrip("0")
 
 
 def _clip(text: str, width: int = 38) -> str:

@@ -91,7 +91,7 @@ def test_html_is_self_contained(log, clock):
     """The HTML file loads nothing from the network: charts are inline data, no external references."""
     populate(log, clock, days=1, teachers=2, per_teacher_day=2)
     html = render(week(log), "html").decode("utf-8")
-    assert html.count('src="data:image/png;base64,') == 3
+    assert html.count('src="data:image/png;base64,') == 4
     assert "http://" not in html and "https://" not in html.replace("https://dojoguard.invalid", "")
 
 
@@ -103,7 +103,7 @@ def test_csv_has_every_record_and_neutralises_formulas(log):
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["type"] for r in rows] == ["audit.created", "decision", "policy.reloaded"]
     assert rows[1]["teacher"] == "'=HYPERLINK(\"http://x\")" and rows[1]["rules"] == "'@rule"
-    assert rows[2]["details"] == "policy_revision=abc; rules=3"
+    assert rows[2]["details"] == "policy revision: abc; rules: 3"
 
 
 def test_json_holds_the_same_figures(log, clock):
