@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import subprocess
 from datetime import UTC, date, datetime, timedelta
@@ -252,3 +253,73 @@ def test_a_recorded_review_date_in_the_settings_reaches_the_report(tmp_path, clo
     assert result.exit_code == 0, output
     policy = json.loads(out.read_text())["policy"]
     assert policy["reviewed"] == "2025-09-01" and policy["review_due"] == "2026-09-01" and policy["review_overdue"]
+
+
+# Measures the page as laid out and writes the figures into the DOM for --dump-dom to carry out.
+LAYOUT_PROBE = """<script>
+(function () {
+  const root = document.documentElement;
+  const reason = document.querySelector('#stopped-table td.reason');
+  const overflowing = [];
+  for (const cell of document.querySelectorAll('td, th')) {
+    if (cell.scrollWidth > cell.clientWidth + 1) overflowing.push(cell.closest('table').id + ': ' + cell.textContent.slice(0, 60));
+  }
+  const main = document.querySelector('main').getBoundingClientRect();
+  const wide = [...document.querySelectorAll('table, img')].filter(e => e.getBoundingClientRect().right > main.right + 1)
+      .map(e => e.id || e.alt || e.tagName);
+  const probe = document.createElement('pre');
+  probe.id = 'layout-probe';
+  probe.textContent = JSON.stringify({viewport: root.clientWidth, scroll: root.scrollWidth,
+      reason: reason ? reason.getBoundingClientRect().width : 0, overflowing: overflowing, wide: wide});
+  document.body.appendChild(probe);
+})();
+</script>"""
+
+
+def long_report_log(log, clock):
+    """A week with the longest things a real report holds: 32-character decision ids, ClassDojo's 24-character
+    teacher ids, long rule ids and reasons, names, grants, held items and long event details."""
+    populate(log, clock, days=2, teachers=3, per_teacher_day=4)
+    teacher, klass = "5f3a9c01b2d4e6f8a0c2e4f6", "6c1d2e3f4a5b6c7d8e9f0a1b"
+    reason = ("A face in the photo belongs to a pupil without Class Story photo consent; the post is blocked "
+              "until the photo is replaced or the face is removed, as the policy's section 4.2 requires "
+              "for every pupil whose parents have not given consent")
+    for verdict in (Verdict.BLOCK, Verdict.HOLD, Verdict.DEFER):
+        log.append_decision(make_action(teacher_id=teacher, class_id=klass),
+                            make_decision(verdict, rule="photo-consent-required-for-every-pupil-in-class-story",
+                                          reason=reason))
+    log.append_event("exemption.granted", {"exemption": "ex-residential-trip-2026", "rules": ["no-messages-after-hours",
+                     "photo-consent-required-for-every-pupil-in-class-story"], "teacher": [teacher], "class": None,
+                     "everyone": False, "starts": "2026-11-23T08:00:00+00:00", "ends": "2026-11-27T18:00:00+00:00",
+                     "granted_by": "headteacher-office-0001", "reason": reason})
+    log.append_event("policy.rejected", {"source": "/etc/dojoguard/rules/messages-and-photos-for-families.yaml",
+                                         "problems": 20, "codes": ["DG-RULE-UNKNOWN"] * 20,
+                                         "places": ["messages-and-photos-for-families.yaml:12:3:DG-RULE-UNKNOWN"] * 20})
+    steps_clock = clock
+    steps_clock.set(START + timedelta(hours=3))
+    log.append_event("hold.uncertain", {"hold": "3f9c2a1b7d20", "kind": "hold", "decision_id": "d-1",
+                                        "teacher_id": teacher, "class_id": klass,
+                                        "sent_at": "2026-11-24T08:00:00+00:00", "error": "no answer (proxy stopped)"})
+    return {("teacher", teacher): "Mrs Evangeline Fitzwilliam-Hargreaves", ("class", klass): "Year 6 Oak (6B)"}
+
+
+@pytest.mark.slow
+def test_report_fits_a_1280_pixel_window_in_headless_chromium(tmp_path, log, clock):
+    """At 1280 px nothing runs off the page or out of its cell, and the reason column is wide enough to read."""
+    known = long_report_log(log, clock)
+    report = week(log, policy_reviewed="2026-09-01", names=lambda kind, key: known.get((kind, key)))
+    html = render(report, "html").decode("utf-8")
+    # The report itself allows no script (its Content-Security-Policy); this copy lets the probe run.
+    html = html.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';", 1)
+    page = tmp_path / "layout.html"
+    page.write_text(html.replace("</body>", LAYOUT_PROBE + "</body>"), "utf-8")
+    result = headless(tmp_path, "--hide-scrollbars", "--force-device-scale-factor=1", "--window-size=1280,2000",
+                      "--dump-dom", page.as_uri())
+    found = re.search(r'<pre id="layout-probe">(.*?)</pre>', result.stdout)
+    assert found, result.stderr[-2000:]
+    metrics = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert metrics["viewport"] == 1280, metrics
+    assert metrics["scroll"] <= 1280, metrics
+    assert metrics["reason"] > 200, metrics
+    assert metrics["wide"] == [], metrics
+    assert metrics["overflowing"] == [], metrics

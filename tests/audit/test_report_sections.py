@@ -101,7 +101,7 @@ def test_revocations_say_who_revoked_each_exemption(log, clock):
     html = html_of(report)
     table = html[html.index('id="revocations-table"'):]
     assert "<code>ex-trip</code></td><td>deputy-2</td>" in table and "<code>ex-older</code></td><td>head-1</td>" in table
-    assert "2026-11-24 10:00<br>by deputy-2" in html
+    assert '<span class="when">2026-11-24 10:00</span><br>by deputy-2' in html
     doc = json.loads(render(report, "json"))["exemptions"]
     assert [r["by"] for r in doc["revoked"]] == ["deputy-2", "head-1"]
 
