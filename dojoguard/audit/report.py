@@ -371,6 +371,57 @@ def _integrity_detail(checked: verification.Verification) -> str:
     return detail
 
 
+def this_week(today: date) -> tuple[date, date]:
+    """Monday of ``today``'s week to ``today``."""
+    return today - timedelta(days=today.weekday()), today
+
+
+def last_week(today: date) -> tuple[date, date]:
+    """Monday to Sunday of the week before ``today``'s."""
+    monday = today - timedelta(days=today.weekday() + 7)
+    return monday, monday + timedelta(days=6)
+
+
+def easter_sunday(year: int) -> date:
+    """Easter Sunday in the Gregorian calendar (the anonymous Gregorian algorithm)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    l_ = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 19 * l_) // 433
+    month = (h + l_ - 7 * m + 90) // 25
+    return date(year, month, (h + l_ - 7 * m + 33 * month + 19) % 32)
+
+
+def conventional_term(today: date) -> tuple[str, date, date]:
+    """The school term ``today`` falls in by UK convention, when no school calendar says otherwise.
+
+    Autumn is September to December, spring January to Easter Sunday, summer
+    Easter Monday to the end of July; August belongs to the summer term just
+    ended. Returns (name, first day, last day) of the whole term.
+    """
+    easter = easter_sunday(today.year)
+    if today.month >= 9:
+        return f"Autumn term {today.year}", date(today.year, 9, 1), date(today.year, 12, 31)
+    if today <= easter:
+        return f"Spring term {today.year}", date(today.year, 1, 1), easter
+    return f"Summer term {today.year}", easter + timedelta(days=1), date(today.year, 7, 31)
+
+
+def calendar_term(today: date, terms) -> tuple[date, date] | None:
+    """The school calendar's term holding ``today`` or, in a holiday, the term just ended.
+
+    None when the calendar does not cover ``today`` (it lists only other years).
+    """
+    terms = sorted(terms)
+    if not terms or today < terms[0][0] or today > terms[-1][1]:
+        return None
+    started = [t for t in terms if t[0] <= today]
+    return started[-1] if started else None
+
+
 def day_label(first: date, last: date) -> str:
     return f"{first:%d %B %Y}" if first == last else f"{first:%d %B %Y} to {last:%d %B %Y}"
 
