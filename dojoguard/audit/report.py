@@ -260,7 +260,8 @@ def build_report(log, start: datetime, end: datetime, *, tz: ZoneInfo, now: date
             holds.add(row)
         trend = _trend(conn, end, tz)
     hold_fields = holds.summary(log.get, _local(holds_since, tz),
-                                known={i.record_id: (i.teacher, i.klass) for i in tally.stopped})
+                                known={i.record_id: (i.teacher, i.klass) for i in tally.stopped
+                                       if i.verdict != "block"})
     checked = _verify(log, checkpoint_dir, publish_dir, retention_days, now)
     chain = checked.chain
     chain_detail = _integrity_detail(checked)
