@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import io
+from datetime import date
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on a server; must precede pyplot
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 # Colours per verdict, distinguishable for the common colour-vision deficiencies.
 VERDICT_COLOURS = {"allow": "#4c9a2a", "warn": "#e0b000", "redact": "#2c7fb8", "defer": "#8c6bb1",
@@ -28,7 +30,16 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _whole(axis) -> None:
+    """Ticks on whole numbers only: every axis here counts decisions (never "0.5 decisions")."""
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def verdict_bars(by_verdict: dict[str, int]) -> str:
+    return _png(verdict_figure(by_verdict))
+
+
+def verdict_figure(by_verdict: dict[str, int]):
     labels = list(by_verdict)
     values = [by_verdict[v] for v in labels]
     fig, ax = plt.subplots(figsize=(6.4, 2.6))
@@ -38,11 +49,16 @@ def verdict_bars(by_verdict: dict[str, int]) -> str:
     ax.set_xlabel("decisions")
     ax.spines[["top", "right"]].set_visible(False)
     ax.set_xlim(0, max(values + [1]) * 1.15)
-    return _png(fig)
+    _whole(ax.xaxis)
+    return fig
 
 
 def rule_bars(rows, limit: int = 12) -> str:
     """Stopped/changed decisions per rule (the top ``limit``), stacked by verdict."""
+    return _png(rule_figure(rows, limit))
+
+
+def rule_figure(rows, limit: int = 12):
     rows = [r for r in rows if r.total - r.verdicts.get("allow", 0) > 0][:limit]
     fig, ax = plt.subplots(figsize=(6.4, 0.35 * max(len(rows), 3) + 0.8))
     names = [_clip(r.key) for r in rows]
@@ -61,18 +77,54 @@ def rule_bars(rows, limit: int = 12) -> str:
         ax.text(0.5, 0.5, "no rule stopped or changed anything", ha="center", va="center",
                 transform=ax.transAxes)
         ax.set_yticks([])
-    return _png(fig)
+    _whole(ax.xaxis)
+    return fig
 
 
 def heatmap(counts) -> str:
     """Hour of day by weekday: when the policy had to step in."""
+    return _png(heatmap_figure(counts))
+
+
+def heatmap_figure(counts):
     fig, ax = plt.subplots(figsize=(7.2, 2.8))
     image = ax.imshow(counts, aspect="auto", cmap="Oranges", interpolation="nearest")
     ax.set_yticks(range(7), WEEKDAYS)
     ax.set_xticks(range(0, 24, 2), [f"{h:02d}:00" for h in range(0, 24, 2)], fontsize=7)
     ax.set_xlabel("hour of day (local time)")
-    fig.colorbar(image, ax=ax, label="not simply allowed", shrink=0.9)
-    return _png(fig)
+    bar = fig.colorbar(image, ax=ax, label="not simply allowed", shrink=0.9)
+    _whole(bar.ax.yaxis)
+    return fig
+
+
+def trend(weeks) -> str:
+    """Decisions per week, stacked by verdict (``weeks``: rows keyed by each week's Monday)."""
+    return _png(trend_figure(weeks))
+
+
+def trend_figure(weeks):
+    fig, ax = plt.subplots(figsize=(7.2, 2.8))
+    labels = [_week_label(w.key) for w in weeks]
+    bottom = [0] * len(weeks)
+    for verdict, colour in VERDICT_COLOURS.items():
+        values = [w.verdicts.get(verdict, 0) for w in weeks]
+        if any(values):
+            ax.bar(labels, values, bottom=bottom, color=colour, label=verdict, width=0.7)
+            bottom = [a + b for a, b in zip(bottom, values, strict=True)]
+    ax.set_ylabel("decisions")
+    ax.set_xlabel("week beginning")
+    ax.tick_params(axis="x", labelsize=7, rotation=45)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_ylim(0, max(bottom + [1]) * 1.1)
+    _whole(ax.yaxis)
+    if any(bottom):
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def _week_label(monday: str) -> str:
+    """ "2026-11-23" -> "23 Nov"."""
+    return f"{date.fromisoformat(monday):%d %b}".lstrip("0")
 
 
 def _clip(text: str, width: int = 38) -> str:

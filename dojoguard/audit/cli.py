@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import click
@@ -15,7 +15,8 @@ from dojoguard.audit.checkpoint import CheckpointError
 from dojoguard.audit.log import AuditLog, AuditWriteError
 from dojoguard.audit.record import format_time
 from dojoguard.audit.render import FORMATS, render
-from dojoguard.audit.report import build_report, day_label, period_bounds
+from dojoguard.audit.report import (build_report, calendar_term, conventional_term, day_label, last_week,
+                                    period_bounds, this_week)
 from dojoguard.audit.verification import verify
 from dojoguard.references import ReferenceProblem
 from dojoguard.clitools import fail, pass_env
@@ -207,28 +208,43 @@ def public_key_command(env: Environment) -> None:
 
 
 @audit_group.command("report")
-@click.option("--from", "first", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day (YYYY-MM-DD).")
-@click.option("--to", "last", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day, included.")
+@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), help="First day (YYYY-MM-DD); needs --to.")
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), help="Last day, included; needs --from.")
+@click.option("--week", "this_week", is_flag=True, help="This week: Monday to today.")
+@click.option("--last-week", "previous_week", is_flag=True, help="Last week: Monday to Sunday.")
+@click.option("--term", "term", is_flag=True,
+              help="This term: from the school calendar (rules.calendar) when it covers today, otherwise the UK "
+                   "convention (September-December, January-Easter, Easter-July); to today at the latest.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="File to write ('-' for standard output).")
 @database_option
 @pass_env
-def report_command(env: Environment, first: datetime, last: datetime, fmt: str, output: Path, database) -> None:
+def report_command(env: Environment, first: datetime | None, last: datetime | None, this_week: bool,
+                   previous_week: bool, term: bool, fmt: str, output: Path, database) -> None:
     """Write the leaders' report for a period: HTML (self-contained), CSV or JSON.
+
+    Give the period as --from and --to, or as one of --week, --last-week or
+    --term (the days are the school's, in its time zone), e.g.
+    `dojoguard audit report --last-week -o last-week.html`.
 
     \b
     Example:
       dojoguard audit report --from 2026-11-23 --to 2026-11-27 --format html -o week.html
     """
     cfg = _config(env)
+    today = env.clock.now().astimezone(cfg.timezone).date()
+    first_day, last_day, label = _report_period(cfg, today, first, last, this_week, previous_week, term)
+    if label is None:
+        label = day_label(first_day, last_day)
+    else:
+        click.echo(f"Period: {label}", file=env.stderr)
     # A year of a large school takes seconds: say what is happening (on stderr, so `-o -` stays clean).
     click.echo("Reading and verifying the audit log...", file=env.stderr)
     with _open(env, database) as log:
         try:
-            start, end = period_bounds(first.date(), last.date(), cfg.timezone)
-            report = build_report(log, start, end, tz=cfg.timezone, now=env.clock.now(),
-                                  label=day_label(first.date(), last.date()),
+            start, end = period_bounds(first_day, last_day, cfg.timezone)
+            report = build_report(log, start, end, tz=cfg.timezone, now=env.clock.now(), label=label,
                                   policy_reviewed=cfg["reports"]["policy_reviewed"],
                                   checkpoint_dir=cfg.path("audit", "checkpoint_dir"),
                                   publish_dir=cfg.path("audit", "checkpoint_publish_dir"),
@@ -242,7 +258,60 @@ def report_command(env: Environment, first: datetime, last: datetime, fmt: str, 
         click.echo(data.decode("utf-8"), nl=False, file=env.stdout)
         return
     output.write_bytes(data)
-    click.echo(f"wrote {output} ({report.decisions} decisions, {first.date()} to {last.date()})", file=env.stderr)
+    click.echo(f"wrote {output} ({report.decisions} decisions, {first_day} to {last_day})", file=env.stderr)
+
+
+_PERIOD_HINT = "give the period as --from DAY --to DAY, or as one of --week, --last-week or --term"
+
+
+def _report_period(cfg, today: date, first: datetime | None, last: datetime | None, this_week_: bool,
+                   previous_week: bool, term: bool) -> tuple[date, date, str | None]:
+    """The report's first and last day, and a label for a shortcut (None: the days say it)."""
+    shortcuts = [name for name, on in (("--week", this_week_), ("--last-week", previous_week), ("--term", term))
+                 if on]
+    given = [name for name, value in (("--from", first), ("--to", last)) if value is not None]
+    if len(shortcuts) > 1:
+        raise click.UsageError(f"{' and '.join(shortcuts)} were both given: {_PERIOD_HINT}, only one")
+    if shortcuts and given:
+        raise click.UsageError(f"{shortcuts[0]} and {' and '.join(given)} were both given: {_PERIOD_HINT}, "
+                               f"not both")
+    if not shortcuts:
+        if not given:
+            raise click.UsageError(f"no period: {_PERIOD_HINT}")
+        if len(given) == 1:
+            missing = "--to" if given[0] == "--from" else "--from"
+            raise click.UsageError(f"{given[0]} needs {missing} too: {_PERIOD_HINT}")
+        return first.date(), last.date(), None
+    if this_week_:
+        monday, end = this_week(today)
+        return monday, end, f"this week, {day_label(monday, end)}"
+    if previous_week:
+        monday, sunday = last_week(today)
+        return monday, sunday, f"last week, {day_label(monday, sunday)}"
+    found = _calendar_term(cfg, today)
+    if found is not None:
+        term_first, term_last = found
+        end = min(term_last, today)
+        return term_first, end, f"this term (school calendar), {day_label(term_first, end)}"
+    name, term_first, term_last = conventional_term(today)
+    end = min(term_last, today)
+    return term_first, end, f"{name} (no school calendar for today: terms by UK convention), {day_label(term_first, end)}"
+
+
+def _calendar_term(cfg, today: date) -> tuple[date, date] | None:
+    path = cfg.path("rules", "calendar")
+    if path is None:
+        return None
+    from dojoguard.rules.calendar import load_calendar  # only here: it loads the bank holiday tables
+
+    try:
+        calendar = load_calendar(path)
+    except FileProblems as exc:
+        raise fail(exc) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the school calendar {path}: {exc.strerror or exc}. "
+                                   f"Hint: give --from and --to instead of --term.") from None
+    return calendar_term(today, calendar.terms)
 
 
 @audit_group.command("purge")

@@ -20,7 +20,8 @@ from dojoguard.audit.report import LIST_LIMIT, VERDICTS, Report
 
 FORMATS = ("html", "csv", "json")
 CSV_COLUMNS = ("time", "type", "id", "verdict", "kind", "channel", "teacher", "class", "device", "rules",
-               "reason", "exemptions", "pupils", "faces_found", "faces_not_permitted", "details", "seq")
+               "reason", "exemptions", "pupils", "faces_found", "faces_not_permitted", "details", "seq", "by",
+               "teacher_name", "class_name")
 _FORMULA_CHARS = "=+-@\t\r"
 # How each kind of action reads in the report.
 KIND_LABELS = {"message.send": "message to families", "story.post": "story post", "comment.post": "comment",
@@ -33,6 +34,9 @@ HOLD_OUTCOME_LABELS = {"held": "held for a leader", "queued": "queued until thei
                        "expired": "expired (waited too long)", "uncertain": "uncertain (send cut short)",
                        "closed": "closed by a person (not sent)"}
 HOLD_KIND_LABELS = {"hold": "held", "defer": "queued"}
+# How the consent section names its events.
+EVENT_LABELS = {"consent.changed": "consent changed", "consent.imported": "import from the MIS",
+                "pupil.erased": "erased from the registry"}
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("dojoguard.audit", "templates"),
@@ -57,10 +61,11 @@ def render_html(report: Report) -> str:
         "verdicts": charts.verdict_bars(report.by_verdict),
         "rules": charts.rule_bars(report.by_rule),
         "heatmap": charts.heatmap(report.heatmap),
+        "trend": charts.trend(report.trend),
     }
     return _templates.get_template("report.html.j2").render(
         r=report, period=report.period, charts=images, verdicts=VERDICTS, limit=LIST_LIMIT, kinds=KIND_LABELS,
-        hold_outcomes=HOLD_OUTCOME_LABELS, hold_kinds=HOLD_KIND_LABELS,
+        hold_outcomes=HOLD_OUTCOME_LABELS, hold_kinds=HOLD_KIND_LABELS, event_labels=EVENT_LABELS,
         event_names={name: EVENTS[name].summary for name in EVENTS})
 
 
@@ -68,10 +73,12 @@ def render_csv(report: Report) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
+    teachers, classes = report.names.get("teacher", {}), report.names.get("class", {})
     for i in report.all_items:
         writer.writerow([_cell(v) for v in (i.at, i.type, i.record_id, i.verdict, i.kind, i.channel, i.teacher,
                                             i.klass, i.device, i.rules, i.reason, i.exemptions, i.pupils,
-                                            i.faces_found, i.faces_not_permitted, i.details, i.seq)])
+                                            i.faces_found, i.faces_not_permitted, i.details, i.seq, i.by,
+                                            teachers.get(i.teacher, ""), classes.get(i.klass, ""))])
     return out.getvalue()
 
 

@@ -2,8 +2,10 @@
 
 ``build_report`` reads the records of the period once and returns a plain
 ``Report`` value; ``render`` turns it into HTML, CSV or JSON. Everything in it
-comes from the audit trail, so it holds no message text, images or names
-either: teachers, classes and devices appear by their ids.
+comes from the audit trail, so it holds no message text or images, and no
+names unless the caller passes ``names``: then teachers and classes are shown
+by name with their ids beside them (devices and pupils always by id or
+pseudonym).
 """
 
 from __future__ import annotations
@@ -15,18 +17,23 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from dojoguard.audit import checkpoint as checkpoints
 from dojoguard.audit import verification
 from dojoguard.audit.events import EVENTS, HEALTH_EVENTS
-from dojoguard.audit.record import parse_time
+from dojoguard.audit.record import format_time, parse_time
 from dojoguard.rules.decision import Verdict
 
 VERDICTS = tuple(str(v) for v in Verdict)
 STOPPED = ("block", "hold", "defer")
+# The rule row of decisions no rule matched (the policy's default decided).
+NO_RULE = "(no rule: default)"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+# The trend shows this many weeks (Monday to Sunday, local), ending with the period's last week.
+TREND_WEEKS = 12
 # The HTML lists at most this many stopped items and events; the CSV has all.
 LIST_LIMIT = 500
 
@@ -89,6 +96,27 @@ class Item(NamedTuple):
     hold: str = ""
     state: str = ""
     command: str = ""
+    # Who acted (a leader's approval or rejection, an exemption's revocation), by staff id.
+    by: str = ""
+
+
+class Grant(NamedTuple):
+    """One exemption granted in the period, as the grant recorded it, and its revocation if that followed."""
+
+    seq: int
+    record_id: str
+    at: str  # local time of the grant
+    exemption: str
+    rules: tuple[str, ...] = ()
+    teachers: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+    everyone: bool = False
+    starts: str = ""  # local time, "YYYY-MM-DD HH:MM", or "" when not recorded
+    ends: str = ""
+    granted_by: str = ""
+    reason: str = ""
+    revoked_by: str = ""
+    revoked_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,7 +143,7 @@ class Report:
     # [weekday][hour] counts of decisions that were not simply allowed.
     heatmap: tuple[tuple[int, ...], ...]
     stopped: tuple[Item, ...]
-    exemptions_granted: tuple[Item, ...]
+    exemptions_granted: tuple[Grant, ...]
     exemptions_used: int
     exemption_use: tuple[Row, ...]
     consent_changes: tuple[Item, ...]
@@ -139,7 +167,22 @@ class Report:
     # Items whose latest step needs a person (uncertain first), from records back to ``holds_since``.
     needs_person: tuple[Item, ...] = ()
     holds_since: str = ""
+    # Held items still waiting for a leader's decision when the period ended.
+    waiting_for_leader: int = 0
+    # Each approval and rejection of the period, with who made it (``by``).
+    hold_decisions: tuple[Item, ...] = ()
+    # Every revocation of an exemption in the period (``by``: who revoked it).
+    revocations: tuple[Item, ...] = ()
+    # Decisions per week by verdict, oldest first, ending with the week of the period's last day:
+    # key is the week's Monday (YYYY-MM-DD); the last week stops at the period's end.
+    trend: tuple[Row, ...] = ()
+    # Display names of the teachers and classes the report shows, by kind then id (only those known).
+    names: dict[str, dict[str, str]] = field(default_factory=lambda: {"teacher": {}, "class": {}})
     all_items: tuple[Item, ...] = field(default=(), repr=False)
+
+    def name(self, kind: str, key: str) -> str | None:
+        """The display name of a teacher or class id, or None when the report was given none."""
+        return self.names.get(kind, {}).get(key)
 
     def to_dict(self) -> dict[str, Any]:
         def rows(rs):
@@ -158,18 +201,21 @@ class Report:
             "heatmap": {"weekdays": list(WEEKDAYS), "hours": list(range(24)),
                         "counts": [list(r) for r in self.heatmap]},
             "stopped": items(self.stopped),
-            "exemptions": {"granted": items(self.exemptions_granted), "used": self.exemptions_used,
-                           "use_by_exemption": rows(self.exemption_use)},
+            "exemptions": {"granted": [_grant_dict(g) for g in self.exemptions_granted], "used": self.exemptions_used,
+                           "revoked": items(self.revocations), "use_by_exemption": rows(self.exemption_use)},
             "consent": {"changes": items(self.consent_changes), "erasures": items(self.erasures)},
             "health": {"counts": self.health, "items": items(self.health_items)},
             "policy": {"revisions": [r.__dict__ for r in self.revisions], "events": items(self.policy_events),
                        "reviewed": self.policy_reviewed, "review_due": self.review_due,
                        "review_overdue": self.is_review_overdue},
             "holds": {"counts": {r.key: r.total for r in self.hold_outcomes},
+                      "waiting_for_a_leader": self.waiting_for_leader, "decisions": items(self.hold_decisions),
                       "by_outcome": rows(self.hold_outcomes), "wait_for_leader": dict(self.hold_wait),
                       "needs_a_person": items(self.needs_person), "looked_back_to": self.holds_since},
             "audit_log": {"intact": self.chain_ok, "records": self.chain_records, "detail": self.chain_detail,
                           "last_checkpoint": self.last_checkpoint},
+            "trend": {"weeks": rows(self.trend)},
+            "names": {kind: dict(known) for kind, known in self.names.items()},
         }
 
 
@@ -182,7 +228,8 @@ def period_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, date
 
 def build_report(log, start: datetime, end: datetime, *, tz: ZoneInfo, now: datetime, label: str | None = None,
                  policy_reviewed: str | None = None, checkpoint_dir=None, publish_dir=None,
-                 retention_days: int | None = None, hold_max_age_days: int = 7) -> Report:
+                 retention_days: int | None = None, hold_max_age_days: int = 7,
+                 names: Callable[[str, str], str | None] | None = None) -> Report:
     """Count and group the records written in [start, end); also verify the whole log as ``audit verify`` does.
 
     The chain, every retention purge (signed, and within ``retention_days``)
@@ -192,6 +239,10 @@ def build_report(log, start: datetime, end: datetime, *, tz: ZoneInfo, now: date
     Held and queued items are followed further back (``hold_max_age_days``,
     the setting holds.max_age_days, plus ``HOLD_GRACE_DAYS``): an item held
     last week whose send was cut short this week still needs a person.
+
+    ``names(kind, id)``, when given, is asked once for each teacher ("teacher")
+    and class ("class") id the report shows, and returns its display name or
+    None; the report then shows the name, with the id beside it.
     """
     if end <= start:
         raise ValueError(f"the period ends ({end:%Y-%m-%d %H:%M}) before it starts ({start:%Y-%m-%d %H:%M})")
@@ -207,7 +258,10 @@ def build_report(log, start: datetime, end: datetime, *, tz: ZoneInfo, now: date
         # steps are a few records a day, so this costs milliseconds even for a year.
         for row in log.rows(start=holds_since, end=end, types=HOLD_EVENTS, conn=conn):
             holds.add(row)
-    hold_fields = holds.summary(log.get, _local(holds_since, tz))
+        trend = _trend(conn, end, tz)
+    hold_fields = holds.summary(log.get, _local(holds_since, tz),
+                                known={i.record_id: (i.teacher, i.klass) for i in tally.stopped
+                                       if i.verdict != "block"})
     checked = _verify(log, checkpoint_dir, publish_dir, retention_days, now)
     chain = checked.chain
     chain_detail = _integrity_detail(checked)
@@ -223,7 +277,64 @@ def build_report(log, start: datetime, end: datetime, *, tz: ZoneInfo, now: date
     label = label or f"{_local(start, tz)} to {_local(end, tz)}"
     return tally.report(label, _local(start, tz), _local(end, tz), now=now, chain_ok=checked.is_ok,
                         chain_records=chain.records, chain_detail=chain_detail, last_checkpoint=last_checkpoint,
-                        reviewed=reviewed, due=due, overdue=overdue, holds=hold_fields)
+                        reviewed=reviewed, due=due, overdue=overdue, holds=hold_fields, trend=trend,
+                        names=_resolve_names(names, tally, hold_fields))
+
+
+# Group keys that stand for "no id": never looked up.
+_NO_TEACHER, _NO_CLASS = "(unknown)", "(no class)"
+
+
+def _resolve_names(names, tally: _Tally, hold_fields: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The display name of each teacher and class id the report shows, asking ``names`` once per id."""
+    found: dict[str, dict[str, str]] = {"teacher": {}, "class": {}}
+    if names is None:
+        return found
+    wanted = {"teacher": set(tally.groups["teacher"]), "class": set(tally.groups["class"])}
+    for item in (*hold_fields["needs_person"], *hold_fields["hold_decisions"]):
+        wanted["teacher"].add(item.teacher)
+        wanted["class"].add(item.klass)
+    for grant in tally.grants.values():
+        wanted["teacher"].update(grant.teachers)
+        wanted["class"].update(grant.classes)
+    wanted["teacher"] -= {"", _NO_TEACHER}
+    wanted["class"] -= {"", _NO_CLASS}
+    for kind, ids in wanted.items():
+        for key in sorted(ids):
+            name = names(kind, key)
+            if isinstance(name, str) and name.strip() and name.strip() != key:
+                found[kind][key] = name.strip()
+    return found
+
+
+def trend_weeks(end: datetime, tz: ZoneInfo, weeks: int = TREND_WEEKS) -> list[date]:
+    """The Mondays of the ``weeks`` weeks ending with the week of the last moment before ``end`` (local)."""
+    last_day = (end - timedelta(microseconds=1)).astimezone(tz).date()
+    monday = last_day - timedelta(days=last_day.weekday())
+    return [monday - timedelta(weeks=weeks - 1 - i) for i in range(weeks)]
+
+
+def _trend(conn, end: datetime, tz: ZoneInfo) -> list[Row]:
+    """Decisions per week by verdict, counted by SQLite in one pass over the weeks' decisions.
+
+    The verdicts are read with json_extract and grouped in SQL, so the twelve
+    weeks cost no Python per record (the period's own records are parsed once,
+    by the tally).
+    """
+    mondays = trend_weeks(end, tz)
+    bounds = [datetime.combine(day, time(0), tz) for day in mondays]
+    bounds.append(min(end, datetime.combine(mondays[-1] + timedelta(days=7), time(0), tz)))
+    stamps = [format_time(b) for b in bounds]
+    buckets = " ".join(f"WHEN at < ? THEN {i}" for i in range(len(mondays)))
+    # "+type": read the weeks through the time index, not every decision through the type index.
+    sql = (f"SELECT CASE {buckets} END, json_extract(body, '$.verdict'), COUNT(*) FROM records "
+           f"WHERE +type = 'decision' AND at >= ? AND at < ? GROUP BY 1, 2")
+    counts: list[Counter] = [Counter() for _ in mondays]
+    for week, verdict, n in conn.execute(sql, [*stamps[1:], stamps[0], stamps[-1]]):
+        if week is not None:
+            counts[week][verdict or ""] += n
+    return [Row(day.isoformat(), sum(c.values()), {v: c.get(v, 0) for v in VERDICTS})
+            for day, c in zip(mondays, counts, strict=True)]
 
 
 # The report checks the newest checkpoints of each folder: they pin everything before them.
@@ -261,6 +372,57 @@ def _integrity_detail(checked: verification.Verification) -> str:
     return detail
 
 
+def this_week(today: date) -> tuple[date, date]:
+    """Monday of ``today``'s week to ``today``."""
+    return today - timedelta(days=today.weekday()), today
+
+
+def last_week(today: date) -> tuple[date, date]:
+    """Monday to Sunday of the week before ``today``'s."""
+    monday = today - timedelta(days=today.weekday() + 7)
+    return monday, monday + timedelta(days=6)
+
+
+def easter_sunday(year: int) -> date:
+    """Easter Sunday in the Gregorian calendar (the anonymous Gregorian algorithm)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    l_ = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 19 * l_) // 433
+    month = (h + l_ - 7 * m + 90) // 25
+    return date(year, month, (h + l_ - 7 * m + 33 * month + 19) % 32)
+
+
+def conventional_term(today: date) -> tuple[str, date, date]:
+    """The school term ``today`` falls in by UK convention, when no school calendar says otherwise.
+
+    Autumn is September to December, spring January to Easter Sunday, summer
+    Easter Monday to the end of July; August belongs to the summer term just
+    ended. Returns (name, first day, last day) of the whole term.
+    """
+    easter = easter_sunday(today.year)
+    if today.month >= 9:
+        return f"Autumn term {today.year}", date(today.year, 9, 1), date(today.year, 12, 31)
+    if today <= easter:
+        return f"Spring term {today.year}", date(today.year, 1, 1), easter
+    return f"Summer term {today.year}", easter + timedelta(days=1), date(today.year, 7, 31)
+
+
+def calendar_term(today: date, terms) -> tuple[date, date] | None:
+    """The school calendar's term holding ``today`` or, in a holiday, the term just ended.
+
+    None when the calendar does not cover ``today`` (it lists only other years).
+    """
+    terms = sorted(terms)
+    if not terms or today < terms[0][0] or today > terms[-1][1]:
+        return None
+    started = [t for t in terms if t[0] <= today]
+    return started[-1] if started else None
+
+
 def day_label(first: date, last: date) -> str:
     return f"{first:%d %B %Y}" if first == last else f"{first:%d %B %Y} to {last:%d %B %Y}"
 
@@ -295,6 +457,8 @@ class _Tally:
         self.lists: dict[str, list[Item]] = defaultdict(list)
         self.health: Counter = Counter()
         self.exemption_use: Counter = Counter()
+        # Exemptions granted in the period, by id (a later grant of the same id replaces the earlier).
+        self.grants: dict[str, Grant] = {}
         self.revisions: dict[str, list] = {}
         self.items: list[Item] = []
         self._local_cache: dict[str, tuple[int, int, str, bool]] = {}
@@ -332,10 +496,19 @@ class _Tally:
     def _decision(self, seq, record_id, when, local, f) -> Item:
         verdict = f.get("verdict", "")
         self.by_verdict[verdict] += 1
-        for rule in f.get("rules") or ["(no rule: default)"]:
-            self.groups["rule"][rule][verdict] += 1
-        self.groups["class"][f.get("class") or "(no class)"][verdict] += 1
-        self.groups["teacher"][f.get("teacher") or "(unknown)"][verdict] += 1
+        # Each rule row counts the verdict that rule gave (a warn-only rule that matched
+        # beside a blocking one is counted as a warning, not as a block). Records from
+        # before "matched" was written give only the rule ids: the decision's verdict.
+        matched = f.get("matched")
+        if matched:
+            by_rule = self.groups["rule"]
+            for m in matched:
+                by_rule[m.get("rule") or "(unnamed rule)"][m.get("verdict") or verdict] += 1
+        else:
+            for rule in f.get("rules") or [NO_RULE]:
+                self.groups["rule"][rule][verdict] += 1
+        self.groups["class"][f.get("class") or _NO_CLASS][verdict] += 1
+        self.groups["teacher"][f.get("teacher") or _NO_TEACHER][verdict] += 1
         if verdict != "allow":
             self.heat[local[0]][local[1]] += 1
         # Exemption use is counted from decisions, not from exemption.used
@@ -361,15 +534,27 @@ class _Tally:
         return item
 
     def _event(self, seq, record_id, when, type_, f) -> Item:
-        details = "; ".join(f"{k}={_short(v)}" for k, v in sorted(f.items()))
-        item = Item(seq, record_id, when, type_, teacher=str(f.get("teacher") or ""),
-                    klass=str(f.get("class") or ""), rules=", ".join(map(str, _as_list(f.get("rules")))),
-                    reason=str(f.get("reason") or ""), details=details)
+        by = f.get("revoked_by") if type_ == "exemption.revoked" else f.get("by")
+        item = Item(seq, record_id, when, type_, teacher=_joined(f.get("teacher")), klass=_joined(f.get("class")),
+                    rules=_joined(f.get("rules")), reason=str(f.get("reason") or ""),
+                    exemptions=str(f.get("exemption") or "") if type_.startswith("exemption.") else "",
+                    details=describe(type_, f, self.tz), by=str(by or ""))
         if type_ in HEALTH_EVENTS:
             self.health[type_] += 1
             self.lists["health"].append(item)
         if type_ == "exemption.granted":
-            self.lists["granted"].append(item)
+            exemption = str(f.get("exemption") or "")
+            self.grants[exemption] = Grant(
+                seq, record_id, when, exemption, rules=_ids(f.get("rules")), teachers=_ids(f.get("teacher")),
+                classes=_ids(f.get("class")), everyone=f.get("everyone") is True,
+                starts=_local_text(f.get("starts"), self.tz), ends=_local_text(f.get("ends"), self.tz),
+                granted_by=str(f.get("granted_by") or ""), reason=str(f.get("reason") or ""))
+        elif type_ == "exemption.revoked":
+            self.lists["revoked"].append(item)
+            exemption = str(f.get("exemption") or "")
+            grant = self.grants.get(exemption)
+            if grant is not None:
+                self.grants[exemption] = grant._replace(revoked_by=item.by, revoked_at=when)
         elif type_ == "consent.changed" or type_ == "consent.imported":
             self.lists["consent"].append(item)
         elif type_ == "pupil.erased":
@@ -379,7 +564,8 @@ class _Tally:
         return item
 
     def report(self, label, start, end, *, now, chain_ok, chain_records, chain_detail, last_checkpoint,
-               reviewed, due, overdue, holds: dict[str, Any] | None = None) -> Report:
+               reviewed, due, overdue, holds: dict[str, Any] | None = None, trend=(),
+               names: dict[str, dict[str, str]] | None = None) -> Report:
         def rows(groups) -> tuple[Row, ...]:
             out = [Row(key, sum(c.values()), {v: c.get(v, 0) for v in VERDICTS}) for key, c in groups.items()]
             return tuple(sorted(out, key=lambda r: (-r.total, r.key)))
@@ -394,7 +580,7 @@ class _Tally:
             by_teacher=rows(self.groups["teacher"]),
             heatmap=tuple(tuple(r) for r in self.heat),
             stopped=tuple(self.stopped),
-            exemptions_granted=tuple(self.lists["granted"]),
+            exemptions_granted=tuple(self.grants.values()), revocations=tuple(self.lists["revoked"]),
             exemptions_used=sum(self.exemption_use.values()),
             exemption_use=tuple(Row(k, n, {}) for k, n in self.exemption_use.most_common() if n),
             consent_changes=tuple(self.lists["consent"]),
@@ -404,7 +590,8 @@ class _Tally:
             policy_events=tuple(self.lists["policy"]),
             policy_reviewed=reviewed, review_due=due, is_review_overdue=overdue,
             chain_ok=chain_ok, chain_records=chain_records, chain_detail=chain_detail,
-            last_checkpoint=last_checkpoint, all_items=tuple(self.items), **(holds or {}),
+            last_checkpoint=last_checkpoint, all_items=tuple(self.items), trend=tuple(trend),
+            names=names or {"teacher": {}, "class": {}}, **(holds or {}),
         )
 
 
@@ -439,6 +626,8 @@ class _Holds:
         self.counts: dict[str, Counter] = {outcome: Counter() for outcome in HOLD_OUTCOMES}
         self.waits: list[timedelta] = []
         self.tracks: dict[str, _Track] = {}
+        # The period's approvals and rejections: (seq, record id, time, event, fields, the item's track).
+        self.decisions: list[tuple[int, str, datetime, str, dict, _Track]] = []
 
     def add(self, row) -> None:
         seq, record_id, at, type_, body = row[:5]
@@ -468,6 +657,8 @@ class _Holds:
             track.approved = True
         if self.start <= when < self.end:
             self._count(track, step, when)
+            if step in ("approved", "rejected"):
+                self.decisions.append((seq, record_id, when, type_, fields, track))
         if step in ("approved", "rejected"):
             track.decided = True
         track.last = (seq, record_id, when, type_, fields)
@@ -482,19 +673,55 @@ class _Holds:
                 and track.created_at is not None):
             self.waits.append(when - track.created_at)
 
-    def summary(self, lookup, since: str) -> dict[str, Any]:
-        """The Report fields of this section; ``lookup(decision_id)`` finds a hold's decision record."""
+    def summary(self, lookup, since: str, known=None) -> dict[str, Any]:
+        """The Report fields of this section; ``lookup(decision_id)`` finds a hold's decision record.
+
+        ``known`` maps decision ids already read (the period's stopped decisions) to
+        their (teacher, class), so most items need no lookup.
+        """
         outcomes = tuple(Row(outcome, sum(c.values()), {k: c.get(k, 0) for k in HOLD_KINDS})
                          for outcome, c in self.counts.items())
         hours = sorted(w.total_seconds() / 3600 for w in self.waits)
         wait = {"decisions": len(hours),
                 "median_hours": round(statistics.median(hours), 1) if hours else None,
                 "longest_hours": round(hours[-1], 1) if hours else None}
-        listed = [item for hold, track in self.tracks.items() if (item := self._needs(hold, track, lookup))]
-        listed.sort(key=lambda i: (NEEDS_A_PERSON.index(i.state), i.seq))
-        return {"hold_outcomes": outcomes, "hold_wait": wait, "needs_person": tuple(listed), "holds_since": since}
+        known = known or {}
 
-    def _needs(self, hold: str, track: _Track, lookup) -> Item | None:
+        def whose(track: _Track) -> None:
+            """Fill in the item's teacher and class from its decision (hold.created names only the decision)."""
+            if (track.teacher and track.klass) or not track.decision_id:
+                return
+            found = known.get(track.decision_id)
+            if found is None:
+                record = lookup(track.decision_id)
+                if record is None or record.type != "decision":
+                    return
+                found = (str(record.fields.get("teacher") or ""), str(record.fields.get("class") or ""))
+            track.teacher = track.teacher or found[0]
+            track.klass = track.klass or found[1]
+
+        listed = [item for hold, track in self.tracks.items() if (item := self._needs(hold, track, whose))]
+        listed.sort(key=lambda i: (NEEDS_A_PERSON.index(i.state), i.seq))
+        decided = []
+        for seq, record_id, when, type_, fields, track in self.decisions[:LIST_LIMIT]:
+            whose(track)
+            decided.append(Item(seq, record_id, _local(when, self.tz), type_, kind=track.kind, teacher=track.teacher,
+                                klass=track.klass, rules=track.rules, reason=_short(str(fields.get("reason") or "")),
+                                hold=str(fields.get("hold")), state=type_.split(".", 1)[1],
+                                by=str(fields.get("by") or "")))
+        waiting = sum(1 for track in self.tracks.values() if self._waiting(track))
+        return {"hold_outcomes": outcomes, "hold_wait": wait, "needs_person": tuple(listed), "holds_since": since,
+                "hold_decisions": tuple(decided), "waiting_for_leader": waiting}
+
+    @staticmethod
+    def _waiting(track: _Track) -> bool:
+        """Whether a held item is still waiting for a leader's decision at the end of the period."""
+        if track.kind != "hold" or track.decided or track.created_at is None or track.last is None:
+            return False
+        # Expired, closed or set aside as tampered: no longer waiting (an expired one needs a person).
+        return track.last[3].split(".", 1)[1] not in ("expired", "closed", "tampered")
+
+    def _needs(self, hold: str, track: _Track, whose) -> Item | None:
         """The item as listed under "needs a person", or None when its latest step does not need one."""
         seq, record_id, when, type_, fields = track.last
         step = type_.split(".", 1)[1]
@@ -504,12 +731,7 @@ class _Holds:
             state, since = "waiting", when
         else:
             return None
-        if not (track.teacher and track.klass) and track.decision_id:
-            # hold.created names only the decision; the decision record says whose it was.
-            record = lookup(track.decision_id)
-            if record is not None and record.type == "decision":
-                track.teacher = track.teacher or str(record.fields.get("teacher") or "")
-                track.klass = track.klass or str(record.fields.get("class") or "")
+        whose(track)  # hold.created names only the decision; the decision record says whose it was
         return Item(seq, record_id, _local(since, self.tz), type_, kind=track.kind, teacher=track.teacher,
                     klass=track.klass, rules=track.rules, reason=self._what(state, fields, since),
                     hold=hold, state=state, command=self._commands(hold, state, track))
@@ -569,9 +791,133 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _short(value) -> str:
+def _ids(value) -> tuple[str, ...]:
+    """A field that names one id or a list of them (or none), as a tuple of ids."""
+    return tuple(str(v) for v in _as_list(value) if v not in (None, ""))
+
+
+def _joined(value) -> str:
+    return ", ".join(_ids(value))
+
+
+def _local_text(value, tz: ZoneInfo) -> str:
+    """A stored ISO time as local "YYYY-MM-DD HH:MM"; "" when absent; as stored when it cannot be read."""
+    if value in (None, ""):
+        return ""
+    try:
+        at = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    return _local(at, tz) if at.tzinfo is not None else at.strftime("%Y-%m-%d %H:%M")
+
+
+def _empty(value) -> bool:
+    return value is None or (isinstance(value, (str, list, tuple, dict)) and not value)
+
+
+def _readable(value) -> str:
+    """A field's value for people: lists joined with commas, yes/no for flags, no JSON brackets or nulls."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_readable(v) for v in value if not _empty(v))
+    if isinstance(value, dict):
+        return ", ".join(f"{k.replace('_', ' ')} {_readable(v)}" for k, v in sorted(value.items()) if not _empty(v))
+    return str(value)
+
+
+def _plural(n, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def scope(teachers, classes, everyone: bool) -> str:
+    """Whom an exemption applies to, in words: "everyone", "teacher t-1", "class 3B", "teachers t-1, t-2"."""
+    if everyone:
+        return "everyone"
+    parts = []
+    if teachers:
+        parts.append(("teacher " if len(teachers) == 1 else "teachers ") + ", ".join(teachers))
+    if classes:
+        parts.append(("class " if len(classes) == 1 else "classes ") + ", ".join(classes))
+    return " and ".join(parts) or "no one named"
+
+
+def describe(type_: str, f: dict, tz: ZoneInfo) -> str:
+    """An event's fields in a line a leader can read (the CSV's "details" and the report's tables)."""
+    describer = _DESCRIBERS.get(type_)
+    if describer is not None:
+        return _short(describer(f, tz), 300)
+    return "; ".join(f"{k.replace('_', ' ')}: {_short(_readable(v))}" for k, v in sorted(f.items())
+                     if not _empty(v))
+
+
+def _person(f: dict) -> str:
+    if f.get("pupil"):
+        return f"pupil {f['pupil']}"
+    if f.get("staff"):
+        return f"staff member {f['staff']}"
+    return "someone"
+
+
+def _consent_changed(f: dict, tz) -> str:
+    text = (f"{_person(f)}: {f.get('purpose') or 'consent'} changed from {_readable(f.get('from')) or '(none)'} "
+            f"to {_readable(f.get('to')) or '(none)'}")
+    if f.get("source"):
+        text += f"; source: {_readable(f['source'])}"
+    if isinstance(f.get("templates_removed"), int) and f["templates_removed"]:
+        text += f"; {_plural(f['templates_removed'], 'face template')} deleted"
+    return text
+
+
+def _consent_imported(f: dict, tz) -> str:
+    counts = [_plural(f[k], one) for k, one in (("pupils", "pupil"), ("changed", "change")) if isinstance(f.get(k), int)]
+    text = f"imported {_readable(f.get('source')) or 'a file'}" + (f": {', '.join(counts)}" if counts else "")
+    if isinstance(f.get("conflicts"), int) and f["conflicts"]:
+        text += f"; {_plural(f['conflicts'], 'answer')} kept as recorded by hand"
+    if isinstance(f.get("accepted"), int) and f["accepted"]:
+        text += f"; file taken over hand-recorded answers for {_plural(f['accepted'], 'person', 'people')}"
+    return text
+
+
+def _erased(f: dict, tz) -> str:
+    text = f"{_person(f)} erased"
+    if isinstance(f.get("templates_removed"), int):
+        text += f"; {_plural(f['templates_removed'], 'face template')} deleted"
+    if f.get("requested_by"):
+        text += f"; requested by {_readable(f['requested_by'])}"
+    return text
+
+
+def _granted(f: dict, tz) -> str:
+    text = (f"{f.get('exemption') or 'exemption'}: {_readable(f.get('rules')) or 'no rules'} switched off for "
+            f"{scope(_ids(f.get('teacher')), _ids(f.get('class')), f.get('everyone') is True)}")
+    starts, ends = _local_text(f.get("starts"), tz), _local_text(f.get("ends"), tz)
+    if starts or ends:
+        text += f", {starts or '?'} to {ends or '?'}"
+    if f.get("granted_by"):
+        text += f"; granted by {_readable(f['granted_by'])}"
+    if f.get("reason"):
+        text += f"; reason: {_readable(f['reason'])}"
+    return text
+
+
+def _revoked(f: dict, tz) -> str:
+    return f"{f.get('exemption') or 'exemption'} revoked by {_readable(f.get('revoked_by')) or 'someone unrecorded'}"
+
+
+_DESCRIBERS = {"consent.changed": _consent_changed, "consent.imported": _consent_imported,
+               "pupil.erased": _erased, "exemption.granted": _granted, "exemption.revoked": _revoked}
+
+
+def _short(value, width: int = 120) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return text if len(text) <= 120 else text[:117] + "..."
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _grant_dict(grant: Grant) -> dict[str, Any]:
+    doc = grant._asdict()
+    doc["rules"], doc["teachers"], doc["classes"] = list(grant.rules), list(grant.teachers), list(grant.classes)
+    return {k: v for k, v in doc.items() if v not in ("", None)}
 
 
 def _item_dict(item: Item) -> dict[str, Any]:
