@@ -32,10 +32,10 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dojoguard import config as config_module  # noqa: E402
-from dojoguard.audit.log import AuditLog  # noqa: E402
-from dojoguard.audit.report import period_bounds  # noqa: E402
-from dojoguard.clock import FixedClock  # noqa: E402
+from dojoguard import config as config_module
+from dojoguard.audit.log import AuditLog
+from dojoguard.audit.report import period_bounds
+from dojoguard.clock import FixedClock
 
 LONDON = ZoneInfo("Europe/London")
 # A Wednesday afternoon in the summer term: the last weeks of the built year.
