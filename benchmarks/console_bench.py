@@ -10,7 +10,8 @@ test client (no network), after its background integrity check has finished.
 Prints, as the median of several requests:
 - the overview page (this week's figures, per teacher and per rule, and the
   12-week trend; target <= 500 ms), beside reading and parsing the 12 weeks'
-  rows it counts;
+  rows it counts; and the first overview after the console starts, which
+  counts every day (later ones count only days whose records changed);
 - decision searches (target <= 300 ms): this week, one teacher over the whole
   year, one rule and outcome over a term; each beside reading and parsing the
   rows of its date range.
@@ -38,8 +39,8 @@ from dojoguard.audit.report import period_bounds
 from dojoguard.clock import FixedClock
 
 LONDON = ZoneInfo("Europe/London")
-# A Wednesday afternoon in the summer term: the last weeks of the built year.
-TODAY = datetime(2026, 6, 10, 15, 0, tzinfo=UTC)
+# A Wednesday afternoon in the last full week of the built year (190 school days from 1 September 2025).
+TODAY = datetime(2026, 5, 20, 15, 0, tzinfo=UTC)
 BASE = "https://console.bench"
 REPEATS = 7
 
@@ -100,7 +101,9 @@ def main() -> None:
         token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
         client.post("/login", base_url=BASE, headers={"Referer": BASE + "/login"},
                     data={"username": "head", "password": "three random words here", "csrf_token": token})
-        client.get("/", base_url=BASE)  # starts the background integrity check; wait for it, as a page would not
+        started = time.perf_counter()
+        client.get("/", base_url=BASE)  # the first overview counts every day; it also starts the integrity check
+        cold = time.perf_counter() - started
         verifier = app.extensions["dojoguard"].opened("verifier", lambda: None)
         while verifier.latest is None:
             time.sleep(0.1)
@@ -114,6 +117,9 @@ def main() -> None:
         print(f"overview:                          {overview_s * 1000:7.0f} ms ({size / 1000:.0f} kB)   baseline "
               f"read+parse its 12 weeks of rows: {floor * 1000:5.0f} ms   ratio {overview_s / floor:.2f}   "
               f"target <= 500 ms: {'met' if overview_s <= 0.5 else 'NOT MET'}")
+        print(f"  (the first overview after the console starts counts all 84 days: {cold * 1000:.0f} ms, ratio "
+              f"{cold / floor:.2f}; the console counts them in the background when it starts, and afterwards only "
+              "today, whose records change)")
         searches = [
             ("this week", f"/decisions/?from={monday}&to={today}", monday, today),
             ("one teacher, the whole year", f"/decisions/?from=2025-09-01&to={today}&teacher=t-007",

@@ -21,7 +21,7 @@ from dojoguard.yamlfile import FileProblems
 # Order is the order of `dojoguard --help`.
 COMMAND_MODULES = (
     "dojoguard.proxy.cli",
-    "dojoguard.proxy.names_cli",
+    "dojoguard.names_cli",
     "dojoguard.rules.cli",
     "dojoguard.consent_registry.cli",
     "dojoguard.audit.cli",

@@ -241,11 +241,15 @@ def report_command(env: Environment, first: datetime | None, last: datetime | No
         click.echo(f"Period: {label}", file=env.stderr)
     # A year of a large school takes seconds: say what is happening (on stderr, so `-o -` stays clean).
     click.echo("Reading and verifying the audit log...", file=env.stderr)
+    from dojoguard.names_cli import name_table
+
     with _open(env, database) as log:
         try:
             start, end = period_bounds(first_day, last_day, cfg.timezone)
+            table = name_table(env)
             report = build_report(log, start, end, tz=cfg.timezone, now=env.clock.now(), label=label,
                                   policy_reviewed=cfg["reports"]["policy_reviewed"],
+                                  names=lambda kind, id_: table.get((kind, id_)),
                                   checkpoint_dir=cfg.path("audit", "checkpoint_dir"),
                                   publish_dir=cfg.path("audit", "checkpoint_publish_dir"),
                                   retention_days=cfg["audit"]["retention_days"],
@@ -384,7 +388,7 @@ def show_command(env: Environment, record_id: str, database) -> None:
       dojoguard audit show 3f2a9c0e8b7d4e1fa0c2b4d6e8f01234
       dojoguard audit show 3f2a9c0e
     """
-    from dojoguard.proxy.names_cli import name_table
+    from dojoguard.names_cli import name_table
 
     with _open(env, database) as log:
         try:

@@ -262,9 +262,9 @@ def build_report(log, start: datetime, end: datetime, *, tz: ZoneInfo, now: date
     hold_fields = holds.summary(log.get, _local(holds_since, tz),
                                 known={i.record_id: (i.teacher, i.klass) for i in tally.stopped
                                        if i.verdict != "block"})
-    checked = _verify(log, checkpoint_dir, publish_dir, retention_days, now)
+    checked = verify_log(log, checkpoint_dir, publish_dir, retention_days, now)
     chain = checked.chain
-    chain_detail = _integrity_detail(checked)
+    chain_detail = integrity_detail(checked)
     latest = checkpoints.files(checkpoint_dir)[-1:] if checkpoint_dir else []
     last_checkpoint = None
     if latest:
@@ -341,7 +341,7 @@ def _trend(conn, end: datetime, tz: ZoneInfo) -> list[Row]:
 _CHECKPOINTS_CHECKED = 3
 
 
-def _verify(log, checkpoint_dir, publish_dir, retention_days, now: datetime) -> verification.Verification:
+def verify_log(log, checkpoint_dir, publish_dir, retention_days, now: datetime) -> verification.Verification:
     files: list = []
     for folder in (checkpoint_dir, publish_dir):
         if folder is not None and Path(folder).is_dir():
@@ -356,7 +356,7 @@ def _verify(log, checkpoint_dir, publish_dir, retention_days, now: datetime) -> 
     return verification.verify(log, checkpoint_files=files, public_key=key, retention_days=retention_days, now=now)
 
 
-def _integrity_detail(checked: verification.Verification) -> str:
+def integrity_detail(checked: verification.Verification) -> str:
     chain = checked.chain
     if not chain.is_intact:
         return f"BROKEN: {chain.first_break}"

@@ -88,6 +88,9 @@ def _serve(env: Environment, listen: str | None) -> None:
     except (CertificateProblem, OSError) as exc:
         raise click.ClickException(f"the console cannot start: {exc}") from None
     app = create_app(cfg, clock=env.clock)
+    from dojoguard.console.pages.overview import warm
+
+    warm(app)
     accounts = app.extensions["dojoguard"].accounts
     server = make_server(app, host, port, certificate)
 

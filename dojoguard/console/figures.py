@@ -11,6 +11,7 @@ a school year of decisions.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from dojoguard.audit.events import EVENTS
 from dojoguard.audit.record import format_time, parse_time
+from dojoguard.audit.report import this_week
 
 _RELATED = tuple(sorted(n for n in EVENTS if n.startswith(("hold.", "defer.", "teacher.")) or n == "exemption.used"))
 VERDICTS = ("allow", "warn", "redact", "defer", "hold", "block")
@@ -26,7 +28,7 @@ PAGE_SIZE = 50
 
 
 def week_start(day: date) -> date:
-    return day - timedelta(days=day.weekday())
+    return this_week(day)[0]
 
 
 def local_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[str, str]:
@@ -59,30 +61,74 @@ class Overview:
         return sum(self.by_verdict.values())
 
 
-_COUNT = ("SELECT json_extract(body, '$.verdict'), json_extract(body, '$.teacher'), COUNT(*) FROM records "
-          "WHERE at >= ? AND at < ? AND type = 'decision' GROUP BY 1, 2")
-_RULES = ("SELECT json_extract(m.value, '$.rule'), COUNT(*) FROM records AS r, json_each(r.body, '$.matched') AS m "
-          "WHERE r.at >= ? AND r.at < ? AND r.type = 'decision' GROUP BY 1")
+# ``+type``: read the range through the ``at`` index. Left to itself SQLite picks the type index and walks
+# every decision of the log (0.33 s for a year against 0.28 s for twelve weeks through ``at``).
+_DAY = ("SELECT json_extract(body, '$.verdict'), json_extract(body, '$.teacher'), COUNT(*) FROM records "
+        "WHERE at >= ? AND at < ? AND +type = 'decision' GROUP BY 1, 2")
+_DAY_RULES = ("SELECT json_extract(m.value, '$.rule'), COUNT(*) FROM records AS r, json_each(r.body, '$.matched') AS m "
+              "WHERE r.at >= ? AND r.at < ? AND +r.type = 'decision' GROUP BY 1")
+_DAY_STAMP = "SELECT COUNT(*), MAX(seq) FROM records WHERE at >= ? AND at < ?"
 
 
-def overview(conn, today: date, tz: ZoneInfo, *, weeks: int = 12) -> Overview:
+@dataclass(frozen=True)
+class Day:
+    """One local day's decisions counted by (verdict, teacher), and the rules that matched."""
+
+    stamp: tuple[int, int | None]
+    by_verdict_teacher: dict[tuple[str, str], int]
+    by_rule: dict[str, int]
+
+
+class Days:
+    """Counted days, kept between requests and counted again only when their records change.
+
+    A day is stamped with the number of its records and the highest seq among
+    them, read from the ``at`` index alone (an index-only count: milliseconds
+    for twelve weeks). A day whose stamp is unchanged is not read again: the
+    log is append-only, so only today (or a day a purge cut) is counted anew.
+    """
+
+    def __init__(self) -> None:
+        self._days: dict[date, Day] = {}
+        self._lock = threading.Lock()
+
+    def day(self, conn, day: date, tz: ZoneInfo) -> Day:
+        start, end = local_bounds(day, day, tz)
+        stamp = tuple(conn.execute(_DAY_STAMP, (start, end)).fetchone())
+        with self._lock:
+            known = self._days.get(day)
+        if known is not None and known.stamp == stamp:
+            return known
+        counted = Day(stamp, {(v, t or ""): n for v, t, n in conn.execute(_DAY, (start, end))},
+                      dict(conn.execute(_DAY_RULES, (start, end)).fetchall()))
+        with self._lock:
+            self._days[day] = counted
+        return counted
+
+
+def overview(conn, today: date, tz: ZoneInfo, *, weeks: int = 12, days: Days | None = None) -> Overview:
     """This week's figures (Monday to ``today``), per teacher and per rule, and the last ``weeks`` weeks."""
+    days = days or Days()
     first = week_start(today)
     by_verdict: Counter = Counter()
     by_teacher: dict[str, Counter] = defaultdict(Counter)
-    start, end = local_bounds(first, today, tz)
-    for verdict, teacher, n in conn.execute(_COUNT, (start, end)):
-        by_verdict[verdict] += n
-        by_teacher[teacher or ""][verdict] += n
-    by_rule = Counter(dict(conn.execute(_RULES, (start, end)).fetchall()))
+    by_rule: Counter = Counter()
     trend = []
     for back in range(weeks - 1, -1, -1):
         monday = first - timedelta(weeks=back)
         week = Week(monday)
-        s, e = local_bounds(monday, monday + timedelta(days=6), tz)
-        for verdict, n in conn.execute("SELECT json_extract(body, '$.verdict'), COUNT(*) FROM records "
-                                       "WHERE at >= ? AND at < ? AND type = 'decision' GROUP BY 1", (s, e)):
-            week.by_verdict[verdict] += n
+        for offset in range(7):
+            day = monday + timedelta(days=offset)
+            if day > today:
+                break
+            counted = days.day(conn, day, tz)
+            for (verdict, teacher), n in counted.by_verdict_teacher.items():
+                week.by_verdict[verdict] += n
+                if back == 0:
+                    by_verdict[verdict] += n
+                    by_teacher[teacher][verdict] += n
+            if back == 0:
+                by_rule.update(counted.by_rule)
         trend.append(week)
     return Overview(first, today, by_verdict, dict(by_teacher), by_rule, trend)
 
@@ -116,7 +162,10 @@ class Results:
 def search(conn, query: Query, tz: ZoneInfo) -> Results:
     """One page of decisions matching ``query``, newest first."""
     start, end = local_bounds(query.first, query.last, tz)
-    where, args = ["at >= ?", "at < ?", "type = 'decision'"], [start, end]
+    # With a teacher or class, their index finds the year's few hundred at once; otherwise the ``at`` index,
+    # walked newest first, stops at the page's end.
+    by_person = bool(query.teacher or query.klass)
+    where, args = ["at >= ?", "at < ?", "type = 'decision'" if by_person else "+type = 'decision'"], [start, end]
     if query.teacher:
         where.append("json_extract(body, '$.teacher') = ?")
         args.append(query.teacher)

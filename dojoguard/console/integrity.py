@@ -43,15 +43,15 @@ class Verifier:
         self._stop.set()
 
     def run_once(self) -> Result:
-        from dojoguard.audit.report import _integrity_detail, _verify
+        from dojoguard.audit.report import integrity_detail, verify_log
 
         started = time.perf_counter()
         cfg = self.config
         try:
-            checked = _verify(self._open_log(), cfg.path("audit", "checkpoint_dir"),
+            checked = verify_log(self._open_log(), cfg.path("audit", "checkpoint_dir"),
                               cfg.path("audit", "checkpoint_publish_dir"), cfg["audit"]["retention_days"],
                               self.clock.now())
-            result = Result(self.clock.now(), checked.is_ok, checked.chain.records, _integrity_detail(checked),
+            result = Result(self.clock.now(), checked.is_ok, checked.chain.records, integrity_detail(checked),
                             time.perf_counter() - started)
         except Exception as exc:  # noqa: BLE001 - a check that cannot be completed is shown as failed
             result = Result(self.clock.now(), False, 0, f"could not be verified: {exc}", time.perf_counter() - started)

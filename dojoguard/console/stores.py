@@ -24,7 +24,7 @@ def reading() -> Iterator[Any]:
 
 
 def names():
-    from dojoguard.proxy.names import Names
+    from dojoguard.names import Names
 
     c = console()
     return c.opened("names", lambda: Names.open(c.config.path("proxy", "state")))

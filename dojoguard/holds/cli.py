@@ -13,7 +13,7 @@ from dojoguard.clitools import fail, pass_env
 from dojoguard.environment import Environment
 from dojoguard.holds import review
 from dojoguard.holds.export import media
-from dojoguard.proxy.names_cli import name_table
+from dojoguard.names_cli import name_table
 from dojoguard.references import ReferenceProblem
 from dojoguard.holds.store import NEEDS_A_PERSON, HoldError, HoldKind, HoldState, HoldStore
 

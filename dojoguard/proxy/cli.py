@@ -135,7 +135,7 @@ def discover(env: Environment, as_json: bool) -> None:
       dojoguard discover --json > unclassified.json
     """
     from dojoguard.proxy.discovery import Discovery
-    from dojoguard.proxy.state import State
+    from dojoguard.state import State
 
     try:
         path = env.config.path("proxy", "state")

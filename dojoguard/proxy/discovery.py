@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from dojoguard.proxy.state import State
+from dojoguard.state import State
 
 _ID_SEGMENT = re.compile(
     r"^([0-9a-f]{24}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\d+|[0-9a-f]{32,}|[A-Za-z0-9_-]{40,})$",

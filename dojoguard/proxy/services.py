@@ -21,8 +21,8 @@ from dojoguard.proxy.discovery import Discovery
 from dojoguard.proxy.sessions import Sessions
 from dojoguard.proxy.settings import Settings
 from dojoguard.proxy.skills import Skills
-from dojoguard.proxy.names import Names
-from dojoguard.proxy.state import State
+from dojoguard.names import Names
+from dojoguard.state import State
 
 log = structlog.get_logger("dojoguard.proxy")
 

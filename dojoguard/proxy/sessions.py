@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from urllib.parse import unquote
 
-from dojoguard.proxy.state import State
+from dojoguard.state import State
 
 # Teacher sessions carry both; dojo_login.sid alone is also a teacher's on teach.*.
 SESSION_COOKIES = ("dojo_teach_login.sid", "dojo_login.sid")

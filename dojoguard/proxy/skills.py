@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from dojoguard.proxy.state import State
+from dojoguard.state import State
 
 
 class Skills:

@@ -15,8 +15,8 @@ from dojoguard.rules import grants
 from dojoguard.rules.action import Action, ActionError
 from dojoguard.rules.casebook import Outcome, load_casebook, run_cases
 from dojoguard.rules.codes import Code
-from dojoguard.proxy.names import UNSEEN, NameProblem
-from dojoguard.proxy.names_cli import labelled, name_table, open_names
+from dojoguard.names import UNSEEN, NameProblem
+from dojoguard.names_cli import labelled, name_table, open_names
 from dojoguard.rules.exemption_trail import granted_fields
 from dojoguard.rules.exemptions import Exemption, load_exemptions
 from dojoguard.rules.policy import BUILTIN, TESTS_SUFFIX, Policy, builtin_path, companion_tests, load_policy
@@ -314,16 +314,16 @@ def exempt_grant(env: Environment, rules, teachers, classes, everyone, from_text
                  granted_by) -> None:
     """Grant an exemption, time-boxed (at most exemptions.max_days) and recorded in the audit log.
 
+    A teacher or class is named as the proxy knows it: a name learned from
+    ClassDojo or imported (`dojoguard names`), or its id. Anything else is
+    refused with the nearest names, so no exemption is granted that no
+    request could match.
+
     \b
     Example:
       dojoguard exempt grant --rule messaging-hours --class 3B \\
         --from 2026-12-10T17:00 --until 2026-12-10T20:00 \\
         --reason "Christmas concert: reminders to parents" --by "Mrs Patel (headteacher)"
-
-    A teacher or class is named as the proxy knows it: a name learned from
-    ClassDojo or imported (`dojoguard names`), or its id. Anything else is
-    refused with the nearest names, so no exemption is granted that no
-    request could match.
     """
     config = _settings(env)
     teachers, classes = _resolve(env, "teacher", teachers), _resolve(env, "class", classes)

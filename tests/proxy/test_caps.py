@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from dojoguard.proxy.discovery import OVERFLOW_PATH, Discovery
 from dojoguard.proxy.sessions import Sessions
-from dojoguard.proxy.state import State
+from dojoguard.state import State
 
 T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from dojoguard.cli import cli
 from dojoguard.proxy.discovery import Discovery
-from dojoguard.proxy.state import State
+from dojoguard.state import State
 from tests.proxy.conftest import write_config
 
 

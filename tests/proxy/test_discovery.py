@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 
 from dojoguard.proxy.discovery import Discovery, template
-from dojoguard.proxy.state import State
+from dojoguard.state import State
 
 AT = datetime(2026, 11, 30, 10, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ import sqlite3
 from datetime import UTC, datetime
 
 from dojoguard.proxy.sessions import Sessions, session_id, set_cookie_session
-from dojoguard.proxy.state import State
+from dojoguard.state import State
 
 AT = datetime(2026, 11, 30, 10, tzinfo=UTC)
 

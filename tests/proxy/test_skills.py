@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from dojoguard.proxy.skills import Skills
-from dojoguard.proxy.state import State
+from dojoguard.state import State
 
 AT = datetime(2026, 11, 30, 10, tzinfo=UTC)
 

@@ -151,7 +151,7 @@ C3B = "5f00000000000000000000c1"
 def named(tmp_path: Path, rows=(("teacher", T1, "Mrs Jones"), ("teacher", T2, "Mr Jones"),
                                 ("class", C3B, "3B"))) -> None:
     """Names as the proxy would have learned them from ClassDojo."""
-    from dojoguard.proxy.names import Names
+    from dojoguard.names import Names
 
     (tmp_path / "data").mkdir(exist_ok=True)
     names = Names.open(tmp_path / "data" / "proxy.sqlite")

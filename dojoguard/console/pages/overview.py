@@ -8,7 +8,7 @@ from flask import Blueprint, render_template
 
 from dojoguard.console import stores
 from dojoguard.console.app import console, needs
-from dojoguard.console.figures import overview
+from dojoguard.console.figures import Days, overview
 
 blueprint = Blueprint("overview", __name__)
 
@@ -46,10 +46,28 @@ def index():
     c = console()
     today = c.clock.now().astimezone(c.config.timezone).date()
     with stores.reading() as conn:
-        figures = overview(conn, today, c.config.timezone)
+        figures = overview(conn, today, c.config.timezone, days=c.opened("days", Days))
     table = stores.name_table()
     teachers = sorted(figures.by_teacher.items(), key=lambda kv: -sum(kv[1].values()))
     trend = [(w.first.strftime("%d %b"), dict(w.by_verdict)) for w in figures.trend]
     return render_template("overview.html.j2", title="Overview", f=figures, teachers=teachers, trend=trend,
                            table=table, integrity=verifier().latest, review=review(today), waiting=waiting(),
                            today=today)
+
+
+def warm(app) -> None:
+    """Count the last twelve weeks and verify the log in the background, so the first overview is quick."""
+    import threading
+
+    def run() -> None:
+        with app.app_context():
+            c = console()
+            try:
+                verifier()
+                today = c.clock.now().astimezone(c.config.timezone).date()
+                with stores.audit(c).snapshot() as conn:
+                    overview(conn, today, c.config.timezone, days=c.opened("days", Days))
+            except Exception:  # noqa: BLE001 - only a head start: the page counts what this could not
+                pass
+
+    threading.Thread(target=run, name="console-warm", daemon=True).start()

@@ -6,31 +6,38 @@ with teachers and classes named.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
 from dojoguard.console import stores
 from dojoguard.console.app import console, needs
-from dojoguard.console.figures import week_start
+from dojoguard.audit.report import (build_report, calendar_term, conventional_term, day_label, last_week,
+                                    period_bounds, this_week)
 
 blueprint = Blueprint("reports", __name__, url_prefix="/reports")
 MEDIA = {"html": "text/html", "csv": "text/csv", "json": "application/json"}
 
 
-def period(name: str, today: date, terms, first: str = "", last: str = "") -> tuple[date, date]:
-    """[first, last] local days of a named period; raises ``ValueError`` saying what is wrong."""
+def period(name: str, today: date, terms, first: str = "", last: str = "") -> tuple[date, date, str]:
+    """[first, last] local days of a named period, and its label; raises ``ValueError`` saying what is wrong.
+
+    The periods of `dojoguard audit report --week/--last-week/--term`.
+    """
     if name == "week":
-        return week_start(today), today
+        monday, end = this_week(today)
+        return monday, end, f"this week, {day_label(monday, end)}"
     if name == "last-week":
-        monday = week_start(today) - timedelta(weeks=1)
-        return monday, monday + timedelta(days=6)
+        monday, sunday = last_week(today)
+        return monday, sunday, f"last week, {day_label(monday, sunday)}"
     if name == "term":
-        started = [t for t in terms if t[0] <= today]
-        if not started:
-            raise ValueError("the school calendar has no term that has started (rules.calendar)")
-        start, end = max(started)
-        return start, min(end, today)
+        found = calendar_term(today, terms)
+        if found is not None:
+            end = min(found[1], today)
+            return found[0], end, f"this term (school calendar), {day_label(found[0], end)}"
+        term, start, end = conventional_term(today)
+        end = min(end, today)
+        return start, end, f"{term} (no school calendar for today: terms by UK convention), {day_label(start, end)}"
     if name == "range":
         try:
             a, b = date.fromisoformat(first), date.fromisoformat(last)
@@ -38,7 +45,7 @@ def period(name: str, today: date, terms, first: str = "", last: str = "") -> tu
             raise ValueError("give both days of the range as dates") from None
         if b < a:
             raise ValueError("the range ends before it starts")
-        return a, b
+        return a, b, day_label(a, b)
     raise ValueError(f"no period {name!r}")
 
 
@@ -52,7 +59,6 @@ def index():
 @needs("reports")
 def download():
     from dojoguard.audit.render import render
-    from dojoguard.audit.report import build_report, day_label, period_bounds
 
     c = console()
     cfg = c.config
@@ -61,11 +67,13 @@ def download():
         fmt = "html"
     today = c.clock.now().astimezone(cfg.timezone).date()
     try:
-        first, last = period(request.args.get("period", "week"), today, stores.policy().calendar.terms,
-                             request.args.get("from", ""), request.args.get("to", ""))
+        first, last, label = period(request.args.get("period", "week"), today, stores.policy().calendar.terms,
+                                    request.args.get("from", ""), request.args.get("to", ""))
         start, end = period_bounds(first, last, cfg.timezone)
+        table = stores.name_table()
         report = build_report(stores.audit(), start, end, tz=cfg.timezone, now=c.clock.now(),
-                              label=day_label(first, last), policy_reviewed=cfg["reports"]["policy_reviewed"],
+                              label=label, policy_reviewed=cfg["reports"]["policy_reviewed"],
+                              names=lambda kind, id_: table.get((kind, id_)),
                               checkpoint_dir=cfg.path("audit", "checkpoint_dir"),
                               publish_dir=cfg.path("audit", "checkpoint_publish_dir"),
                               retention_days=cfg["audit"]["retention_days"],

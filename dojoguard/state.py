@@ -3,6 +3,8 @@
 Owner-only permissions; schema changes are named, ordered migrations recorded
 in the file (``dojoguard.storage.migrations``), each in a transaction. Nothing here holds message text, names of
 pupils (teachers' and classes' display names only), images or cookies (sessions are stored as keyed hashes).
+It lives outside ``dojoguard/proxy/`` because the other packages' commands and the console read its names
+(``dojoguard.names``), and nothing but the proxy may import the proxy.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ from dojoguard.cli import cli
 from dojoguard.clock import FixedClock
 from dojoguard.environment import Environment
 from dojoguard.proxy import learning
-from dojoguard.proxy.names import IMPORTED, ImportRefused, NameProblem, Names, read_staff_csv
+from dojoguard.names import IMPORTED, ImportRefused, NameProblem, Names, read_staff_csv
 from dojoguard.proxy.sessions import Sessions
-from dojoguard.proxy.state import State
+from dojoguard.state import State
 from dojoguard.standin import data
 
 AT = datetime(2026, 12, 4, 9, tzinfo=UTC)

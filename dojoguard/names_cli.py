@@ -9,7 +9,7 @@ import click
 
 from dojoguard.clitools import fail, pass_env
 from dojoguard.environment import Environment
-from dojoguard.proxy.names import IMPORTED, KINDS, ImportRefused, Names, read_staff_csv
+from dojoguard.names import IMPORTED, KINDS, ImportRefused, Names, read_staff_csv
 from dojoguard.yamlfile import FileProblems
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from dojoguard.proxy.state import State
+from dojoguard.state import State
 
 KINDS = ("teacher", "class")
 LEARNED = "classdojo"

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from dojoguard.proxy.state import MIGRATIONS, State
+from dojoguard.state import MIGRATIONS, State
 from dojoguard.storage import NewerSchemaError
 from dojoguard.storage.migrations import recorded
 
