@@ -53,13 +53,18 @@ def _index_records_by_type(conn: Database) -> None:
     conn.execute("CREATE INDEX records_type ON records(type, seq)")
 
 
+# The expressions of the decision indexes, used as they are by the queries that want the indexes. Guarded by
+# json_valid: an index expression that raised would make a damaged record impossible to delete (a purge) or
+# to change back (the tamper tests), where the log's verification should be the one to name it.
+DECISION_TEACHER = "(CASE WHEN json_valid(body) THEN json_extract(body, '$.teacher') END)"
+DECISION_CLASS = "(CASE WHEN json_valid(body) THEN json_extract(body, '$.class') END)"
+
+
 def _index_decisions_by_teacher_and_class(conn: Database) -> None:
     # The console finds one teacher's or one class's decisions over a year without reading the others
-    # (0.2 ms against 0.36 s for 228,000 decisions). Partial: only decisions carry a teacher and a class.
-    conn.execute("CREATE INDEX decisions_by_teacher ON records(json_extract(body, '$.teacher'), at) "
-                 "WHERE type = 'decision'")
-    conn.execute("CREATE INDEX decisions_by_class ON records(json_extract(body, '$.class'), at) "
-                 "WHERE type = 'decision'")
+    # (0.3 ms against 0.36 s for 228,000 decisions). Partial: only decisions carry a teacher and a class.
+    conn.execute(f"CREATE INDEX decisions_by_teacher ON records({DECISION_TEACHER}, at) WHERE type = 'decision'")
+    conn.execute(f"CREATE INDEX decisions_by_class ON records({DECISION_CLASS}, at) WHERE type = 'decision'")
 
 
 MIGRATIONS: tuple[Migration, ...] = (
