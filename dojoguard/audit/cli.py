@@ -15,7 +15,7 @@ from dojoguard.audit.checkpoint import CheckpointError
 from dojoguard.audit.log import AuditLog, AuditWriteError
 from dojoguard.audit.record import format_time
 from dojoguard.audit.render import FORMATS, render
-from dojoguard.audit.report import (build_report, calendar_term, conventional_term, day_label, last_week,
+from dojoguard.audit.report import (build_report, configured, calendar_term, conventional_term, day_label, last_week,
                                     period_bounds, this_week)
 from dojoguard.audit.verification import verify
 from dojoguard.references import ReferenceProblem
@@ -248,12 +248,7 @@ def report_command(env: Environment, first: datetime | None, last: datetime | No
             start, end = period_bounds(first_day, last_day, cfg.timezone)
             table = name_table(env)
             report = build_report(log, start, end, tz=cfg.timezone, now=env.clock.now(), label=label,
-                                  policy_reviewed=cfg["reports"]["policy_reviewed"],
-                                  names=lambda kind, id_: table.get((kind, id_)),
-                                  checkpoint_dir=cfg.path("audit", "checkpoint_dir"),
-                                  publish_dir=cfg.path("audit", "checkpoint_publish_dir"),
-                                  retention_days=cfg["audit"]["retention_days"],
-                                  hold_max_age_days=cfg["holds"]["max_age_days"])
+                                  names=lambda kind, id_: table.get((kind, id_)), **configured(cfg))
         except ValueError as exc:
             raise fail(exc) from None
     click.echo(f"Writing the {fmt.upper()} report ({report.decisions:,} decisions)...", file=env.stderr)

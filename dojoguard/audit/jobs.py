@@ -28,7 +28,7 @@ from dojoguard.audit import mail, retention
 from dojoguard.audit.log import AuditWriteError
 from dojoguard.audit.record import format_time, parse_time
 from dojoguard.audit.render import render
-from dojoguard.audit.report import build_report, review_due
+from dojoguard.audit.report import build_report, configured, review_due
 
 RETRY_AFTER = timedelta(minutes=30)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -135,11 +135,7 @@ class Jobs:
         start = due - timedelta(days=7)
         label = f"week to {due:%A %d %B %Y, %H:%M}"
         report = build_report(self.log, start, due, tz=self.tz, now=self.clock.now(), label=label,
-                              policy_reviewed=reports.get("policy_reviewed"),
-                              checkpoint_dir=self.config.path("audit", "checkpoint_dir"),
-                              publish_dir=self.config.path("audit", "checkpoint_publish_dir"),
-                              retention_days=self.config["audit"]["retention_days"],
-                              hold_max_age_days=self.config["holds"]["max_age_days"])
+                              **configured(self.config))
         html = render(report, "html")
         folder = self.config.path("reports", "folder")
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)

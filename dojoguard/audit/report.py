@@ -226,6 +226,15 @@ def period_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, date
     return start, end
 
 
+def configured(config) -> dict[str, Any]:
+    """The report's arguments that come from the settings, for every place that builds one."""
+    return {"policy_reviewed": config["reports"].get("policy_reviewed"),
+            "checkpoint_dir": config.path("audit", "checkpoint_dir"),
+            "publish_dir": config.path("audit", "checkpoint_publish_dir"),
+            "retention_days": config["audit"]["retention_days"],
+            "hold_max_age_days": config["holds"]["max_age_days"]}
+
+
 def build_report(log, start: datetime, end: datetime, *, tz: ZoneInfo, now: datetime, label: str | None = None,
                  policy_reviewed: str | None = None, checkpoint_dir=None, publish_dir=None,
                  retention_days: int | None = None, hold_max_age_days: int = 7,

@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import unquote
 
 from dojoguard import references
+from dojoguard.cookies import session_id
 from dojoguard.holds import schema
 from dojoguard.holds import seal as seals
 from dojoguard.rules.action import Action
@@ -605,7 +605,7 @@ class HoldStore:
         not copied), so the proxy can find the notice from the Cookie of that
         login's next write. None when the header names no ClassDojo login.
         """
-        sid = login_session(cookie_header)
+        sid = session_id(cookie_header)
         if sid is None:
             return None
         digest = hmac.new(self._key, b"notice-login\0" + sid.encode("utf-8", "replace"), hashlib.sha256)
@@ -709,21 +709,6 @@ class Notice:
 
 # The recipient of a notice addressed to a login rather than a teacher (see ``HoldStore.login_key``).
 LOGIN_PREFIX = "login:"
-# The cookies that carry a teacher's ClassDojo login (as dojoguard.proxy.sessions reads them).
-_LOGIN_COOKIES = ("dojo_teach_login.sid", "dojo_login.sid")
-
-
-def login_session(cookie_header: str | None) -> str | None:
-    """The ClassDojo session id in a Cookie header, or None."""
-    if not cookie_header:
-        return None
-    found = {}
-    for part in cookie_header.split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep:
-            found[name] = value
-    return next((unquote(found[name]) for name in _LOGIN_COOKIES if found.get(name)), None)
-
 
 # A session already noted is written again at most this often (every write passes here).
 _SESSION_REFRESH = timedelta(minutes=1)

@@ -24,7 +24,8 @@ from dojoguard.proxy.background import Background
 from dojoguard.proxy.judge import Judge, Outcome, unrecorded_block
 from dojoguard.proxy.recognition import WRITE_METHODS
 from dojoguard.proxy.services import Services, reload_changed
-from dojoguard.proxy.sessions import session_id, set_cookie_session
+from dojoguard.cookies import session_id
+from dojoguard.proxy.sessions import set_cookie_session
 
 log = structlog.get_logger("dojoguard.proxy")
 

@@ -21,7 +21,7 @@ import structlog
 from dojoguard.holds.releaser import Releaser
 from dojoguard.holds.sender import Sender
 from dojoguard.proxy import heap
-from dojoguard.proxy.sessions import session_id
+from dojoguard.cookies import session_id
 
 log = structlog.get_logger("dojoguard.proxy")
 

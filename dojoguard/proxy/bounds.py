@@ -38,7 +38,7 @@ from dojoguard.consent_registry.fairslots import REQUESTER
 from dojoguard.proxy import destinations, enforcement, flows, headlimits, routing, wslimits
 from dojoguard.proxy.refusal_notices import NOTICE_SLOW_BODY
 from dojoguard.proxy.services import Services
-from dojoguard.proxy.sessions import session_id
+from dojoguard.cookies import session_id
 
 log = structlog.get_logger("dojoguard.proxy")
 

@@ -32,7 +32,7 @@ from dojoguard.proxy.refusal_notices import (NOTICE_CANNOT_REDACT, NOTICE_INCOMP
                                              NOTICE_MISDIRECTED, NOTICE_NOT_QUEUED, NOTICE_NOT_RECORDED,
                                              NOTICE_TOO_LARGE, NOTICE_UNKNOWN_WRITE)
 from dojoguard.proxy.services import Services
-from dojoguard.proxy.sessions import session_id
+from dojoguard.cookies import session_id
 from dojoguard.rules.action import Action, Attachment, AttachmentKind, Channel, ImageFindings, Kind, Points
 from dojoguard.rules.decision import Decision, Verdict
 

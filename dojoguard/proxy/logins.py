@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from dojoguard.proxy.sessions import session_id
+from dojoguard.cookies import session_id
 
 log = structlog.get_logger("dojoguard.proxy")
 

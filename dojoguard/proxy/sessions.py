@@ -15,26 +15,8 @@ from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from urllib.parse import unquote
 
+from dojoguard.cookies import SESSION_COOKIES
 from dojoguard.state import State
-
-# Teacher sessions carry both; dojo_login.sid alone is also a teacher's on teach.*.
-SESSION_COOKIES = ("dojo_teach_login.sid", "dojo_login.sid")
-
-
-def session_id(cookie_header: str | None) -> str | None:
-    """The signed session id from a Cookie header, or None."""
-    if not cookie_header:
-        return None
-    found = {}
-    for part in cookie_header.split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep:
-            found[name] = value
-    for name in SESSION_COOKIES:
-        if found.get(name):
-            return unquote(found[name])
-    return None
-
 
 def set_cookie_session(set_cookie_headers: list[str]) -> str | None:
     """The session id a response sets, or None."""

@@ -13,6 +13,7 @@ the leader. A second proxy runs St Wilfrid's rules with the commented
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import sqlite3
 import time
@@ -239,7 +240,8 @@ def test_a_teacher_with_an_approved_post_is_not_stopped_but_the_answer_carries_t
 
 def test_an_upload_to_storage_is_passed_and_the_post_naming_its_url_is_held(world, cut_video):
     """The other upload endpoint (PUT to the storage host) is forwarded too; the post naming the file's URL
-    is held on the upload's incomplete check, not refetched and blocked."""
+    is held on the upload's incomplete check, not refetched and blocked. Once it is held, the file is fetched
+    once, for the leader to see (a preview kept with the item, the very bytes the upload's check recorded)."""
     url = f"{STORAGE}/held-posts-cut.mp4"
     put = world["client"].put(url, content=cut_video, headers={"content-type": "video/mp4"})
     assert put.status_code == 200, put.text
@@ -248,11 +250,20 @@ def test_an_upload_to_storage_is_passed_and_the_post_naming_its_url_is_held(worl
     fetched_before = sum(1 for r in world["standin"].received if r.method == "GET" and "held-posts-cut" in r.path)
     posted = world["client"].post(STORY, json={"body": "Storage video", "attachments": [{"path": url}]})
     assert_held(posted)
-    assert decision(world, posted.headers["x-dojoguard-decision"])["rules"] == ["video-review"]
+    judged = decision(world, posted.headers["x-dojoguard-decision"])
+    assert judged["rules"] == ["video-review"]
     assert sum(1 for r in world["standin"].received if r.method == "GET" and "held-posts-cut" in r.path) \
-        == fetched_before
+        == fetched_before + 1  # the preview, fetched after the hold was kept
+    item = item_of(world, posted)
+    db = sqlite3.connect(world["folder"] / "data" / "holds.sqlite")
+    try:
+        previews = db.execute("SELECT sha256 FROM previews WHERE item_id = ?", (item["id"],)).fetchall()
+    finally:
+        db.close()
+    assert previews == [(hashlib.sha256(cut_video).hexdigest(),)]
+    assert previews[0][0] in judged["hashes"]["attachment_sha256"]
     assert posts_arrived(world, "Storage video") == 0
-    held(world, "reject", item_of(world, posted)["id"], "--reason", "test over", "--by", "Office")
+    held(world, "reject", item["id"], "--reason", "test over", "--by", "Office")
 
 
 # -- walking around it -----------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from dojoguard.proxy.sessions import Sessions, session_id, set_cookie_session
+from dojoguard.cookies import session_id
+from dojoguard.proxy.sessions import Sessions, set_cookie_session
 from dojoguard.state import State
 
 AT = datetime(2026, 11, 30, 10, tzinfo=UTC)

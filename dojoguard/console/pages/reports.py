@@ -12,7 +12,7 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 
 from dojoguard.console import stores
 from dojoguard.console.app import console, needs
-from dojoguard.audit.report import (build_report, calendar_term, conventional_term, day_label, last_week,
+from dojoguard.audit.report import (build_report, configured, calendar_term, conventional_term, day_label, last_week,
                                     period_bounds, this_week)
 
 blueprint = Blueprint("reports", __name__, url_prefix="/reports")
@@ -71,13 +71,8 @@ def download():
                                     request.args.get("from", ""), request.args.get("to", ""))
         start, end = period_bounds(first, last, cfg.timezone)
         table = stores.name_table()
-        report = build_report(stores.audit(), start, end, tz=cfg.timezone, now=c.clock.now(),
-                              label=label, policy_reviewed=cfg["reports"]["policy_reviewed"],
-                              names=lambda kind, id_: table.get((kind, id_)),
-                              checkpoint_dir=cfg.path("audit", "checkpoint_dir"),
-                              publish_dir=cfg.path("audit", "checkpoint_publish_dir"),
-                              retention_days=cfg["audit"]["retention_days"],
-                              hold_max_age_days=cfg["holds"]["max_age_days"])
+        report = build_report(stores.audit(), start, end, tz=cfg.timezone, now=c.clock.now(), label=label,
+                              names=lambda kind, id_: table.get((kind, id_)), **configured(cfg))
     except ValueError as exc:
         flash(f"No report: {exc}.", "error")
         return redirect(url_for("reports.index"))
