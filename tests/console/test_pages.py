@@ -146,3 +146,44 @@ def test_reports_download_for_a_named_period_with_names(browser, cfg):
     assert [e["format"] for e in events(cfg, "report.downloaded")] == ["csv", "html"]
     wrong = browser.get("/reports/download?period=range&from=2026-12-07&to=2026-12-01", follow_redirects=True)
     assert "the range ends before it starts" in wrong.get_data(as_text=True)
+
+
+def test_the_faces_of_a_held_photo_are_outlined_red_when_not_permitted(browser, cfg):
+    """The astronaut's portrait (a public-domain sample) held for a class with no consent recorded: her face
+    is found by the same check the proxy runs and outlined in red; the preview is a JPEG no larger than 1600 px."""
+    import io
+    from importlib import resources
+
+    from PIL import Image
+
+    from dojoguard.holds.store import HoldStore, StoredRequest
+    from dojoguard.rules.action import Action, Channel, Kind
+    from dojoguard.rules.decision import Decision, Match
+
+    photo = resources.files("dojoguard.samples").joinpath("photos/astronaut.jpg").read_bytes()
+    boundary = "----dojo"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"IMG_2.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode() + photo + f"\r\n--{boundary}--\r\n".encode()
+    request = StoredRequest("POST", "https", "teach.classdojo.com", 443, "/api/upload", "HTTP/1.1",
+                            (("Content-Type", f"multipart/form-data; boundary={boundary}"),), body, "10.20.1.5")
+    decision = Decision(Verdict.HOLD, (Match("photo-review", Verdict.HOLD, "needs a leader", "Held"),), "rev", NOW)
+    action = Action(Kind.STORY_POST, Channel.CLASS_STORY, NOW, teacher_id=T1, class_id=C1)
+    store = HoldStore.open(cfg.data_dir / "holds.sqlite")
+    item = store.keep("hold", request, decision, action, None)
+    store.close()
+
+    browser.login("head")
+    answer = browser.get(f"/held/{item.id}/media/1")
+    assert answer.status_code == 200 and answer.mimetype == "image/jpeg"
+    preview = Image.open(io.BytesIO(answer.data)).convert("RGB")
+    assert max(preview.size) <= 1600
+    original = Image.open(io.BytesIO(photo)).convert("RGB")
+    original.thumbnail((1600, 1600))
+
+    def outline_red(picture) -> int:  # the outline's crimson (220, 20, 60), after JPEG
+        return sum(1 for r, g, b in picture.get_flattened_data() if r > 190 and g < 60 and 30 < b < 100)
+
+    # The photo has red of its own (a flag): count only what the outline added.
+    assert outline_red(preview) - outline_red(original) > 100, "no red outline was drawn around the face"
+    again = browser.get(f"/held/{item.id}/media/1")
+    assert again.data == answer.data  # drawn once, then served from memory

@@ -21,6 +21,7 @@ from dojoguard.console.app import console, needs
 
 blueprint = Blueprint("held", __name__, url_prefix="/held")
 _CHECKING = threading.Lock()
+_DRAWING = threading.Lock()
 # The largest side of the preview a leader sees (the original stays as it was).
 PREVIEW = 1600
 MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
@@ -102,11 +103,32 @@ def attachment(reference: str, number: int):
         abort(404)
     _, kind, data, _ = attachments[number - 1]
     if kind.startswith("image/"):
-        data, kind = _outlined(data, found)
+        data, kind = _outlined_once(data, found)
     response = Response(data, mimetype=kind)
     response.headers["Content-Disposition"] = "inline"
     response.headers["Cache-Control"] = "no-store, private"
     return response
+
+
+# Outlined previews already drawn, by item and the picture's SHA-256: a face check takes seconds of a CPU
+# the proxy shares, and a leader's browser asks again on every reload.
+_DRAWN_KEPT = 16
+
+
+def _outlined_once(data: bytes, item) -> tuple[bytes, str]:
+    import hashlib
+
+    drawn = console().opened("outlined", dict)
+    key = (item.id, hashlib.sha256(data).hexdigest())
+    with _DRAWING:
+        if key in drawn:
+            return drawn[key]
+    result = _outlined(data, item)
+    with _DRAWING:
+        drawn[key] = result
+        while len(drawn) > _DRAWN_KEPT:
+            drawn.pop(next(iter(drawn)))
+    return result
 
 
 def _outlined(data: bytes, item) -> tuple[bytes, str]:
@@ -122,7 +144,11 @@ def _outlined(data: bytes, item) -> tuple[bytes, str]:
     draw = ImageDraw.Draw(picture)
     width = max(3, picture.width // 300)
     if check is not None:
-        refused = set(check.findings.boxes_not_permitted)
+        from dojoguard.consent_registry.imagecheck import Layer
+
+        # Amber only for a face the check found permitted; when the check could not finish, none is.
+        finished = check.layer in (Layer.AUDIENCE_PERMITTED, Layer.MATCHED)
+        refused = set(check.findings.boxes_not_permitted) if finished else set(check.boxes)
         for top, right, bottom, left in check.boxes:
             colour = (220, 20, 60) if (top, right, bottom, left) in refused else (240, 170, 0)
             draw.rectangle((left, top, right, bottom), outline=colour, width=width)
