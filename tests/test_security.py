@@ -88,11 +88,16 @@ def test_a_client_outside_the_served_networks_is_refused(running):
     assert "connection.refused" in proxy.log() and "outside-client-networks" in proxy.log()
     from dojoguard.audit.log import AuditLog
 
-    log = AuditLog.open(running["folder"] / "data" / "audit.sqlite")
-    try:
-        refused = [r.fields for r in log.records(types=("connection.refused",))]
-    finally:
-        log.close()
+    # The record is committed by the audit writer after the log line is printed: wait for it too.
+    refused = []
+    while not refused and time.monotonic() < deadline + 10:
+        log = AuditLog.open(running["folder"] / "data" / "audit.sqlite")
+        try:
+            refused = [r.fields for r in log.records(types=("connection.refused",))]
+        finally:
+            log.close()
+        time.sleep(0 if refused else 0.1)
+    assert refused, "no connection.refused record"
     assert {"device": "127.0.0.2", "reason": "outside-client-networks"}.items() <= refused[0].items()
 
 

@@ -13,7 +13,7 @@ from dojoguard.rules.decision import Verdict
 from tests.audit.conftest import make_action, make_decision
 from tests.holds.test_cli import held_photo
 
-from .conftest import NOW
+from .conftest import NOW, Browser
 
 T1 = "5f00000000000000000000a1"
 C1 = "5f00000000000000000000c1"
@@ -113,14 +113,21 @@ def test_a_consent_import_is_previewed_then_applied_and_recorded(browser, cfg):
         registry.close()
     token = re.search(r'/consent/import/([0-9a-f]{32})', text).group(1)
     browser.last = "/consent/"
-    applied = browser.post(f"/consent/import/{token}", {"format": "generic", "exported_on": "2026-12-01"},
+    other = Browser(browser.client.application)
+    other.login("head")
+    other.last = "/consent/"
+    stolen = other.post(f"/consent/import/{token}", follow_redirects=True)  # another account's preview
+    assert "That preview has expired" in stolen.get_data(as_text=True)
+    applied = browser.post(f"/consent/import/{token}", {"format": "sims"},  # the form cannot change the format
                            follow_redirects=True)
     assert "Imported:" in applied.get_data(as_text=True)
     listed = browser.get("/consent/").get_data(as_text=True)
     assert "Ada Lovelace" in listed and "generic import" in listed
     (imported,) = events(cfg, "consent.imported")
     assert imported["account"] == "dpo" and imported["via"] == "console"
-    assert not list((cfg.data_dir / "console-uploads").glob("*.csv"))  # the upload is gone once applied
+    assert not list((cfg.data_dir / "console-uploads").iterdir())  # the upload is gone once applied
+    replay = browser.post(f"/consent/import/{token}", follow_redirects=True)
+    assert "That preview has expired" in replay.get_data(as_text=True)
 
 
 def test_a_bad_consent_file_lists_its_problems_and_changes_nothing(browser, cfg):

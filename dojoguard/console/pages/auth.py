@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
@@ -12,6 +13,9 @@ from dojoguard.console.accounts import LoginRefused
 from dojoguard.console.app import User, console
 
 blueprint = Blueprint("auth", __name__)
+# At most two password checks at once: each takes 64 MiB and a tenth of a second of a core, and the console
+# shares two cores with the proxy. Further logins wait their turn rather than exhaust the server's memory.
+_CHECKING = threading.BoundedSemaphore(2)
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -36,8 +40,9 @@ def login():
     settings = c.config["console"]
     now = c.clock.now()
     try:
-        account = c.accounts.login(name, password, now, failures_allowed=settings["lockout_failures"],
-                                   lock_for=timedelta(minutes=settings["lockout_minutes"]))
+        with _CHECKING:
+            account = c.accounts.login(name, password, now, failures_allowed=settings["lockout_failures"],
+                                       lock_for=timedelta(minutes=settings["lockout_minutes"]))
     except LoginRefused as refused:
         known = c.accounts.get(name)
         if known is not None:

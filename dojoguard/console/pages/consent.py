@@ -9,6 +9,7 @@ registry ids and counts only (``consent_registry.recording``).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -18,6 +19,7 @@ from datetime import date
 from pathlib import Path
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 
 from dojoguard.console import stores
 from dojoguard.console.app import console, needs
@@ -65,8 +67,19 @@ def _folder() -> Path:
     create_private_folder(folder)
     for old in folder.glob("*.csv"):
         if time.time() - old.stat().st_mtime > KEEP_S:
-            old.unlink(missing_ok=True)
+            _discard(old)
     return folder
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _discard(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_suffix(".json").unlink(missing_ok=True)
 
 
 def _run(path: Path, fmt: str, exported_on: str, *, dry_run: bool):
@@ -103,13 +116,15 @@ def upload():
         abort(400)
     token = secrets.token_hex(16)
     path = _folder() / f"{token}.csv"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(upload.read())
+    _write_private(path, upload.read())
+    # What the preview was made with is kept here, not taken from the confirming form: what is applied is
+    # exactly what was previewed.
+    _write_private(path.with_suffix(".json"), json.dumps({"format": fmt, "exported_on": exported_on,
+                                                          "account": current_user.name}).encode())
     try:
         report = _run(path, fmt, exported_on, dry_run=True)
     except (FileProblems, ValueError) as exc:
-        path.unlink(missing_ok=True)
+        _discard(path)
         problems = getattr(exc, "problems", None) or [exc]
         return render_template("consent_preview.html.j2", title="Consent import", problems=problems,
                                report=None, token=None), 400
@@ -123,16 +138,20 @@ def apply(token: str):
     if not token.isalnum() or len(token) != 32:
         abort(404)
     path = _folder() / f"{token}.csv"
-    if not path.exists():
+    try:
+        kept = json.loads(path.with_suffix(".json").read_text("utf-8"))
+    except (OSError, ValueError):
+        kept = None
+    if kept is None or not path.exists() or kept.get("account") != current_user.name:
         flash("That preview has expired: upload the file again.", "error")
         return redirect(url_for("consent.index"))
     try:
-        report = _run(path, request.form.get("format", ""), request.form.get("exported_on", ""), dry_run=False)
+        report = _run(path, kept["format"], kept["exported_on"], dry_run=False)
     except (FileProblems, ValueError) as exc:
         flash(f"Nothing was imported: {exc}", "error")
         return redirect(url_for("consent.index"))
     finally:
-        path.unlink(missing_ok=True)
+        _discard(path)
     flash(f"Imported: {len(report.changes)} change(s), {len(report.conflicts)} conflict(s) kept as they were.",
           "done")
     return redirect(url_for("consent.index"))
