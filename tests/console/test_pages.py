@@ -33,6 +33,14 @@ def seed(cfg, verdicts=(Verdict.BLOCK, Verdict.ALLOW)) -> list[str]:
         log.close()
 
 
+def _records(cfg):
+    log = AuditLog.open(cfg.path("audit", "database"))
+    try:
+        return list(log.records())
+    finally:
+        log.close()
+
+
 def events(cfg, *types):
     log = AuditLog.open(cfg.path("audit", "database"))
     try:
@@ -62,6 +70,9 @@ def test_a_reference_box_finds_the_decision_or_says_why_not(browser, cfg):
     assert "at least the first 8 characters" in short
     missing = browser.get("/decisions/" + "0" * 32, follow_redirects=True).get_data(as_text=True)
     assert "No decision has the reference" in missing
+    (login,) = [r for r in _records(cfg) if r.type == "console.login"]
+    event = browser.get(f"/decisions/{login.record_id}", follow_redirects=True).get_data(as_text=True)
+    assert "No decision has the reference" in event  # only decisions are looked up by reference
 
 
 def test_a_held_photo_is_shown_outlined_and_decided_under_the_accounts_name(browser, cfg):

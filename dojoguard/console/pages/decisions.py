@@ -67,12 +67,12 @@ def one(reference: str):
     except references.ReferenceProblem as exc:
         flash(str(exc).capitalize() + ".", "error")
         return redirect(url_for("decisions.index"))
-    if record is None:
+    if record is None or record.type != "decision":  # events (logins, imports) are not looked up here
         flash(f"No decision has the reference {reference!r}. Check it with the teacher: it is the code after "
               "\"Reference:\" in the notice they saw.", "error")
         return redirect(url_for("decisions.index"))
     with stores.reading() as conn:
-        steps = related(conn, record.record_id) if record.type == "decision" else []
+        steps = related(conn, record.record_id)
     held = None
     try:
         held = stores.holds().find(record.record_id)
