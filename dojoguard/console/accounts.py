@@ -128,6 +128,11 @@ class Accounts:
             raise AccountError(f"no account {name!r} (see `dojoguard console user list`)")
         return self.get(name)
 
+    def end_logins(self, name: str) -> None:
+        """End every open login of the account (its sessions carry the old generation)."""
+        with self.database.transaction():
+            self.database.execute("UPDATE accounts SET generation = generation + 1 WHERE name = ?", (name,))
+
     def unlock(self, name: str) -> Account:
         with self.database.transaction():
             done = self.database.execute("UPDATE accounts SET failures = 0, locked_until = NULL WHERE name = ?",
@@ -162,6 +167,10 @@ class Accounts:
         """Inside the login's transaction: count a failure, lock, or record the login; the refusal to raise."""
         stored, disabled, failures, locked_until = row
         locked = datetime.fromisoformat(locked_until) if locked_until else None
+        if disabled:
+            # The same answer as a wrong password, after the same work: a leaver's password is not confirmed.
+            _verify(stored, password)
+            return LoginRefused("wrong name or password")
         if locked is not None and now < locked:
             # Not even checked: a guess made while locked teaches nothing.
             return LoginRefused("this account is locked after too many wrong passwords", locked)
@@ -173,8 +182,6 @@ class Accounts:
             if until is not None:
                 return LoginRefused("this account is locked after too many wrong passwords", until, locked_now=True)
             return LoginRefused("wrong name or password")
-        if disabled:
-            return LoginRefused("this account is disabled")
         new_hash = HASHER.hash(password) if HASHER.check_needs_rehash(stored) else stored
         self.database.execute("UPDATE accounts SET failures = 0, locked_until = NULL, last_login = ?, hash = ? "
                               "WHERE name = ?", (now.isoformat(), new_hash, name))

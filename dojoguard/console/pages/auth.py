@@ -20,9 +20,13 @@ _CHECKING = threading.BoundedSemaphore(2)
 
 def _safe_next(target: str | None) -> str | None:
     """Only a path on this console: never another site (an open redirect after login)."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
-        return target
-    return None
+    # Browsers drop tabs and newlines from a URL and read a backslash as a slash, so "/\t/evil.example" is
+    # "//evil.example": any of them, or any other control character, and the target is not followed.
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target or any(ord(ch) < 0x21 or ord(ch) == 0x7f for ch in target):
+        return None
+    return target
 
 
 @blueprint.get("/login")
@@ -70,7 +74,11 @@ def login():
 @blueprint.post("/logout")
 def logout():
     if current_user.is_authenticated:
-        stores.audit().append_event("console.logout", {"account": current_user.name})
+        name = current_user.name
+        stores.audit().append_event("console.logout", {"account": name})
+        # The session is a signed cookie: a copy taken before "Log out" would still be valid. A new
+        # generation ends every login of the account, this one and any copy (and other devices' too).
+        console().accounts.end_logins(name)
         logout_user()
     session.clear()
     return redirect(url_for("auth.login_form"))

@@ -14,13 +14,16 @@ from dojoguard.console.figures import VERDICTS, Query, related, search, week_sta
 blueprint = Blueprint("decisions", __name__, url_prefix="/decisions")
 # The widest search a page asks for at once: a school year and a little more.
 LONGEST = timedelta(days=400)
+# 50 to a page: a page number past this is past any year's decisions (and would overflow SQLite's integers).
+MAX_PAGE = 10_000
 
 
 def _day(text: str | None, default: date) -> date:
     if not text:
         return default
     try:
-        return date.fromisoformat(text)
+        # Kept inside what a stored time can say: the day after 31 December 9999 does not exist.
+        return min(max(date.fromisoformat(text), date(1970, 1, 1)), date(9999, 12, 30))
     except ValueError:
         flash(f"{text!r} is not a date (YYYY-MM-DD); showing {default:%d %b %Y} instead.", "warn")
         return default
@@ -45,7 +48,7 @@ def index():
     if verdict not in (None, *VERDICTS):
         abort(400)
     try:
-        page = max(1, int(request.args.get("page", "1")))
+        page = min(max(1, int(request.args.get("page", "1"))), MAX_PAGE)
     except ValueError:
         page = 1
     query = Query(first, last, teacher=request.args.get("teacher") or None, klass=request.args.get("class") or None,

@@ -16,6 +16,7 @@ from dojoguard.audit.report import (build_report, configured, calendar_term, con
                                     period_bounds, this_week)
 
 blueprint = Blueprint("reports", __name__, url_prefix="/reports")
+LONGEST_DAYS = 731
 MEDIA = {"html": "text/html", "csv": "text/csv", "json": "application/json"}
 
 
@@ -45,6 +46,10 @@ def period(name: str, today: date, terms, first: str = "", last: str = "") -> tu
             raise ValueError("give both days of the range as dates") from None
         if b < a:
             raise ValueError("the range ends before it starts")
+        if (b - a).days > LONGEST_DAYS:
+            # A report reads every record of its range, on the two cores the proxy shares: at most two years.
+            raise ValueError(f"a report covers at most {LONGEST_DAYS} days (two school years); choose a shorter "
+                             "range")
         return a, b, day_label(a, b)
     raise ValueError(f"no period {name!r}")
 
