@@ -63,6 +63,8 @@ def decision_fields(action: Action, decision: Decision, key: FingerprintKey) -> 
         "exemptions_used": list(decision.exemptions_used),
         "exempted_rules": [m.rule_id for m in decision.exempted],
         "release_at": decision.release_at.isoformat() if decision.release_at else None,
+        # Who must be told (the alert sender reads this from the log); absent when nobody.
+        "alerts": decision.alerts or None,
         "hashes": hashes,
         "counts": counts,
         "masked": masked,

@@ -205,6 +205,17 @@ _EVENTS = (
           {"period_from": "start", "period_to": "end", "file": "file name", "recipients": "number emailed"}),
     Event("job.failed", "A scheduled job could not finish (it is retried).",
           {"job": "job name", "error": "error class and message"}, is_health=True),
+    Event("alert.sent", "An alert email (or the day's digest) was handed to the mail server for a recipient "
+          "group; it names decisions by reference, never their content.",
+          {"batch": "email id (its Message-ID)", "group": "recipient group (alerts.recipients)",
+           "cadence": "now or daily", "alerts": "number of alerts in it",
+           "references": "the records it alerted about (up to 50)", "rules": "their rules",
+           "attempts": "tries it took", "delay_s": "seconds from the first alert's record to sending"}),
+    Event("alert.failed", "An alert email could not be sent; it is retried with backoff (recorded at the first "
+          "failure and then hourly while it keeps failing).",
+          {"batch": "email id", "group": "recipient group", "cadence": "now or daily",
+           "alerts": "number of alerts waiting in it", "attempts": "tries so far", "error": "why",
+           "next_try": "when it is tried next"}, is_health=True),
     Event("policy.review_due", "The policy's annual review date has passed.",
           {"reviewed": "date of the last review", "due": "date the review was due"}, is_health=True),
 )

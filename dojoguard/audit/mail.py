@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import os
 import smtplib
 import ssl
@@ -14,7 +15,8 @@ class MailError(Exception):
 
 
 def send(smtp: dict, recipients: Sequence[str], subject: str, text: str,
-         attachments: Sequence[tuple[str, bytes, str]] = (), *, timeout_s: float = 30.0) -> None:
+         attachments: Sequence[tuple[str, bytes, str]] = (), *, timeout_s: float = 30.0,
+         message_id: str | None = None) -> None:
     """Send one message to ``recipients`` through the ``reports.smtp`` settings.
 
     ``attachments`` are (file name, bytes, MIME type). With ``starttls`` set,
@@ -29,6 +31,10 @@ def send(smtp: dict, recipients: Sequence[str], subject: str, text: str,
     message["From"] = smtp.get("sender") or "dojoguard@localhost"
     message["To"] = ", ".join(recipients)
     message["Subject"] = subject
+    message["Date"] = email.utils.formatdate(localtime=False)
+    # A message sent again (an alert retried after the server took it but before that was
+    # recorded) keeps its Message-ID, so mail clients show it once.
+    message["Message-ID"] = message_id or email.utils.make_msgid(domain="dojoguard")
     message.set_content(text)
     for name, data, mime in attachments:
         maintype, _, subtype = mime.partition("/")

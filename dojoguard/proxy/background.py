@@ -40,6 +40,7 @@ class Background:
         self.cadence = None
         self._jobs = None
         self.releaser: Releaser | None = None
+        self.alerts = None
 
     async def start(self) -> None:
         s = self.services
@@ -63,6 +64,30 @@ class Background:
                 self._jobs = await asyncio.to_thread(start_jobs, self.config, s.audit, s.clock)
             except Exception as exc:  # noqa: BLE001 - reported loudly; the proxy itself keeps judging
                 log.error("jobs.not_started", error=type(exc).__name__, detail=str(exc)[:200])
+            await self._start_alerts()
+
+    async def _start_alerts(self) -> None:
+        from dojoguard.alerts.sender import AlertSender, AlertSettings
+
+        s = self.services
+        settings = AlertSettings.from_config(self.config)
+        if not settings.enabled:
+            log.info("alerts.off", reason="no addresses in alerts.recipients")
+            return
+
+        def describe(rule_id: str) -> str | None:
+            rule = s.policy.rule(rule_id)  # the policy in force now (reloads replace it)
+            return rule.description if rule is not None else None
+
+        try:
+            self.alerts = await asyncio.to_thread(AlertSender, settings, s.audit, s.clock,
+                                                  names=s.names.name, describe=describe)
+        except Exception as exc:  # noqa: BLE001 - reported loudly; decisions still record who must be told
+            log.error("alerts.not_started", error=type(exc).__name__, detail=str(exc)[:200])
+            await asyncio.to_thread(self._record_failure, f"alerts: {type(exc).__name__}: {exc}"[:900], "alerts")
+            return
+        self.alerts.start()
+        log.info("alerts.started", groups=sorted(g for g, a in settings.recipients.items() if a))
 
     async def _start_checkpoints(self) -> None:
         from dojoguard.audit.cadence import Cadence
@@ -121,9 +146,9 @@ class Background:
             log.info("checkpoint.signed", seq=checkpoint.seq, why="recovery")
         return checkpoint is not None
 
-    def _record_failure(self, error: str) -> None:
+    def _record_failure(self, error: str, job: str = "checkpoint_cadence") -> None:
         try:
-            self.services.audit.append_event("job.failed", {"job": "checkpoint_cadence", "error": error})
+            self.services.audit.append_event("job.failed", {"job": job, "error": error})
         except Exception:  # noqa: BLE001 - the audit log itself may be what fails; the application log has it
             pass
 
@@ -146,6 +171,9 @@ class Background:
                     pass
         if self.cadence is not None:
             await asyncio.to_thread(self.cadence.wait_idle)
+        if self.alerts is not None:
+            # An email being handed over is let finish; what is not sent waits in the outbox for the next start.
+            await asyncio.to_thread(self.alerts.stop, float(getattr(self.services.settings, "drain_s", 10.0)))
         if self._jobs is not None:
             # Shutting the jobs down writes the shutdown checkpoint.
             await asyncio.to_thread(self._jobs.shutdown)

@@ -182,6 +182,13 @@ def compare(expect: dict, decision: Decision, policy: Policy) -> list[str]:
         if decision.release_at is None or decision.release_at != wanted:
             got = decision.release_at.isoformat() if decision.release_at else "none"
             failures.append(f"expected release at {wanted.isoformat()}, got {got}")
+    if "alerts" in expect:
+        # Exactly who is told: a case that expects nobody (``alerts: []``) fails when someone would be.
+        wanted_groups = sorted(set(expect["alerts"]))
+        told = sorted({group for alert in decision.alerts for group in alert["to"]})
+        if told != wanted_groups:
+            failures.append(f"expected alerts to {', '.join(wanted_groups) or 'nobody'}, "
+                            f"got {', '.join(told) or 'nobody'}")
     if failures and decision.matches:
         failures.append("matched: " + ", ".join(f"{m.rule_id} ({m.verdict})" for m in decision.matches))
     return failures

@@ -38,6 +38,21 @@ _FORWARDS = frozenset({Verdict.ALLOW, Verdict.WARN, Verdict.REDACT})
 
 
 @dataclass(frozen=True)
+class Alert:
+    """Who is told when a rule steps in (recipient groups from the settings' ``alerts.recipients``), and when.
+
+    ``when`` is "now" (an email within a minute, batched per minute) or
+    "daily" (the day's digest).
+    """
+
+    to: tuple[str, ...]
+    when: str = "now"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"to": list(self.to), "when": self.when}
+
+
+@dataclass(frozen=True)
 class Match:
     """One rule that matched: its verdict, the teacher-facing notice and the clause it enforces."""
 
@@ -48,12 +63,16 @@ class Match:
     clause: str = ""
     # Set when an exemption stopped this rule from applying.
     exempted_by: str | None = None
+    # Who is told when this rule applies (None: nobody beyond the report).
+    alert: Alert | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = {"rule": self.rule_id, "verdict": str(self.verdict), "reason": self.reason,
                "notice": self.notice, "clause": self.clause}
         if self.exempted_by:
             doc["exempted_by"] = self.exempted_by
+        if self.alert is not None:
+            doc["alert"] = self.alert.to_dict()
         return doc
 
 
@@ -106,6 +125,11 @@ class Decision:
     @property
     def rule_ids(self) -> tuple[str, ...]:
         return tuple(m.rule_id for m in self.matches)
+
+    @property
+    def alerts(self) -> list[dict[str, Any]]:
+        """Who must be told of this decision: one entry per applied rule that alerts (exempted rules do not)."""
+        return [{"rule": m.rule_id, **m.alert.to_dict()} for m in self.matches if m.alert is not None]
 
     def to_dict(self) -> dict[str, Any]:
         return {

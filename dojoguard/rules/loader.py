@@ -19,7 +19,7 @@ from dojoguard.rules import codes
 from dojoguard.rules.calendar import EMPTY, BankHolidays, SchoolCalendar, load_calendar
 from dojoguard.rules.codes import Code
 from dojoguard.rules.conditions import Compiler, kinds_of, needs_of
-from dojoguard.rules.decision import Match, Verdict
+from dojoguard.rules.decision import Alert, Match, Verdict
 from dojoguard.rules.devices import DeviceGroups
 from dojoguard.rules.engine import Policy, Rule
 from dojoguard.rules.facts import Indexes
@@ -364,7 +364,8 @@ class _Builder:
                 test = compiler.compile(spec["when"], path + ("when",), root=True)
                 description = spec.get("description") or spec["clause"]
                 match = Match(rule_id=spec["id"], verdict=verdict, reason=description.strip(),
-                              notice=spec["notice"].strip(), clause=spec["clause"].strip())
+                              notice=spec["notice"].strip(), clause=spec["clause"].strip(),
+                              alert=_alert(spec.get("alert")))
                 rules.append(Rule(id=spec["id"], verdict=verdict, notice=match.notice, clause=match.clause,
                                   description=match.reason, test=test, kinds=kinds_of(spec["when"]),
                                   needs=needs_of(spec["when"]), release_window=release,
@@ -398,3 +399,12 @@ class _Builder:
 def companion_tests(policy_file: Path) -> Path:
     """The companion test file of a rule file: rules.yaml -> rules.tests.yaml."""
     return policy_file.with_name(policy_file.name.removesuffix(".yaml") + TESTS_SUFFIX)
+
+
+def _alert(value) -> Alert | None:
+    """A rule's ``alert``: a list of recipient groups (told now), or ``{to: [...], when: now|daily}``."""
+    if not value:
+        return None
+    if isinstance(value, list):
+        return Alert(to=tuple(value), when="now")
+    return Alert(to=tuple(value["to"]), when=value.get("when", "now"))
