@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "dojoguard.consent_registry.cli",
     "dojoguard.audit.cli",
     "dojoguard.holds.cli",
+    "dojoguard.alerts.cli",
     "dojoguard.console.cli",
     "dojoguard.demo.cli",
 )
