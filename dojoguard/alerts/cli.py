@@ -5,17 +5,11 @@ from __future__ import annotations
 import click
 
 from dojoguard.alerts.outbox import Outbox
-from dojoguard.alerts.sender import AlertSettings
+from dojoguard.alerts.sender import AlertSettings, alerting_groups
 from dojoguard.audit import mail
 from dojoguard.clitools import fail, pass_env
 from dojoguard.environment import Environment
 from dojoguard.yamlfile import FileProblems
-
-
-def alerting_groups(policy) -> set[str]:
-    """Every recipient group the policy's rules name in ``alert``."""
-    return {group for rule in policy.rules if rule.match is not None and rule.match.alert is not None
-            for group in rule.match.alert.to}
 
 
 def _settings(env: Environment) -> AlertSettings:

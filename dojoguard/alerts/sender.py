@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -42,6 +42,12 @@ KEEP_SENT = timedelta(days=30)
 READ_AT_MOST = 2000
 
 
+def alerting_groups(policy) -> set[str]:
+    """Every recipient group the policy's rules name in ``alert``."""
+    return {group for rule in policy.rules if rule.match is not None and rule.match.alert is not None
+            for group in rule.match.alert.to}
+
+
 @dataclass
 class AlertSettings:
     """The ``alerts`` settings, with the mail server from ``reports.smtp``."""
@@ -55,7 +61,6 @@ class AlertSettings:
     digest_time: time = time(16, 30)
     check_every_s: float = 5.0
     send_timeout_s: float = 30.0
-    extra: dict = field(default_factory=dict)
 
     @property
     def enabled(self) -> bool:

@@ -67,7 +67,7 @@ class Background:
             await self._start_alerts()
 
     async def _start_alerts(self) -> None:
-        from dojoguard.alerts.sender import AlertSender, AlertSettings
+        from dojoguard.alerts.sender import AlertSender, AlertSettings, alerting_groups
 
         s = self.services
         settings = AlertSettings.from_config(self.config)
@@ -88,6 +88,11 @@ class Background:
             return
         self.alerts.start()
         log.info("alerts.started", groups=sorted(g for g, a in settings.recipients.items() if a))
+        unrouted = sorted(alerting_groups(s.policy) - {g for g, a in settings.recipients.items() if a})
+        if unrouted:
+            # Each alert to them is kept and retried, and its failure recorded; say so now as well.
+            log.warning("alerts.no_address", groups=unrouted,
+                        hint="set their addresses in alerts.recipients; see `dojoguard alerts status`")
 
     async def _start_checkpoints(self) -> None:
         from dojoguard.audit.cadence import Cadence

@@ -63,7 +63,7 @@ def test_the_docs_steps_work_as_written(settings, tmp_path):
         result = run(settings, *args)
         assert result.exit_code == 0, (command, result.output)
         outputs.append(result.output)
-    assert "22 rules" in outputs[1] and "9 lists" in outputs[1]
+    assert "23 rules" in outputs[1] and "10 lists" in outputs[1]
     assert outputs[2].count("PASS  ") >= 50 and "FAIL" not in outputs[2]
     assert outputs[2].strip().endswith("0 failed")
 
@@ -90,7 +90,7 @@ def test_the_printed_settings_load_the_copy_as_the_proxy_does(settings, tmp_path
     config_file = tmp_path / "dojoguard.yaml"
     config_file.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), **printed}), "utf-8")
     policy = proxy_load_policy(Settings.from_config(configs.load(config_file)))
-    assert len(policy.rules) == 22
+    assert len(policy.rules) == 23
     assert Path(policy.calendar.file) == folder / "example.calendar.yaml"
     assert {p.parent for p in policy.files if p.suffix == ".yaml"} == {folder}
 

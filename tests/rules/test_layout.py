@@ -51,7 +51,7 @@ def test_the_shipped_policy_lives_apart_from_the_code():
 def test_the_shipped_folder_loads_as_a_policy_folder():
     """Loaded as a folder, the shipped policy is its one rule file: the tests and the calendar are told apart by name."""
     assert policy_files(builtin_folder()) == [builtin_path()]
-    assert len(load_policy(builtin_folder(), calendar=builtin_calendar()).rules) == 22
+    assert len(load_policy(builtin_folder(), calendar=builtin_calendar()).rules) == 23
 
 
 def test_a_calendar_under_a_rule_file_name_gets_one_clear_error(tmp_path):
