@@ -914,8 +914,18 @@ def _revoked(f: dict, tz) -> str:
     return f"{f.get('exemption') or 'exemption'} revoked by {_readable(f.get('revoked_by')) or 'someone unrecorded'}"
 
 
+def _alert_failed(f: dict, tz) -> str:
+    alerts = f.get("alerts")
+    counted = _plural(alerts, "alert") if isinstance(alerts, int) else "alerts"
+    text = (f"an email to the {_readable(f.get('group')) or 'unknown'} recipient group ({counted}) could not be sent "
+            f"after {_plural(f.get('attempts') or 1, 'try', 'tries')}: {_readable(f.get('error'))}")
+    next_try = _local_text(f.get("next_try"), tz)
+    return text + (f"; tried again from {next_try}" if next_try else "")
+
+
 _DESCRIBERS = {"consent.changed": _consent_changed, "consent.imported": _consent_imported,
-               "pupil.erased": _erased, "exemption.granted": _granted, "exemption.revoked": _revoked}
+               "pupil.erased": _erased, "exemption.granted": _granted, "exemption.revoked": _revoked,
+               "alert.failed": _alert_failed}
 
 
 def _short(value, width: int = 120) -> str:

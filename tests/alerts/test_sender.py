@@ -110,6 +110,9 @@ def test_an_outage_is_retried_with_backoff_recorded_once_and_nothing_is_lost(tmp
     report = build_report(audit, MONDAY_10 - timedelta(days=1), MONDAY_10 + timedelta(days=1), tz=LONDON,
                           now=clock.now())
     assert report.health["alert.failed"] == 1
+    [item] = [i for i in report.health_items if i.type == "alert.failed"]
+    assert item.details.startswith("an email to the dsl recipient group (1 alert) could not be sent after 1 try: ")
+    assert "tried again from 2026-11-30 10:00" in item.details
     s.close()
 
 
