@@ -216,7 +216,9 @@ class AlertSender:
         if noted is None or now - noted >= RECORD_FAILING_EVERY:
             self.outbox.failure_recorded(batch.id, now)
             self._record("alert.failed", {"batch": batch.id, "group": batch.group, "cadence": batch.cadence,
-                                          "alerts": len(items), "attempts": after.attempts,
+                                          "alerts": len(items),
+                                          "references": sorted({a.record_id for a in items})[:50],
+                                          "attempts": after.attempts,
                                           "error": error[:500], "next_try": after.next_try.isoformat()})
 
     def _record(self, event: str, fields: dict) -> None:

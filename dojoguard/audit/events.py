@@ -214,7 +214,8 @@ _EVENTS = (
     Event("alert.failed", "An alert email could not be sent; it is retried with backoff (recorded at the first "
           "failure and then hourly while it keeps failing).",
           {"batch": "email id", "group": "recipient group", "cadence": "now or daily",
-           "alerts": "number of alerts waiting in it", "attempts": "tries so far", "error": "why",
+           "alerts": "number of alerts waiting in it", "references": "the records it alerts about (up to 50)",
+           "attempts": "tries so far", "error": "why",
            "next_try": "when it is tried next"}, is_health=True),
     Event("policy.review_due", "The policy's annual review date has passed.",
           {"reviewed": "date of the last review", "due": "date the review was due"}, is_health=True),

@@ -189,7 +189,11 @@ def search(conn, query: Query, tz: ZoneInfo) -> Results:
 def related(conn, decision_id: str, limit: int = 50) -> list[tuple[str, str, dict]]:
     """Events that name this decision (its hold's steps, the exemption used), oldest first."""
     # Through the type index: these are a few records a day among the decisions.
-    rows = conn.execute(f"SELECT at, type, body FROM records WHERE type IN ({', '.join('?' * len(_RELATED))}) "
+    rows = conn.execute(f"SELECT seq, at, type, body FROM records WHERE type IN ({', '.join('?' * len(_RELATED))}) "
                         "AND json_extract(body, '$.decision_id') = ? ORDER BY seq LIMIT ?",
                         (*_RELATED, decision_id, limit)).fetchall()
-    return [(at, type_, json.loads(body)) for at, type_, body in rows]
+    # Who was told: the alert emails that name it (a list of references, not one decision_id).
+    rows += conn.execute("SELECT seq, at, type, body FROM records WHERE type IN ('alert.sent', 'alert.failed') "
+                         "AND EXISTS (SELECT 1 FROM json_each(body, '$.references') WHERE value = ?) "
+                         "ORDER BY seq LIMIT ?", (decision_id, limit)).fetchall()
+    return [(at, type_, json.loads(body)) for _seq, at, type_, body in sorted(rows)[:limit]]

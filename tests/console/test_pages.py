@@ -59,6 +59,25 @@ def test_decisions_are_searched_and_shown_by_name(browser, cfg):
     assert ids[0] in one and "Mrs Jones" in one and "The text itself is never recorded" not in one.capitalize()
 
 
+def test_a_decision_page_says_who_was_told_and_whether_the_email_went(browser, cfg):
+    ids = seed(cfg)
+    log = AuditLog.open(cfg.path("audit", "database"), clock=FixedClock(NOW))
+    try:
+        log.append_event("alert.failed", {"batch": "b1", "group": "dsl", "cadence": "now", "alerts": 1,
+                                          "references": [ids[0]], "attempts": 1,
+                                          "error": "OSError: the relay is down", "next_try": NOW.isoformat()})
+        log.append_event("alert.sent", {"batch": "b1", "group": "dsl", "cadence": "now", "alerts": 1,
+                                        "references": [ids[0]], "rules": ["r"], "attempts": 2, "delay_s": 40.0})
+    finally:
+        log.close()
+    browser.login("head")
+    page = browser.get(f"/decisions/{ids[0]}").get_data(as_text=True)
+    assert "not sent yet: OSError: the relay is down" in page
+    assert "emailed the dsl recipient group (2 tries)" in page
+    other = browser.get(f"/decisions/{ids[1]}").get_data(as_text=True)
+    assert "emailed the" not in other  # only the decisions an email names
+
+
 def test_a_reference_box_finds_the_decision_or_says_why_not(browser, cfg):
     ids = seed(cfg)
     browser.login("head")
