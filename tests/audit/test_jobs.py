@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import email
-import ipaddress
-import socket
 import ssl
 import time as time_module
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from email import policy
 from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from dojoguard.audit import mail
 from dojoguard.audit.jobs import Jobs, Schedule, start_jobs
 from dojoguard.audit.log import AuditLog
 from dojoguard.clock import FixedClock
+
+from tests.support.smtp import free_port, throwaway_certificate
 
 from .conftest import make_action, make_decision, write_config
 
@@ -41,31 +37,10 @@ class Inbox:
         return "250 OK"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def certificate(tmp_path):
     """A throwaway self-signed certificate for localhost / 127.0.0.1."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "smtp-cert.pem", tmp_path / "smtp-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
+    return throwaway_certificate(tmp_path)
 
 
 @pytest.fixture
