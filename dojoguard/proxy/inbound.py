@@ -176,6 +176,7 @@ class Inbound:
         self.counts["read"] += 1
         checks = policy.language_checks()
         if not checks:
+            log.info("inbound.read", thread=thread, reported=0)
             return 0
         class_id = class_of(doc)
         recorded = 0
@@ -197,6 +198,7 @@ class Inbound:
             if self._record_once(thread, message.id, audit, fields, at):
                 recorded += 1
         self._purge(at)
+        log.info("inbound.read", thread=thread, reported=recorded)
         return recorded
 
     def _alert(self, check) -> dict:
