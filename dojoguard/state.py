@@ -1,4 +1,5 @@
-"""The proxy's own small SQLite file: sessions, learned skills, the discovery summary and display names.
+"""The proxy's own small SQLite file: sessions, learned skills, the discovery summary, display names
+and which parents' messages were already reported.
 
 Owner-only permissions; schema changes are named, ordered migrations recorded
 in the file (``dojoguard.storage.migrations``), each in a transaction. Nothing here holds message text, names of
@@ -41,8 +42,16 @@ def _m4_names(db: Database) -> None:
         PRIMARY KEY (kind, id))""")
 
 
+def _m5_inbound_seen(db: Database) -> None:
+    # Parents' messages already reported (``proxy/inbound.py``): a keyed hash of thread id and message id,
+    # and when it was first seen. No text, no names, not even the ids themselves.
+    db.execute("CREATE TABLE inbound_seen (message_hash TEXT PRIMARY KEY, seen_at TEXT NOT NULL)")
+    db.execute("CREATE INDEX inbound_seen_at ON inbound_seen (seen_at)")
+
+
 MIGRATIONS = (Migration("1-sessions", _m1_sessions), Migration("2-skills", _m2_skills),
-              Migration("3-discovery", _m3_discovery), Migration("4-names", _m4_names))
+              Migration("3-discovery", _m3_discovery), Migration("4-names", _m4_names),
+              Migration("5-inbound-seen", _m5_inbound_seen))
 # Files made before the shared runner recorded the names in a table of their own.
 _RECORDED_BEFORE = migrations.from_table("migrations")
 

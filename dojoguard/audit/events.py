@@ -217,6 +217,12 @@ _EVENTS = (
            "alerts": "number of alerts waiting in it", "references": "the records it alerts about (up to 50)",
            "attempts": "tries so far", "error": "why",
            "next_try": "when it is tried next"}, is_health=True),
+    Event("inbound.language", "A parent's message in a thread a teacher opened held inappropriate language (only "
+          "with inbound.language_alerts on); the rule's alert recipients are told. No text and no name is kept.",
+          {"thread": "message thread id", "message_at": "when the parent wrote (if ClassDojo gave it)",
+           "teacher": "teacher who opened the thread (if known)", "class": "class id (if known)",
+           "rule": "the language rule", "rules": "every language rule it matched",
+           "alerts": "who is told: [{rule, to: [recipient groups], when}]"}),
     Event("policy.review_due", "The policy's annual review date has passed.",
           {"reviewed": "date of the last review", "due": "date the review was due"}, is_health=True),
 )

@@ -46,6 +46,8 @@ class Guard:
         self.ready = asyncio.Event()
         self.judge = Judge(services)
         self._uninspectable: dict[tuple[str, str], float] = {}
+        # Thread answers being read for parents' language: after the answer has gone on, never before.
+        self._reading: set[asyncio.Task] = set()
         self._reloader: asyncio.Task | None = None
         self.background = Background(services, services.settings.config)
         self._tz = zoneinfo.ZoneInfo(services.settings.timezone)
@@ -94,6 +96,8 @@ class Guard:
     async def done(self) -> None:
         if self._reloader:
             self._reloader.cancel()
+        if self._reading:
+            await asyncio.wait(set(self._reading), timeout=5.0)
         await self.background.stop()
         stopped = {"reason": "shutdown", **(self.drain.summary() if self.drain is not None else {})}
         await self._event("proxy.stopped", stopped)
@@ -190,8 +194,16 @@ class Guard:
         # Everything else (long-polls, photo and video downloads) streams through unbuffered.
         if flow.request.method.upper() in WRITE_METHODS or OUTCOME in flow.metadata:
             return
-        if self._learnable(flow) is None:
+        found = self._learnable(flow)
+        if found is None:
             flow.response.stream = True
+        elif found[0].learn == "thread":
+            reader = self.services.inbound
+            if reader is None or not reader.enabled:
+                flow.response.stream = True  # not read at all unless the school turned it on
+            elif reader.too_large(_declared_size(flow.response)):
+                reader.skip_large(_declared_size(flow.response))
+                flow.response.stream = True
 
     async def response(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:
@@ -362,12 +374,42 @@ class Guard:
         if found is None or flow.response.stream:
             return
         entry, params = found
+        if entry.learn == "thread":
+            self._read_thread(flow, params)
+            return
         doc = _json(flow.response)
         if doc is None:
             return
         sid = set_cookie_session(flow.response.headers.get_all("set-cookie")) or \
             session_id(flow.request.headers.get("cookie"))
         await asyncio.to_thread(learning.learn, s, entry.learn, doc, params=params, session=sid, at=s.clock.now())
+
+    def _read_thread(self, flow: http.HTTPFlow, params: dict[str, str]) -> None:
+        """Start reading a thread's answer for parents' language; the answer goes on without waiting for it."""
+        s = self.services
+        reader = s.inbound
+        if reader is None or not reader.enabled or not params.get("threadId"):
+            return
+        raw = flow.response.raw_content
+        if not raw:
+            return
+        if reader.too_large(len(raw)):
+            reader.skip_large(len(raw))
+            return
+        teacher, _ = s.sessions.teacher(session_id(flow.request.headers.get("cookie")))
+        encoding = flow.response.headers.get("content-encoding", "")
+        task = asyncio.create_task(self._check_thread(raw, encoding, params["threadId"], teacher),
+                                   name="dojoguard-inbound")
+        self._reading.add(task)
+        task.add_done_callback(self._reading.discard)
+
+    async def _check_thread(self, raw: bytes, encoding: str, thread: str, teacher: str | None) -> None:
+        s = self.services
+        try:
+            await asyncio.to_thread(s.inbound.read, raw, encoding=encoding, policy=s.policy, audit=s.audit,
+                                    thread=thread, teacher=teacher, at=s.clock.now())
+        except Exception as exc:  # noqa: BLE001 - counted and logged; the teacher's page has already gone on
+            s.inbound.failed(exc)
 
     async def _watch(self) -> None:
         while True:
@@ -401,6 +443,14 @@ class Guard:
             await asyncio.to_thread(self.services.audit.append_event, name, fields)
         except Exception as exc:  # noqa: BLE001 - reported; the events are not decisions
             log.error("audit.event_failed", audit_event=name, error=type(exc).__name__)
+
+
+def _declared_size(response: http.Response) -> int | None:
+    """The body size the answer's Content-Length declares (None: not given or unreadable)."""
+    try:
+        return int(response.headers.get("content-length", ""))
+    except ValueError:
+        return None
 
 
 def settle_heap() -> None:

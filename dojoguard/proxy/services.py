@@ -18,6 +18,7 @@ from dojoguard.clock import Clock
 from dojoguard.proxy import catalogue as catalogues
 from dojoguard.proxy.attachments import AttachmentMemory, Fetcher
 from dojoguard.proxy.discovery import Discovery
+from dojoguard.proxy.inbound import Inbound
 from dojoguard.proxy.sessions import Sessions
 from dojoguard.proxy.settings import Settings
 from dojoguard.proxy.skills import Skills
@@ -49,6 +50,8 @@ class Services:
     checker: Any = None
     registry: Any = None
     holds: Any = None
+    # Parents' messages in the threads teachers open (proxy/inbound.py; reads nothing unless turned on).
+    inbound: Any = None
     # The audit log's flusher process, once the proxy runs (audit.durability).
     flusher: Any = None
     # What is not available, for the start-up banner and logs.
@@ -120,6 +123,7 @@ def open_services(settings: Settings, clock: Clock, *, images: bool = True) -> S
         names=Names(state),
         memory=AttachmentMemory(),
         fetcher=Fetcher(settings.resolve, settings.upstream_trust, settings.max_write_bytes),
+        inbound=Inbound(state, settings.inbound),
     )
     if images:
         services.checker = _optional("image checks (every photo will be blocked)", services, _open_checker,

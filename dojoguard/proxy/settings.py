@@ -45,6 +45,24 @@ def _is_address(host: str) -> bool:
 
 
 @dataclass(frozen=True)
+class InboundSettings:
+    """The ``inbound`` settings: reading parents' messages in the threads a teacher opens."""
+
+    language_alerts: bool = False
+    # Who is told when the language rule names nobody itself (recipient groups).
+    alert_to: tuple[str, ...] = ("headteacher",)
+    # A thread's answer larger than this is not read (it is counted and passed on).
+    max_body_bytes: int = 1024 * 1024
+    # Days a parent's message is remembered as already reported (so it is not reported again).
+    remember_days: int = 60
+
+    @classmethod
+    def from_config(cls, section: dict) -> "InboundSettings":
+        return cls(language_alerts=bool(section["language_alerts"]), alert_to=tuple(section["alert_to"]),
+                   max_body_bytes=int(section["max_body_kb"]) * 1024, remember_days=int(section["remember_days"]))
+
+
+@dataclass(frozen=True)
 class Settings:
     mode: str
     listen_host: str
@@ -90,6 +108,8 @@ class Settings:
     session_days: int = 30
     max_unclassified_shapes: int = 1000
     unclassified_days: int = 90
+    # Parents' messages in the threads teachers open (see proxy/inbound.py): off unless the school turns it on.
+    inbound: InboundSettings = field(default_factory=lambda: InboundSettings())
     # The whole configuration, for the background work (scheduled jobs, releases).
     config: Config | None = None
     # The name the proxy's CA is made with (proxy.ca_name; see certauthority.py).
@@ -146,6 +166,7 @@ class Settings:
             session_days=int(proxy["session_days"]),
             max_unclassified_shapes=int(proxy["max_unclassified_shapes"]),
             unclassified_days=int(proxy["unclassified_days"]),
+            inbound=InboundSettings.from_config(config["inbound"]),
             config=config,
         )
 

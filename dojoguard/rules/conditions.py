@@ -155,6 +155,10 @@ class Compiler:
         self.teacher_groups = teacher_groups
         self.problems = problems
         self.windows_used: set[str] = set()
+        # The compiled language-list tests (TextIndex keys) of the rule being compiled, outside any `not`:
+        # the loader resets it per rule, so a policy can name the language checks of each rule.
+        self.language_used: list[tuple] = []
+        self._negated = 0
 
     # -- names ------------------------------------------------------------
 
@@ -226,6 +230,8 @@ class Compiler:
         kind = "language" if disguised else "phrases"
         keys = tuple(self.text.add((kind, name), list_pattern(self.lists[name], disguised=disguised))
                      for name in sorted(self._names(path, value, self.lists, "list")) if self.lists.get(name))
+        if disguised and not self._negated:
+            self.language_used.extend(k for k in keys if k not in self.language_used)
         if len(keys) == 1:
             key = keys[0]
             return lambda a, f: f.text_hit(key)
@@ -340,7 +346,11 @@ class Compiler:
 
     @condition("not", cost=4)
     def _not(self, value, path) -> Test:
-        test = self.compile(value, path)
+        self._negated += 1
+        try:
+            test = self.compile(value, path)
+        finally:
+            self._negated -= 1
         return lambda a, f: not test(a, f)
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import zoneinfo
 from dataclasses import dataclass, replace
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dojoguard.rules.action import Action, Kind
 from dojoguard.rules.calendar import SchoolCalendar
 from dojoguard.rules.conditions import NEEDS_COMBINATIONS, Test
-from dojoguard.rules.decision import Decision, Match, Verdict
+from dojoguard.rules.decision import Alert, Decision, Match, Verdict
 from dojoguard.rules.facts import Facts, Indexes, carries
 from dojoguard.rules.phrases import WordList
 from dojoguard.rules.window import Window
@@ -52,6 +53,22 @@ class Rule:
     line: int = 0
     # The Match this rule contributes, built once.
     match: Match | None = None
+    # The TextIndex keys of the `language:` lists the rule's condition uses (outside any `not`).
+    language: tuple[tuple, ...] = ()
+
+
+@dataclass(frozen=True)
+class LanguageCheck:
+    """One rule's language lists, as a test of any text (for texts that are not a teacher's action).
+
+    ``test(text)`` is true when the text holds a word of the rule's `language:`
+    lists (disguised spellings included); nothing else of the rule is tested.
+    ``alert`` is the rule's own (None: the rule names nobody).
+    """
+
+    rule_id: str
+    test: Callable[[str], bool]
+    alert: Alert | None
 
 
 class Policy:
@@ -76,6 +93,11 @@ class Policy:
         self.files = files
         self._indexes = indexes
         self._by_id = {rule.id: rule for rule in rules}
+        searches = indexes.text.searches
+        self._language_checks = tuple(
+            LanguageCheck(rule.id, _text_test(tuple(searches[k] for k in rule.language if k in searches)),
+                          rule.match.alert if rule.match is not None else None)
+            for rule in rules if rule.language)
         # Parse once, evaluate many: for each kind of action and each combination
         # of what it carries, the rules that could possibly match, in file order.
         # Pairs of (test, rule), so the loop does no attribute lookups.
@@ -87,6 +109,14 @@ class Policy:
 
     def rule(self, rule_id: str) -> Rule | None:
         return self._by_id.get(rule_id)
+
+    def language_checks(self) -> tuple[LanguageCheck, ...]:
+        """The rules whose condition uses `language:`, each as a test of a text, in file order.
+
+        The tests reuse the patterns compiled when the policy was loaded: only
+        the rule's language lists are tested, not its kinds, devices or times.
+        """
+        return self._language_checks
 
     def evaluate(self, action: Action, exemptions: "Exemptions | None" = None) -> Decision:
         """The decision for ``action``: every matching rule, the strictest verdict, and why."""
@@ -129,6 +159,19 @@ class Policy:
             return None, Verdict.HOLD, notices + ["It has been passed to a senior leader because the "
                                                   "window it waits for does not open again."]
         return release_at, Verdict.DEFER, notices
+
+
+def _text_test(searches: tuple[Callable[[str], Any], ...]) -> Callable[[str], bool]:
+    def test(text: str) -> bool:
+        if not text:
+            return False
+        try:
+            return any(search(text) is not None for search in searches)
+        except UnicodeEncodeError:
+            # A lone surrogate cannot be UTF-8: search the text with it replaced, as Facts does.
+            text = text.encode("utf-8", "replace").decode("utf-8")
+            return any(search(text) is not None for search in searches)
+    return test
 
 
 def _exempt(matched: list[Rule], action: Action,

@@ -361,6 +361,7 @@ class _Builder:
                 seen[spec["id"]] = (located.file, line)
                 verdict = Verdict(spec["verdict"])
                 release = self._release_window(located, path, spec, verdict, windows)
+                compiler.language_used = []
                 test = compiler.compile(spec["when"], path + ("when",), root=True)
                 description = spec.get("description") or spec["clause"]
                 match = Match(rule_id=spec["id"], verdict=verdict, reason=description.strip(),
@@ -370,7 +371,7 @@ class _Builder:
                                   description=match.reason, test=test, kinds=kinds_of(spec["when"]),
                                   needs=needs_of(spec["when"]), release_window=release,
                                   exemptable=spec.get("exemptable", True), file=located.file, line=line,
-                                  match=match))
+                                  match=match, language=tuple(compiler.language_used)))
         return rules, compilers
 
     def _release_window(self, located, path, spec, verdict, windows) -> Window | None:

@@ -34,3 +34,12 @@ BEHAVIORS = [
     {"_id": "5f00000000000000000b01f1", "name": "Off task", "points": -1, "positive": False},
 ]
 THREAD_ID = "5f00000000000000000d0001"
+PARENT_ID = "5f0000000000000000000f01"
+# The thread's messages, oldest first, as ClassDojo lists them to the teacher: the parent's and the
+# teacher's own, each with an id, a sender, a time and a body.
+THREAD_MESSAGES = [
+    {"_id": "5f00000000000000000d1001", "threadId": THREAD_ID, "senderId": PARENT_ID, "senderType": "parent",
+     "createdAt": "2026-11-30T08:12:00.000Z", "body": "Good morning, Ada has a dentist appointment at 2pm."},
+    {"_id": "5f00000000000000000d1002", "threadId": THREAD_ID, "senderId": TEACHER["_id"], "senderType": "teacher",
+     "createdAt": "2026-11-30T08:40:00.000Z", "body": "Thank you for letting me know."},
+]

@@ -56,6 +56,8 @@ class StandIn:
         # Sessions that have ended (the teacher logged out, or ClassDojo expired them): writes
         # carrying one are refused with 401, as ClassDojo does.
         self.expired: set[str] = set()
+        # Thread id -> its messages, served by GET /api/message-thread/{id}/message (a test may change them).
+        self.threads: dict[str, list[dict]] = {data.THREAD_ID: [dict(m) for m in data.THREAD_MESSAGES]}
         # URL -> (content type, body) of everything uploaded, served back by the media routes.
         self.uploads: dict[str, tuple[str, bytes]] = {}
         # The slow-reply switch: writes whose path contains the pattern are recorded as they
@@ -303,6 +305,19 @@ class _Handler(BaseHTTPRequestHandler):
     def story_feed(self, body, host, path):
         self._json(200, {"_items": [], "_metadata": {"postsExist": False}})
 
+    def thread_messages(self, body, host, path):
+        if self._session() is None:
+            self._json(401, {"error": {"type": 401, "code": "ERR_NOT_LOGGED_IN", "detail": "no session",
+                                       "fallbackMessage": "Please log in."}})
+            return
+        thread = path.split("/")[3]
+        messages = self.server.standin.threads.get(thread)
+        if messages is None:
+            self._json(404, {"error": {"code": "ERR_NOT_FOUND", "detail": "no such thread",
+                                       "fallbackMessage": "Not found."}})
+            return
+        self._json(200, {"_items": messages, "_metadata": {"threadId": thread, "count": len(messages)}})
+
     def created(self, body, host, path):
         self._json(200, {"_id": secrets.token_hex(12), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
@@ -383,6 +398,7 @@ _ROUTES = (
     ("POST", rf"/api/dojoClass/{HEX24}/storyFeed", _Handler.created),
     ("POST", rf"/api/dojoClass/{HEX24}/storyFeed/{HEX24}/comments", _Handler.created),
     ("POST", rf"/api/message-thread/{HEX24}/message", _Handler.created),
+    ("GET", rf"/api/message-thread/{HEX24}/message", _Handler.thread_messages),
     ("POST", r"/api/upload", _Handler.upload),
     ("PUT", r"/uploads/.+", _Handler.s3_put),
     ("GET", r"/dojophotos-final/.+", _Handler.media),
