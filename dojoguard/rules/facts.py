@@ -13,6 +13,7 @@ from typing import Any
 
 import re2
 
+from dojoguard.rules import textform
 from dojoguard.rules.action import Action, Kind
 from dojoguard.rules.conditions import (NEEDS_ATTACHMENTS, NEEDS_POINTS, NEEDS_PROBLEMS, NEEDS_TEXT,
                                         NEEDS_TEXT_HIT)
@@ -40,8 +41,15 @@ class Facts:
             if not text:
                 screened = False
             elif screen is None:
+                self._text = textform.normalise(text)
                 screened = True
             else:
+                # Every text test sees the text with its disguises undone (``textform``). The screen
+                # also finds what plain ASCII text would need undone (spaced or tripled letters), so
+                # most texts pass one scan and are never normalised.
+                ascii_ = text.isascii()
+                if not ascii_:
+                    text = self._text = textform.normalise(text)
                 try:
                     screened = screen(text) is not None
                 except UnicodeEncodeError:
@@ -49,6 +57,11 @@ class Facts:
                     # the text with it replaced, rather than fail.
                     text = self._text = text.encode("utf-8", "replace").decode("utf-8")
                     screened = screen(text) is not None
+                if screened and ascii_:
+                    normal = textform.normalise(text)
+                    if normal is not text:
+                        text = self._text = normal
+                        screened = screen(text) is not None
             self._screened = screened
         return screened
 
@@ -92,7 +105,8 @@ class TextIndex:
                 failed.append(key)
         if self.patterns and not failed:
             try:
-                combined = compile_guarded("|".join(f"(?:{p})" for p in self.patterns.values()), limit=None)
+                combined = compile_guarded("|".join(f"(?:{p})" for p in (*self.patterns.values(), textform.WORK)),
+                                           limit=None)
             except PatternError:
                 # Too big to combine: every text then goes through each test (slower, never wrong).
                 self.screen = None

@@ -94,15 +94,62 @@ def list_pattern(entries: tuple[str, ...], *, disguised: bool = False) -> str:
     return f"{_BEFORE}(?i:{'|'.join(alternatives)}){_AFTER}"
 
 
+def _runs(piece: str) -> list[tuple[str, int]]:
+    """``piece`` as runs of one character: "ass" -> [("a", 1), ("s", 2)]."""
+    runs: list[tuple[str, int]] = []
+    for c in piece:
+        if runs and runs[-1][0] == c:
+            runs[-1] = (c, runs[-1][1] + 1)
+        else:
+            runs.append((c, 1))
+    return runs
+
+
+def _run(unit: str, count: int) -> str:
+    """One run of an entry's letter (``unit``: its pattern), as it may be written.
+
+    The text's form (``textform``) cuts a letter repeated for emphasis to three,
+    so a single letter matches once or three times and a doubled one twice or
+    three times: "shiiit" is "shit" and "asss" is "ass", but "good" is never "god".
+    """
+    if count == 1:
+        return f"{unit}(?:{unit}{unit})?"
+    if count == 2:
+        return f"{unit}{unit}{unit}?"
+    return unit * count
+
+
+def _plain(piece: str) -> str:
+    return "".join(_run(re2.escape(c), n) if c.isalpha() else re2.escape(c) * n for c, n in _runs(piece))
+
+
 def _disguised(piece: str) -> str:
     """``piece`` with digits and symbols allowed for its letters, but never for all of them:
     "455" is a room number, not a disguised "ass"."""
-    classes = [f"[{re2.escape(_LOOKALIKES[c])}]" if c in _LOOKALIKES else re2.escape(c) for c in piece]
-    if any(c not in _LOOKALIKES for c in piece):
-        return "".join(classes)  # a letter with no stand-in is always there
-    # RE2 has no look-ahead: spell out "at least one real letter" as one alternative per position.
-    return "(?:" + "|".join("".join(classes[:i]) + re2.escape(c) + "".join(classes[i + 1:])
-                            for i, c in enumerate(piece)) + ")"
+    runs = _runs(piece)
+
+    def unit(c: str) -> str:
+        return f"[{re2.escape(_LOOKALIKES[c])}]" if c in _LOOKALIKES else re2.escape(c)
+
+    def spelt(real_at: int | None) -> str:
+        out = []
+        for i, (c, n) in enumerate(runs):
+            if not c.isalpha():
+                out.append(re2.escape(c) * n)
+            elif i != real_at:
+                out.append(_run(unit(c), n))
+            elif n == 2:  # the real letter is either of the two ("@s$" is "ass")
+                real, any_ = re2.escape(c), unit(c)
+                out.append(f"(?:{real}{any_}|{any_}{real}){any_}?")
+            else:
+                real, any_ = re2.escape(c), unit(c)
+                out.append(f"{real}(?:{any_}{any_})?" if n == 1 else real * n)
+        return "".join(out)
+
+    if any(c not in _LOOKALIKES for c, _ in runs):
+        return spelt(None)  # a letter with no stand-in is always there
+    # RE2 has no look-ahead: spell out "at least one real letter" as one alternative per run.
+    return "(?:" + "|".join(spelt(i) for i in range(len(runs))) + ")"
 
 
 def _phrase_pattern(entry: str, disguised: bool) -> str:
@@ -110,9 +157,6 @@ def _phrase_pattern(entry: str, disguised: bool) -> str:
     for word in entry.split(" "):
         pieces = []
         for piece in word.split("'"):
-            if disguised:
-                pieces.append(_disguised(piece))
-            else:
-                pieces.append(re2.escape(piece))
+            pieces.append(_disguised(piece) if disguised else _plain(piece))
         words.append("['\u2019]".join(pieces))
     return r"\s+".join(words)
