@@ -243,6 +243,10 @@ def decide(env: Environment, action_file, at_text: str | None, policy_path: str 
         raise fail(exc) from None
     for line in _device_groups_said(policy, action, config):
         click.echo(line, err=True)
+    # What the text tests found, as written (on stderr: the JSON stays clean).
+    for (kind, name), written in policy.found_in_text(action.text or ""):
+        what = {"language": "language list", "phrases": "phrase list", "regex": "pattern"}.get(kind, kind)
+        click.echo(f"found in the text by the {what} {name}: {written!r}", err=True)
     click.echo(json.dumps(policy.evaluate(action, exemptions).to_dict(), indent=2, ensure_ascii=False))
 
 

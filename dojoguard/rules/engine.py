@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dojoguard.rules import textform
 from dojoguard.rules.action import Action, Kind
 from dojoguard.rules.calendar import SchoolCalendar
 from dojoguard.rules.conditions import NEEDS_COMBINATIONS, Test
@@ -110,6 +111,22 @@ class Policy:
     def rule(self, rule_id: str) -> Rule | None:
         return self._by_id.get(rule_id)
 
+    def found_in_text(self, text: str) -> list[tuple[tuple, str]]:
+        """Each text test (phrase list, language list, pattern) that finds something in ``text``, with what
+        it found as it was written: "ｓｈｉｔ", not the "shit" it was matched as. For people checking a
+        rule (`dojoguard decide`), never for records."""
+        if not text:
+            return []
+        safe = text.encode("utf-8", "replace").decode("utf-8")
+        form = textform.normalise(safe)
+        found = []
+        for key, search in self._indexes.text.searches.items():
+            match = search(form)
+            if match is not None:
+                # The match includes the character before and after (whole words): trim them.
+                found.append((key, textform.original(safe, match.start(), match.end()).strip(_EDGES)))
+        return found
+
     def language_checks(self) -> tuple[LanguageCheck, ...]:
         """The rules whose condition uses `language:`, each as a test of a text, in file order.
 
@@ -161,10 +178,14 @@ class Policy:
         return release_at, Verdict.DEFER, notices
 
 
+_EDGES = " \t\r\n.,;:?\"'()[]"
+
+
 def _text_test(searches: tuple[Callable[[str], Any], ...]) -> Callable[[str], bool]:
     def test(text: str) -> bool:
         if not text:
             return False
+        text = textform.normalise(text)  # as the engine matches an action's text
         try:
             return any(search(text) is not None for search in searches)
         except UnicodeEncodeError:

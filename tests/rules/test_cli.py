@@ -108,6 +108,17 @@ def test_decide_from_stdin(settings):
     assert len(decision["policy_revision"]) == 64
 
 
+def test_decide_says_what_the_text_tests_found_as_it_was_written(settings):
+    """A disguised word is reported as the teacher wrote it (fullwidth), on stderr; the JSON stays clean."""
+    action = {"kind": "message.send", "channel": "message", "text": "That was \uff53\uff48\uff49\uff54, sorry",
+              "device": {"address": "10.20.1.5"}}
+    result = run(settings, "decide", "--action", "-", "--at", "2026-11-30T10:00", input=json.dumps(action))
+    assert result.exit_code == 0, result.output
+    assert "found in the text by the language list inappropriate-language: '\uff53\uff48\uff49\uff54'" \
+        in result.stderr
+    assert json.loads(result.stdout)["matched"][0]["rule"] == "appropriate-language"
+
+
 def test_decide_with_the_defer_option_gives_the_release_time(settings, tmp_path):
     """With the rule file's `defer` option on, `decide` gives when the message would be sent."""
     policy = deferring_copy(tmp_path / "policy")
