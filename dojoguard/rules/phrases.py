@@ -108,14 +108,14 @@ def _runs(piece: str) -> list[tuple[str, int]]:
 def _run(unit: str, count: int) -> str:
     """One run of an entry's letter (``unit``: its pattern), as it may be written.
 
-    The text's form (``textform``) cuts a letter repeated for emphasis to three,
-    so a single letter matches once or three times and a doubled one twice or
-    three times: "shiiit" is "shit" and "asss" is "ass", but "good" is never "god".
+    A single letter matches once, or three times or more (emphasis), and a doubled one twice
+    or more: "shiiit" is "shit" and "asss" or "a$sSS" is "ass", but "good" is never "god".
+    (The text's form, ``textform``, already cuts a run of one letter to three.)
     """
     if count == 1:
-        return f"{unit}(?:{unit}{unit})?"
+        return f"{unit}(?:{unit}{unit}+)?"
     if count == 2:
-        return f"{unit}{unit}{unit}?"
+        return f"{unit}{unit}+"
     return unit * count
 
 
@@ -140,10 +140,10 @@ def _disguised(piece: str) -> str:
                 out.append(_run(unit(c), n))
             elif n == 2:  # the real letter is either of the two ("@s$" is "ass")
                 real, any_ = re2.escape(c), unit(c)
-                out.append(f"(?:{real}{any_}|{any_}{real}){any_}?")
+                out.append(f"(?:{real}{any_}|{any_}{real}){any_}*")
             else:
                 real, any_ = re2.escape(c), unit(c)
-                out.append(f"{real}(?:{any_}{any_})?" if n == 1 else real * n)
+                out.append(f"{real}(?:{any_}{any_}+)?" if n == 1 else real * n)
         return "".join(out)
 
     if any(c not in _LOOKALIKES for c, _ in runs):

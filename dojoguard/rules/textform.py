@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from functools import lru_cache
 
 import re2
@@ -68,7 +69,8 @@ _SEP = r"[\s.\-_\u00b7\u2010-\u2015\u2022\u2043\u2212\u30fb]"
 # A "letter" of a spaced-out word: a letter or digit, or a symbol used for a letter.
 _TOKEN = r"(?:[^\W_]|[@$!])"
 _SEP_CHAR = re.compile(_SEP)
-_SPACED = re.compile(rf"(?<![^\W_@$!]){_TOKEN}(?:{_SEP}+{_TOKEN}(?![^\W_@$!])){{2,}}")
+# A token after an apostrophe is the end of a word ("it's a b c" does not start at "s").
+_SPACED = re.compile(rf"(?<![^\W_])(?<![@$!'\u2019]){_TOKEN}(?:{_SEP}+{_TOKEN}(?![^\W_@$!])){{2,}}")
 _REPEATED = re.compile(r"([^\W\d_])\1{3,}", re.IGNORECASE)
 # ASCII text needs work only for spaced letters or a letter three times over. In RE2 syntax
 # (no back-references), so the rule engine can add it to its screening pattern: a text
@@ -114,6 +116,9 @@ def original(text: str, start: int, end: int) -> str:
 @lru_cache(maxsize=4096)
 def _plain(char: str) -> str:
     """One character in compatibility form, without marks or invisible characters, confusables folded."""
+    folded = char.translate(_CONFUSABLES)
+    if folded != char:
+        return folded  # before NFKD, which turns some lookalikes into other letters (lunate sigma "ϲ" into "ς")
     kept = []
     for piece in unicodedata.normalize("NFKD", char):
         category = unicodedata.category(piece)
@@ -143,11 +148,23 @@ def _rewrite(text: str, origin: list[int], pattern: re.Pattern, keep) -> tuple[s
 
 
 def _joined(match: re.Match) -> list[int]:
-    """The letters of a spaced-out word without its separators, if it has two real letters; else all of it."""
-    letters = [i for i in range(match.start(), match.end()) if not _SEP_CHAR.match(match.string[i])]
-    if sum(match.string[i].isalpha() for i in letters) < 2:
+    """The letters of a spaced-out word without its separators, if it has two real letters; else all of it.
+
+    A gap unlike the run's usual one, with a space in it, is kept as one space, the break
+    between two words: "s o d   o f f" and "s.o.d o.f.f" are "sod off", "s  h  i  t" is "shit".
+    """
+    text = match.string
+    letters = [i for i in range(match.start(), match.end()) if not _SEP_CHAR.match(text[i])]
+    if sum(text[i].isalpha() for i in letters) < 2:
         return list(range(match.start(), match.end()))
-    return letters
+    gaps = [text[before + 1:after] for before, after in zip(letters, letters[1:], strict=False)]
+    usual = Counter(gaps).most_common(1)[0][0]
+    kept = [letters[0]]
+    for before, gap, after in zip(letters, gaps, letters[1:], strict=False):
+        if gap != usual and any(c.isspace() for c in gap):
+            kept.append(before + 1 + next(i for i, c in enumerate(gap) if c.isspace()))
+        kept.append(after)
+    return kept
 
 
 def _three(match: re.Match) -> list[int]:
