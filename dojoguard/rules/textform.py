@@ -12,9 +12,10 @@ this form:
    selectors and the other default-ignorable characters, such as the Hangul
    fillers, that render as nothing;
 3. letters of other scripts that look like Latin ones folded to them
-   (Cyrillic "ѕһіт", Greek "ΑΒΕ"), from Unicode's confusables data;
-4. runs of three or more single letters separated by spaces, dots, dashes or
-   underscores joined ("s h i t", "s.h.i.t", "s - h - i - t"); a run needs two
+   (Cyrillic "ѕһіт", Greek "ΑΒΕ"), from Unicode's confusables data, and so
+   are Latin small capitals ("ᴄʀᴀᴘ") and regional indicator letters;
+4. runs of three or more single letters separated by spaces, dots, dashes,
+   underscores, commas, slashes, asterisks, bars, plus signs or tildes joined ("s h i t", "s.h.i.t", "s - h - i - t"); a run needs two
    real letters, and digits or @ $ ! inside it count as letters, so
    "s h 1 t" is caught while "1 2 3" is left alone;
 5. a letter repeated three or more times for emphasis cut to three
@@ -57,6 +58,12 @@ _CONFUSABLES = str.maketrans({
     # Greek, upper case
     "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O",
     "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X", "Ϲ": "C", "Ϳ": "J",
+    # Latin small capitals, which "fancy text" generators use and NFKD leaves alone
+    "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ꜰ": "f", "ɢ": "g", "ʜ": "h", "ɪ": "i", "ᴊ": "j",
+    "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ǫ": "q", "ʀ": "r", "ꜱ": "s", "ᴛ": "t",
+    "ᴜ": "u", "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
+    # Regional indicator symbols (a pair shows as a flag, one alone as a boxed letter)
+    **{chr(0x1F1E6 + i): chr(ord("a") + i) for i in range(26)},
 })
 
 # Default-ignorable code points that are not format characters (Cf) or marks (Mn):
@@ -65,7 +72,7 @@ _CONFUSABLES = str.maketrans({
 _IGNORABLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u180f\u3164\uffa0")
 
 # Separators between the letters of a spaced-out word.
-_SEP = r"[\s.\-_\u00b7\u2010-\u2015\u2022\u2043\u2212\u30fb]"
+_SEP = r"[\s.\-_,/*|+~\u00b7\u2010-\u2015\u2022\u2043\u2212\u30fb]"
 # A "letter" of a spaced-out word: a letter or digit, or a symbol used for a letter.
 _TOKEN = r"(?:[^\W_]|[@$!])"
 _SEP_CHAR = re.compile(_SEP)
@@ -76,7 +83,8 @@ _REPEATED = re.compile(r"([^\W\d_])\1{3,}", re.IGNORECASE)
 # (no back-references), so the rule engine can add it to its screening pattern: a text
 # the screen passes over needs no work (see ``facts``).
 WORK = ("(?i:" + "|".join(c * 3 for c in "abcdefghijklmnopqrstuvwxyz") + ")"
-        r"|(?:^|[^A-Za-z0-9@$!])[A-Za-z0-9@$!][\s.\-_]+[A-Za-z0-9@$!][\s.\-_]+[A-Za-z0-9@$!](?:$|[^A-Za-z0-9@$!])")
+        r"|(?:^|[^A-Za-z0-9@$!])[A-Za-z0-9@$!][\s.\-_,/*|+~]+[A-Za-z0-9@$!][\s.\-_,/*|+~]+[A-Za-z0-9@$!]"
+        r"(?:$|[^A-Za-z0-9@$!])")
 _ASCII_WORK = re2.compile(WORK)
 
 

@@ -38,6 +38,11 @@ from .conftest import make_action
     ("shiiiiiit", "shiiit"),                     # emphasis cut to three
     ("SHIIIIT", "SHIIIT"),
     ("\uff53 \u200b\u0445 \u0456 \u0442", "sxit"),  # fullwidth, zero-width, Cyrillic and spaced at once
+    ("s/h/i/t", "shit"), ("s*h*i*t", "shit"), ("s,h,i,t", "shit"), ("s|h|i|t", "shit"), ("s+h+i+t", "shit"),
+    ("\u1d04\u0280\u1d00\u1d18", "crap"),      # Latin small capitals ("fancy text")
+    ("\U0001f1f8\U0001f1ed\U0001f1ee\U0001f1f9", "shit"),  # regional indicators
+    ("\u02e2\u02b0\u2071\u1d57", "shit"),      # superscript letters
+    ("\U0001f142\U0001f137\U0001f138\U0001f143", "SHIT"),  # squared letters
 ])
 def test_each_disguise_is_undone(written, form):
     assert textform.normalise(written) == form
@@ -45,8 +50,8 @@ def test_each_disguise_is_undone(written, form):
 
 @pytest.mark.parametrize("clean", [
     "Just a reminder that it's PE tomorrow, please bring kit.",
-    "e.g. trainers", "U.K.", "J. K. Rowling", "a, b, c", "1 2 3 4", "Room 455", "Brr", "good", "assess",
-    "07777 777777", "£5.00 for the trip", "Zzz",
+    "e.g. trainers", "U.K.", "J. K. Rowling", "a, b", "1 2 3 4", "Room 455", "Brr", "good", "assess",
+    "07777 777777", "£5.00 for the trip", "Zzz", "Sat 5/12/26", "2 + 2 + 2", "1/2/3",
 ])
 def test_plain_ascii_text_is_returned_as_it_is(clean):
     """The fast path: nothing to undo, and the very same string comes back."""
