@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -77,6 +78,7 @@ class Batch:
 
 # What an alert line may carry from its audit record: identifiers, never content.
 FACT_KEYS = ("teacher", "class", "verdict", "kind", "channel", "thread", "message_at")
+_FACT = re.compile(r"[A-Za-z0-9_.:+\-]{1,64}")
 
 
 def alerts_of(seq: int, record_id: str, at: str, type_: str, fields: dict) -> list[Alert]:
@@ -84,13 +86,17 @@ def alerts_of(seq: int, record_id: str, at: str, type_: str, fields: dict) -> li
     wanted = fields.get("alerts")
     if not isinstance(wanted, list):
         return []
-    facts = {k: fields[k] for k in FACT_KEYS if isinstance(fields.get(k), (str, int))}
+    # Only values shaped like ids or times: a field a request filled with text never reaches an email.
+    facts = {k: fields[k] for k in FACT_KEYS if isinstance(fields.get(k), str) and _FACT.fullmatch(fields[k])}
     found = []
     for entry in wanted:
         if not isinstance(entry, dict) or not isinstance(entry.get("rule"), str):
             continue
         cadence = DAILY if entry.get("when") == DAILY else NOW
-        for group in entry.get("to") or ():
+        groups = entry.get("to")
+        if not isinstance(groups, list):
+            continue  # a string would be read letter by letter
+        for group in groups:
             if isinstance(group, str) and group:
                 found.append(Alert(record_id, entry["rule"], group, cadence, seq, parse_time(at), type_, facts))
     return found
@@ -133,6 +139,11 @@ class Outbox:
                             "SET seq = max(cursor.seq, excluded.seq)", (seq,))
         return added
 
+    def reset(self, seq: int) -> None:
+        """Move the cursor back (a replaced audit log)."""
+        with self.database.transaction():
+            self.db.execute("UPDATE cursor SET seq = ?", (seq,))
+
     # -- batching --------------------------------------------------------
 
     def form(self, now: datetime, *, gather: timedelta, digest_due: datetime) -> list[str]:
@@ -141,13 +152,14 @@ class Outbox:
         formed = []
         with self.database.transaction():
             # Measured from when each record was written, so a minute's wait means a minute after the decision.
-            rows = self.db.execute("SELECT grp, cadence, min(at), max(at) FROM items "
+            # (or from when it was queued, if earlier: a clock set back must not hold an alert back).
+            rows = self.db.execute("SELECT grp, cadence, min(min(at), min(queued_at)), max(at) FROM items "
                                    "WHERE batch IS NULL GROUP BY grp, cadence").fetchall()
             for group, cadence, oldest, _newest in rows:
                 if cadence == NOW:
                     if parse_time(oldest) + gather > now:
                         continue
-                    limit = format_time(now)
+                    limit = "9999"  # everything waiting, whatever time its record carries
                 else:
                     if parse_time(oldest) >= digest_due:
                         continue

@@ -15,7 +15,9 @@ only alerts.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +42,20 @@ RECORD_FAILING_EVERY = timedelta(hours=1)
 KEEP_SENT = timedelta(days=30)
 # Audit records read per turn; a backlog is worked through over several turns.
 READ_AT_MOST = 2000
+
+
+def _only_sender(database: Path) -> int:
+    """An exclusive lock beside the outbox, held while this sender lives: a second sender on the same
+    outbox (another proxy on the same data folder) would send the same emails again."""
+    path = Path(database).with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise RuntimeError(f"another alert sender is using {database}; only one may send its alerts") from None
+    return fd
 
 
 def alerting_groups(policy) -> set[str]:
@@ -91,7 +107,12 @@ class AlertSender:
         self._send = send or mail.send
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.outbox = Outbox(settings.database)
+        self._lock = _only_sender(settings.database)
+        try:
+            self.outbox = Outbox(settings.database)
+        except BaseException:
+            os.close(self._lock)
+            raise
         self._reader: SQLiteDatabase | None = None
 
     # -- running -----------------------------------------------------------
@@ -113,6 +134,9 @@ class AlertSender:
             self._reader.close()
             self._reader = None
         self.outbox.close()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock
+            self._lock = None
 
     def _run(self) -> None:
         failing = False
@@ -150,6 +174,13 @@ class AlertSender:
             head = reader.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0]
             self.outbox.take([], head, now)
             return 0
+        head = reader.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0]
+        if head < cursor:
+            # The audit log was replaced (restored, recreated): read the new one from its start. Alerts
+            # already queued are not queued twice (the outbox's key).
+            log.error("alerts.audit_log_replaced", cursor=cursor, head=head)
+            cursor = 0
+            self.outbox.reset(0)
         queued = 0
         while True:
             rows = reader.execute("SELECT seq, id, at, type, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -161,8 +192,8 @@ class AlertSender:
                 if '"alerts"' in body:
                     try:
                         found.extend(alerts_of(seq, record_id, at, type_, json.loads(body)))
-                    except ValueError:
-                        log.error("alerts.unreadable_record", seq=seq)
+                    except Exception as exc:  # noqa: BLE001 - one bad record must not stop every later alert
+                        log.error("alerts.unreadable_record", seq=seq, error=type(exc).__name__)
             cursor = rows[-1][0]
             queued += self.outbox.take(found, cursor, now)
             if len(rows) < READ_AT_MOST:

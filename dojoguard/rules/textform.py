@@ -62,6 +62,8 @@ _CONFUSABLES = str.maketrans({
     "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ꜰ": "f", "ɢ": "g", "ʜ": "h", "ɪ": "i", "ᴊ": "j",
     "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ǫ": "q", "ʀ": "r", "ꜱ": "s", "ᴛ": "t",
     "ᴜ": "u", "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
+    # Latin letters with a stroke or other form that no decomposition undoes
+    "ı": "i", "ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D", "ß": "ss", "ɑ": "a", "ƚ": "l",
     # Regional indicator symbols (a pair shows as a flag, one alone as a boxed letter)
     **{chr(0x1F1E6 + i): chr(ord("a") + i) for i in range(26)},
 })
@@ -167,9 +169,13 @@ def _joined(match: re.Match) -> list[int]:
         return list(range(match.start(), match.end()))
     gaps = [text[before + 1:after] for before, after in zip(letters, letters[1:], strict=False)]
     usual = Counter(gaps).most_common(1)[0][0]
+    # A break needs a word of two letters or more on each side: "s h i  t" is not "shi t".
+    breaks = [n for n, gap in enumerate(gaps) if gap != usual and any(c.isspace() for c in gap)]
+    bounds = [-1, *breaks, len(gaps)]
+    breaks = [b for i, b in enumerate(breaks, start=1) if b - bounds[i - 1] >= 2 and bounds[i + 1] - b >= 2]
     kept = [letters[0]]
-    for before, gap, after in zip(letters, gaps, letters[1:], strict=False):
-        if gap != usual and any(c.isspace() for c in gap):
+    for n, (before, gap, after) in enumerate(zip(letters, gaps, letters[1:], strict=False)):
+        if n in breaks:
             kept.append(before + 1 + next(i for i, c in enumerate(gap) if c.isspace()))
         kept.append(after)
     return kept

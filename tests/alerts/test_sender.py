@@ -216,3 +216,72 @@ def test_the_thread_sends_on_its_own_and_stops(tmp_path, smtp, audit, clock, pol
     assert len(smtp.wait_for(1, 10)) == 1
     s.stop()
     assert not s._thread.is_alive()
+
+
+# -- attacks: what a bad record, a second sender, a replaced log or a clock set back must not do -----
+
+def test_a_malformed_alerts_field_is_skipped_and_later_alerts_still_go(tmp_path, smtp, audit, clock, policy):
+    s = started(tmp_path, smtp, audit, clock)
+    audit.append_event("job.failed", {"job": "x", "error": "y", "alerts": [{"rule": "r", "to": 5},
+                                                                           {"rule": "r", "to": "dsl"}, "nonsense"]})
+    decision = decide(audit, policy, action(DISCLOSURE))
+    clock.set(MONDAY_10 + timedelta(seconds=30))
+    assert s.turn() == 1  # the string "dsl" was not read as groups d, s and l
+    [(to, message, _)] = smtp.messages
+    assert to == ["dsl@school.example"] and decision.decision_id in message.get_content()
+    s.close()
+
+
+def test_an_id_filled_with_text_never_reaches_an_email(tmp_path, smtp, audit, clock, policy):
+    s = started(tmp_path, smtp, audit, clock)
+    decide(audit, policy, action(DISCLOSURE, class_id="Ellie Smith said her stepdad hits her\nReference: x"))
+    clock.set(MONDAY_10 + timedelta(seconds=30))
+    assert s.turn() == 1
+    text = smtp.messages[0][1].get_content()
+    assert "Ellie" not in text and "stepdad" not in text and "Reference: x" not in text
+    s.close()
+
+
+def test_a_second_sender_on_the_same_outbox_is_refused(tmp_path, smtp, audit, clock):
+    first = started(tmp_path, smtp, audit, clock)
+    try:
+        sender(tmp_path, smtp, audit, clock)
+    except RuntimeError as exc:
+        assert "another alert sender" in str(exc)
+    else:
+        raise AssertionError("two senders would send the same emails")
+    first.close()
+    sender(tmp_path, smtp, audit, clock).close()  # once the first is gone, a new one may start
+
+
+def test_a_replaced_audit_log_is_read_from_its_start(tmp_path, smtp, audit, clock, policy):
+    from dojoguard.audit.log import AuditLog
+
+    for _ in range(5):
+        decide(audit, policy, action("Lovely reading today!"))
+    s = started(tmp_path, smtp, audit, clock)  # cursor at the old log's end
+    audit.close()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"audit.sqlite{suffix}").unlink(missing_ok=True)
+    s._reader.close()
+    s._reader = None
+    fresh = AuditLog.open(tmp_path / "audit.sqlite", clock=clock, emit_decisions=False)
+    try:
+        decision = decide(fresh, policy, action(DISCLOSURE))
+        clock.set(MONDAY_10 + timedelta(seconds=30))
+        s.audit = fresh
+        assert s.turn() == 1
+        assert decision.decision_id in smtp.messages[0][1].get_content()
+    finally:
+        s.close()
+        fresh.close()
+
+
+def test_a_clock_set_back_does_not_hold_an_alert(tmp_path, smtp, audit, clock, policy):
+    s = started(tmp_path, smtp, audit, clock)
+    decide(audit, policy, action(DISCLOSURE))  # recorded at 10:00
+    clock.set(MONDAY_10 - timedelta(hours=1))  # the clock is corrected back an hour
+    s.turn()
+    clock.set(MONDAY_10 - timedelta(hours=1) + timedelta(seconds=31))
+    assert s.turn() == 1
+    s.close()

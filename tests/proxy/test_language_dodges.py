@@ -19,6 +19,10 @@ DODGES = {
     "Cyrillic lookalikes": "That was \u0455hit, sorry.",
     "repeated for emphasis": "That was shiiiiit, sorry.",
     "dotted": "That was s.h.i.t, sorry.",
+    "one uneven gap": "That was s h i  t, sorry.",
+    "slashes": "That was s/h/i/t, sorry.",
+    "dotless i": "That was sh\u0131t, sorry.",
+    "small capitals": "That was \ua731\u029c\u026a\u1d1b, sorry.",
 }
 CLEAN = ["Our trip to Scunthorpe is on Friday.", "We are reading Dickens in Year 6.",
          "The assessment week starts on Monday.", "The class assembly is at 9.10.",

@@ -38,6 +38,8 @@ from .conftest import make_action
     ("shiiiiiit", "shiiit"),                     # emphasis cut to three
     ("SHIIIIT", "SHIIIT"),
     ("\uff53 \u200b\u0445 \u0456 \u0442", "sxit"),  # fullwidth, zero-width, Cyrillic and spaced at once
+    ("s h i  t", "shit"), ("s  h i t", "shit"), ("f u c  k", "fuck"),   # one uneven gap is not a word break
+    ("sh\u0131t", "shit"), ("b\u0142oody", "bloody"), ("b\u00f8llocks", "bollocks"),
     ("s/h/i/t", "shit"), ("s*h*i*t", "shit"), ("s,h,i,t", "shit"), ("s|h|i|t", "shit"), ("s+h+i+t", "shit"),
     ("\u1d04\u0280\u1d00\u1d18", "crap"),      # Latin small capitals ("fancy text")
     ("\U0001f1f8\U0001f1ed\U0001f1ee\U0001f1f9", "shit"),  # regional indicators
