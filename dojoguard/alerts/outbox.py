@@ -180,17 +180,6 @@ class Outbox:
                                "ORDER BY formed_at, id", (format_time(now),)).fetchall()
         return [_batch(r) for r in rows]
 
-    def next_wake(self) -> datetime | None:
-        """When the earliest unsent email is next tried (None: none waits)."""
-        row = self.db.execute("SELECT min(next_try) FROM batches WHERE sent_at IS NULL").fetchone()
-        return parse_time(row[0]) if row and row[0] else None
-
-    def oldest_waiting(self) -> datetime | None:
-        """When the oldest "now" alert not yet in an email was recorded."""
-        row = self.db.execute("SELECT min(at) FROM items WHERE batch IS NULL AND cadence = ?",
-                              (NOW,)).fetchone()
-        return parse_time(row[0]) if row and row[0] else None
-
     def items(self, batch: str) -> list[Alert]:
         rows = self.db.execute("SELECT record_id, rule, grp, cadence, seq, at, record_type, facts FROM items "
                                "WHERE batch = ? ORDER BY seq, rule", (batch,)).fetchall()

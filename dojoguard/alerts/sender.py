@@ -114,6 +114,7 @@ class AlertSender:
             os.close(self._lock)
             raise
         self._reader: SQLiteDatabase | None = None
+        self._purged: datetime | None = None
 
     # -- running -----------------------------------------------------------
 
@@ -162,7 +163,9 @@ class AlertSender:
             if self._stop.is_set():
                 break
             sent += self._deliver(batch)
-        self.outbox.purge(now - KEEP_SENT)
+        if self._purged is None or now - self._purged >= timedelta(hours=1):
+            self.outbox.purge(now - KEEP_SENT)  # hourly: it need not run at every look at the log
+            self._purged = now
         return sent
 
     def read(self, now: datetime) -> int:
