@@ -93,6 +93,38 @@ class Points:
     skill_id: str | None = None
 
 
+class Audience(enum.StrEnum):
+    """Who sees what the teacher wrote, worked out from the channel (and, for a comment, its story)."""
+
+    WHOLE_SCHOOL = "whole_school"
+    CLASS = "class"
+    FAMILY = "family"
+    UNKNOWN = "unknown"
+
+
+class StartedBy(enum.StrEnum):
+    PARENT = "parent"
+    TEACHER = "teacher"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The message thread a teacher's message goes to, as far as ClassDojo's traffic showed it.
+
+    Best effort: filled in only when the teacher's app read the thread through
+    the proxy first (the catalogue's ``thread`` entry); every field may be
+    None, which rules read as unknown, never as "no parent waiting".
+    """
+
+    thread_id: str | None = None
+    # Who wrote the thread's first message.
+    started_by: StartedBy | None = None
+    # When a parent last wrote, if after the school's last message in the thread; None: unknown or nobody waiting.
+    parent_wrote_at: datetime | None = None
+    # True when the thread was read and no parent's message is waiting for an answer.
+    nobody_waiting: bool = False
+
+
 @dataclass(frozen=True)
 class Action:
     kind: Kind
@@ -116,6 +148,20 @@ class Action:
     # a non-empty tuple means the proxy could not see everything.
     problems: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # The teacher's roles (from the settings' staff list); None: the teacher is not known.
+    teacher_roles: tuple[str, ...] | None = None
+    # The classes the teacher teaches (learned from ClassDojo's class lists); None: not known.
+    teacher_classes: frozenset[str] | None = None
+    class_name: str | None = None
+    # For a comment (or an upload once its post is known): the channel of the story it is on; None: unknown.
+    on_channel: Channel | None = None
+    # For a message: the thread it answers (None: nothing known about it).
+    reply: Reply | None = None
+
+    @property
+    def audience(self) -> Audience:
+        channel = self.on_channel if self.channel in (Channel.COMMENT, Channel.UNKNOWN) else self.channel
+        return _AUDIENCES.get(channel, Audience.UNKNOWN)
 
     def with_time(self, at: datetime) -> "Action":
         return replace(self, at=at)
@@ -124,12 +170,25 @@ class Action:
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"kind": str(self.kind), "channel": str(self.channel), "at": self.at.isoformat()}
-        if self.teacher_id or self.teacher_name:
+        if self.teacher_id or self.teacher_name or self.teacher_roles is not None or self.teacher_classes is not None:
             doc["teacher"] = {k: v for k, v in (("id", self.teacher_id), ("name", self.teacher_name)) if v}
+            if self.teacher_roles is not None:
+                doc["teacher"]["roles"] = list(self.teacher_roles)
+            if self.teacher_classes is not None:
+                doc["teacher"]["classes"] = sorted(self.teacher_classes)
         if self.device_address:
             doc["device"] = {"address": self.device_address}
-        if self.class_id:
-            doc["class"] = {"id": self.class_id}
+        if self.class_id or self.class_name:
+            doc["class"] = {k: v for k, v in (("id", self.class_id), ("name", self.class_name)) if v}
+        if self.on_channel is not None:
+            doc["on"] = str(self.on_channel)
+        if self.reply is not None:
+            r = self.reply
+            doc["reply"] = {k: v for k, v in (
+                ("thread", r.thread_id), ("started_by", str(r.started_by) if r.started_by else None),
+                ("parent_wrote_at", r.parent_wrote_at.isoformat() if r.parent_wrote_at else None)) if v}
+            if r.nobody_waiting:
+                doc["reply"]["nobody_waiting"] = True
         if self.students:
             doc["students"] = list(self.students)
         if self.text is not None:
@@ -150,16 +209,21 @@ class Action:
         if not isinstance(doc, dict):
             raise ActionError("", "an action must be a JSON object")
         known = {"kind", "channel", "at", "teacher", "device", "class", "students", "text", "points",
-                 "attachments", "endpoint", "problems"}
+                 "attachments", "endpoint", "problems", "on", "reply"}
         _only(doc, known, "")
         kind = _enum(Kind, doc.get("kind"), "kind")
         channel = _enum(Channel, doc.get("channel", "unknown"), "channel")
         at = _time(doc["at"], "at") if "at" in doc else default_at
         if at is None:
             raise ActionError("at", "missing; give an ISO time such as 2026-11-30T10:00:00+00:00")
-        teacher = _only(_obj(doc.get("teacher"), "teacher"), {"id", "name"}, "teacher")
+        teacher = _only(_obj(doc.get("teacher"), "teacher"), {"id", "name", "roles", "classes"}, "teacher")
         device = _only(_obj(doc.get("device"), "device"), {"address"}, "device")
-        klass = _only(_obj(doc.get("class"), "class"), {"id"}, "class")
+        klass = _only(_obj(doc.get("class"), "class"), {"id", "name"}, "class")
+        roles = _strings(teacher.get("roles"), "teacher.roles")
+        classes = _strings(teacher.get("classes"), "teacher.classes")
+        on = doc.get("on")
+        on = None if on is None else _enum(Channel, on, "on")
+        reply = _reply(doc.get("reply"))
         points = doc.get("points")
         if points is not None:
             points = _only(_obj(points, "points"), {"value", "skill", "skill_id"}, "points")
@@ -191,7 +255,39 @@ class Action:
             attachments=tuple(_attachment(a, f"attachments[{i}]") for i, a in enumerate(attachments)),
             endpoint=_str(doc.get("endpoint"), "endpoint"),
             problems=tuple(str(p) for p in problems),
+            teacher_roles=None if roles is None else tuple(roles),
+            teacher_classes=None if classes is None else frozenset(classes),
+            class_name=_str(klass.get("name"), "class.name"),
+            on_channel=on,
+            reply=reply,
         )
+
+
+_AUDIENCES = {Channel.SCHOOL_STORY: Audience.WHOLE_SCHOOL, Channel.CLASS_STORY: Audience.CLASS,
+              Channel.MESSAGE: Audience.FAMILY, Channel.PORTFOLIO: Audience.FAMILY, Channel.POINTS: Audience.FAMILY}
+
+
+def _strings(value, path) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ActionError(path, "must be a list of strings")
+    return value
+
+
+def _reply(value) -> Reply | None:
+    if value is None:
+        return None
+    doc = _only(_obj(value, "reply"), {"thread", "started_by", "parent_wrote_at", "nobody_waiting"}, "reply")
+    started = doc.get("started_by")
+    wrote = doc.get("parent_wrote_at")
+    waiting = doc.get("nobody_waiting", False)
+    if not isinstance(waiting, bool):
+        raise ActionError("reply.nobody_waiting", "must be true or false")
+    return Reply(thread_id=_str(doc.get("thread"), "reply.thread"),
+                 started_by=None if started is None else _enum(StartedBy, started, "reply.started_by"),
+                 parent_wrote_at=None if wrote is None else _time(wrote, "reply.parent_wrote_at"),
+                 nobody_waiting=waiting)
 
 
 def _attachment_dict(a: Attachment) -> dict[str, Any]:
