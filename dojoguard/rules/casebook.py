@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from dojoguard import schemaproblems, yamlfile
@@ -19,6 +19,7 @@ from dojoguard.rules.action import Action, ActionError
 from dojoguard.rules.codes import Code
 from dojoguard.rules.decision import Decision
 from dojoguard.rules.exemptions import NONE, Exemptions, parse_exemptions
+from dojoguard.rules.history import History
 from dojoguard.rules.policy import Policy
 from dojoguard.yamlfile import FileProblems, Located, Problem
 
@@ -30,6 +31,21 @@ class Case:
     expect: dict
     exemptions: Exemptions = NONE
     line: int = 0
+    # Actions decided (and counted) before this one, in order.
+    earlier: tuple[Action, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckCase:
+    """A case for a scheduled check: what it finds at ``at`` after the ``earlier`` actions."""
+
+    name: str
+    check: str
+    at: datetime
+    keys: tuple[str, ...]
+    expect: dict
+    line: int = 0
+    earlier: tuple[Action, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,7 @@ class Casebook:
     calendar: Path | None = None
     device_groups: dict[str, list[str]] | None = None
     mentions: tuple[Mention, ...] = ()
+    check_cases: tuple[CheckCase, ...] = ()
 
     def unknown_rules(self, policy: Policy) -> list[Problem]:
         """A problem for every rule id the cases name that the policy does not have.
@@ -99,7 +116,7 @@ def load_casebook(path: str | Path) -> Casebook:
     defaults = data.get("action_defaults") or {}
     cases = []
     mentions: list[Mention] = []
-    for i, doc in enumerate(data["cases"]):
+    for i, doc in enumerate(data.get("cases") or []):
         where = ("cases", i)
         try:
             action = Action.from_dict({**defaults, **doc["action"]})
@@ -125,7 +142,10 @@ def load_casebook(path: str | Path) -> Casebook:
                                                 f"{release!r} is not an ISO time",
                                                 'Write it like "2026-12-01T08:00:00+00:00".'))
                 continue
-        cases.append(Case(doc["name"], action, doc["expect"], exemptions, located.mark(where)[0]))
+        earlier = _earlier(located, where, doc, defaults, problems)
+        if earlier is None:
+            continue
+        cases.append(Case(doc["name"], action, doc["expect"], exemptions, located.mark(where)[0], earlier))
         for key in ("rules", "not_rules", "exempted"):
             for j, rule_id in enumerate(doc["expect"].get(key, [])):
                 line, column = located.mark(where + ("expect", key, j))
@@ -134,6 +154,22 @@ def load_casebook(path: str | Path) -> Casebook:
             for j, rule_id in enumerate(record.get("rules") or [] if isinstance(record, dict) else []):
                 line, column = located.mark(where + ("exemptions", k, "rules", j))
                 mentions.append(Mention(str(rule_id), doc["name"], "an exemption", line, column))
+    check_cases = []
+    for i, doc in enumerate(data.get("check_cases") or []):
+        where = ("check_cases", i)
+        try:
+            at = datetime.fromisoformat(doc["at"])
+            if at.tzinfo is None:
+                raise ValueError
+        except ValueError:
+            problems.append(located.problem(where + ("at",), Code.RULETEST_VALUE,
+                                            f"{doc['at']!r} is not an ISO time with an offset",
+                                            'Write it like "2026-12-04T15:00:00+00:00".'))
+            continue
+        earlier = _earlier(located, where, doc, defaults, problems)
+        if earlier is not None:
+            check_cases.append(CheckCase(doc["name"], doc["check"], at, tuple(doc.get("keys") or ()),
+                                         doc["expect"], located.mark(where)[0], earlier))
     calendar = path.parent / data["calendar"] if "calendar" in data else None
     if calendar is not None and not calendar.is_file():
         problems.append(located.problem(("calendar",), Code.RULETEST_CALENDAR,
@@ -143,16 +179,69 @@ def load_casebook(path: str | Path) -> Casebook:
                                         "example one), or correct the name."))
     if problems:
         raise FileProblems(problems)
-    return Casebook(str(path), tuple(cases), calendar, data.get("device_groups"), tuple(mentions))
+    return Casebook(str(path), tuple(cases), calendar, data.get("device_groups"), tuple(mentions),
+                    tuple(check_cases))
+
+
+def _earlier(located: Located, where: tuple, doc: dict, defaults: dict,
+             problems: list[Problem]) -> tuple[Action, ...] | None:
+    """A case's earlier actions, each repeated ``times`` (a minute apart); None after adding a problem."""
+    actions: list[Action] = []
+    for j, item in enumerate(doc.get("earlier") or []):
+        try:
+            action = Action.from_dict({**defaults, **item["action"]})
+        except ActionError as exc:
+            problems.append(located.problem(where + ("earlier", j, "action", *_steps(exc.path)),
+                                            Code.RULETEST_ACTION,
+                                            f"case {doc['name']!r}: an earlier action is not valid: {exc}",
+                                            "See docs/actions.md for the action format."))
+            return None
+        actions.extend(action.with_time(action.at + timedelta(minutes=n)) for n in range(item.get("times", 1)))
+    return tuple(actions)
 
 
 def run_cases(casebook: Casebook, policy: Policy) -> list[Outcome]:
     """Evaluate every case against ``policy`` and compare with what it expects."""
-    outcomes = []
+    outcomes: list = []
     for case in casebook.cases:
-        decision = policy.evaluate(case.action, case.exemptions)
+        history = _counted(policy, case.earlier, case.exemptions)
+        decision = policy.evaluate(case.action, case.exemptions, history)
         outcomes.append(Outcome(case, decision, tuple(compare(case.expect, decision, policy))))
+    for check_case in casebook.check_cases:
+        outcomes.append(_run_check(check_case, policy))
     return outcomes
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    case: CheckCase
+    found: tuple[str, ...]
+    failures: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _counted(policy: Policy, earlier: tuple[Action, ...], exemptions: Exemptions) -> History:
+    """A history holding ``earlier``, each decided by ``policy`` and counted as the proxy counts it."""
+    history = History()
+    for action in earlier:
+        policy.remember(action, policy.evaluate(action, exemptions, history), history)
+    return history
+
+
+def _run_check(case: CheckCase, policy: Policy) -> CheckOutcome:
+    check = next((c for c in policy.checks if c.id == case.check), None)
+    if check is None:
+        known = ", ".join(c.id for c in policy.checks) or "none"
+        return CheckOutcome(case, (), (f"the policy has no scheduled check {case.check!r} (checks: {known})",))
+    history = _counted(policy, case.earlier, NONE)
+    found = tuple(key for key, _ in check.run(case.at, history, case.keys, policy.timezone))
+    wanted = tuple(sorted(case.expect["found"]))
+    failures = () if tuple(sorted(found)) == wanted else (
+        f"expected the check to find {', '.join(wanted) or 'nothing'}, found {', '.join(found) or 'nothing'}",)
+    return CheckOutcome(case, found, failures)
 
 
 def compare(expect: dict, decision: Decision, policy: Policy) -> list[str]:

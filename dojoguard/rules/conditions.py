@@ -25,8 +25,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dojoguard.rules.action import Action, AttachmentKind, Channel, Kind, Points
+import hashlib
+import json
+import operator
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from dojoguard.rules.action import Action, AttachmentKind, Audience, Channel, Kind, Points, StartedBy
 from dojoguard.rules.codes import Code
+from dojoguard.rules.history import UNKNOWN_KEY
+from dojoguard.rules.spans import Span, SpanError, duration, parse_span
 from dojoguard.rules.pattern import PatternError, compile_guarded
 from dojoguard.rules.phrases import list_pattern, normalise
 from dojoguard.rules.window import Window
@@ -40,6 +48,8 @@ if TYPE_CHECKING:
 Test = Callable[[Action, "Facts"], bool]
 
 _UNKNOWN_POINTS = Points()
+# The kinds of action that are on a story post: `on` holds for no other.
+_ON_KINDS = frozenset({Kind.COMMENT_POST, Kind.ATTACHMENT_UPLOAD})
 
 # What an action must carry for a condition to have any chance of holding.
 # NEEDS_TEXT_HIT: the text screen found something (a phrase, word or pattern).
@@ -146,8 +156,14 @@ class Compiler:
 
     def __init__(self, located: Located, *, windows: dict[str, Window], lists: dict[str, tuple[str, ...]],
                  devices: DeviceGroups, teacher_groups: dict[str, frozenset[str]], problems: list[Problem],
-                 text: TextIndex):
+                 text: TextIndex, tallies: dict[str, "Tally"] | None = None,
+                 timezone: ZoneInfo = ZoneInfo("Europe/London")):
         self.located = located
+        # Every tally the policy's counting conditions use, shared by the compilers of all its files.
+        self.tallies = {} if tallies is None else tallies
+        self.timezone = timezone
+        # Whether the rule being compiled tests strikes (its own blocks are then not strikes).
+        self.strikes_used = False
         self.text = text
         self.windows = windows
         self.lists = lists
@@ -300,7 +316,142 @@ class Compiler:
                     tests.append(lambda a, f, ids=ids: a.teacher_id is not None and a.teacher_id in ids)
                 else:
                     tests.append(lambda a, f, ids=ids: a.teacher_id is None or a.teacher_id not in ids)
+        if "role" in value:
+            # An unknown teacher has no role: "only leaders may ..." then refuses them.
+            roles = frozenset(_many(value["role"]))
+            tests.append(lambda a, f: a.teacher_roles is not None and not roles.isdisjoint(a.teacher_roles))
+        if "unknown" in value:
+            wanted = bool(value["unknown"])
+            tests.append(lambda a, f: (a.teacher_id is None and a.teacher_roles is None) == wanted)
         return _all(tests)
+
+    @condition("class", cost=1)
+    def _class(self, value: dict, path) -> Test:
+        tests: list[Test] = []
+        for key, inside in (("in", True), ("not_in", False)):
+            if key in value:
+                # Ids or names: a class matches by its ClassDojo id or by its name (case and spacing aside).
+                wanted = frozenset(normalise(v) for v in _many(value[key])) | frozenset(_many(value[key]))
+                if inside:
+                    tests.append(lambda a, f, w=wanted: _class_in(a, w))
+                else:
+                    # A class not known is not known to be outside the list: only a known class is "not in".
+                    tests.append(lambda a, f, w=wanted: (a.class_id is not None or a.class_name is not None)
+                                 and not _class_in(a, w))
+        if "taught_by_author" in value:
+            if value["taught_by_author"]:
+                tests.append(lambda a, f: a.class_id is not None and a.teacher_classes is not None
+                             and a.class_id in a.teacher_classes)
+            else:
+                # Unknown class or unknown classes of the teacher: not known to be theirs.
+                tests.append(lambda a, f: a.class_id is None or a.teacher_classes is None
+                             or a.class_id not in a.teacher_classes)
+        if "unknown" in value:
+            wanted = bool(value["unknown"])
+            tests.append(lambda a, f: (a.class_id is None) == wanted)
+        return _all(tests)
+
+    @condition("audience", cost=0)
+    def _audience(self, value, path) -> Test:
+        audiences = frozenset(Audience(v) for v in _many(value))
+        return lambda a, f: a.audience in audiences
+
+    @condition("on", cost=0, kinds=lambda value: _ON_KINDS)
+    def _on(self, value, path) -> Test:
+        wanted = frozenset(_many(value))
+        channels = frozenset(Channel(v) for v in wanted - {"unknown"})
+        unknown = "unknown" in wanted
+        return lambda a, f: a.kind in _ON_KINDS and (
+            (a.on_channel in channels) if a.on_channel is not None else unknown)
+
+    @condition("reply", cost=1, kinds=lambda value: frozenset({Kind.MESSAGE_SEND}))
+    def _reply(self, value: dict, path) -> Test:
+        tests: list[Test] = [lambda a, f: a.kind is Kind.MESSAGE_SEND]
+        if "started_by" in value:
+            wanted = frozenset(_many(value["started_by"]))
+            starters = frozenset(StartedBy(v) for v in wanted - {"unknown"})
+            unknown = "unknown" in wanted
+            tests.append(lambda a, f: (a.reply.started_by in starters)
+                         if a.reply is not None and a.reply.started_by is not None else unknown)
+        for key, longer in (("parent_waiting_more_than", True), ("parent_waiting_less_than", False)):
+            if key in value:
+                limit = self._duration(value[key], path + (key,))
+                if longer:
+                    tests.append(lambda a, f, d=limit: _waited(a) is not None and _waited(a) > d)
+                else:
+                    tests.append(lambda a, f, d=limit: _waited(a) is not None and _waited(a) < d)
+        if "unknown" in value:
+            # Unknown: the thread was not read through the proxy, so whether a parent is waiting is not known.
+            wanted = bool(value["unknown"])
+            tests.append(lambda a, f: (a.reply is None or (a.reply.parent_wrote_at is None
+                                                           and not a.reply.nobody_waiting)) == wanted)
+        return _all(tests)
+
+    def _duration(self, text: str, path: tuple) -> timedelta:
+        try:
+            return duration(text)
+        except SpanError as exc:
+            self.problems.append(self.located.problem(path, Code.RULES_SPAN, str(exc),
+                                                      'Write a length such as "48 hours" or "2 days".'))
+            return timedelta(0)
+
+    def _span(self, text: str, path: tuple) -> Span:
+        try:
+            return parse_span(text)
+        except SpanError as exc:
+            self.problems.append(self.located.problem(path, Code.RULES_SPAN, str(exc),
+                                                      'Write "48 hours", "7 days", "1 week", "today", "this week" '
+                                                      'or "this month" (at most 32 days).'))
+            return parse_span("1 day")
+
+    @condition("count", cost=2)
+    def _count(self, value: dict, path) -> Test:
+        tally = self.tally(value["of"], value.get("per", []), path)
+        span = self._span(value["within"], path + ("within",))
+        compare, limit = comparison(value)
+        tz = self.timezone
+        of, tally_id, key_of = tally.test, tally.id, tally.key
+
+        def count(a, f) -> bool:
+            n = 1 if of(a, f) else 0
+            history = f.history
+            if history is not None:
+                n += history.count(tally_id, key_of(a), span.start(a.at, tz), a.at.timestamp())
+            return compare(n, limit)
+
+        return count
+
+    def tally(self, of: dict, per: Any, path: tuple) -> "Tally":
+        """The tally of actions matching ``of``, counted per ``per``, shared by every condition that names it."""
+        if "count" in json.dumps(of) and _names_count(of):
+            self.problems.append(self.located.problem(path + ("of",), Code.RULES_COUNT,
+                                                      "`count` and `strikes` cannot be used inside `of`",
+                                                      "Count plain actions: `of` says which actions are counted."))
+        per = tuple(_many(per))
+        ident = hashlib.sha256(json.dumps({"of": of, "per": per}, sort_keys=True).encode()).hexdigest()[:16]
+        tally = self.tallies.get(ident)
+        if tally is None:
+            tally = self.tallies[ident] = Tally(ident, self.compile(of, path + ("of",)), per)
+        return tally
+
+    @condition("strikes", cost=2)
+    def _strikes(self, value: dict, path) -> Test:
+        self.strikes_used = True
+        rules = tuple(sorted(_many(value.get("rules", []))))
+        ident = "strikes:" + hashlib.sha256(json.dumps(rules).encode()).hexdigest()[:12]
+        tally = self.tallies.get(ident)
+        if tally is None:
+            tally = self.tallies[ident] = Tally(ident, _always, ("teacher",), strikes=rules or True)
+        span = self._span(value["within"], path + ("within",))
+        compare, limit = comparison(value)
+        tz = self.timezone
+
+        def strikes(a, f) -> bool:
+            history = f.history
+            n = 0 if history is None else history.count(ident, tally.key(a), span.start(a.at, tz), a.at.timestamp())
+            return compare(n, limit)
+
+        return strikes
 
     @condition("attachment", cost=1, needs=NEEDS_ATTACHMENTS)
     def _attachment(self, value, path) -> Test:
@@ -356,6 +507,59 @@ class Compiler:
 
 def _always(a, f) -> bool:
     return True
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What one counting condition counts: actions passing ``test`` (sent, or queued to be), per ``per``.
+
+    A strikes tally (``strikes`` set) counts the teacher's blocked actions instead: by the rules it names,
+    or (True) by any rule that does not itself test strikes.
+    """
+
+    id: str
+    test: Test
+    per: tuple[str, ...]
+    strikes: tuple[str, ...] | bool = ()
+
+    def key(self, action: Action) -> str:
+        parts = []
+        for what in self.per:
+            value = action.teacher_id if what == "teacher" else action.class_id
+            parts.append(value or UNKNOWN_KEY)
+        return "\x1f".join(parts) or "all"
+
+
+_COMPARISONS = {"at_least": operator.ge, "more_than": operator.gt, "fewer_than": operator.lt,
+                "at_most": operator.le}
+
+
+def comparison(value: dict) -> tuple[Callable[[int, int], bool], int]:
+    """The comparison a counting mapping names (exactly one of at_least, more_than, fewer_than, at_most)."""
+    for key, compare in _COMPARISONS.items():
+        if key in value:
+            return compare, int(value[key])
+    return operator.ge, 1
+
+
+def _names_count(cond: Any) -> bool:
+    if isinstance(cond, dict):
+        return any(k in ("count", "strikes") or _names_count(v) for k, v in cond.items())
+    if isinstance(cond, list):
+        return any(_names_count(c) for c in cond)
+    return False
+
+
+def _class_in(action: Action, wanted: frozenset[str]) -> bool:
+    return (action.class_id is not None and action.class_id in wanted) or \
+        (action.class_name is not None and normalise(action.class_name) in wanted)
+
+
+def _waited(action: Action) -> timedelta | None:
+    reply = action.reply
+    if reply is None or reply.parent_wrote_at is None:
+        return None
+    return action.at - reply.parent_wrote_at
 
 
 def _all(tests: list[Test]) -> Test:

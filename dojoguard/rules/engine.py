@@ -21,6 +21,7 @@ from dojoguard.rules.calendar import SchoolCalendar
 from dojoguard.rules.conditions import NEEDS_COMBINATIONS, Test
 from dojoguard.rules.decision import Alert, Decision, Match, Verdict
 from dojoguard.rules.facts import Facts, Indexes, carries
+from dojoguard.rules.history import History
 from dojoguard.rules.phrases import WordList
 from dojoguard.rules.window import Window
 
@@ -78,8 +79,14 @@ class Policy:
     def __init__(self, *, name: str, revision: str, rules: tuple[Rule, ...], default_verdict: Verdict,
                  default_notice: str, windows: dict[str, Window], lists: dict[str, WordList],
                  timezone: zoneinfo.ZoneInfo, calendar: SchoolCalendar, files: tuple[Path, ...],
-                 indexes: Indexes, devices=None):
+                 indexes: Indexes, devices=None, tallies: tuple = (), strike_rules: frozenset[str] = frozenset(),
+                 checks: tuple = ()):
         self.name = name
+        # What the counting conditions count (conditions.Tally), the rules that test strikes, and the
+        # scheduled checks (checks.Check).
+        self.tallies = tallies
+        self.strike_rules = strike_rules
+        self.checks = checks
         # The device groups the rules test against (DeviceGroups: networks and where each came from).
         self.devices = devices
         self.revision = revision
@@ -135,9 +142,14 @@ class Policy:
         """
         return self._language_checks
 
-    def evaluate(self, action: Action, exemptions: "Exemptions | None" = None) -> Decision:
-        """The decision for ``action``: every matching rule, the strictest verdict, and why."""
-        facts = Facts(action, self._indexes)
+    def evaluate(self, action: Action, exemptions: "Exemptions | None" = None,
+                 history: History | None = None) -> Decision:
+        """The decision for ``action``: every matching rule, the strictest verdict, and why.
+
+        ``history`` is what counting conditions count earlier actions in; without it only the action
+        itself is counted. Call ``remember`` with the decision afterwards so the next action counts this one.
+        """
+        facts = Facts(action, self._indexes, history)
         candidates = self._candidates[action.kind][carries(action, facts)]
         matched = [rule for test, rule in candidates if test(action, facts)]
         decision_id = _next_id()
@@ -165,6 +177,35 @@ class Policy:
                            at=action.at, notice="\n".join(notices), exemptions_used=used,
                            exempted=exempted, by_default=False, release_at=release_at,
                            decision_id=decision_id)
+
+    def remember(self, action: Action, decision: Decision, history: History) -> int:
+        """Count ``action`` in ``history`` for every tally it belongs to; returns how many it was added to.
+
+        A counting tally counts actions that go out (allowed, warned, redacted) or are queued to (deferred);
+        a strikes tally counts the teacher's blocked actions, except blocks by rules that test strikes
+        themselves (a teacher blocked for their strikes does not earn more by trying again).
+        """
+        if not self.tallies:
+            return 0
+        verdict = decision.verdict
+        goes_out = verdict.forwards or verdict is Verdict.DEFER
+        blocked_by = {m.rule_id for m in decision.matches if m.verdict is Verdict.BLOCK} \
+            if verdict is Verdict.BLOCK else set()
+        facts = Facts(action, self._indexes, history)
+        at = action.at.timestamp()
+        added = 0
+        for tally in self.tallies:
+            if tally.strikes:
+                rules = blocked_by - self.strike_rules
+                if tally.strikes is not True:
+                    rules &= set(tally.strikes)
+                if not rules:
+                    continue
+            elif not goes_out or not tally.test(action, facts):
+                continue
+            history.add(tally.id, tally.key(action), at)
+            added += 1
+        return added
 
     def _release(self, action: Action, applied: list[Rule], notices: list[str]):
         try:

@@ -17,16 +17,19 @@ from dojoguard.rules import textform
 from dojoguard.rules.action import Action, Kind
 from dojoguard.rules.conditions import (NEEDS_ATTACHMENTS, NEEDS_POINTS, NEEDS_PROBLEMS, NEEDS_TEXT,
                                         NEEDS_TEXT_HIT)
+from dojoguard.rules.history import History
 from dojoguard.rules.pattern import PatternError, compile_guarded
 
 
 class Facts:
     """What rules ask about one action, each worked out at most once and only if asked."""
 
-    __slots__ = ("action", "_indexes", "_screened", "_hits", "_text")
+    __slots__ = ("action", "_indexes", "_screened", "_hits", "_text", "history")
 
-    def __init__(self, action: Action, indexes: "Indexes"):
+    def __init__(self, action: Action, indexes: "Indexes", history: "History | None" = None):
         self.action = action
+        # What counting conditions count (None: nothing earlier is known; only the action itself counts).
+        self.history = history
         self._indexes = indexes
         self._screened: bool | None = None
         self._hits: dict | None = None

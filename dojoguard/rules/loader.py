@@ -18,13 +18,14 @@ from dojoguard import schemaproblems, yamlfile
 from dojoguard.rules import codes
 from dojoguard.rules.calendar import EMPTY, BankHolidays, SchoolCalendar, load_calendar
 from dojoguard.rules.codes import Code
-from dojoguard.rules.conditions import Compiler, kinds_of, needs_of
+from dojoguard.rules.checks import Check
+from dojoguard.rules.conditions import Compiler, comparison, kinds_of, needs_of
 from dojoguard.rules.decision import Alert, Match, Verdict
 from dojoguard.rules.devices import DeviceGroups
 from dojoguard.rules.engine import Policy, Rule
 from dojoguard.rules.facts import Indexes
 from dojoguard.rules.phrases import WordList, normalise, read_list_file
-from dojoguard.rules.window import Window, build_window, minutes
+from dojoguard.rules.window import DAY_NAMES, Window, build_window, minutes
 from dojoguard.yamlfile import FileProblems, Located, Problem
 
 BUILTIN = "builtin"
@@ -190,6 +191,8 @@ class _Builder:
         self.read: list[Path] = [Path(d.file) for d in documents]
         self.defined: dict[tuple[str, str], Located] = {}
         self.indexes = Indexes()
+        self.tallies: dict = {}
+        self.strike_rules: set[str] = set()
 
     def _once(self, located: Located, section: str, name: str) -> bool:
         earlier = self.defined.get((section, name))
@@ -230,6 +233,7 @@ class _Builder:
         devices = self._devices()
         teachers = self._teachers()
         rules, compilers = self._rules(windows, lists, devices, teachers)
+        checks = self._checks(compilers)
         if not rules and not self.problems:
             self.problems.append(self.documents[0].problem((), Code.RULES_EMPTY, "the policy has no rules",
                                                            "Add rules under `rules:`."))
@@ -244,7 +248,8 @@ class _Builder:
                       default_verdict=Verdict(default[0]["verdict"]), default_notice=default[0].get("notice", ""),
                       windows=windows, lists=lists, timezone=self.tz, calendar=self.calendar,
                       files=tuple(self.read) + ((Path(self.calendar.file),) if self.calendar.file else ()),
-                      indexes=self.indexes, devices=devices)
+                      indexes=self.indexes, devices=devices, tallies=tuple(self.tallies.values()),
+                      strike_rules=frozenset(self.strike_rules), checks=tuple(checks))
 
     def _windows(self, bank: BankHolidays) -> dict[str, Window]:
         windows = {}
@@ -346,7 +351,7 @@ class _Builder:
             compiler = Compiler(located, windows={**windows, **{n: None for n in (located.data.get("windows") or {})
                                                                 if n not in windows}},
                                 lists=word_lists, devices=devices, teacher_groups=teachers, problems=self.problems,
-                                text=self.indexes.text)
+                                text=self.indexes.text, tallies=self.tallies, timezone=self.tz)
             compilers.append(compiler)
             for i, spec in enumerate(located.data.get("rules") or []):
                 path = ("rules", i)
@@ -362,7 +367,10 @@ class _Builder:
                 verdict = Verdict(spec["verdict"])
                 release = self._release_window(located, path, spec, verdict, windows)
                 compiler.language_used = []
+                compiler.strikes_used = False
                 test = compiler.compile(spec["when"], path + ("when",), root=True)
+                if compiler.strikes_used:
+                    self.strike_rules.add(spec["id"])
                 description = spec.get("description") or spec["clause"]
                 match = Match(rule_id=spec["id"], verdict=verdict, reason=description.strip(),
                               notice=spec["notice"].strip(), clause=spec["clause"].strip(),
@@ -373,6 +381,35 @@ class _Builder:
                                   exemptable=spec.get("exemptable", True), file=located.file, line=line,
                                   match=match, language=tuple(compiler.language_used)))
         return rules, compilers
+
+    def _checks(self, compilers: list[Compiler]) -> list[Check]:
+        checks: list[Check] = []
+        seen: set[str] = set()
+        for located, compiler in zip(self.documents, compilers):
+            for i, spec in enumerate(located.data.get("checks") or []):
+                path = ("checks", i)
+                if spec["id"] in seen:
+                    self.problems.append(located.problem(path + ("id",), Code.RULES_DUPLICATE_ID,
+                                                         f"check id {spec['id']!r} is used twice", "Rename one."))
+                    continue
+                seen.add(spec["id"])
+                count = spec["count"]
+                per = count["per"]
+                if per not in ("class", "teacher"):
+                    self.problems.append(located.problem(path + ("count", "per"), Code.RULES_CHECK,
+                                                         "a scheduled check counts per class or per teacher",
+                                                         "Write `per: class` or `per: teacher`."))
+                    continue
+                tally = compiler.tally(count["of"], [per], path + ("count",))
+                span = compiler._span(count["within"], path + ("count", "within"))
+                compare, limit = comparison(count)
+                checks.append(Check(
+                    id=spec["id"], description=(spec.get("description") or spec["clause"]).strip(),
+                    clause=spec["clause"].strip(), days=frozenset(DAY_NAMES.index(d) for d in spec["at"]["days"]),
+                    minute=minutes(spec["at"]["time"]), tally=tally, span=span, compare=compare, limit=limit,
+                    comparison=next(k for k in ("at_least", "more_than", "fewer_than", "at_most") if k in count),
+                    per=per, alert=_alert(spec.get("alert")), file=located.file, line=located.mark(path)[0]))
+        return checks
 
     def _release_window(self, located, path, spec, verdict, windows) -> Window | None:
         name = spec.get("release_window")

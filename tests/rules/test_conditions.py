@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dojoguard.rules.action import Action, Attachment, AttachmentKind, Channel, ImageFindings, Kind, Points
+from dojoguard.rules.action import (Action, Attachment, AttachmentKind, Channel, ImageFindings, Kind, Points, Reply,
+                                    StartedBy)
 from dojoguard.rules.decision import Verdict
 
 from .conftest import MONDAY_10, make_action
@@ -105,6 +106,9 @@ SAMPLES = {
     "attachment": "[photo, file]", "image": "[check_incomplete, gps_present]", "video": "check_incomplete",
     "unclassified": "true", "incomplete": "true", "all": "[{kind: message.send}, {text_longer_than: 3}]",
     "any": "[{incomplete: true}, {kind: points.award}, {unclassified: true}]", "not": "{kind: message.send}",
+    "class": "{taught_by_author: false}", "audience": "[whole_school, unknown]", "on": "[school_story, unknown]",
+    "reply": "{started_by: [parent, unknown]}", "count": "{of: {kind: message.send}, per: teacher, within: 1 day,"
+    " at_least: 1}", "strikes": "{within: 7 days, at_most: 0}",
 }
 
 
@@ -143,7 +147,13 @@ _actions = st.builds(
                                           skill=st.sampled_from([None, "Polite", "Teamwork"]))),
     attachments=st.lists(st.builds(Attachment, kind=st.sampled_from(list(AttachmentKind)), findings=_findings),
                          max_size=2).map(tuple),
-    problems=st.lists(st.just("body truncated"), max_size=1).map(tuple))
+    problems=st.lists(st.just("body truncated"), max_size=1).map(tuple),
+    class_id=st.sampled_from([None, "c1", "c2"]),
+    teacher_roles=st.sampled_from([None, ("teacher",), ("headteacher", "dsl")]),
+    teacher_classes=st.sampled_from([None, frozenset(), frozenset({"c1"})]),
+    on_channel=st.sampled_from([None, Channel.CLASS_STORY, Channel.SCHOOL_STORY]),
+    reply=st.one_of(st.none(), st.builds(Reply, thread_id=st.just("th1"),
+                                         started_by=st.sampled_from([None, *StartedBy]))))
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
