@@ -157,11 +157,11 @@ class Compiler:
     def __init__(self, located: Located, *, windows: dict[str, Window], lists: dict[str, tuple[str, ...]],
                  devices: DeviceGroups, teacher_groups: dict[str, frozenset[str]], problems: list[Problem],
                  text: TextIndex, tallies: dict[str, "Tally"] | None = None,
-                 timezone: ZoneInfo = ZoneInfo("Europe/London")):
+                 timezone: ZoneInfo | None = None):
         self.located = located
         # Every tally the policy's counting conditions use, shared by the compilers of all its files.
         self.tallies = {} if tallies is None else tallies
-        self.timezone = timezone
+        self.timezone = timezone or ZoneInfo("Europe/London")
         # Whether the rule being compiled tests strikes (its own blocks are then not strikes).
         self.strikes_used = False
         self.text = text

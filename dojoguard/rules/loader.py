@@ -385,7 +385,7 @@ class _Builder:
     def _checks(self, compilers: list[Compiler]) -> list[Check]:
         checks: list[Check] = []
         seen: set[str] = set()
-        for located, compiler in zip(self.documents, compilers):
+        for located, compiler in zip(self.documents, compilers, strict=True):
             for i, spec in enumerate(located.data.get("checks") or []):
                 path = ("checks", i)
                 if spec["id"] in seen:
