@@ -49,9 +49,18 @@ def _m5_inbound_seen(db: Database) -> None:
     db.execute("CREATE INDEX inbound_seen_at ON inbound_seen (seen_at)")
 
 
+def _m6_counted(db: Database) -> None:
+    # What the rules' counting conditions count (``proxy/counting.py``): a tally id, a teacher or class id
+    # and a time. Kept 32 days. No text, no names.
+    db.execute("CREATE TABLE counted (tally TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL)")
+    db.execute("CREATE INDEX counted_at ON counted (at)")
+    # The day each scheduled check last ran, so a restart neither repeats nor skips it.
+    db.execute("CREATE TABLE checks_run (check_id TEXT PRIMARY KEY, day TEXT NOT NULL)")
+
+
 MIGRATIONS = (Migration("1-sessions", _m1_sessions), Migration("2-skills", _m2_skills),
               Migration("3-discovery", _m3_discovery), Migration("4-names", _m4_names),
-              Migration("5-inbound-seen", _m5_inbound_seen))
+              Migration("5-inbound-seen", _m5_inbound_seen), Migration("6-counted", _m6_counted))
 # Files made before the shared runner recorded the names in a table of their own.
 _RECORDED_BEFORE = migrations.from_table("migrations")
 

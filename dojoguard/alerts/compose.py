@@ -22,7 +22,8 @@ KINDS = {"message.send": "a message to parents", "story.post": "a story post", "
          "points.award": "a points award", "portfolio.post": "a portfolio post", "attachment.upload": "an upload",
          "unclassified.write": "a request dojoguard did not recognise"}
 # Records other than decisions that can alert (see docs/alerts.md).
-EVENTS = {"inbound.language": "a parent's message in a thread a teacher opened"}
+EVENTS = {"inbound.language": "a parent's message in a thread a teacher opened",
+          "check.found": "a scheduled check found something"}
 
 FOOTER = ("Alerts never carry the message text, photos or pupils' names. Look a reference up in the leaders'\n"
           "console (Decisions) or with `dojoguard audit show REFERENCE`, and speak to the teacher.\n")

@@ -223,6 +223,14 @@ _EVENTS = (
            "teacher": "teacher who opened the thread (if known)", "class": "class id (if known)",
            "rule": "the language rule", "rules": "every language rule it matched",
            "alerts": "who is told: [{rule, to: [recipient groups], when}]"}),
+    Event("check.found", "A scheduled check of the policy (`checks:`) found a class or teacher whose count meets "
+          "its comparison (e.g. fewer than two videos this week); its alert recipients are told.",
+          {"check": "the check's id", "per": "class or teacher", "class": "class id (per class)",
+           "teacher": "teacher id (per teacher)", "count": "what was counted", "limit": "the number compared with",
+           "comparison": "at_least, more_than, fewer_than or at_most", "within": "the span counted",
+           "alerts": "who is told: [{rule, to: [recipient groups], when}]"}),
+    Event("check.ran", "A scheduled check ran: how many classes or teachers it looked at and found.",
+          {"check": "the check's id", "looked_at": "classes or teachers looked at", "found": "how many it found"}),
     Event("policy.review_due", "The policy's annual review date has passed.",
           {"reviewed": "date of the last review", "due": "date the review was due"}, is_health=True),
 )

@@ -178,6 +178,8 @@ class Report:
     trend: tuple[Row, ...] = ()
     # Display names of the teachers and classes the report shows, by kind then id (only those known).
     names: dict[str, dict[str, str]] = field(default_factory=lambda: {"teacher": {}, "class": {}})
+    # What the policy's scheduled checks found (check.found), in time order.
+    checks: tuple[Item, ...] = ()
     all_items: tuple[Item, ...] = field(default=(), repr=False)
 
     def name(self, kind: str, key: str) -> str | None:
@@ -205,6 +207,7 @@ class Report:
                            "revoked": items(self.revocations), "use_by_exemption": rows(self.exemption_use)},
             "consent": {"changes": items(self.consent_changes), "erasures": items(self.erasures)},
             "health": {"counts": self.health, "items": items(self.health_items)},
+            "checks": items(self.checks),
             "policy": {"revisions": [r.__dict__ for r in self.revisions], "events": items(self.policy_events),
                        "reviewed": self.policy_reviewed, "review_due": self.review_due,
                        "review_overdue": self.is_review_overdue},
@@ -568,6 +571,8 @@ class _Tally:
             self.lists["consent"].append(item)
         elif type_ == "pupil.erased":
             self.lists["erased"].append(item)
+        elif type_ == "check.found":
+            self.lists["checks"].append(item)
         if type_.startswith("policy.") or type_ == "proxy.started":
             self.lists["policy"].append(item)
         return item
@@ -600,7 +605,7 @@ class _Tally:
             policy_reviewed=reviewed, review_due=due, is_review_overdue=overdue,
             chain_ok=chain_ok, chain_records=chain_records, chain_detail=chain_detail,
             last_checkpoint=last_checkpoint, all_items=tuple(self.items), trend=tuple(trend),
-            names=names or {"teacher": {}, "class": {}}, **(holds or {}),
+            names=names or {"teacher": {}, "class": {}}, checks=tuple(self.lists["checks"]), **(holds or {}),
         )
 
 
@@ -923,9 +928,17 @@ def _alert_failed(f: dict, tz) -> str:
     return text + (f"; tried again from {next_try}" if next_try else "")
 
 
+def _check_found(f: dict, tz) -> str:
+    per = "class" if f.get("per") == "class" else "teacher"
+    who = _readable(f.get(per)) or "?"
+    comparison = _readable(f.get("comparison")).replace("_", " ")
+    return (f"{f.get('check') or 'a scheduled check'}: {per} {who} had {_readable(f.get('count'))} "
+            f"({comparison} {_readable(f.get('limit'))}, {_readable(f.get('within'))})")
+
+
 _DESCRIBERS = {"consent.changed": _consent_changed, "consent.imported": _consent_imported,
                "pupil.erased": _erased, "exemption.granted": _granted, "exemption.revoked": _revoked,
-               "alert.failed": _alert_failed}
+               "alert.failed": _alert_failed, "check.found": _check_found}
 
 
 def _short(value, width: int = 120) -> str:

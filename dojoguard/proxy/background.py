@@ -20,7 +20,7 @@ import structlog
 
 from dojoguard.holds.releaser import Releaser
 from dojoguard.holds.sender import Sender
-from dojoguard.proxy import heap
+from dojoguard.proxy import counting, heap, scheduled
 from dojoguard.cookies import session_id
 
 log = structlog.get_logger("dojoguard.proxy")
@@ -41,10 +41,13 @@ class Background:
         self._jobs = None
         self.releaser: Releaser | None = None
         self.alerts = None
+        self._counting_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         s = self.services
         self._trim_task = asyncio.create_task(self._trim_loop(heap.TRIM_EVERY_S), name="dojoguard-trim")
+        if getattr(s, "counts", None) is not None:
+            self._counting_task = asyncio.create_task(self._counting_loop(), name="dojoguard-counting")
         if s.holds is not None and self.config is not None:
             holds = self.config["holds"]
             sender = Sender(resolve=dict(s.settings.resolve), upstream_trust=s.settings.upstream_trust,
@@ -77,7 +80,10 @@ class Background:
 
         def describe(rule_id: str) -> str | None:
             rule = s.policy.rule(rule_id)  # the policy in force now (reloads replace it)
-            return rule.description if rule is not None else None
+            if rule is None:
+                check = next((c for c in s.policy.checks if c.id == rule_id), None)
+                return check.description if check is not None else None
+            return rule.description
 
         try:
             self.alerts = await asyncio.to_thread(AlertSender, settings, s.audit, s.clock,
@@ -167,7 +173,7 @@ class Background:
                 log.warning("hold.release_cut_short")
         if self.cadence is not None:
             self.services.audit.watch_commits(None)
-        for task in (self._release_task, self._trim_task, self._checkpoint_task):
+        for task in (self._release_task, self._trim_task, self._checkpoint_task, self._counting_task):
             if task is not None:
                 task.cancel()
                 try:
@@ -176,12 +182,37 @@ class Background:
                     pass
         if self.cadence is not None:
             await asyncio.to_thread(self.cadence.wait_idle)
+        if getattr(self.services, "counts", None) is not None:
+            try:
+                await asyncio.to_thread(self.services.counts.flush)
+            except Exception:  # at worst the last seconds' counts are lost
+                log.exception("counting.flush_failed")
         if self.alerts is not None:
             # An email being handed over is let finish; what is not sent waits in the outbox for the next start.
             await asyncio.to_thread(self.alerts.stop, float(getattr(self.services.settings, "drain_s", 10.0)))
         if self._jobs is not None:
             # Shutting the jobs down writes the shutdown checkpoint.
             await asyncio.to_thread(self._jobs.shutdown)
+
+    async def _counting_loop(self) -> None:
+        """Write what was counted every few seconds, forget old counts hourly, run scheduled checks due."""
+        s = self.services
+        last_purge = last_look = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(counting.FLUSH_EVERY_S)
+            try:
+                await asyncio.to_thread(s.counts.flush)
+                if loop.time() - last_purge > 3600:
+                    await asyncio.to_thread(s.counts.purge, s.clock.now())
+                    last_purge = loop.time()
+                if loop.time() - last_look >= scheduled.LOOK_EVERY_S:
+                    last_look = loop.time()
+                    await asyncio.to_thread(scheduled.run_due, s, s.clock.now())
+            except Exception as exc:  # kept in memory and tried again; the proxy goes on
+                log.exception("counting.failed")
+                await asyncio.to_thread(self._record_failure, f"counting: {type(exc).__name__}: {exc}"[:900],
+                                        "counting")
 
     async def _trim_loop(self, every_s: float) -> None:
         while True:

@@ -105,7 +105,8 @@ class Judge:
         checked = await self._check_images(rec)
         checked += await self._check_refs(rec)
         action = self._action(request, rec, checked, now)
-        decision = s.policy.evaluate(action, s.exemptions)
+        history = s.counts.history if s.counts is not None else None
+        decision = s.policy.evaluate(action, s.exemptions, history)
         decision = self._floors(decision, action, rec)
         if action.kind is Kind.ATTACHMENT_UPLOAD:
             # Storage publishes nothing: a hold or defer waits on the post that names the upload.
@@ -115,6 +116,9 @@ class Judge:
         if outcome.decision.verdict in (Verdict.HOLD, Verdict.DEFER):
             await self._keep(outcome, stored)
         await outcomes.attach(s, outcome)
+        if history is not None:
+            # Counted as decided (in memory; written to the state file every few seconds).
+            s.policy.remember(action, outcome.decision, history)
         return await self.record(outcome)
 
     async def too_large(self, request: Request) -> Outcome:

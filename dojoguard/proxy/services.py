@@ -23,6 +23,7 @@ from dojoguard.proxy.sessions import Sessions
 from dojoguard.proxy.settings import Settings
 from dojoguard.proxy.skills import Skills
 from dojoguard.names import Names
+from dojoguard.proxy.counting import Counts
 from dojoguard.state import State
 
 log = structlog.get_logger("dojoguard.proxy")
@@ -52,6 +53,8 @@ class Services:
     holds: Any = None
     # Parents' messages in the threads teachers open (proxy/inbound.py; reads nothing unless turned on).
     inbound: Any = None
+    # What the rules' counting conditions count (proxy/counting.py).
+    counts: Any = None
     # The audit log's flusher process, once the proxy runs (audit.durability).
     flusher: Any = None
     # What is not available, for the start-up banner and logs.
@@ -124,6 +127,7 @@ def open_services(settings: Settings, clock: Clock, *, images: bool = True) -> S
         memory=AttachmentMemory(),
         fetcher=Fetcher(settings.resolve, settings.upstream_trust, settings.max_write_bytes),
         inbound=Inbound(state, settings.inbound),
+        counts=Counts(state, clock.now()),
     )
     if images:
         services.checker = _optional("image checks (every photo will be blocked)", services, _open_checker,

@@ -58,6 +58,11 @@ class History:
             pending, self._pending = self._pending, []
         return pending
 
+    def requeue(self, rows: list[tuple[str, str, float]]) -> None:
+        """Put back rows a store could not write, to be taken again (they are already counted)."""
+        with self._lock:
+            self._pending[:0] = rows
+
     def forget_before(self, cutoff: float) -> None:
         """Drop everything counted before ``cutoff`` (no span reaches that far back)."""
         with self._lock:
