@@ -223,6 +223,8 @@ class Action:
         classes = _strings(teacher.get("classes"), "teacher.classes")
         on = doc.get("on")
         on = None if on is None else _enum(Channel, on, "on")
+        if on is not None and on not in (Channel.CLASS_STORY, Channel.SCHOOL_STORY):
+            raise ActionError("on", "must be class_story or school_story (leave it out when not known)")
         reply = _reply(doc.get("reply"))
         points = doc.get("points")
         if points is not None:

@@ -423,7 +423,7 @@ class Compiler:
 
     def tally(self, of: dict, per: Any, path: tuple) -> "Tally":
         """The tally of actions matching ``of``, counted per ``per``, shared by every condition that names it."""
-        if "count" in json.dumps(of) and _names_count(of):
+        if _names_count(of):
             self.problems.append(self.located.problem(path + ("of",), Code.RULES_COUNT,
                                                       "`count` and `strikes` cannot be used inside `of`",
                                                       "Count plain actions: `of` says which actions are counted."))

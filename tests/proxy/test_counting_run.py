@@ -1,0 +1,112 @@
+"""Counting rules and scheduled checks through a real `dojoguard run`: a limit per teacher holds across a
+restart of the proxy (counts are kept in its state file), strikes escalate, and a scheduled check that fell
+due while the proxy was stopped runs when it starts, once."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+from dojoguard.clock import FileClock
+from dojoguard.standin import data
+from dojoguard.standin.harness import ProxyProcess
+from tests.proxy.conftest import audit_rows, running_proxy, signed_in
+
+MESSAGE = f"https://teach.classdojo.com/api/message-thread/{data.THREAD_ID}/message"
+
+RULES = """
+policy: {name: Counting test school}
+default: {verdict: allow}
+rules:
+  - id: three-messages-an-hour
+    when:
+      kind: message.send
+      count: {of: {kind: message.send}, per: teacher, within: 1 hour, more_than: 3}
+    verdict: block
+    notice: At most three messages an hour.
+    clause: messages are kept short and few
+  - id: no-shouting
+    when: {kind: message.send, regex: "!!!"}
+    verdict: block
+    notice: No shouting.
+    clause: messages are polite
+  - id: repeated-misuse
+    when: {strikes: {within: 1 day, at_least: 2, rules: [no-shouting]}}
+    verdict: block
+    notice: Blocked after repeated misuse; the headteacher will speak to you.
+    clause: anyone misusing Class Dojo will be blocked
+checks:
+  - id: busy-teachers
+    clause: teachers are not expected to message all day
+    at: {days: [mon], time: "08:30"}
+    count: {of: {kind: message.send}, per: teacher, within: today, at_least: 2}
+"""
+
+
+def _verdicts(database) -> list[tuple[str, list[str]]]:
+    return [(r["verdict"], r.get("rules") or []) for r in audit_rows(database)
+            if r.get("kind") == "message.send"]
+
+
+def _wait(database, kind: str, timeout_s: float = 20.0) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = audit_rows(database, kind)
+        if rows:
+            return rows
+        time.sleep(0.2)
+    return []
+
+
+def test_a_limit_holds_across_a_restart_and_a_check_that_fell_due_runs_once(tmp_path):
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "rules.yaml").write_text(RULES)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    audit = folder / "data" / "audit.sqlite"
+    # Monday 08:00: before the check's time, so it does not run in the first run.
+    early = datetime.fromisoformat("2026-11-30T08:00:00+00:00")
+    with running_proxy(folder, policy=str(policy), at=early) as found:
+        with signed_in(found["proxy"]) as client:
+            statuses = []
+            for minute in range(3):
+                FileClock.write(found["clock"], early + timedelta(minutes=minute))
+                statuses.append(client.post(MESSAGE, json={"body": f"Reminder {minute}"}).status_code)
+            assert statuses == [200, 200, 200], found["proxy"].log()[-2000:]
+        time.sleep(3)  # counts are written every two seconds
+        assert found["proxy"].stop() == 0
+        assert audit_rows(audit, "check.ran") == []
+        # Restarted at 08:45, after the check's time: the count is still there.
+        FileClock.write(found["clock"], early + timedelta(minutes=45))
+        again = ProxyProcess(found["config"], folder, found["standin"].port, found["standin"].ca_cert,
+                             clock_file=found["clock"]).start()
+        try:
+            with signed_in(again) as client:
+                fourth = client.post(MESSAGE, json={"body": "One more"})
+                assert fourth.status_code == 403, again.log()[-2000:]
+                assert "At most three messages an hour" in fourth.text
+                # Two shouted messages are two strikes; the next message is blocked for repeated misuse.
+                FileClock.write(found["clock"], datetime.fromisoformat("2026-11-30T11:30:00+00:00"))
+                assert client.post(MESSAGE, json={"body": "Stop it!!!"}).status_code == 403
+                assert client.post(MESSAGE, json={"body": "Now!!!"}).status_code == 403
+                calm = client.post(MESSAGE, json={"body": "Sorry, see you tomorrow"})
+                assert calm.status_code == 403 and "repeated misuse" in calm.text
+            ran = _wait(audit, "check.ran")
+            assert [r["check"] for r in ran] == ["busy-teachers"], again.log()[-2000:]
+            found_rows = audit_rows(audit, "check.found")
+            assert [(r["teacher"], r["count"]) for r in found_rows] == [(data.TEACHER["_id"], 3)]
+        finally:
+            assert again.stop() == 0
+        # A third start the same day does not run it again.
+        third = ProxyProcess(found["config"], folder, found["standin"].port, found["standin"].ca_cert,
+                             clock_file=found["clock"]).start()
+        try:
+            time.sleep(4)
+        finally:
+            third.stop()
+        assert len(audit_rows(audit, "check.ran")) == 1
+    verdicts = _verdicts(audit)
+    assert [v for v, _ in verdicts] == ["allow"] * 3 + ["block"] * 4
+    assert verdicts[3][1] == ["three-messages-an-hour"]
+    assert verdicts[6][1] == ["repeated-misuse"]
