@@ -13,6 +13,7 @@ from dojoguard.clitools import fail, pass_env
 from dojoguard.environment import Environment
 from dojoguard.rules import grants
 from dojoguard.rules.action import Action, ActionError
+from dojoguard.rules.reachable import unreachable_rules
 from dojoguard.rules.casebook import Outcome, load_casebook, run_cases
 from dojoguard.rules.codes import Code
 from dojoguard.names import UNSEEN, NameProblem
@@ -125,6 +126,8 @@ def rules_check(env: Environment, path: str | None, calendar: Path | None) -> No
     click.echo(f"ok: {policy.name or 'policy'}: {len(policy.rules)} rules, {len(policy.windows)} windows, "
                f"{len(policy.lists)} lists; revision {policy.revision[:16]}")
     for warning in _calendar_warnings(policy, env.clock.now()):
+        click.echo(f"warning: {warning}", err=True)
+    for warning in unreachable_rules(policy.rules):
         click.echo(f"warning: {warning}", err=True)
 
 

@@ -57,6 +57,8 @@ class Rule:
     match: Match | None = None
     # The TextIndex keys of the `language:` lists the rule's condition uses (outside any `not`).
     language: tuple[tuple, ...] = ()
+    # The condition as written (for checks of the policy, e.g. `rules check`'s warnings), never evaluated.
+    when: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -379,7 +379,7 @@ class _Builder:
                                   description=match.reason, test=test, kinds=kinds_of(spec["when"]),
                                   needs=needs_of(spec["when"]), release_window=release,
                                   exemptable=spec.get("exemptable", True), file=located.file, line=line,
-                                  match=match, language=tuple(compiler.language_used)))
+                                  match=match, language=tuple(compiler.language_used), when=spec["when"]))
         return rules, compilers
 
     def _checks(self, compilers: list[Compiler]) -> list[Check]:
