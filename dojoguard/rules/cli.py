@@ -20,7 +20,7 @@ from dojoguard.names import UNSEEN, NameProblem
 from dojoguard.names_cli import labelled, name_table, open_names
 from dojoguard.rules.exemption_trail import granted_fields
 from dojoguard.rules.exemptions import Exemption, load_exemptions
-from dojoguard.rules.policy import BUILTIN, TESTS_SUFFIX, Policy, builtin_path, companion_tests, load_policy
+from dojoguard.rules.policy import BUILTIN, EXAMPLES, TESTS_SUFFIX, Policy, builtin_path, companion_tests, load_policy
 from dojoguard.yamlfile import FileProblems, Problem
 
 
@@ -88,8 +88,12 @@ def rules_group() -> None:
 @rules_group.command("init")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Replace files of the same name already in FOLDER.")
-def rules_init(folder: Path, force: bool) -> None:
-    """Write St Wilfrid's rules, lists, companion tests, an example calendar and the JSON Schemas into FOLDER.
+@click.option("--example", type=click.Choice(EXAMPLES), default=EXAMPLES[0], show_default=True,
+              help="Which shipped policy to copy: St Wilfrid's, or Oakfield (a made-up school using roles, "
+                   "classes, counts, replies and a scheduled check).")
+def rules_init(folder: Path, force: bool, example: str) -> None:
+    """Write St Wilfrid's rules (or another shipped example), lists, companion tests, an example calendar and the
+    JSON Schemas into FOLDER.
 
     The folder checks and tests clean as written: edit the copy, run `rules check`
     and `rules test` on it, and point the settings it prints at it. Files already
@@ -102,7 +106,7 @@ def rules_init(folder: Path, force: bool) -> None:
     from dojoguard.rules import starter
 
     try:
-        written = starter.write_starter(folder, force=force)
+        written = starter.write_starter(folder, force=force, example=example)
     except starter.InitError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(starter.report(written))

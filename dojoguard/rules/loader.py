@@ -32,6 +32,9 @@ BUILTIN = "builtin"
 # The shipped policy lives in its own folder, apart from the engine's code, laid
 # out as a school's own policy folder is (see docs/rules.md, "Files and loading").
 BUILTIN_FOLDER = ("policies", "st-wilfrids")
+# The shipped example policies (`rules init --example NAME`): St Wilfrid's is the one "builtin" runs; Oakfield,
+# a made-up school, shows roles, classes, counts, replies and a scheduled check.
+EXAMPLES = ("st-wilfrids", "oakfield")
 BUILTIN_FILE = "st-wilfrids.yaml"
 BUILTIN_CALENDAR = "example.calendar.yaml"
 TESTS_SUFFIX = ".tests.yaml"
@@ -42,9 +45,11 @@ _CALENDAR_KEYS = frozenset({"school", "terms", "inset_days", "closures"})
 _TESTS_KEYS = frozenset({"cases", "action_defaults"})
 
 
-def builtin_folder() -> Path:
-    """The shipped policy's folder: St Wilfrid's rules, their companion tests, lists and example calendar."""
-    return Path(str(resources.files("dojoguard").joinpath(*BUILTIN_FOLDER)))
+def builtin_folder(example: str = EXAMPLES[0]) -> Path:
+    """A shipped policy's folder (default St Wilfrid's): its rules, companion tests, lists and example calendar."""
+    if example not in EXAMPLES:
+        raise ValueError(f"no shipped example policy {example!r}")
+    return Path(str(resources.files("dojoguard").joinpath(BUILTIN_FOLDER[0], example)))
 
 
 def builtin_path() -> Path:

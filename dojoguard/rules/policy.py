@@ -8,8 +8,8 @@ returns a ``Decision``. This module names them for everyone else.
 from __future__ import annotations
 
 from dojoguard.rules.engine import Policy, Rule
-from dojoguard.rules.loader import (BUILTIN, CALENDAR_SUFFIX, TESTS_SUFFIX, builtin_calendar, builtin_folder,
-                                    builtin_path, companion_tests, load_policy, policy_files)
+from dojoguard.rules.loader import (BUILTIN, CALENDAR_SUFFIX, EXAMPLES, TESTS_SUFFIX, builtin_calendar,
+                                    builtin_folder, builtin_path, companion_tests, load_policy, policy_files)
 
-__all__ = ["BUILTIN", "CALENDAR_SUFFIX", "TESTS_SUFFIX", "Policy", "Rule", "builtin_calendar", "builtin_folder",
+__all__ = ["BUILTIN", "CALENDAR_SUFFIX", "EXAMPLES", "TESTS_SUFFIX", "Policy", "Rule", "builtin_calendar", "builtin_folder",
            "builtin_path", "companion_tests", "load_policy", "policy_files"]

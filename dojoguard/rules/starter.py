@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from dojoguard.rules.policy import builtin_calendar, builtin_folder
+from dojoguard.rules.policy import EXAMPLES, builtin_calendar, builtin_folder
 
 SCHEMAS = ("schema.json", "ruletests.schema.json", "calendar.schema.json")
 # In the package the shipped files point editors at the schemas beside the engine's
@@ -41,9 +41,9 @@ class Starter:
         return self.folder / builtin_calendar().name
 
 
-def contents() -> dict[str, bytes]:
-    """Every file of the copy, by its path relative to the folder."""
-    source = builtin_folder()
+def contents(example: str = EXAMPLES[0]) -> dict[str, bytes]:
+    """Every file of the copy of the shipped ``example`` policy, by its path relative to the folder."""
+    source = builtin_folder(example)
     files: dict[str, bytes] = {}
     for path in sorted(source.glob("*.yaml")):
         text = _SCHEMA_HINT.sub(r"\1./\2", path.read_text("utf-8"), count=1)
@@ -55,7 +55,7 @@ def contents() -> dict[str, bytes]:
     return files
 
 
-def write_starter(folder: Path, *, force: bool = False) -> Starter:
+def write_starter(folder: Path, *, force: bool = False, example: str = EXAMPLES[0]) -> Starter:
     """Write the copy into ``folder`` (created if need be); raises ``InitError`` with the reason.
 
     A clash (a file that would be overwritten without ``force``, a folder or file in
@@ -64,7 +64,7 @@ def write_starter(folder: Path, *, force: bool = False) -> Starter:
     folder = folder.expanduser().absolute()
     if folder.exists() and not folder.is_dir():
         raise InitError(f"{folder} is a file, not a folder: give the folder to write the rules into.")
-    files = {folder / name: data for name, data in contents().items()}
+    files = {folder / name: data for name, data in contents(example).items()}
     _refuse_clashes(folder, files, force=force)
     for path, data in files.items():
         try:
