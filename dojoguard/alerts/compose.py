@@ -67,7 +67,9 @@ def _paragraph(alert: Alert, tz: ZoneInfo, names: Names, describe: Callable[[str
     description = describe(alert.rule)
     if description:
         out.append(f"  Rule: {description}")
-    who = [f"Teacher: {_named(names, 'teacher', f.get('teacher'))}"]
+    # A scheduled check's finding is about a class (or a teacher), not something a teacher did.
+    who = [] if alert.record_type == "check.found" and not f.get("teacher") else \
+        [f"Teacher: {_named(names, 'teacher', f.get('teacher'))}"]
     if f.get("class"):
         who.append(f"Class: {_named(names, 'class', f.get('class'))}")
     if f.get("thread"):

@@ -242,3 +242,22 @@ def test_per_teacher_table_has_decisions_blocked_held_deferred_and_warned(log):
             "<th class=\"n\">deferred</th><th class=\"n\">warned</th></tr>") in table
     assert ('<tr><td class="key">t-1</td><td class="n">6</td><td class="n">2</td><td class="n">1</td>'
             '<td class="n">1</td><td class="n">1</td></tr>') in table
+
+
+def test_scheduled_check_findings_have_their_own_section_in_words(log):
+    """A check.found record reads as a sentence in "Scheduled checks"; check.ran is not listed there."""
+    log.append_event("check.found", {"check": "two-videos-a-week", "per": "class", "class": "c-owls", "count": 1,
+                                     "limit": 2, "comparison": "fewer_than", "within": "this week",
+                                     "alerts": [{"rule": "two-videos-a-week", "to": ["headteacher"], "when": "now"}]})
+    log.append_event("check.ran", {"check": "two-videos-a-week", "looked_at": 3, "found": 1})
+    report = week(log)
+    assert [i.details for i in report.checks] == [
+        "two-videos-a-week: class c-owls had 1 (fewer than 2, this week)"]
+    section = text_between(html_of(report), "checks", "policy")
+    assert "two-videos-a-week: class c-owls had 1 (fewer than 2, this week)" in section
+    assert "check.ran" not in section
+    assert report.to_dict()["checks"][0]["details"].startswith("two-videos-a-week")
+
+
+def test_no_scheduled_checks_section_without_findings(log):
+    assert 'id="checks"' not in html_of(week(log))
