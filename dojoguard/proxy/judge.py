@@ -111,14 +111,16 @@ class Judge:
         if action.kind is Kind.ATTACHMENT_UPLOAD:
             # Storage publishes nothing: a hold or defer waits on the post that names the upload.
             decision = enforcement.upload_passed(decision)
+        if history is not None:
+            # Counted at once, before anything awaits: two writes of one teacher at the same moment must not
+            # both be judged against the count without the other. (In memory; written to the state file every
+            # few seconds. A deferral that later fails to be kept stays counted: a limit comes sooner, not later.)
+            s.policy.remember(action, decision, history)
         outcome = Outcome(action, decision, rec, checked=checked, request=request)
         await self._rewrite(outcome)
         if outcome.decision.verdict in (Verdict.HOLD, Verdict.DEFER):
             await self._keep(outcome, stored)
         await outcomes.attach(s, outcome)
-        if history is not None:
-            # Counted as decided (in memory; written to the state file every few seconds).
-            s.policy.remember(action, outcome.decision, history)
         return await self.record(outcome)
 
     async def too_large(self, request: Request) -> Outcome:

@@ -110,3 +110,19 @@ def test_a_limit_holds_across_a_restart_and_a_check_that_fell_due_runs_once(tmp_
     assert [v for v, _ in verdicts] == ["allow"] * 3 + ["block"] * 4
     assert verdicts[3][1] == ["three-messages-an-hour"]
     assert verdicts[6][1] == ["repeated-misuse"]
+
+
+def test_writes_sent_at_the_same_moment_cannot_all_slip_under_a_limit(tmp_path):
+    """Eight messages at once from one teacher against a limit of three an hour: exactly three go."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "rules.yaml").write_text(RULES)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    with running_proxy(folder, policy=str(policy)) as found, signed_in(found["proxy"]) as client:
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda i: client.post(MESSAGE, json={"body": f"Note {i}"}).status_code,
+                                     range(8)))
+    assert sorted(statuses) == [200] * 3 + [403] * 5, statuses
