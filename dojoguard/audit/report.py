@@ -54,6 +54,8 @@ HOLD_DECISION_DUE = timedelta(days=1)
 # expires) by this much more, so an untouched item stays in four more weekly
 # reports; `held list --failed` lists every one, however old.
 HOLD_GRACE_DAYS = 28
+# System health flags the school calendar this many days before its last day.
+CALENDAR_WARN_DAYS = 30
 # Item ids are 12 hex characters; anything else read from the log is not offered
 # as a command to paste into a shell.
 _SAFE_HOLD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -180,6 +182,10 @@ class Report:
     names: dict[str, dict[str, str]] = field(default_factory=lambda: {"teacher": {}, "class": {}})
     # What the policy's scheduled checks found (check.found), in time order.
     checks: tuple[Item, ...] = ()
+    # The school calendar's last day, for System health ("" when the report was made without the settings),
+    # and whether it has ended, ends within CALENDAR_WARN_DAYS, or is missing.
+    calendar_line: str = ""
+    calendar_attention: bool = False
     all_items: tuple[Item, ...] = field(default=(), repr=False)
 
     def name(self, kind: str, key: str) -> str | None:
@@ -206,7 +212,8 @@ class Report:
             "exemptions": {"granted": [_grant_dict(g) for g in self.exemptions_granted], "used": self.exemptions_used,
                            "revoked": items(self.revocations), "use_by_exemption": rows(self.exemption_use)},
             "consent": {"changes": items(self.consent_changes), "erasures": items(self.erasures)},
-            "health": {"counts": self.health, "items": items(self.health_items)},
+            "health": {"counts": self.health, "items": items(self.health_items),
+                       "calendar": {"line": self.calendar_line, "needs_attention": self.calendar_attention}},
             "checks": items(self.checks),
             "policy": {"revisions": [r.__dict__ for r in self.revisions], "events": items(self.policy_events),
                        "reviewed": self.policy_reviewed, "review_due": self.review_due,
@@ -231,14 +238,49 @@ def period_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, date
 
 def configured(config) -> dict[str, Any]:
     """The report's arguments that come from the settings, for every place that builds one."""
-    return {"policy_reviewed": config["reports"].get("policy_reviewed"),
+    return {"calendar": calendar_file(config),
+            "policy_reviewed": config["reports"].get("policy_reviewed"),
             "checkpoint_dir": config.path("audit", "checkpoint_dir"),
             "publish_dir": config.path("audit", "checkpoint_publish_dir"),
             "retention_days": config["audit"]["retention_days"],
             "hold_max_age_days": config["holds"]["max_age_days"]}
 
 
+def calendar_file(config) -> Path | None:
+    """The school calendar the proxy uses: the setting, or the shipped example for the shipped policy."""
+    from dojoguard.rules.policy import BUILTIN, builtin_calendar
+
+    path = config.path("rules", "calendar")
+    if path is None and str(config["rules"].get("policy")) == BUILTIN:
+        return builtin_calendar()
+    return path
+
+
+def calendar_health(calendar: Path | None, now: datetime, tz: ZoneInfo) -> tuple[str, bool]:
+    """A line about the school calendar for System health, and whether it needs attention now."""
+    from dojoguard.rules.calendar import load_calendar
+
+    if calendar is None:
+        return ("No school calendar is set: windows closed on school holidays, INSET days or closures are "
+                "closed every day until one is (setting rules.calendar).", True)
+    try:
+        covers = load_calendar(calendar).covers
+    except Exception as exc:  # noqa: BLE001 - any reason it cannot be read is reported, not raised
+        return f"The school calendar {Path(calendar).name} cannot be read: {str(exc)[:200]}", True
+    if covers is None:
+        return f"The school calendar {Path(calendar).name} has no terms.", True
+    today = now.astimezone(tz).date()
+    last = covers[1]
+    if last < today:
+        return (f"The school calendar ended on {last:%A %-d %B %Y}: messaging windows that follow it are closed "
+                "(or as their outside_calendar says) until next year's terms are added.", True)
+    soon = (last - today).days <= CALENDAR_WARN_DAYS
+    return (f"The school calendar runs to {last:%A %-d %B %Y}" +
+            (f", {(last - today).days} days away: add next year's terms." if soon else "."), soon)
+
+
 def build_report(log, start: datetime, end: datetime, *, tz: ZoneInfo, now: datetime, label: str | None = None,
+                 calendar: Path | None | bool = False,
                  policy_reviewed: str | None = None, checkpoint_dir=None, publish_dir=None,
                  retention_days: int | None = None, hold_max_age_days: int = 7,
                  names: Callable[[str, str], str | None] | None = None) -> Report:
@@ -286,11 +328,14 @@ def build_report(log, start: datetime, end: datetime, *, tz: ZoneInfo, now: date
         except checkpoints.CheckpointError as exc:
             last_checkpoint = f"unreadable: {exc}"
     reviewed, due, overdue = _review(policy_reviewed, now, tz)
+    # False: not asked (a report of a log alone, without the settings).
+    calendar_line, calendar_attention = ("", False) if calendar is False else calendar_health(calendar, now, tz)
     label = label or f"{_local(start, tz)} to {_local(end, tz)}"
     return tally.report(label, _local(start, tz), _local(end, tz), now=now, chain_ok=checked.is_ok,
                         chain_records=chain.records, chain_detail=chain_detail, last_checkpoint=last_checkpoint,
                         reviewed=reviewed, due=due, overdue=overdue, holds=hold_fields, trend=trend,
-                        names=_resolve_names(names, tally, hold_fields))
+                        names=_resolve_names(names, tally, hold_fields), calendar_line=calendar_line,
+                        calendar_attention=calendar_attention)
 
 
 # Group keys that stand for "no id": never looked up.
@@ -579,7 +624,8 @@ class _Tally:
 
     def report(self, label, start, end, *, now, chain_ok, chain_records, chain_detail, last_checkpoint,
                reviewed, due, overdue, holds: dict[str, Any] | None = None, trend=(),
-               names: dict[str, dict[str, str]] | None = None) -> Report:
+               names: dict[str, dict[str, str]] | None = None, calendar_line: str = "",
+               calendar_attention: bool = False) -> Report:
         def rows(groups) -> tuple[Row, ...]:
             out = [Row(key, sum(c.values()), {v: c.get(v, 0) for v in VERDICTS}) for key, c in groups.items()]
             return tuple(sorted(out, key=lambda r: (-r.total, r.key)))
@@ -605,7 +651,8 @@ class _Tally:
             policy_reviewed=reviewed, review_due=due, is_review_overdue=overdue,
             chain_ok=chain_ok, chain_records=chain_records, chain_detail=chain_detail,
             last_checkpoint=last_checkpoint, all_items=tuple(self.items), trend=tuple(trend),
-            names=names or {"teacher": {}, "class": {}}, checks=tuple(self.lists["checks"]), **(holds or {}),
+            names=names or {"teacher": {}, "class": {}}, checks=tuple(self.lists["checks"]),
+            calendar_line=calendar_line, calendar_attention=calendar_attention, **(holds or {}),
         )
 
 

@@ -137,8 +137,14 @@ def rules_check(env: Environment, path: str | None, calendar: Path | None) -> No
 
 def _calendar_warnings(policy: Policy, now: datetime) -> list[str]:
     covers = policy.calendar.covers
+    depending = sorted(w.name for w in policy.windows.values() if w.depends_on_calendar)
     if covers is None:
-        return []
+        if not depending:
+            return []
+        states = sorted({policy.windows[n].outside_calendar for n in depending})
+        return [f"no school calendar is set, but window(s) {', '.join(depending)} close on school holidays, INSET "
+                f"days or closures: without a calendar they are {' or '.join(states)} on every day "
+                "(`outside_calendar`). Set `rules.calendar` (or pass --calendar)."]
     today = now.astimezone(policy.timezone).date()
     if covers[1] < today:
         return [f"the school calendar ends on {covers[1]}; after it no school holidays are known. "
@@ -219,9 +225,11 @@ def _report(outcome: Outcome, file: str) -> None:
 @click.option("--policy", "policy_path", help='Rule file or folder, or "builtin" (default: the configured policy).')
 @click.option("--exemptions", "exemptions_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Exemptions file (default: the configured one).")
+@click.option("--calendar", type=click.Path(dir_okay=False, path_type=Path),
+              help="School calendar (default: the configured one).")
 @pass_env
 def decide(env: Environment, action_file, at_text: str | None, policy_path: str | None,
-           exemptions_path: Path | None) -> None:
+           exemptions_path: Path | None, calendar: Path | None) -> None:
     """Print, as JSON, the decision the proxy would make about an action.
 
     \b
@@ -242,7 +250,14 @@ def decide(env: Environment, action_file, at_text: str | None, policy_path: str 
         raise click.ClickException(f"the action is not valid: {exc} (see docs/actions.md)") from None
     if at_text is not None:
         action = action.with_time(_when(at_text, tz, now))
-    policy = _load(env, _policy_source(env, policy_path))
+    policy = _load(env, _policy_source(env, policy_path), calendar=calendar)
+    day = action.at.astimezone(policy.timezone).date()
+    for window in policy.windows.values():
+        if not window.knows(day):
+            # Said, so a block "because the calendar ran out" is not a puzzle.
+            click.echo(f"window {window.name}: {day} is outside the school calendar "
+                       f"({_coverage(policy)}), so it is {window.outside_calendar} that day "
+                       "(its `outside_calendar`)", err=True)
     try:
         exemptions = load_exemptions(exemptions_path or config.path("rules", "exemptions"),
                                      max_days=config["exemptions"]["max_days"])
@@ -255,6 +270,11 @@ def decide(env: Environment, action_file, at_text: str | None, policy_path: str 
         what = {"language": "language list", "phrases": "phrase list", "regex": "pattern"}.get(kind, kind)
         click.echo(f"found in the text by the {what} {name}: {written!r}", err=True)
     click.echo(json.dumps(policy.evaluate(action, exemptions).to_dict(), indent=2, ensure_ascii=False))
+
+
+def _coverage(policy: Policy) -> str:
+    covers = policy.calendar.covers
+    return f"which covers {covers[0]} to {covers[1]}" if covers else "none is set"
 
 
 def _device_groups_said(policy: Policy, action: Action, config) -> list[str]:

@@ -477,7 +477,7 @@ class Compiler:
     @condition("incomplete", cost=0, needs=lambda value: NEEDS_PROBLEMS if value is True else 0)
     def _incomplete(self, value, path) -> Test:
         wanted = bool(value)
-        return lambda a, f: bool(a.problems) == wanted
+        return lambda a, f: f.incomplete() == wanted
 
     @condition("all", cost=4, needs=_needs_of_every, kinds=_kinds_of_every)
     def _all(self, value, path) -> Test:

@@ -68,6 +68,14 @@ class Facts:
             self._screened = screened
         return screened
 
+    def incomplete(self) -> bool:
+        """Whether the action could not be judged completely: the proxy could not read all of it, or its date
+        is one the school calendar does not cover and a window asks for that to count as incomplete."""
+        if self.action.problems:
+            return True
+        uncovered = self._indexes.uncovered
+        return uncovered is not None and uncovered(self.action)
+
     def text_hit(self, key: tuple) -> bool:
         """Whether the text test ``key`` (a phrase list, word list or pattern) finds something."""
         if not self.screened():
@@ -146,15 +154,17 @@ def _fast_search(compiled) -> Callable[[str], Any]:
 
 
 class Indexes:
-    """What every condition of a policy shares at evaluation: the compiled text tests."""
+    """What every condition of a policy shares at evaluation: the compiled text tests, and whether an action's
+    date is one a window set to `outside_calendar: incomplete` cannot judge (the action is then incomplete)."""
 
     def __init__(self):
         self.text = TextIndex()
+        self.uncovered: Callable[[Action], bool] | None = None
 
 
 def carries(action: Action, facts: Facts) -> int:
     """The NEEDS_* bits this action satisfies (screening its text, once, if it has any)."""
-    bits = ((NEEDS_ATTACHMENTS if action.attachments else 0) | (NEEDS_PROBLEMS if action.problems else 0)
+    bits = ((NEEDS_ATTACHMENTS if action.attachments else 0) | (NEEDS_PROBLEMS if facts.incomplete() else 0)
             | (NEEDS_POINTS if action.points is not None or action.kind is Kind.POINTS_AWARD else 0))
     if action.text:
         bits |= NEEDS_TEXT | (NEEDS_TEXT_HIT if facts.screened() else 0)

@@ -25,7 +25,7 @@ from dojoguard.rules.devices import DeviceGroups
 from dojoguard.rules.engine import Policy, Rule
 from dojoguard.rules.facts import Indexes
 from dojoguard.rules.phrases import WordList, normalise, read_list_file
-from dojoguard.rules.window import DAY_NAMES, Window, build_window, minutes
+from dojoguard.rules.window import DAY_NAMES, INCOMPLETE, Window, build_window, minutes
 from dojoguard.yamlfile import FileProblems, Located, Problem
 
 BUILTIN = "builtin"
@@ -132,7 +132,14 @@ def _calendar_name(path: Path) -> str:
 def load_policy(source: str | Path, *, calendar: str | Path | None = None,
                 device_groups: dict[str, list[str]] | None = None,
                 timezone: str = "Europe/London") -> Policy:
-    """Load and check a whole policy; raises ``FileProblems`` listing every problem found."""
+    """Load and check a whole policy; raises ``FileProblems`` listing every problem found.
+
+    The shipped policy ("builtin") without a calendar uses its example calendar (2026-27), as the copy
+    `rules init` writes is set up to: its messaging window fails safe (closed) on dates no calendar covers,
+    so without one it would never open.
+    """
+    if str(source) == BUILTIN and calendar is None:
+        calendar = builtin_calendar()
     files = policy_files(source, calendar=calendar)
     problems: list[Problem] = []
     documents: list[Located] = []
@@ -234,6 +241,12 @@ class _Builder:
             default = ({"verdict": "block"}, first)
         bank = BankHolidays(region)
         windows = self._windows(bank)
+        incomplete = [w for w in windows.values() if w.outside_calendar == INCOMPLETE]
+        if incomplete:
+            def uncovered(action, tz=self.tz, windows=tuple(incomplete)) -> bool:
+                day = action.at.astimezone(tz).date()
+                return any(not w.knows(day) for w in windows)
+            self.indexes.uncovered = uncovered
         lists = self._lists()
         devices = self._devices()
         teachers = self._teachers()

@@ -16,6 +16,9 @@ from zoneinfo import ZoneInfo
 from dojoguard.rules.calendar import BankHolidays, Closure, SchoolCalendar
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# What a window closed on calendar days is on a date the calendar does not cover.
+CLOSED, OPEN, INCOMPLETE = "closed", "open", "incomplete"
+_CALENDAR_KINDS = frozenset({Closure.SCHOOL_HOLIDAYS, Closure.INSET_DAYS, Closure.CLOSURES})
 
 # How far ahead to look for the next opening before giving up (a window that
 # never opens is a rule-file mistake caught at load).
@@ -34,6 +37,10 @@ class Window:
     closed_dates: frozenset[date]
     bank_holidays: BankHolidays | None
     timezone: ZoneInfo
+    # For a window closed on calendar days (school holidays, INSET days, closures): the days the school
+    # calendar covers (None: no calendar), and what the window is outside them (``outside_calendar``).
+    covers: tuple[date, date] | None = None
+    outside_calendar: str | None = None
 
     # Opening and closing instants (seconds since the epoch), alternating, for
     # the years asked about so far: "is it open?" becomes one bisection, with
@@ -63,7 +70,20 @@ class Window:
     def is_closed(self, day: date) -> bool:
         if day in self.closed_dates:
             return True
+        if self.outside_calendar in (CLOSED, INCOMPLETE) and not self.knows(day):
+            # A date the calendar does not cover may be a school holiday: closed, the safe reading.
+            return True
         return self.bank_holidays is not None and day in self.bank_holidays
+
+    def knows(self, day: date) -> bool:
+        """Whether the school calendar covers ``day`` (always, for a window that does not depend on it)."""
+        if self.outside_calendar is None:
+            return True
+        return self.covers is not None and self.covers[0] <= day <= self.covers[1]
+
+    @property
+    def depends_on_calendar(self) -> bool:
+        return self.outside_calendar is not None
 
     def _cover(self, at: datetime) -> None:
         year = at.astimezone(self.timezone).year
@@ -128,6 +148,7 @@ def build_window(name: str, spec: dict, timezone: ZoneInfo, calendar: SchoolCale
                  bank_holidays: BankHolidays) -> Window:
     """A window from its (schema-checked) rule-file mapping; the caller checks from < to."""
     closed_on = {Closure(c) for c in spec.get("closed_on", [])}
+    depends = bool(closed_on & _CALENDAR_KINDS)
     closed: set[date] = set()
     for kind in closed_on - {Closure.BANK_HOLIDAYS}:
         closed |= calendar.days(kind)
@@ -139,6 +160,8 @@ def build_window(name: str, spec: dict, timezone: ZoneInfo, calendar: SchoolCale
         closed_dates=frozenset(closed),
         bank_holidays=bank_holidays if Closure.BANK_HOLIDAYS in closed_on else None,
         timezone=timezone,
+        covers=calendar.covers,
+        outside_calendar=spec.get("outside_calendar", CLOSED) if depends else None,
     )
 
 

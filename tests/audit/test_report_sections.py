@@ -261,3 +261,28 @@ def test_scheduled_check_findings_have_their_own_section_in_words(log):
 
 def test_no_scheduled_checks_section_without_findings(log):
     assert 'id="checks"' not in html_of(week(log))
+
+
+def test_system_health_shows_the_school_calendars_last_day(log, tmp_path):
+    from dojoguard.audit.report import calendar_health
+    from zoneinfo import ZoneInfo
+
+    london = ZoneInfo("Europe/London")
+    calendar = tmp_path / "school.calendar.yaml"
+    calendar.write_text("school: T\nterms:\n  - {name: Summer, from: 2027-04-12, to: 2027-07-21}\n")
+    line, attention = calendar_health(calendar, datetime(2027, 5, 1, tzinfo=UTC), london)
+    assert line == "The school calendar runs to Wednesday 21 July 2027." and not attention
+    line, attention = calendar_health(calendar, datetime(2027, 7, 1, tzinfo=UTC), london)
+    assert "20 days away: add next year's terms" in line and attention
+    line, attention = calendar_health(calendar, datetime(2027, 8, 1, tzinfo=UTC), london)
+    assert line.startswith("The school calendar ended on Wednesday 21 July 2027") and attention
+    line, attention = calendar_health(None, datetime(2027, 8, 1, tzinfo=UTC), london)
+    assert line.startswith("No school calendar is set") and attention
+    report = week(log)
+    assert report.calendar_line == ""  # made without the settings: nothing said
+    from dojoguard.audit.report import build_report
+
+    report = build_report(log, report_start := datetime(2026, 11, 23, tzinfo=UTC), report_start + timedelta(days=7),
+                          tz=london, now=datetime(2027, 8, 1, tzinfo=UTC), calendar=calendar)
+    section = text_between(html_of(report), "health", "checks" if report.checks else "policy")
+    assert "The school calendar ended on Wednesday 21 July 2027" in section

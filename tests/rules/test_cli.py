@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from dojoguard.cli import cli
-from dojoguard.rules.policy import builtin_path
+from dojoguard.rules.policy import builtin_calendar, builtin_path
 from dojoguard.clock import FixedClock
 from dojoguard.environment import Environment
 
@@ -124,8 +124,8 @@ def test_decide_with_the_defer_option_gives_the_release_time(settings, tmp_path)
     policy = deferring_copy(tmp_path / "policy")
     action = {"kind": "message.send", "channel": "message", "text": "PE tomorrow",
               "device": {"address": "10.20.1.5"}}
-    result = run(settings, "decide", "--policy", str(policy), "--action", "-", "--at", "2026-11-30T18:00",
-                 input=json.dumps(action))
+    result = run(settings, "decide", "--policy", str(policy), "--calendar", str(builtin_calendar()), "--action", "-",
+                 "--at", "2026-11-30T18:00", input=json.dumps(action))
     assert result.exit_code == 0, result.output
     decision = json.loads(result.stdout)
     assert decision["verdict"] == "defer"

@@ -112,19 +112,22 @@ def test_revision_changes_when_a_list_file_changes(tmp_path: Path):
     folder = tmp_path / "policy"
     shutil.copytree(builtin_path().parent / "lists", folder / "lists")
     shutil.copy(builtin_path(), folder / "rules.yaml")
-    before = load_policy(folder / "rules.yaml").revision
-    assert load_policy(folder / "rules.yaml").revision == before
+    before = load_policy(folder / "rules.yaml", calendar=builtin_calendar()).revision
+    assert load_policy(folder / "rules.yaml", calendar=builtin_calendar()).revision == before
     with (folder / "lists" / "urgent.txt").open("a") as handle:
         handle.write("pronto\n")
-    after = load_policy(folder / "rules.yaml")
+    after = load_policy(folder / "rules.yaml", calendar=builtin_calendar())
     assert after.revision != before
     assert after.evaluate(make_action(text="Reply pronto")).rule_ids == ("urgent-messages",)
 
 
-def test_revision_covers_calendar_and_device_groups():
+def test_revision_covers_calendar_and_device_groups(tmp_path: Path):
     """A different calendar or deployment device groups give a different revision."""
     plain = load_policy("builtin").revision
-    assert load_policy("builtin", calendar=builtin_calendar()).revision != plain
+    assert load_policy("builtin", calendar=builtin_calendar()).revision == plain  # its default calendar
+    other = tmp_path / "other.calendar.yaml"
+    other.write_text("school: Other\nterms:\n  - {name: Autumn, from: 2026-09-01, to: 2026-12-18}\n")
+    assert load_policy("builtin", calendar=other).revision != plain
     assert load_policy("builtin", device_groups={"school-devices": ["192.168.0.0/16"]}).revision != plain
 
 

@@ -61,7 +61,8 @@ def test_next_opening(window, at, opening):
 
 def test_school_calendar_closes_the_window():
     """Days the calendar names (closures, holidays) close a window that asks for them."""
-    calendar = SchoolCalendar(terms=(), closures=frozenset({datetime(2026, 12, 1).date()}))
+    calendar = SchoolCalendar(terms=((datetime(2026, 9, 1).date(), datetime(2027, 7, 20).date()),),
+                              closures=frozenset({datetime(2026, 12, 1).date()}))
     window = build_window("w", {**SPEC, "closed_on": ["closures"]}, LONDON, calendar, BankHolidays())
     assert not window.is_open_at(datetime(2026, 12, 1, 10, tzinfo=UTC))
     assert window.is_open_at(datetime(2026, 12, 2, 10, tzinfo=UTC))
