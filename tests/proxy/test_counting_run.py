@@ -40,6 +40,7 @@ checks:
     clause: teachers are not expected to message all day
     at: {days: [mon], time: "08:30"}
     count: {of: {kind: message.send}, per: teacher, within: today, at_least: 2}
+    alert: [headteacher]
 """
 
 
@@ -96,6 +97,8 @@ def test_a_limit_holds_across_a_restart_and_a_check_that_fell_due_runs_once(tmp_
             assert [r["check"] for r in ran] == ["busy-teachers"], again.log()[-2000:]
             found_rows = audit_rows(audit, "check.found")
             assert [(r["teacher"], r["count"]) for r in found_rows] == [(data.TEACHER["_id"], 3)]
+            assert found_rows[0]["alerts"] == [{"rule": "busy-teachers", "to": ["headteacher"], "when": "now"}]
+            assert ran[0]["looked_at"] == 1 and ran[0]["found"] == 1
         finally:
             assert again.stop() == 0
         # A third start the same day does not run it again.
