@@ -1,5 +1,5 @@
-"""The proxy's own small SQLite file: sessions, learned skills, the discovery summary, display names
-and which parents' messages were already reported.
+"""The proxy's own small SQLite file: sessions, learned skills, the discovery summary, display names,
+which parents' messages were already reported and which teachers teach which class.
 
 Owner-only permissions; schema changes are named, ordered migrations recorded
 in the file (``dojoguard.storage.migrations``), each in a transaction. Nothing here holds message text, names of
@@ -49,9 +49,18 @@ def _m5_inbound_seen(db: Database) -> None:
     db.execute("CREATE INDEX inbound_seen_at ON inbound_seen (seen_at)")
 
 
+def _m6_class_teachers(db: Database) -> None:
+    # Which teachers teach which class (``proxy/context.py``), as ClassDojo's class lists name their
+    # collaborators: ids only. A class's rows are replaced whenever ClassDojo sends the class again.
+    db.execute("""CREATE TABLE class_teachers (
+        class_id TEXT NOT NULL, teacher_id TEXT NOT NULL, learned_at TEXT NOT NULL,
+        PRIMARY KEY (class_id, teacher_id))""")
+    db.execute("CREATE INDEX class_teachers_teacher ON class_teachers (teacher_id)")
+
+
 MIGRATIONS = (Migration("1-sessions", _m1_sessions), Migration("2-skills", _m2_skills),
               Migration("3-discovery", _m3_discovery), Migration("4-names", _m4_names),
-              Migration("5-inbound-seen", _m5_inbound_seen))
+              Migration("5-inbound-seen", _m5_inbound_seen), Migration("6-class-teachers", _m6_class_teachers))
 # Files made before the shared runner recorded the names in a table of their own.
 _RECORDED_BEFORE = migrations.from_table("migrations")
 
