@@ -438,7 +438,9 @@ class Guard:
         if doc is None:
             return
         if s.threads is not None and not paged:
-            s.threads.learn(thread, doc)
+            state = s.threads.learn(thread, doc)
+            log.debug("thread.read", thread=thread, started_by=state.started_by if state else None,
+                      waiting=state.parent_wrote_at is not None if state else None)
         if s.inbound.enabled:
             s.inbound.check(doc, policy=s.policy, audit=s.audit, thread=thread, teacher=teacher, at=s.clock.now())
 
