@@ -1,5 +1,5 @@
-"""The proxy's own small SQLite file: sessions, learned skills, the discovery summary, display names
-and which parents' messages were already reported.
+"""The proxy's own small SQLite file: sessions, learned skills, the discovery summary, display names,
+which parents' messages were already reported and which teachers teach which class.
 
 Owner-only permissions; schema changes are named, ordered migrations recorded
 in the file (``dojoguard.storage.migrations``), each in a transaction. Nothing here holds message text, names of
@@ -49,7 +49,16 @@ def _m5_inbound_seen(db: Database) -> None:
     db.execute("CREATE INDEX inbound_seen_at ON inbound_seen (seen_at)")
 
 
-def _m6_counted(db: Database) -> None:
+def _m6_class_teachers(db: Database) -> None:
+    # Which teachers teach which class (``proxy/context.py``), as ClassDojo's class lists name their
+    # collaborators: ids only. A class's rows are replaced whenever ClassDojo sends the class again.
+    db.execute("""CREATE TABLE class_teachers (
+        class_id TEXT NOT NULL, teacher_id TEXT NOT NULL, learned_at TEXT NOT NULL,
+        PRIMARY KEY (class_id, teacher_id))""")
+    db.execute("CREATE INDEX class_teachers_teacher ON class_teachers (teacher_id)")
+
+
+def _m7_counted(db: Database) -> None:
     # What the rules' counting conditions count (``proxy/counting.py``): a tally id, a teacher or class id
     # and a time. Kept 32 days. No text, no names.
     db.execute("CREATE TABLE counted (tally TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL)")
@@ -60,7 +69,8 @@ def _m6_counted(db: Database) -> None:
 
 MIGRATIONS = (Migration("1-sessions", _m1_sessions), Migration("2-skills", _m2_skills),
               Migration("3-discovery", _m3_discovery), Migration("4-names", _m4_names),
-              Migration("5-inbound-seen", _m5_inbound_seen), Migration("6-counted", _m6_counted))
+              Migration("5-inbound-seen", _m5_inbound_seen), Migration("6-class-teachers", _m6_class_teachers),
+              Migration("7-counted", _m7_counted))
 # Files made before the shared runner recorded the names in a table of their own.
 _RECORDED_BEFORE = migrations.from_table("migrations")
 

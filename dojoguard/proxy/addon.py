@@ -19,18 +19,22 @@ from mitmproxy import ctx, http, tls
 
 from dojoguard import logs
 from dojoguard.audit.durability import FlushProcess
-from dojoguard.proxy import enforcement, flows, learning, lifecycle, logins, mitmoptions, outcomes, paths, routing
+from dojoguard.proxy import (context, enforcement, flows, learning, lifecycle, logins, mitmoptions, outcomes, paths,
+                             routing)
 from dojoguard.proxy.background import Background
 from dojoguard.proxy.judge import Judge, Outcome, unrecorded_block
 from dojoguard.proxy.recognition import WRITE_METHODS
 from dojoguard.proxy.services import Services, reload_changed
 from dojoguard.cookies import session_id
 from dojoguard.proxy.sessions import set_cookie_session
+from dojoguard.rules.action import Kind
 
 log = structlog.get_logger("dojoguard.proxy")
 
 OUTCOME = "dojoguard.outcome"
 LEARN = "dojoguard.learn"
+# The copy kept of a thread answer as it streams to the teacher (``_Copy``).
+COPY = "dojoguard.copy"
 GUARDED = "dojoguard.guarded"
 RELOAD_INTERVAL_S = 2.0
 # How often one device's failed handshakes to one host are recorded.
@@ -198,12 +202,17 @@ class Guard:
         if found is None:
             flow.response.stream = True
         elif found[0].learn == "thread":
+            # Streamed to the teacher as it comes; a copy is kept (up to inbound.max_body_kb) and read
+            # once the answer has gone, for the thread's state (replies) and, when on, parents' language.
             reader = self.services.inbound
-            if reader is None or not reader.enabled:
-                flow.response.stream = True  # not read at all unless the school turned it on
-            elif reader.too_large(_declared_size(flow.response)):
-                reader.skip_large(_declared_size(flow.response))
+            if reader is not None and reader.too_large(_declared_size(flow.response)):
+                if reader.enabled:
+                    reader.skip_large(_declared_size(flow.response))
                 flow.response.stream = True
+            else:
+                tee = _Copy(reader.settings.max_body_bytes if reader is not None else 1024 * 1024)
+                flow.metadata[COPY] = tee
+                flow.response.stream = tee
 
     async def response(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:
@@ -348,6 +357,8 @@ class Guard:
             flows.refuse(flow, *enforcement.refusal(decision, tz=self._tz, duplicate=outcome.hold_duplicate,
                                                     preface=outcome.preface))
             status = "refused"
+        if logs.enabled("debug"):
+            log.debug("request.context", decision_id=decision.decision_id, **context_summary(outcome.action))
         if not logs.enabled("info"):
             return  # every write passes here: skip building a line that would be dropped
         log.info("request.judged", decision_id=decision.decision_id, verdict=str(decision.verdict),
@@ -369,13 +380,18 @@ class Guard:
         if outcome is not None:
             if outcome.decision.verdict.forwards and outcome.checked:
                 self.judge.remember_upload(outcome, _json(flow.response))
+            if outcome.decision.verdict.forwards and outcome.recognition is not None \
+                    and outcome.recognition.kind in (Kind.STORY_POST, Kind.MESSAGE_SEND):
+                self.judge.remember_answered(outcome, _json(flow.response))
             return
         found = self._learnable(flow)
-        if found is None or flow.response.stream:
+        if found is None:
             return
         entry, params = found
         if entry.learn == "thread":
             self._read_thread(flow, params)
+            return
+        if flow.response.stream:
             return
         doc = _json(flow.response)
         if doc is None:
@@ -385,31 +401,48 @@ class Guard:
         await asyncio.to_thread(learning.learn, s, entry.learn, doc, params=params, session=sid, at=s.clock.now())
 
     def _read_thread(self, flow: http.HTTPFlow, params: dict[str, str]) -> None:
-        """Start reading a thread's answer for parents' language; the answer goes on without waiting for it."""
+        """Start reading a thread's answer (its state; parents' language when on); the answer has gone on."""
         s = self.services
-        reader = s.inbound
-        if reader is None or not reader.enabled or not params.get("threadId"):
+        copy: _Copy | None = flow.metadata.get(COPY)
+        thread = params.get("threadId")
+        if copy is None or not thread:
             return
-        raw = flow.response.raw_content
+        reader = s.inbound
+        if copy.overflowed:
+            if reader is not None and reader.enabled:
+                reader.skip_large(copy.size)
+            return
+        raw = copy.content()
         if not raw:
             return
-        if reader.too_large(len(raw)):
-            reader.skip_large(len(raw))
-            return
+        paged = context.pages_back(flow.request.query)
         teacher, _ = s.sessions.teacher(session_id(flow.request.headers.get("cookie")))
         encoding = flow.response.headers.get("content-encoding", "")
-        task = asyncio.create_task(self._check_thread(raw, encoding, params["threadId"], teacher),
-                                   name="dojoguard-inbound")
+        task = asyncio.create_task(self._check_thread(raw, encoding, thread, teacher, paged),
+                                   name="dojoguard-thread")
         self._reading.add(task)
         task.add_done_callback(self._reading.discard)
 
-    async def _check_thread(self, raw: bytes, encoding: str, thread: str, teacher: str | None) -> None:
+    async def _check_thread(self, raw: bytes, encoding: str, thread: str, teacher: str | None,
+                            paged: bool = False) -> None:
         s = self.services
         try:
-            await asyncio.to_thread(s.inbound.read, raw, encoding=encoding, policy=s.policy, audit=s.audit,
-                                    thread=thread, teacher=teacher, at=s.clock.now())
+            await asyncio.to_thread(self._thread_answer, raw, encoding, thread, teacher, paged)
         except Exception as exc:  # noqa: BLE001 - counted and logged; the teacher's page has already gone on
             s.inbound.failed(exc)
+
+    def _thread_answer(self, raw: bytes, encoding: str, thread: str, teacher: str | None, paged: bool) -> None:
+        """Blocking: parse once; remember the thread's state, and check parents' language when turned on."""
+        s = self.services
+        doc = s.inbound.parse(raw, encoding=encoding)
+        if doc is None:
+            return
+        if s.threads is not None and not paged:
+            state = s.threads.learn(thread, doc)
+            log.debug("thread.read", thread=thread, started_by=state.started_by if state else None,
+                      waiting=state.parent_wrote_at is not None if state else None)
+        if s.inbound.enabled:
+            s.inbound.check(doc, policy=s.policy, audit=s.audit, thread=thread, teacher=teacher, at=s.clock.now())
 
     async def _watch(self) -> None:
         while True:
@@ -443,6 +476,46 @@ class Guard:
             await asyncio.to_thread(self.services.audit.append_event, name, fields)
         except Exception as exc:  # noqa: BLE001 - reported; the events are not decisions
             log.error("audit.event_failed", audit_event=name, error=type(exc).__name__)
+
+
+def context_summary(action) -> dict:
+    """What a decision knew around the write, for the debug log: ids, roles, counts and times; no names."""
+    classes = action.teacher_classes
+    reply = action.reply
+    return {
+        "roles": list(action.teacher_roles) if action.teacher_roles is not None else None,
+        "classes": len(classes) if classes is not None else None,
+        "teaches_class": (action.class_id in classes) if classes is not None and action.class_id else None,
+        "class_named": action.class_name is not None,
+        "on": str(action.on_channel) if action.on_channel is not None else None,
+        "reply": None if reply is None else {
+            "thread": reply.thread_id, "started_by": str(reply.started_by) if reply.started_by else None,
+            "parent_wrote_at": reply.parent_wrote_at.isoformat() if reply.parent_wrote_at else None,
+            "nobody_waiting": reply.nobody_waiting},
+    }
+
+
+class _Copy:
+    """A response ``stream`` that passes every chunk on unchanged and keeps a copy, up to ``limit`` bytes."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.size = 0
+        self.overflowed = False
+        self._chunks: list[bytes] = []
+
+    def __call__(self, chunk: bytes) -> bytes:
+        self.size += len(chunk)
+        if not self.overflowed:
+            if self.size > self.limit:
+                self.overflowed = True
+                self._chunks.clear()
+            elif chunk:
+                self._chunks.append(chunk)
+        return chunk
+
+    def content(self) -> bytes:
+        return b"" if self.overflowed else b"".join(self._chunks)
 
 
 def _declared_size(response: http.Response) -> int | None:

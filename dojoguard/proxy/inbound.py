@@ -38,6 +38,10 @@ EVENT = "inbound.language"
 _SENDER_TYPE_KEYS = ("senderType", "senderRole", "authorType", "fromType", "entityType")
 _SENDER_OBJECT_KEYS = ("sender", "author", "from")
 _PARENT_TYPES = frozenset({"parent", "guardian", "family", "parentuser"})
+_TEACHER_TYPES = frozenset({"teacher"})
+# Who wrote a message, as far as its sender kind says (``ThreadMessage.sender``).
+PARENT = "parent"
+TEACHER = "teacher"
 _TEXT_KEYS = ("body", "text", "message", "content")
 _TIME_KEYS = ("createdAt", "time", "sentAt", "at", "timestamp")
 _LIST_KEYS = ("_items", "messages", "items")
@@ -53,6 +57,8 @@ class ThreadMessage:
     at: datetime | None
     from_parent: bool
     text: str
+    # PARENT, TEACHER, or None when the sender's kind is missing or neither.
+    sender: str | None = None
 
 
 def messages_of(doc: Any) -> list[ThreadMessage]:
@@ -88,17 +94,28 @@ def _message(item: dict) -> ThreadMessage:
     contents = item.get("contents")
     if isinstance(contents, dict):
         texts += [contents[k] for k in _TEXT_KEYS if isinstance(contents.get(k), str)]
-    return ThreadMessage(id=message_id or None, at=_time(item), from_parent=_from_parent(item),
-                         text="\n".join(texts))
+    kinds = _sender_kinds(item)
+    return ThreadMessage(id=message_id or None, at=_time(item), from_parent=bool(kinds & _PARENT_TYPES),
+                         text="\n".join(texts), sender=_sender(kinds))
 
 
-def _from_parent(item: dict) -> bool:
+def _sender_kinds(item: dict) -> set[str]:
     kinds = [item.get(k) for k in _SENDER_TYPE_KEYS]
     for key in _SENDER_OBJECT_KEYS:
         sender = item.get(key)
         if isinstance(sender, dict):
             kinds += [sender.get(k) for k in ("type", "role", "entityType", "senderType")]
-    return any(isinstance(k, str) and k.strip().lower() in _PARENT_TYPES for k in kinds)
+    return {k.strip().lower() for k in kinds if isinstance(k, str)}
+
+
+def _sender(kinds: set[str]) -> str | None:
+    """PARENT or TEACHER when the message's sender kinds say plainly one of them (a mix is neither)."""
+    parent, teacher = bool(kinds & _PARENT_TYPES), bool(kinds & _TEACHER_TYPES)
+    if parent and not teacher:
+        return PARENT
+    if teacher and not parent:
+        return TEACHER
+    return None
 
 
 def _time(item: dict) -> datetime | None:
@@ -152,6 +169,24 @@ class Inbound:
         self.counts["failed"] += 1
         log.warning("inbound.failed", error=type(error).__name__, failed=self.counts["failed"])
 
+    def parse(self, content: bytes, *, encoding: str = "") -> Any:
+        """A thread answer as JSON (``encoding``: its Content-Encoding), or None when it is too large or
+        unreadable (counted and logged). Blocking; never raises for a bad answer."""
+        if self.too_large(len(content)):
+            self.skip_large(len(content))
+            return None
+        try:
+            if encoding and encoding.strip().lower() != "identity":
+                content = decode(content, encoding)
+                if self.too_large(len(content)):
+                    self.skip_large(len(content))
+                    return None
+            return json.loads(content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.counts["unreadable"] += 1
+            log.warning("inbound.unreadable", error=type(exc).__name__, unreadable=self.counts["unreadable"])
+            return None
+
     def read(self, content: bytes, *, policy, audit, thread: str, teacher: str | None, at: datetime,
              encoding: str = "") -> int:
         """Check one thread answer and record each newly seen offending parent's message (blocking).
@@ -159,20 +194,13 @@ class Inbound:
         ``content`` is the body as it came (``encoding``: its Content-Encoding). Returns how many were
         recorded. Never raises for a bad answer: it is counted and logged.
         """
-        if self.too_large(len(content)):
-            self.skip_large(len(content))
+        doc = self.parse(content, encoding=encoding)
+        if doc is None:
             return 0
-        try:
-            if encoding and encoding.strip().lower() != "identity":
-                content = decode(content, encoding)
-                if self.too_large(len(content)):
-                    self.skip_large(len(content))
-                    return 0
-            doc = json.loads(content)
-        except (ValueError, UnicodeDecodeError) as exc:
-            self.counts["unreadable"] += 1
-            log.warning("inbound.unreadable", error=type(exc).__name__, unreadable=self.counts["unreadable"])
-            return 0
+        return self.check(doc, policy=policy, audit=audit, thread=thread, teacher=teacher, at=at)
+
+    def check(self, doc: Any, *, policy, audit, thread: str, teacher: str | None, at: datetime) -> int:
+        """``read`` for an answer already parsed."""
         self.counts["read"] += 1
         checks = policy.language_checks()
         if not checks:

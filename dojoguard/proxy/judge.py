@@ -25,6 +25,7 @@ from dojoguard.media import kind_of
 from dojoguard.proxy import enforcement, outcomes
 from dojoguard.proxy.attachments import FetchError, Seen
 from dojoguard.proxy.body import pick, rebuild
+from dojoguard.proxy.context import post_id_of
 from dojoguard.proxy.body import skeleton as body_skeleton
 from dojoguard.proxy.discovery import template
 from dojoguard.proxy.recognition import Recognition, Ref, Request, recognise
@@ -210,7 +211,30 @@ class Judge:
         teacher_id, teacher_name = self.services.sessions.teacher(session_id(request.header("cookie")))
         return Action(kind=Kind.UNCLASSIFIED_WRITE, channel=Channel.UNKNOWN, at=now, teacher_id=teacher_id,
                       teacher_name=teacher_name, device_address=request.client_address or None,
-                      endpoint=endpoint, problems=("the request could not be inspected",))
+                      endpoint=endpoint, problems=("the request could not be inspected",),
+                      **self._teacher_context(teacher_id, teacher_name))
+
+    def _teacher_context(self, teacher_id: str | None, teacher_name: str | None) -> dict[str, Any]:
+        """The teacher's roles and classes, as far as the settings and ClassDojo's class lists say."""
+        s = self.services
+        roles = None
+        if s.staff is not None and teacher_id:
+            # A name in the staff lists is compared with the session's name and the one names hold
+            # (which may be the school's own, imported): looked up only when some list uses names.
+            names = (teacher_name, s.names.name("teacher", teacher_id)) if s.staff.wants_names else ()
+            roles = s.staff.roles_of(teacher_id, *names)
+        classes = s.classes.classes_of(teacher_id) if s.classes is not None else None
+        return {"teacher_roles": roles, "teacher_classes": classes}
+
+    def _write_context(self, rec: Recognition) -> dict[str, Any]:
+        """The class's name, the story a comment is on, the thread a message answers."""
+        s = self.services
+        context: dict[str, Any] = {"class_name": s.names.name("class", rec.class_id) if rec.class_id else None}
+        if rec.kind is Kind.COMMENT_POST and s.posts is not None:
+            context["on_channel"] = s.posts.channel(rec.post_id)
+        if rec.kind is Kind.MESSAGE_SEND and s.threads is not None:
+            context["reply"] = s.threads.reply(rec.thread_id)
+        return context
 
     def _action(self, request: Request, rec: Recognition, checked: list[Checked], now: datetime) -> Action:
         s = self.services
@@ -234,6 +258,7 @@ class Judge:
             text=rec.text, text_chars=rec.text_chars, points=points, attachments=tuple(c.attachment for c in checked),
             endpoint=f"{rec.endpoint_label} {request.method} {request.host}",
             problems=tuple(problems),
+            **self._teacher_context(teacher_id, teacher_name), **self._write_context(rec),
         )
 
     async def _check_images(self, rec: Recognition) -> list[Checked]:
@@ -303,6 +328,16 @@ class Judge:
             self.services.memory.remember(list(keys.values()),
                                           Seen(replace(attachment, id=keys.get("id")), rec.channel, rec.class_id,
                                                keys.get("url")))
+
+    def remember_answered(self, outcome: Outcome, response: Any) -> None:
+        """After a story post or a message went through: the new post's channel, the thread answered."""
+        s, rec = self.services, outcome.recognition
+        if rec is None or not outcome.decision.verdict.forwards:
+            return
+        if rec.kind is Kind.STORY_POST and s.posts is not None:
+            s.posts.remember(post_id_of(response), rec.channel)
+        elif rec.kind is Kind.MESSAGE_SEND and s.threads is not None:
+            s.threads.answered(rec.thread_id)
 
     def _floors(self, decision: Decision, action: Action, rec: Recognition) -> Decision:
         """Proxy-level fail-closed checks laid over the rules' decision (they only ever tighten it)."""

@@ -11,11 +11,15 @@ from typing import Any
 
 import structlog
 
+from dojoguard.proxy.context import collaborator_ids
 from dojoguard.proxy.services import Services
+from dojoguard.rules.action import Channel
 
 log = structlog.get_logger("dojoguard.proxy")
 
 _SKILL_VALUE_KEYS = ("points", "weight", "value", "pointValue")
+# Story feeds, and the channel their posts are on unless an item's own targetType says otherwise.
+_FEEDS = {"class-story": Channel.CLASS_STORY, "school-story": Channel.SCHOOL_STORY, "story-feed": None}
 
 
 def learn(services: Services, what: str, doc: Any, *, params: dict[str, str], session: str | None,
@@ -32,6 +36,9 @@ def learn(services: Services, what: str, doc: Any, *, params: dict[str, str], se
                   for p in _items(doc) if isinstance(p, dict) and isinstance(p.get("_id"), str)]
         if class_id and pupils and services.registry is not None:
             services.registry.learn_roster(class_id, pupils)
+    elif what in _FEEDS:
+        if services.posts is not None:
+            services.posts.learn_feed(doc, _FEEDS[what])
     elif what == "skills":
         class_id = params.get("classId")
         skills = []
@@ -75,6 +82,10 @@ def _class(services: Services, klass: Any, session: str | None, at: datetime) ->
         services.names.learn("class", klass["_id"], klass["name"], at)
         if services.registry is not None:
             services.registry.learn_class(klass["_id"], klass["name"])
+    # Who teaches it, as ClassDojo lists it: the class's whole list, replaced each time it comes.
+    teachers = collaborator_ids(klass)
+    if teachers is not None and services.classes is not None:
+        services.classes.learn(klass["_id"], teachers, at)
     # Every teacher of the class, so a headteacher can name a colleague who has not used the proxy yet.
     for person in klass.get("collaborators") or []:
         if isinstance(person, dict) and isinstance(person.get("_id"), str):

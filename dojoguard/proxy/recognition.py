@@ -87,6 +87,9 @@ class Recognition:
     points: int | None = None
     skill_id: str | None = None
     refs: tuple[Ref, ...] = ()
+    # The story post a comment is on, the message thread a message goes to (the catalogue's post, thread).
+    post_id: str | None = None
+    thread_id: str | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -153,6 +156,8 @@ def recognise(request: Request, catalogue: Catalogue) -> Recognition:
         return found
 
     rec.class_id = _one(rec, "class", [v for v in values("class") if _is_scalar(v)], str)
+    rec.post_id = _one(rec, "post", [v for v in values("post") if _is_scalar(v)], str)
+    rec.thread_id = _one(rec, "thread", [v for v in values("thread") if _is_scalar(v)], str)
     rec.students = _ids(values("students"))
     texts = values("text")
     if any(not isinstance(t, str) for t in texts):

@@ -16,7 +16,9 @@ import structlog
 
 from dojoguard.clock import Clock
 from dojoguard.proxy import catalogue as catalogues
+from dojoguard.proxy import staff as staffroles
 from dojoguard.proxy.attachments import AttachmentMemory, Fetcher
+from dojoguard.proxy.context import ClassTeachers, StoryPosts, Threads
 from dojoguard.proxy.discovery import Discovery
 from dojoguard.proxy.inbound import Inbound
 from dojoguard.proxy.sessions import Sessions
@@ -53,6 +55,11 @@ class Services:
     holds: Any = None
     # Parents' messages in the threads teachers open (proxy/inbound.py; reads nothing unless turned on).
     inbound: Any = None
+    # What is known around a write (proxy/context.py, proxy/staff.py): None leaves it unknown.
+    classes: ClassTeachers | None = None
+    posts: StoryPosts | None = None
+    threads: Threads | None = None
+    staff: staffroles.Staff | None = None
     # What the rules' counting conditions count (proxy/counting.py).
     counts: Any = None
     # The audit log's flusher process, once the proxy runs (audit.durability).
@@ -105,6 +112,7 @@ def open_services(settings: Settings, clock: Clock, *, images: bool = True) -> S
     except ImportError as exc:
         raise StartupError(f"the rules package is not installed ({exc}); refusing to run without a policy") from None
     catalogue = load_catalogue(settings)
+    staff = staffroles.load(settings.staff.roles, settings.staff.file)
     try:
         from dojoguard.audit.log import AuditLog
     except ImportError as exc:
@@ -127,6 +135,7 @@ def open_services(settings: Settings, clock: Clock, *, images: bool = True) -> S
         memory=AttachmentMemory(),
         fetcher=Fetcher(settings.resolve, settings.upstream_trust, settings.max_write_bytes),
         inbound=Inbound(state, settings.inbound),
+        classes=ClassTeachers(state), posts=StoryPosts(), threads=Threads(), staff=staff,
         counts=Counts(state, clock.now()),
     )
     if images:

@@ -63,6 +63,14 @@ class InboundSettings:
 
 
 @dataclass(frozen=True)
+class StaffSettings:
+    """The ``staff`` settings: teachers' roles (see proxy/staff.py), read when the proxy starts."""
+
+    roles: dict[str, list[str]] = field(default_factory=dict)
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     mode: str
     listen_host: str
@@ -110,6 +118,8 @@ class Settings:
     unclassified_days: int = 90
     # Parents' messages in the threads teachers open (see proxy/inbound.py): off unless the school turns it on.
     inbound: InboundSettings = field(default_factory=lambda: InboundSettings())
+    # Teachers' roles (see proxy/staff.py).
+    staff: StaffSettings = field(default_factory=lambda: StaffSettings())
     # The whole configuration, for the background work (scheduled jobs, releases).
     config: Config | None = None
     # The name the proxy's CA is made with (proxy.ca_name; see certauthority.py).
@@ -167,6 +177,8 @@ class Settings:
             max_unclassified_shapes=int(proxy["max_unclassified_shapes"]),
             unclassified_days=int(proxy["unclassified_days"]),
             inbound=InboundSettings.from_config(config["inbound"]),
+            staff=StaffSettings(roles={k: list(v) for k, v in config["staff"]["roles"].items()},
+                                file=config.path("staff", "file")),
             config=config,
         )
 

@@ -43,3 +43,17 @@ THREAD_MESSAGES = [
     {"_id": "5f00000000000000000d1002", "threadId": THREAD_ID, "senderId": TEACHER["_id"], "senderType": "teacher",
      "createdAt": "2026-11-30T08:40:00.000Z", "body": "Thank you for letting me know."},
 ]
+
+# Story posts the class's and the school's feeds list (an item's targetType says which story it is on).
+CLASS_POST_ID = "6a0000000000000000000001"
+SCHOOL_POST_ID = "6a0000000000000000000002"
+CLASS_STORY = [
+    {"_id": CLASS_POST_ID, "time": "2026-11-27T15:00:00.000Z", "type": "textAndAttachment",
+     "senderId": TEACHER["_id"], "targetId": CLASS_ID, "targetType": "class",
+     "contents": {"body": "Our class trip!", "attachments": []}},
+]
+SCHOOL_STORY = [
+    {"_id": SCHOOL_POST_ID, "time": "2026-11-27T16:00:00.000Z", "type": "textAndAttachment",
+     "senderId": TEACHER["_id"], "targetId": SCHOOL_ID, "targetType": "school",
+     "contents": {"body": "Christmas fair on Friday", "attachments": []}},
+]

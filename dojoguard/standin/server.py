@@ -58,6 +58,11 @@ class StandIn:
         self.expired: set[str] = set()
         # Thread id -> its messages, served by GET /api/message-thread/{id}/message (a test may change them).
         self.threads: dict[str, list[dict]] = {data.THREAD_ID: [dict(m) for m in data.THREAD_MESSAGES]}
+        # The classes GET /api/dojoClass lists (and GET /api/dojoClass/{id} serves), with their collaborators.
+        self.classes: list[dict] = [dict(data.CLASS)]
+        # The class and school story feeds' items (GET /api/dojoClass/{id}/storyFeed, /api/school/{id}/storyFeed).
+        self.class_story: list[dict] = [dict(p) for p in data.CLASS_STORY]
+        self.school_story: list[dict] = [dict(p) for p in data.SCHOOL_STORY]
         # URL -> (content type, body) of everything uploaded, served back by the media routes.
         self.uploads: dict[str, tuple[str, bytes]] = {}
         # The slow-reply switch: writes whose path contains the pattern are recorded as they
@@ -290,10 +295,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"type": "teacher", "teacher": data.TEACHER})
 
     def classes(self, body, host, path):
-        self._json(200, {"_items": [data.CLASS]})
+        self._json(200, {"_items": self.server.standin.classes})
 
     def one_class(self, body, host, path):
-        self._json(200, data.CLASS)
+        wanted = path.split("/")[3]
+        found = next((c for c in self.server.standin.classes if c.get("_id") == wanted), None)
+        if found is None:
+            self._json(404, {"error": {"code": "ERR_NOT_FOUND", "detail": "no such class",
+                                       "fallbackMessage": "Not found."}})
+            return
+        self._json(200, found)
+
+    def class_story(self, body, host, path):
+        self._json(200, {"_items": self.server.standin.class_story, "_metadata": {"postsExist": True}})
+
+    def school_story(self, body, host, path):
+        self._json(200, {"_items": self.server.standin.school_story, "_metadata": {"postsExist": True}})
 
     def roster(self, body, host, path):
         self._json(200, {"_items": [dict(p, classes=[{"_id": data.CLASS_ID, "name": data.CLASS["name"]}])
@@ -394,6 +411,8 @@ _ROUTES = (
     ("GET", rf"/api/dojoClass/{HEX24}/student", _Handler.roster),
     ("GET", rf"/api/dojoClass/{HEX24}/behavior", _Handler.behaviors),
     ("GET", r"/api/storyFeed", _Handler.story_feed),
+    ("GET", rf"/api/dojoClass/{HEX24}/storyFeed", _Handler.class_story),
+    ("GET", rf"/api/school/{HEX24}/storyFeed", _Handler.school_story),
     ("POST", rf"/api/dojoClass/{HEX24}/awardBatch", _Handler.created),
     ("POST", rf"/api/dojoClass/{HEX24}/storyFeed", _Handler.created),
     ("POST", rf"/api/dojoClass/{HEX24}/storyFeed/{HEX24}/comments", _Handler.created),
