@@ -20,7 +20,7 @@ from dojoguard.rules.calendar import EMPTY, BankHolidays, SchoolCalendar, load_c
 from dojoguard.rules.codes import Code
 from dojoguard.rules.conditions import Compiler, kinds_of, needs_of
 from dojoguard.rules.decision import Alert, Match, Verdict
-from dojoguard.rules.devices import DeviceGroups
+from dojoguard.rules.devices import SETTINGS, DeviceGroups
 from dojoguard.rules.engine import Policy, Rule
 from dojoguard.rules.facts import Indexes
 from dojoguard.rules.phrases import WordList, normalise, read_list_file
@@ -300,22 +300,24 @@ class _Builder:
     def _devices(self) -> DeviceGroups:
         groups: dict[str, tuple] = {}
         sources: dict[str, str] = {}
+        replaced: dict[str, str] = {}
         for located in self.documents:
             for name, cidrs in (located.data.get("device_groups") or {}).items():
                 if not self._once(located, "device_groups", name):
                     continue
-                sources[name] = f"the rule file {Path(located.file).name}"
+                sources[name] = Path(located.file).name
                 groups[name] = self._networks(cidrs, lambda i, n=name, c=cidrs, loc=located: loc.problem(
                     ("device_groups", n, i), Code.RULES_NETWORK, f"{c[i]!r} is not a network",
                     "Write a CIDR block such as 10.20.0.0/16."))
         for name, cidrs in self.device_overrides.items():
-            # The deployment's own network layout replaces the rule file's example.
-            sources[name] = "the settings (proxy.device_groups)" + (
-                ", replacing the rule file's group of that name" if name in sources else "")
+            # The deployment's own network layout replaces the rule file's example (and says so).
+            if name in sources:
+                replaced[name] = sources[name]
+            sources[name] = SETTINGS
             groups[name] = self._networks(list(cidrs), lambda i, n=name, c=cidrs: Problem(
                 Code.RULES_NETWORK, f"device group {n!r}: {c[i]!r} is not a network", "<device_groups>",
                 hint="Write a CIDR block such as 10.20.0.0/16."))
-        return DeviceGroups(groups, sources)
+        return DeviceGroups(groups, sources, replaced)
 
     def _networks(self, cidrs: list[str], problem) -> tuple:
         networks = []
