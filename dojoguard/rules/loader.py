@@ -2,7 +2,10 @@
 
 Loading is atomic: ``load_policy`` returns a complete new ``Policy`` or raises
 ``FileProblems`` with every problem of every file, so a running proxy can
-keep its last good policy when an edit is broken.
+keep its last good policy when an edit is broken. Every problem means every
+one in one pass: a rule file that fails its schema is still built, all but
+the parts the schema refused, so that its other mistakes (an undefined name,
+a window that closes before it opens) are reported with its structure ones.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import ipaddress
 import json
 import zoneinfo
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -39,6 +43,8 @@ CALENDAR_SUFFIX = ".calendar.yaml"
 # Top-level keys that mark a file as a rule file, a school calendar or companion tests.
 _CALENDAR_KEYS = frozenset({"school", "terms", "inset_days", "closures"})
 _TESTS_KEYS = frozenset({"cases", "action_defaults"})
+# The top-level keys that define no names conditions use.
+_UNNAMED_SECTIONS = frozenset({"policy", "bank_holidays", "default", "rules"})
 
 
 def builtin_folder() -> Path:
@@ -129,26 +135,34 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
     """Load and check a whole policy; raises ``FileProblems`` listing every problem found."""
     files = policy_files(source, calendar=calendar)
     problems: list[Problem] = []
-    documents: list[Located] = []
+    documents: list[_RuleFile] = []
     digest = hashlib.sha256()
+    skipped = False  # a file that could not be read as rules at all: what it defines is unknown
     for path in files:
         try:
             located = yamlfile.load(path)
         except FileProblems as exc:
             problems.extend(exc.problems)
+            skipped = True
             continue
         if located.data is None:
             located.data = {}
         misplaced = not_a_rule_file(located)
         if misplaced is not None:
             problems.append(misplaced)
+            skipped = True
             continue
         schema = schemaproblems.validator("dojoguard.rules", "schema.json")
         found = schemaproblems.check(located, schema, codes.RULES)
         problems.extend(found)
-        if not found:
-            documents.append(located)
+        # Built even when the schema refused some of it (all but the refused parts), so that
+        # every problem is found in one pass; a document that is not a mapping has no parts.
+        if isinstance(located.data, dict):
+            broken = schemaproblems.broken_parts(located.data, schema) if found else frozenset()
+            documents.append(_RuleFile(located.data, located.file, located.marks, located.key_marks, broken))
             digest.update(b"rules\0" + path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        else:
+            skipped = True
     try:
         tz = zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -161,12 +175,12 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
             school_calendar = load_calendar(calendar)
         except FileProblems as exc:
             problems.extend(exc.problems)
-    if problems:
+    if not documents:
         raise FileProblems(in_file_order(problems, files))
-    builder = _Builder(documents, tz, school_calendar, device_groups or {}, digest)
+    builder = _Builder(documents, tz, school_calendar, device_groups or {}, digest, complete=not skipped)
     policy = builder.build()
-    if builder.problems:
-        raise FileProblems(in_file_order(builder.problems, files))
+    if problems or builder.problems:
+        raise FileProblems(in_file_order(problems + builder.problems, files))
     return policy
 
 
@@ -176,12 +190,46 @@ def in_file_order(problems: list[Problem], files: list[Path]) -> list[Problem]:
     return sorted(problems, key=lambda p: (rank.get(p.file, len(rank)), p.file, p.line, p.column))
 
 
-class _Builder:
-    """Turns schema-checked documents into a Policy, collecting every problem on the way."""
+@dataclass
+class _RuleFile(Located):
+    """A rule file as the builder reads it: with the parts its schema refused."""
 
-    def __init__(self, documents: list[Located], tz: zoneinfo.ZoneInfo, calendar: SchoolCalendar,
-                 device_overrides: dict[str, list[str]], digest):
+    broken: frozenset[tuple] = frozenset()
+
+    def sound(self, *path) -> bool:
+        """Whether the part at ``path`` passed the schema (nothing in it or above it refused), so can be built."""
+        return schemaproblems.sound(self.broken, path)
+
+    def names_known(self) -> bool:
+        """Whether every name the file defines could be read: no section of names, or unknown
+        top-level key (a misspelt `windows:`), was refused whole."""
+        return not any(len(b) <= 1 and (not b or b[0] not in _UNNAMED_SECTIONS) for b in self.broken)
+
+    def section(self, key: str, kind: type) -> dict | list:
+        """The top-level ``key`` when it is the kind of value it should be (else empty: the schema said so)."""
+        value = self.data.get(key)
+        if not isinstance(value, kind):
+            return kind()
+        if isinstance(value, dict):
+            # A name that is not text was refused by the schema; no condition could name it.
+            return {k: v for k, v in value.items() if isinstance(k, str)}
+        return value
+
+
+class _Builder:
+    """Turns rule files into a Policy, collecting every problem on the way.
+
+    Parts of a file its schema refused are not built, but the names they
+    define still count as defined (their own problem is already reported).
+    When a file could not be read at all (``complete`` false), what it
+    defines is unknown, so no name is reported as undefined and no default
+    or rule as missing: those could be in the unread file.
+    """
+
+    def __init__(self, documents: list[_RuleFile], tz: zoneinfo.ZoneInfo, calendar: SchoolCalendar,
+                 device_overrides: dict[str, list[str]], digest, *, complete: bool = True):
         self.documents = documents
+        self.complete = complete and all(d.names_known() for d in documents)
         self.tz = tz
         self.calendar = calendar
         self.device_overrides = device_overrides
@@ -209,34 +257,41 @@ class _Builder:
         default = None
         for located in self.documents:
             data = located.data
-            region = data.get("bank_holidays", region)
-            name = name or (data.get("policy") or {}).get("name", "")
+            if located.sound("bank_holidays"):
+                region = data.get("bank_holidays", region)
+            if located.sound("policy"):
+                name = name or (data.get("policy") or {}).get("name", "")
             if "default" in data:
                 if default is not None:
                     self.problems.append(located.problem(("default",), Code.RULES_DEFAULT,
                                                          "the default verdict is set in two files",
                                                          f"It is already set in {default[1].file}; keep one.",
                                                          key=True))
-                default = (data["default"], located)
-        if default is None:
+                # A default the schema refused is still set (its problem is reported): never "no default".
+                default = (data["default"] if located.sound("default") else {"verdict": "block"}, located)
+        if default is None and self.complete:
             first = self.documents[0] if self.documents else Located({}, "<policy>")
             self.problems.append(first.problem((), Code.RULES_DEFAULT, "the policy has no default verdict",
                                                "Add `default: {verdict: allow}` (or block) so the outcome when "
                                                "no rule matches is explicit."))
             default = ({"verdict": "block"}, first)
+        default = default or ({"verdict": "block"}, self.documents[0])
         bank = BankHolidays(region)
         windows = self._windows(bank)
         lists = self._lists()
         devices = self._devices()
         teachers = self._teachers()
         rules, compilers = self._rules(windows, lists, devices, teachers)
-        if not rules and not self.problems:
+        if not rules and not self.problems and self.complete and not any(d.broken for d in self.documents):
             self.problems.append(self.documents[0].problem((), Code.RULES_EMPTY, "the policy has no rules",
                                                            "Add rules under `rules:`."))
         for kind, name in self.indexes.text.build():
             where = lists[name].file if kind != "regex" and name in lists else None
             self.problems.append(Problem(Code.LIST_SIZE, f"{kind} {name!r} is too large to search in linear time",
                                          where or self.documents[0].file, hint="Split it into several lists."))
+        if not self.complete:
+            # A name may be defined in what could not be read: saying it is undefined could be wrong.
+            self.problems = [p for p in self.problems if p.code != Code.RULES_UNDEFINED]
         self.digest.update(json.dumps({
             "timezone": str(self.tz), "calendar": self.calendar.digest,
             "device_groups": self.device_overrides}, sort_keys=True).encode())
@@ -249,8 +304,8 @@ class _Builder:
     def _windows(self, bank: BankHolidays) -> dict[str, Window]:
         windows = {}
         for located in self.documents:
-            for name, spec in (located.data.get("windows") or {}).items():
-                if not self._once(located, "windows", name):
+            for name, spec in located.section("windows", dict).items():
+                if not self._once(located, "windows", name) or not located.sound("windows", name):
                     continue
                 start, end = minutes(spec["from"]), minutes(spec["to"])
                 if spec["from"] == "24:00" or end <= start:
@@ -267,8 +322,8 @@ class _Builder:
         lists = {}
         for located in self.documents:
             folder = Path(located.file).parent
-            for name, spec in (located.data.get("lists") or {}).items():
-                if not self._once(located, "lists", name):
+            for name, spec in located.section("lists", dict).items():
+                if not self._once(located, "lists", name) or not located.sound("lists", name):
                     continue
                 if "phrases" in spec:
                     entries = tuple(normalise(p) for p in spec["phrases"])
@@ -302,10 +357,13 @@ class _Builder:
         sources: dict[str, str] = {}
         replaced: dict[str, str] = {}
         for located in self.documents:
-            for name, cidrs in (located.data.get("device_groups") or {}).items():
+            for name, cidrs in located.section("device_groups", dict).items():
                 if not self._once(located, "device_groups", name):
                     continue
                 sources[name] = Path(located.file).name
+                if not located.sound("device_groups", name):
+                    groups[name] = ()  # still defined: its own problem is reported
+                    continue
                 groups[name] = self._networks(cidrs, lambda i, n=name, c=cidrs, loc=located: loc.problem(
                     ("device_groups", n, i), Code.RULES_NETWORK, f"{c[i]!r} is not a network",
                     "Write a CIDR block such as 10.20.0.0/16."))
@@ -331,9 +389,9 @@ class _Builder:
     def _teachers(self) -> dict[str, frozenset[str]]:
         groups = {}
         for located in self.documents:
-            for name, ids in (located.data.get("teacher_groups") or {}).items():
+            for name, ids in located.section("teacher_groups", dict).items():
                 if self._once(located, "teacher_groups", name):
-                    groups[name] = frozenset(ids)
+                    groups[name] = frozenset(ids) if located.sound("teacher_groups", name) else frozenset()
         return groups
 
     def _rules(self, windows, lists, devices, teachers) -> tuple[list[Rule], list[Compiler]]:
@@ -341,28 +399,28 @@ class _Builder:
         compilers = []
         seen: dict[str, tuple[str, int]] = {}
         word_lists = {name: wl.entries for name, wl in lists.items()}
-        # Names that failed to load are still "defined": their own problem is already reported.
+        # Names that failed to load are still "defined", in every file: their own problem is already reported.
+        known_windows: dict[str, Window | None] = dict(windows)
         for located in self.documents:
-            for name in located.data.get("lists") or {}:
+            for name in located.section("lists", dict):
                 word_lists.setdefault(name, ())
-            compiler = Compiler(located, windows={**windows, **{n: None for n in (located.data.get("windows") or {})
-                                                                if n not in windows}},
+            for name in located.section("windows", dict):
+                known_windows.setdefault(name, None)
+        for located in self.documents:
+            compiler = Compiler(located, windows=known_windows,
                                 lists=word_lists, devices=devices, teacher_groups=teachers, problems=self.problems,
                                 text=self.indexes.text)
             compilers.append(compiler)
-            for i, spec in enumerate(located.data.get("rules") or []):
+            for i, spec in enumerate(located.section("rules", list)):
                 path = ("rules", i)
                 line = located.mark(path)[0]
-                if spec["id"] in seen:
-                    first_file, first_line = seen[spec["id"]]
-                    self.problems.append(located.problem(path + ("id",), Code.RULES_DUPLICATE_ID,
-                                                         f"rule id {spec['id']!r} is used twice",
-                                                         f"It is first used at {first_file}:{first_line}; "
-                                                         "rename one."))
+                if not located.sound(*path):
+                    self._broken_rule(located, path, spec, compiler, seen)
                     continue
-                seen[spec["id"]] = (located.file, line)
+                if not self._new_id(located, path, spec["id"], seen):
+                    continue
                 verdict = Verdict(spec["verdict"])
-                release = self._release_window(located, path, spec, verdict, windows)
+                release = self._release_window(located, path, spec, verdict, known_windows)
                 compiler.language_used = []
                 test = compiler.compile(spec["when"], path + ("when",), root=True)
                 description = spec.get("description") or spec["clause"]
@@ -375,6 +433,32 @@ class _Builder:
                                   exemptable=spec.get("exemptable", True), file=located.file, line=line,
                                   match=match, language=tuple(compiler.language_used)))
         return rules, compilers
+
+    def _new_id(self, located: Located, path: tuple, rule_id: str, seen: dict[str, tuple[str, int]]) -> bool:
+        """Whether the rule id is not used before (else a problem says where it was first used)."""
+        if rule_id in seen:
+            first_file, first_line = seen[rule_id]
+            self.problems.append(located.problem(path + ("id",), Code.RULES_DUPLICATE_ID,
+                                                 f"rule id {rule_id!r} is used twice",
+                                                 f"It is first used at {first_file}:{first_line}; rename one."))
+            return False
+        seen[rule_id] = (located.file, located.mark(path)[0])
+        return True
+
+    def _broken_rule(self, located: _RuleFile, path: tuple, spec, compiler: Compiler,
+                     seen: dict[str, tuple[str, int]]) -> None:
+        """What can be checked of a rule the schema refused: the parts of it the schema did not.
+
+        Its id must still be new and the names its condition uses defined; the
+        rule itself is not built (the policy is refused for its problem anyway).
+        """
+        if not isinstance(spec, dict):
+            return
+        if "id" in spec and located.sound(*path, "id"):
+            self._new_id(located, path, spec["id"], seen)
+        if "when" in spec and located.sound(*path, "when"):
+            compiler.language_used = []
+            compiler.compile(spec["when"], path + ("when",), root=True)
 
     def _release_window(self, located, path, spec, verdict, windows) -> Window | None:
         name = spec.get("release_window")
