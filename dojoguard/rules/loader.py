@@ -192,7 +192,12 @@ def in_file_order(problems: list[Problem], files: list[Path]) -> list[Problem]:
 
 @dataclass
 class _RuleFile(Located):
-    """A rule file as the builder reads it: with the parts its schema refused."""
+    """A rule file as the builder reads it: with the parts its schema refused, and problems that name the rule.
+
+    A problem inside a rule says which rule, by id where it has one, as the
+    schema's own problems do: ``rules[late-messages].when.outside: no window
+    named 'school-hour'`` (still at the line and column of the value).
+    """
 
     broken: frozenset[tuple] = frozenset()
 
@@ -214,6 +219,12 @@ class _RuleFile(Located):
             # A name that is not text was refused by the schema; no condition could name it.
             return {k: v for k, v in value.items() if isinstance(k, str)}
         return value
+
+    def problem(self, path, code: str, message: str, hint: str = "", *, key: bool = False) -> Problem:
+        path = tuple(path)
+        if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+            message = f"{schemaproblems.dotted(path, self.data)}: {message}"
+        return super().problem(path, code, message, hint, key=key)
 
 
 class _Builder:

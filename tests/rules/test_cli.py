@@ -87,6 +87,14 @@ def test_rules_check_reports_every_problem(settings):
     assert "Hint: Did you mean 'verdict'?" in result.output
 
 
+def test_rules_check_names_the_rule_a_problem_is_in(settings):
+    """A problem inside a rule reads `rules[late].when.outside`, after its file:line:column."""
+    result = run(settings, "rules", "check", str(HERE / "invalid" / "undefined-window.yaml"))
+    assert result.exit_code == 2, result.output
+    assert "undefined-window.yaml:8:21: DG-RULES-UNDEFINED rules[late].when.outside: no window named 'school-hour'" \
+        in result.output
+
+
 def test_rules_check_warns_when_the_calendar_runs_out(settings):
     """`rules check` warns (without failing) when the school calendar is about to end."""
     calendar = builtin_path().parent / "example.calendar.yaml"

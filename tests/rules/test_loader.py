@@ -181,3 +181,38 @@ def test_every_single_value_of_the_shipped_rules_broken_in_turn_never_crashes(tm
             load_policy(target)
         except FileProblems:
             pass
+
+
+def _messages(path: Path) -> list[tuple[int, int, str]]:
+    with pytest.raises(FileProblems) as caught:
+        load_policy(path)
+    return [(p.line, p.column, p.message) for p in caught.value.problems]
+
+
+def test_a_problem_inside_a_rule_names_the_rule_by_its_id(tmp_path: Path):
+    """Meaning problems say which rule, by id, as structure problems do, and keep their line and column."""
+    text = HEAD + _rule("late", "{kind: message.send, outside: school-hour}") \
+        + _rule("late", "{kind: story.post}") \
+        + _rule("held", "{kind: message.send}", "    release_window: school-hours")
+    assert _messages(write(tmp_path / "rules.yaml", text)) == [
+        (6, 41, "rules[late].when.outside: no window named 'school-hour'"),
+        (10, 9, "rules[late].id: rule id 'late' is used twice"),
+        (20, 5, "rules[held].release_window: `release_window` only applies to verdict defer"),
+    ]
+
+
+def test_a_rule_without_an_id_is_named_by_its_position(tmp_path: Path):
+    """No id to name it by: its position, counted from 0, for the structure and the meaning problem alike."""
+    text = HEAD + _rule("a", "{kind: message.send}") + _rule("b", "{phrases: absence}").replace("  - id: b\n    ", "  - ")
+    assert _messages(write(tmp_path / "rules.yaml", text)) == [
+        (10, 5, "rules.1: the key 'id' is missing"),
+        (10, 21, "rules.1.when.phrases: no list named 'absence'"),
+    ]
+
+
+def test_problems_outside_the_rules_read_as_before(tmp_path: Path):
+    """Windows, lists and groups name themselves in their messages already: no path is put in front."""
+    text = "default: {verdict: allow}\nwindows:\n  late: {days: [mon], from: '17:00', to: '08:00'}\nrules:\n" \
+        + _rule("a", "{kind: message.send}")
+    assert _messages(write(tmp_path / "rules.yaml", text)) == [
+        (3, 42, "window 'late' closes (08:00) before it opens (17:00)")]
