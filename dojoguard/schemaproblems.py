@@ -69,6 +69,35 @@ def check(located: Located, schema: jsonschema.Draft202012Validator, codes: Sche
     return sorted(problems, key=lambda p: (p.line, p.column))
 
 
+def broken_parts(data: Any, schema: jsonschema.Draft202012Validator) -> frozenset[tuple]:
+    """The paths of the parts of ``data`` the schema refuses, so that a reader can build the rest.
+
+    A part is the value at the error's path, except that an unknown key, a
+    missing key and a refused name are parts of their own (``P + (key,)``):
+    a misspelt key breaks the item it is in, not its neighbours. Errors are
+    taken as jsonschema gives them (an ``anyOf`` that failed breaks the whole
+    value, not only the branch the message names).
+    """
+    parts = set()
+    for error in schema.iter_errors(data):
+        path = tuple(error.absolute_path)
+        if "propertyNames" in error.absolute_schema_path:
+            parts.add(path + (error.instance,))
+        elif error.validator == "additionalProperties" and isinstance(error.instance, dict) \
+                and isinstance(error.schema, dict):
+            parts.update(path + (k,) for k in _extra_keys(error.instance, error.schema))
+        elif error.validator == "required" and isinstance(error.instance, dict):
+            parts.update(path + (k,) for k in error.validator_value if k not in error.instance)
+        else:
+            parts.add(path)
+    return frozenset(parts)
+
+
+def sound(broken: frozenset[tuple] | set[tuple], path: tuple) -> bool:
+    """Whether the part at ``path`` is clear of every broken part: none inside it, and none above it."""
+    return not any(b[:len(path)] == path or path[:len(b)] == b for b in broken)
+
+
 def explain(located: Located, error: ValidationError, codes: SchemaCodes, *,
             replaced: Mapping[tuple, str] | None = None, misspelt: frozenset | set = frozenset()) -> list[Problem]:
     """The problems one jsonschema error stands for (one per unknown or missing key), with hints."""

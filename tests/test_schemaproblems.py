@@ -269,3 +269,18 @@ def test_every_pattern_in_the_shipped_schemas_is_explained_in_words():
     bare = [f"{schema.name}{where}" for schema in schemas
             for where in _patterns_without_words(json.loads(schema.read_text("utf-8")))]
     assert bare == []
+
+
+def test_broken_parts_are_the_refused_values_and_the_unknown_missing_or_misnamed_keys():
+    """What a reader must skip: a misspelt or missing key breaks its item, a bad name its own entry, not the rest."""
+    schema = schemaproblems.validator("dojoguard.rules", "schema.json")
+    data = {"windows": {"Bad Name": {"days": ["mon"], "from": "08:00", "to": "17:00"},
+                        "day": {"days": ["mon"], "from": 800, "to": "17:00"}},
+            "rules": [{"id": "a", "when": {"kind": "message.send"}, "verdic": "block", "notice": "n", "clause": "c"},
+                      {"id": "b", "when": {"kind": "message.send"}, "verdict": "block", "notice": "n", "clause": "c"}],
+            "colour": "red"}
+    broken = schemaproblems.broken_parts(data, schema)
+    assert broken == {("windows", "Bad Name"), ("windows", "day", "from"), ("rules", 0, "verdic"),
+                      ("rules", 0, "verdict"), ("colour",)}
+    assert not schemaproblems.sound(broken, ("rules", 0)) and schemaproblems.sound(broken, ("rules", 0, "when"))
+    assert schemaproblems.sound(broken, ("rules", 1)) and not schemaproblems.sound(broken, ("windows",))

@@ -16,6 +16,7 @@ from dojoguard.rules.action import Action, ActionError
 from dojoguard.rules.reachable import unreachable_rules
 from dojoguard.rules.casebook import Outcome, load_casebook, run_cases
 from dojoguard.rules.codes import Code
+from dojoguard.rules.devices import SETTINGS
 from dojoguard.names import UNSEEN, NameProblem
 from dojoguard.names_cli import labelled, name_table, open_names
 from dojoguard.rules.exemption_trail import granted_fields
@@ -129,6 +130,8 @@ def rules_check(env: Environment, path: str | None, calendar: Path | None) -> No
     policy = _load(env, _policy_source(env, path), calendar=calendar)
     click.echo(f"ok: {policy.name or 'policy'}: {len(policy.rules)} rules, {len(policy.windows)} windows, "
                f"{len(policy.lists)} lists; revision {policy.revision[:16]}")
+    for line in _device_groups(policy, _settings(env)):
+        click.echo(line)
     for warning in _calendar_warnings(policy, env.clock.now()):
         click.echo(f"warning: {warning}", err=True)
     for warning in unreachable_rules(policy.rules):
@@ -282,7 +285,24 @@ def _device_groups_said(policy: Policy, action: Action, config) -> list[str]:
 
     A `decide` run without the school's settings counts only this computer as
     a school device; saying so is the difference between a puzzling "block"
-    and an obvious one.
+    and an obvious one. The address is only printed here, never recorded.
+    """
+    devices = policy.devices
+    lines = _device_groups(policy, config)
+    if lines and action.device_address:
+        found = devices.found_in(action.device_address)
+        where = ", ".join(f"{name} ({_from(source, short=True)})" for name, source in found)
+        lines.append(f"device {action.device_address}: " + (
+            f"in group{'s' if len(found) > 1 else ''} {where}" if found else "in no device group"))
+    return lines
+
+
+def _device_groups(policy: Policy, config) -> list[str]:
+    """A line for each device group, its networks and where it came from, and one for each the settings replaced.
+
+    A group in the settings (`proxy.device_groups`) replaces the rule file's
+    group of the same name; `rules check` and `decide` say so, so an edit to
+    the rule file's networks that changes nothing is not a mystery.
     """
     devices = policy.devices
     if devices is None or not devices.groups:
@@ -290,13 +310,18 @@ def _device_groups_said(policy: Policy, action: Action, config) -> list[str]:
     settings = "the embedded default settings" if config.source.startswith("<") else f"the settings file {config.source}"
     lines = []
     for name, networks in sorted(devices.groups.items()):
-        source = devices.sources.get(name, "")
-        source = source.replace("the settings", settings, 1)
-        lines.append(f"device group {name}: {', '.join(map(str, networks)) or 'no networks'} (from {source})")
-    if action.device_address:
-        inside = sorted(devices.of(action.device_address))
-        lines.append(f"device {action.device_address} is in: {', '.join(inside) if inside else 'no device group'}")
+        lines.append(f"device group {name}: {', '.join(map(str, networks)) or 'no networks'} "
+                     f"(from {_from(devices.sources.get(name, ''), settings=settings)})")
+        if name in devices.replaced:
+            lines.append(f"device group {name}: the settings' group replaces the one in the rule file "
+                         f"{devices.replaced[name]}")
     return lines
+
+
+def _from(source: str, *, settings: str = "the settings", short: bool = False) -> str:
+    if source == SETTINGS:
+        return "from the settings" if short else f"{settings} (proxy.device_groups)"
+    return f"from the rule file {source}" if short else f"the rule file {source}"
 
 
 # -- exempt -----------------------------------------------------------------

@@ -7,16 +7,29 @@ import socket
 
 _NOTHING: frozenset[str] = frozenset()
 
+# Where a group from the deployment's settings (proxy.device_groups) was defined.
+SETTINGS = "settings"
+
 
 class DeviceGroups:
-    """Named CIDR groups, with each address's groups remembered after the first lookup."""
+    """Named CIDR groups, with each address's groups remembered after the first lookup.
+
+    A group in the settings replaces the rule file's group of the same name:
+    the settings hold the school's own networks, the rule file an example.
+    ``sources`` says where each group in force was defined, ``replaced``
+    which rule-file groups the settings replaced; `rules check` and `decide`
+    say both.
+    """
 
     _CACHE_LIMIT = 4096
 
-    def __init__(self, groups: dict[str, tuple], sources: dict[str, str] | None = None):
+    def __init__(self, groups: dict[str, tuple], sources: dict[str, str] | None = None,
+                 replaced: dict[str, str] | None = None):
         self.groups = groups
-        # Where each group was defined ("settings", or the rule file's name): `decide` says so.
+        # Where each group was defined: SETTINGS, or the name of the rule file.
         self.sources = sources or {}
+        # Group name -> the name of the rule file whose group of that name the settings replaced.
+        self.replaced = replaced or {}
         # (name, version, network as int, mask as int): membership is two integer operations.
         self._networks = [(name, net.version, int(net.network_address), int(net.netmask))
                           for name, nets in groups.items() for net in nets]
@@ -36,6 +49,10 @@ class DeviceGroups:
                 self._cache = {None: _NOTHING}
             self._cache[address] = found
         return found
+
+    def found_in(self, address: str | None) -> list[tuple[str, str]]:
+        """The groups ``address`` is in, by name, each with where it was defined (see ``sources``)."""
+        return [(name, self.sources.get(name, "")) for name in sorted(self.of(address))]
 
     @staticmethod
     def is_known(address: str | None) -> bool:

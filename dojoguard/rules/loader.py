@@ -2,7 +2,10 @@
 
 Loading is atomic: ``load_policy`` returns a complete new ``Policy`` or raises
 ``FileProblems`` with every problem of every file, so a running proxy can
-keep its last good policy when an edit is broken.
+keep its last good policy when an edit is broken. Every problem means every
+one in one pass: a rule file that fails its schema is still built, all but
+the parts the schema refused, so that its other mistakes (an undefined name,
+a window that closes before it opens) are reported with its structure ones.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import ipaddress
 import json
 import zoneinfo
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -21,7 +25,7 @@ from dojoguard.rules.codes import Code
 from dojoguard.rules.checks import Check
 from dojoguard.rules.conditions import Compiler, comparison, kinds_of, needs_of
 from dojoguard.rules.decision import Alert, Match, Verdict
-from dojoguard.rules.devices import DeviceGroups
+from dojoguard.rules.devices import SETTINGS, DeviceGroups
 from dojoguard.rules.engine import Policy, Rule
 from dojoguard.rules.facts import Indexes
 from dojoguard.rules.phrases import WordList, normalise, read_list_file
@@ -43,6 +47,8 @@ CALENDAR_SUFFIX = ".calendar.yaml"
 # Top-level keys that mark a file as a rule file, a school calendar or companion tests.
 _CALENDAR_KEYS = frozenset({"school", "terms", "inset_days", "closures"})
 _TESTS_KEYS = frozenset({"cases", "action_defaults"})
+# The top-level keys that define no names conditions use.
+_UNNAMED_SECTIONS = frozenset({"policy", "bank_holidays", "default", "rules", "checks"})
 
 
 def builtin_folder(example: str = EXAMPLES[0]) -> Path:
@@ -142,26 +148,34 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
         calendar = builtin_calendar()
     files = policy_files(source, calendar=calendar)
     problems: list[Problem] = []
-    documents: list[Located] = []
+    documents: list[_RuleFile] = []
     digest = hashlib.sha256()
+    skipped = False  # a file that could not be read as rules at all: what it defines is unknown
     for path in files:
         try:
             located = yamlfile.load(path)
         except FileProblems as exc:
             problems.extend(exc.problems)
+            skipped = True
             continue
         if located.data is None:
             located.data = {}
         misplaced = not_a_rule_file(located)
         if misplaced is not None:
             problems.append(misplaced)
+            skipped = True
             continue
         schema = schemaproblems.validator("dojoguard.rules", "schema.json")
         found = schemaproblems.check(located, schema, codes.RULES)
         problems.extend(found)
-        if not found:
-            documents.append(located)
+        # Built even when the schema refused some of it (all but the refused parts), so that
+        # every problem is found in one pass; a document that is not a mapping has no parts.
+        if isinstance(located.data, dict):
+            broken = schemaproblems.broken_parts(located.data, schema) if found else frozenset()
+            documents.append(_RuleFile(located.data, located.file, located.marks, located.key_marks, broken))
             digest.update(b"rules\0" + path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        else:
+            skipped = True
     try:
         tz = zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -174,12 +188,12 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
             school_calendar = load_calendar(calendar)
         except FileProblems as exc:
             problems.extend(exc.problems)
-    if problems:
+    if not documents:
         raise FileProblems(in_file_order(problems, files))
-    builder = _Builder(documents, tz, school_calendar, device_groups or {}, digest)
+    builder = _Builder(documents, tz, school_calendar, device_groups or {}, digest, complete=not skipped)
     policy = builder.build()
-    if builder.problems:
-        raise FileProblems(in_file_order(builder.problems, files))
+    if problems or builder.problems:
+        raise FileProblems(in_file_order(problems + builder.problems, files))
     return policy
 
 
@@ -189,12 +203,57 @@ def in_file_order(problems: list[Problem], files: list[Path]) -> list[Problem]:
     return sorted(problems, key=lambda p: (rank.get(p.file, len(rank)), p.file, p.line, p.column))
 
 
-class _Builder:
-    """Turns schema-checked documents into a Policy, collecting every problem on the way."""
+@dataclass
+class _RuleFile(Located):
+    """A rule file as the builder reads it: with the parts its schema refused, and problems that name the rule.
 
-    def __init__(self, documents: list[Located], tz: zoneinfo.ZoneInfo, calendar: SchoolCalendar,
-                 device_overrides: dict[str, list[str]], digest):
+    A problem inside a rule says which rule, by id where it has one, as the
+    schema's own problems do: ``rules[late-messages].when.outside: no window
+    named 'school-hour'`` (still at the line and column of the value).
+    """
+
+    broken: frozenset[tuple] = frozenset()
+
+    def sound(self, *path) -> bool:
+        """Whether the part at ``path`` passed the schema (nothing in it or above it refused), so can be built."""
+        return schemaproblems.sound(self.broken, path)
+
+    def names_known(self) -> bool:
+        """Whether every name the file defines could be read: no section of names, or unknown
+        top-level key (a misspelt `windows:`), was refused whole."""
+        return not any(len(b) <= 1 and (not b or b[0] not in _UNNAMED_SECTIONS) for b in self.broken)
+
+    def section(self, key: str, kind: type) -> dict | list:
+        """The top-level ``key`` when it is the kind of value it should be (else empty: the schema said so)."""
+        value = self.data.get(key)
+        if not isinstance(value, kind):
+            return kind()
+        if isinstance(value, dict):
+            # A name that is not text was refused by the schema; no condition could name it.
+            return {k: v for k, v in value.items() if isinstance(k, str)}
+        return value
+
+    def problem(self, path, code: str, message: str, hint: str = "", *, key: bool = False) -> Problem:
+        path = tuple(path)
+        if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+            message = f"{schemaproblems.dotted(path, self.data)}: {message}"
+        return super().problem(path, code, message, hint, key=key)
+
+
+class _Builder:
+    """Turns rule files into a Policy, collecting every problem on the way.
+
+    Parts of a file its schema refused are not built, but the names they
+    define still count as defined (their own problem is already reported).
+    When a file could not be read at all (``complete`` false), what it
+    defines is unknown, so no name is reported as undefined and no default
+    or rule as missing: those could be in the unread file.
+    """
+
+    def __init__(self, documents: list[_RuleFile], tz: zoneinfo.ZoneInfo, calendar: SchoolCalendar,
+                 device_overrides: dict[str, list[str]], digest, *, complete: bool = True):
         self.documents = documents
+        self.complete = complete and all(d.names_known() for d in documents)
         self.tz = tz
         self.calendar = calendar
         self.device_overrides = device_overrides
@@ -224,21 +283,25 @@ class _Builder:
         default = None
         for located in self.documents:
             data = located.data
-            region = data.get("bank_holidays", region)
-            name = name or (data.get("policy") or {}).get("name", "")
+            if located.sound("bank_holidays"):
+                region = data.get("bank_holidays", region)
+            if located.sound("policy"):
+                name = name or (data.get("policy") or {}).get("name", "")
             if "default" in data:
                 if default is not None:
                     self.problems.append(located.problem(("default",), Code.RULES_DEFAULT,
                                                          "the default verdict is set in two files",
                                                          f"It is already set in {default[1].file}; keep one.",
                                                          key=True))
-                default = (data["default"], located)
-        if default is None:
+                # A default the schema refused is still set (its problem is reported): never "no default".
+                default = (data["default"] if located.sound("default") else {"verdict": "block"}, located)
+        if default is None and self.complete:
             first = self.documents[0] if self.documents else Located({}, "<policy>")
             self.problems.append(first.problem((), Code.RULES_DEFAULT, "the policy has no default verdict",
                                                "Add `default: {verdict: allow}` (or block) so the outcome when "
                                                "no rule matches is explicit."))
             default = ({"verdict": "block"}, first)
+        default = default or ({"verdict": "block"}, self.documents[0])
         bank = BankHolidays(region)
         windows = self._windows(bank)
         incomplete = [w for w in windows.values() if w.outside_calendar == INCOMPLETE]
@@ -252,13 +315,16 @@ class _Builder:
         teachers = self._teachers()
         rules, compilers = self._rules(windows, lists, devices, teachers)
         checks = self._checks(compilers)
-        if not rules and not self.problems:
+        if not rules and not self.problems and self.complete and not any(d.broken for d in self.documents):
             self.problems.append(self.documents[0].problem((), Code.RULES_EMPTY, "the policy has no rules",
                                                            "Add rules under `rules:`."))
         for kind, name in self.indexes.text.build():
             where = lists[name].file if kind != "regex" and name in lists else None
             self.problems.append(Problem(Code.LIST_SIZE, f"{kind} {name!r} is too large to search in linear time",
                                          where or self.documents[0].file, hint="Split it into several lists."))
+        if not self.complete:
+            # A name may be defined in what could not be read: saying it is undefined could be wrong.
+            self.problems = [p for p in self.problems if p.code != Code.RULES_UNDEFINED]
         self.digest.update(json.dumps({
             "timezone": str(self.tz), "calendar": self.calendar.digest,
             "device_groups": self.device_overrides}, sort_keys=True).encode())
@@ -272,8 +338,8 @@ class _Builder:
     def _windows(self, bank: BankHolidays) -> dict[str, Window]:
         windows = {}
         for located in self.documents:
-            for name, spec in (located.data.get("windows") or {}).items():
-                if not self._once(located, "windows", name):
+            for name, spec in located.section("windows", dict).items():
+                if not self._once(located, "windows", name) or not located.sound("windows", name):
                     continue
                 start, end = minutes(spec["from"]), minutes(spec["to"])
                 if spec["from"] == "24:00" or end <= start:
@@ -290,8 +356,8 @@ class _Builder:
         lists = {}
         for located in self.documents:
             folder = Path(located.file).parent
-            for name, spec in (located.data.get("lists") or {}).items():
-                if not self._once(located, "lists", name):
+            for name, spec in located.section("lists", dict).items():
+                if not self._once(located, "lists", name) or not located.sound("lists", name):
                     continue
                 if "phrases" in spec:
                     entries = tuple(normalise(p) for p in spec["phrases"])
@@ -323,22 +389,27 @@ class _Builder:
     def _devices(self) -> DeviceGroups:
         groups: dict[str, tuple] = {}
         sources: dict[str, str] = {}
+        replaced: dict[str, str] = {}
         for located in self.documents:
-            for name, cidrs in (located.data.get("device_groups") or {}).items():
+            for name, cidrs in located.section("device_groups", dict).items():
                 if not self._once(located, "device_groups", name):
                     continue
-                sources[name] = f"the rule file {Path(located.file).name}"
+                sources[name] = Path(located.file).name
+                if not located.sound("device_groups", name):
+                    groups[name] = ()  # still defined: its own problem is reported
+                    continue
                 groups[name] = self._networks(cidrs, lambda i, n=name, c=cidrs, loc=located: loc.problem(
                     ("device_groups", n, i), Code.RULES_NETWORK, f"{c[i]!r} is not a network",
                     "Write a CIDR block such as 10.20.0.0/16."))
         for name, cidrs in self.device_overrides.items():
-            # The deployment's own network layout replaces the rule file's example.
-            sources[name] = "the settings (proxy.device_groups)" + (
-                ", replacing the rule file's group of that name" if name in sources else "")
+            # The deployment's own network layout replaces the rule file's example (and says so).
+            if name in sources:
+                replaced[name] = sources[name]
+            sources[name] = SETTINGS
             groups[name] = self._networks(list(cidrs), lambda i, n=name, c=cidrs: Problem(
                 Code.RULES_NETWORK, f"device group {n!r}: {c[i]!r} is not a network", "<device_groups>",
                 hint="Write a CIDR block such as 10.20.0.0/16."))
-        return DeviceGroups(groups, sources)
+        return DeviceGroups(groups, sources, replaced)
 
     def _networks(self, cidrs: list[str], problem) -> tuple:
         networks = []
@@ -352,9 +423,9 @@ class _Builder:
     def _teachers(self) -> dict[str, frozenset[str]]:
         groups = {}
         for located in self.documents:
-            for name, ids in (located.data.get("teacher_groups") or {}).items():
+            for name, ids in located.section("teacher_groups", dict).items():
                 if self._once(located, "teacher_groups", name):
-                    groups[name] = frozenset(ids)
+                    groups[name] = frozenset(ids) if located.sound("teacher_groups", name) else frozenset()
         return groups
 
     def _rules(self, windows, lists, devices, teachers) -> tuple[list[Rule], list[Compiler]]:
@@ -362,28 +433,28 @@ class _Builder:
         compilers = []
         seen: dict[str, tuple[str, int]] = {}
         word_lists = {name: wl.entries for name, wl in lists.items()}
-        # Names that failed to load are still "defined": their own problem is already reported.
+        # Names that failed to load are still "defined", in every file: their own problem is already reported.
+        known_windows: dict[str, Window | None] = dict(windows)
         for located in self.documents:
-            for name in located.data.get("lists") or {}:
+            for name in located.section("lists", dict):
                 word_lists.setdefault(name, ())
-            compiler = Compiler(located, windows={**windows, **{n: None for n in (located.data.get("windows") or {})
-                                                                if n not in windows}},
+            for name in located.section("windows", dict):
+                known_windows.setdefault(name, None)
+        for located in self.documents:
+            compiler = Compiler(located, windows=known_windows,
                                 lists=word_lists, devices=devices, teacher_groups=teachers, problems=self.problems,
                                 text=self.indexes.text, tallies=self.tallies, timezone=self.tz)
             compilers.append(compiler)
-            for i, spec in enumerate(located.data.get("rules") or []):
+            for i, spec in enumerate(located.section("rules", list)):
                 path = ("rules", i)
                 line = located.mark(path)[0]
-                if spec["id"] in seen:
-                    first_file, first_line = seen[spec["id"]]
-                    self.problems.append(located.problem(path + ("id",), Code.RULES_DUPLICATE_ID,
-                                                         f"rule id {spec['id']!r} is used twice",
-                                                         f"It is first used at {first_file}:{first_line}; "
-                                                         "rename one."))
+                if not located.sound(*path):
+                    self._broken_rule(located, path, spec, compiler, seen)
                     continue
-                seen[spec["id"]] = (located.file, line)
+                if not self._new_id(located, path, spec["id"], seen):
+                    continue
                 verdict = Verdict(spec["verdict"])
-                release = self._release_window(located, path, spec, verdict, windows)
+                release = self._release_window(located, path, spec, verdict, known_windows)
                 compiler.language_used = []
                 compiler.strikes_used = False
                 test = compiler.compile(spec["when"], path + ("when",), root=True)
@@ -404,8 +475,10 @@ class _Builder:
         checks: list[Check] = []
         seen: set[str] = set()
         for located, compiler in zip(self.documents, compilers, strict=True):
-            for i, spec in enumerate(located.data.get("checks") or []):
+            for i, spec in enumerate(located.section("checks", list)):
                 path = ("checks", i)
+                if not located.sound(*path):
+                    continue  # its own problem is reported; the rest is still checked
                 if spec["id"] in seen:
                     self.problems.append(located.problem(path + ("id",), Code.RULES_DUPLICATE_ID,
                                                          f"check id {spec['id']!r} is used twice", "Rename one."))
@@ -428,6 +501,32 @@ class _Builder:
                     comparison=next(k for k in ("at_least", "more_than", "fewer_than", "at_most") if k in count),
                     per=per, alert=_alert(spec.get("alert")), file=located.file, line=located.mark(path)[0]))
         return checks
+
+    def _new_id(self, located: Located, path: tuple, rule_id: str, seen: dict[str, tuple[str, int]]) -> bool:
+        """Whether the rule id is not used before (else a problem says where it was first used)."""
+        if rule_id in seen:
+            first_file, first_line = seen[rule_id]
+            self.problems.append(located.problem(path + ("id",), Code.RULES_DUPLICATE_ID,
+                                                 f"rule id {rule_id!r} is used twice",
+                                                 f"It is first used at {first_file}:{first_line}; rename one."))
+            return False
+        seen[rule_id] = (located.file, located.mark(path)[0])
+        return True
+
+    def _broken_rule(self, located: _RuleFile, path: tuple, spec, compiler: Compiler,
+                     seen: dict[str, tuple[str, int]]) -> None:
+        """What can be checked of a rule the schema refused: the parts of it the schema did not.
+
+        Its id must still be new and the names its condition uses defined; the
+        rule itself is not built (the policy is refused for its problem anyway).
+        """
+        if not isinstance(spec, dict):
+            return
+        if "id" in spec and located.sound(*path, "id"):
+            self._new_id(located, path, spec["id"], seen)
+        if "when" in spec and located.sound(*path, "when"):
+            compiler.language_used = []
+            compiler.compile(spec["when"], path + ("when",), root=True)
 
     def _release_window(self, located, path, spec, verdict, windows) -> Window | None:
         name = spec.get("release_window")

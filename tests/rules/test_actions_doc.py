@@ -54,5 +54,5 @@ def test_without_the_schools_settings_the_device_is_named_outside_every_group(tm
                                       "--action", str(tmp_path / "points.json")])
     decision = json.loads(result.stdout)
     assert decision["verdict"] == "block" and [m["rule"] for m in decision["matched"]] == ["school-devices"]
-    assert "device 10.20.1.5 is in: no device group" in result.stderr
+    assert "device 10.20.1.5: in no device group" in result.stderr
     assert "device group school-devices: 127.0.0.0/8, ::1/128 (from the settings file" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,12 +40,59 @@ def test_rules_check_builtin(settings):
     assert "ok: St Wilfrid's" in result.output and "23 rules" in result.output
 
 
+def test_rules_check_says_where_each_device_group_came_from_and_which_the_settings_replaced(settings):
+    """A settings group replacing the rule file's of the same name is said, not silent; so is each group's origin."""
+    result = run(settings, "rules", "check", "builtin")
+    assert result.exit_code == 0, result.output
+    assert f"device group school-devices: 10.20.0.0/16 (from the settings file {settings} (proxy.device_groups))" \
+        in result.stdout
+    assert "device group school-devices: the settings' group replaces the one in the rule file st-wilfrids.yaml" \
+        in result.stdout
+
+
+def test_rules_check_names_a_rule_file_group_as_the_rule_files(settings, tmp_path):
+    """A group the settings do not define is the rule file's, and nothing is said to be replaced."""
+    plain = write(tmp_path / "plain.yaml", f"data_dir: {tmp_path / 'data'}\nproxy:\n  device_groups:\n"
+                                           "    staff-laptops: [10.30.0.0/16]\n")
+    policy = write(tmp_path / "rules" / "school.yaml", builtin_path().read_text("utf-8").replace(
+        "school-devices", "school-ipads"))
+    shutil.copytree(builtin_path().parent / "lists", tmp_path / "rules" / "lists")
+    result = run(plain, "rules", "check", str(policy))
+    assert result.exit_code == 0, result.output
+    assert "device group school-ipads: 10.20.0.0/16, 10.21.0.0/16, 10.99.0.0/24 (from the rule file school.yaml)" in result.stdout
+    assert "device group staff-laptops: 10.30.0.0/16 (from the settings file" in result.stdout
+    assert "replaces" not in result.stdout
+
+
+@pytest.mark.parametrize("address, says", [
+    ("10.20.3.14", "device 10.20.3.14: in group school-devices (from the settings)"),
+    ("192.168.1.1", "device 192.168.1.1: in no device group"),
+])
+def test_decide_says_which_device_groups_the_address_is_in_and_where_they_came_from(settings, address, says):
+    """`decide` names the groups the device was found in, each with its origin, and the group the settings replaced."""
+    action = {"kind": "message.send", "channel": "message", "text": "PE tomorrow", "device": {"address": address}}
+    result = run(settings, "decide", "--action", "-", "--at", "2026-11-30T10:00", input=json.dumps(action))
+    assert result.exit_code == 0, result.output
+    assert says in result.stderr.splitlines()
+    assert "device group school-devices: the settings' group replaces the one in the rule file st-wilfrids.yaml" \
+        in result.stderr
+    assert address not in result.stdout  # the decision itself (what is recorded) does not gain the address
+
+
 def test_rules_check_reports_every_problem(settings):
     """`rules check` on a broken file exits 2 and prints each problem with file:line:column and a hint."""
     result = run(settings, "rules", "check", str(HERE / "invalid" / "unknown-key.yaml"))
     assert result.exit_code == 2, result.output
     assert "unknown-key.yaml:7:5: DG-RULES-UNKNOWN-KEY" in result.output
     assert "Hint: Did you mean 'verdict'?" in result.output
+
+
+def test_rules_check_names_the_rule_a_problem_is_in(settings):
+    """A problem inside a rule reads `rules[late].when.outside`, after its file:line:column."""
+    result = run(settings, "rules", "check", str(HERE / "invalid" / "undefined-window.yaml"))
+    assert result.exit_code == 2, result.output
+    assert "undefined-window.yaml:8:21: DG-RULES-UNDEFINED rules[late].when.outside: no window named 'school-hour'" \
+        in result.output
 
 
 def test_rules_check_warns_when_the_calendar_runs_out(settings):
