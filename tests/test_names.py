@@ -34,7 +34,7 @@ def names(tmp_path):
 def test_learned_from_the_stand_ins_session_and_class_list(tmp_path):
     """The session answer names the teacher; the class list names the class and every collaborator."""
     state = State(tmp_path / "proxy.sqlite")
-    services = SimpleNamespace(sessions=Sessions(state), names=Names(state), registry=None)
+    services = SimpleNamespace(sessions=Sessions(state), names=Names(state), registry=None, classes=None, posts=None)
     learning.learn(services, "session", {"type": "teacher", "teacher": data.TEACHER}, params={}, session="s1", at=AT)
     colleague = {"_id": T2, "title": "Mr", "firstName": "Sam", "lastName": "Okafor"}
     klass = dict(data.CLASS, collaborators=[*data.CLASS["collaborators"], colleague])

@@ -4,7 +4,6 @@ class's name, the story a comment is on and the thread a message answers, learne
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +19,7 @@ from dojoguard.standin import data
 from dojoguard.state import State
 from dojoguard.yamlfile import FileProblems
 from tests.proxy.conftest import MONDAY_10, running_proxy, signed_in, write_config, write_flow
+from tests.support.waiting import eventually
 
 A = data.TEACHER["_id"]
 B = "5f0000000000000000000a02"
@@ -240,14 +240,6 @@ def _contexts(proxy) -> list[dict]:
     return found
 
 
-def _wait_for(check, timeout_s: float = 15.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
 
 
 @pytest.mark.slow
@@ -264,7 +256,7 @@ def test_a_real_proxy_learns_the_context_and_keeps_the_classes_across_a_restart(
             assert client.get(SCHOOL_FEED).status_code == 200
             answer = client.get(THREAD)
             assert answer.status_code == 200 and answer.json()["_items"] == parent_waiting  # passed on unchanged
-            _wait_for(lambda: '"thread.read"' in world["proxy"].log())
+            eventually(lambda: '"thread.read"' in world["proxy"].log())
             posted = client.post(f"https://teach.classdojo.com/api/dojoClass/{data.CLASS_ID}/storyFeed",
                                  json={"body": "Our science week"})
             assert posted.status_code == 200
@@ -272,7 +264,7 @@ def test_a_real_proxy_learns_the_context_and_keeps_the_classes_across_a_restart(
                 assert client.post(f"{CLASS_FEED}/{post}/comments", json={"body": "Lovely"}).status_code == 200
             for _ in range(2):
                 assert client.post(THREAD, json={"body": "Thank you", "classId": data.CLASS_ID}).status_code == 200
-        contexts = _wait_for(lambda: len(_contexts(world["proxy"])) >= 7 and _contexts(world["proxy"]))
+        contexts = eventually(lambda: len(_contexts(world["proxy"])) >= 7 and _contexts(world["proxy"]))
     story, *comments, first, second = contexts
     assert all(c["roles"] == ["dsl"] and c["classes"] == 1 for c in contexts)
     assert story["teaches_class"] is True and story["class_named"] is True
@@ -286,7 +278,7 @@ def test_a_real_proxy_learns_the_context_and_keeps_the_classes_across_a_restart(
     with running_proxy(tmp_path, settings=settings, at=MONDAY_10 + timedelta(hours=1)) as world:
         with signed_in(world["proxy"]) as client:
             assert client.post(THREAD, json={"body": "Morning", "classId": data.CLASS_ID}).status_code == 200
-        (after,) = _wait_for(lambda: _contexts(world["proxy"]))
+        (after,) = eventually(lambda: _contexts(world["proxy"]))
     # Classes came from the state kept on disk; threads and posts were in memory only.
     assert after["classes"] == 1 and after["teaches_class"] is True and after["roles"] == ["dsl"]
     assert after["reply"] == {"thread": data.THREAD_ID, "started_by": None, "parent_wrote_at": None,

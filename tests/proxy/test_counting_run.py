@@ -11,6 +11,7 @@ from dojoguard.clock import FileClock
 from dojoguard.standin import data
 from dojoguard.standin.harness import ProxyProcess
 from tests.proxy.conftest import audit_rows, running_proxy, signed_in
+from tests.support.waiting import eventually
 
 MESSAGE = f"https://teach.classdojo.com/api/message-thread/{data.THREAD_ID}/message"
 
@@ -49,22 +50,17 @@ def _verdicts(database) -> list[tuple[str, list[str]]]:
             if r.get("kind") == "message.send"]
 
 
-def _wait(database, kind: str, timeout_s: float = 20.0) -> list[dict]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        rows = audit_rows(database, kind)
-        if rows:
-            return rows
-        time.sleep(0.2)
-    return []
+def _folders(tmp_path):
+    """The test policy's folder and the proxy's."""
+    policy, folder = tmp_path / "policy", tmp_path / "run"
+    policy.mkdir()
+    folder.mkdir()
+    (policy / "rules.yaml").write_text(RULES)
+    return policy, folder
 
 
 def test_a_limit_holds_across_a_restart_and_a_check_that_fell_due_runs_once(tmp_path):
-    policy = tmp_path / "policy"
-    policy.mkdir()
-    (policy / "rules.yaml").write_text(RULES)
-    folder = tmp_path / "run"
-    folder.mkdir()
+    policy, folder = _folders(tmp_path)
     audit = folder / "data" / "audit.sqlite"
     # Monday 08:00: before the check's time, so it does not run in the first run.
     early = datetime.fromisoformat("2026-11-30T08:00:00+00:00")
@@ -93,7 +89,7 @@ def test_a_limit_holds_across_a_restart_and_a_check_that_fell_due_runs_once(tmp_
                 assert client.post(MESSAGE, json={"body": "Now!!!"}).status_code == 403
                 calm = client.post(MESSAGE, json={"body": "Sorry, see you tomorrow"})
                 assert calm.status_code == 403 and "repeated misuse" in calm.text
-            ran = _wait(audit, "check.ran")
+            ran = eventually(lambda: audit_rows(audit, "check.ran"), 20.0)
             assert [r["check"] for r in ran] == ["busy-teachers"], again.log()[-2000:]
             found_rows = audit_rows(audit, "check.found")
             assert [(r["teacher"], r["count"]) for r in found_rows] == [(data.TEACHER["_id"], 3)]
@@ -119,11 +115,7 @@ def test_writes_sent_at_the_same_moment_cannot_all_slip_under_a_limit(tmp_path):
     """Eight messages at once from one teacher against a limit of three an hour: exactly three go."""
     from concurrent.futures import ThreadPoolExecutor
 
-    policy = tmp_path / "policy"
-    policy.mkdir()
-    (policy / "rules.yaml").write_text(RULES)
-    folder = tmp_path / "run"
-    folder.mkdir()
+    policy, folder = _folders(tmp_path)
     with running_proxy(folder, policy=str(policy)) as found, signed_in(found["proxy"]) as client:
         with ThreadPoolExecutor(8) as pool:
             statuses = list(pool.map(lambda i: client.post(MESSAGE, json={"body": f"Note {i}"}).status_code,

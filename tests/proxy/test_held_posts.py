@@ -27,7 +27,7 @@ from dojoguard.clock import FixedClock
 from dojoguard.consent_registry import sample_photos
 from dojoguard.environment import Environment
 from dojoguard.proxy.enforcement import UPLOAD_PASSED
-from dojoguard.rules.loader import builtin_path
+from dojoguard.rules.loader import builtin_calendar, builtin_path
 from dojoguard.standin import data
 from tests.proxy.conftest import MONDAY_10, MONDAY_18, running_proxy, signed_in
 from tests.proxy.test_videos import clip, registry
@@ -374,8 +374,10 @@ def deferring_policy(folder) -> str:
 @pytest.fixture(scope="module")
 def evening(tmp_path_factory):
     folder = tmp_path_factory.mktemp("deferred")
+    # With the example calendar its copy is made for: without one, the window would never open (fail-safe).
     with running_proxy(folder, policy=deferring_policy(folder), at=MONDAY_18,
-                       settings={"holds": {"check_every_s": 0.3}}) as found:
+                       settings={"holds": {"check_every_s": 0.3},
+                                 "rules": {"calendar": str(builtin_calendar())}}) as found:
         with signed_in(found["proxy"]) as client:
             yield dict(found, client=client)
 

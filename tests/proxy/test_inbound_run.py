@@ -12,6 +12,7 @@ import pytest
 
 from dojoguard.standin import data
 from tests.proxy.conftest import MONDAY_10, audit_rows, running_proxy, signed_in
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +29,6 @@ MESSAGES = [
 WORDS = (b"sh1t", b"homework", b"bloody", b"Ada will be late", b"sort it out")
 
 
-def _wait_for(check, timeout_s: float = 15.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
 
 
 def _reads(proxy) -> int:
@@ -56,11 +49,11 @@ def test_a_parents_swearing_is_recorded_once_and_the_headteacher_is_emailed(tmp_
         with signed_in(world["proxy"]) as client:
             first = client.get(THREAD)
             assert first.status_code == 200 and first.content == served  # passed on unchanged
-            (record,) = _wait_for(lambda: audit_rows(database, "inbound.language"))
-            _wait_for(lambda: _reads(world["proxy"]) >= 1)
+            (record,) = eventually(lambda: audit_rows(database, "inbound.language"))
+            eventually(lambda: _reads(world["proxy"]) >= 1)
             again = client.get(THREAD)
             assert again.status_code == 200 and again.content == served
-            _wait_for(lambda: _reads(world["proxy"]) >= 2)
+            eventually(lambda: _reads(world["proxy"]) >= 2)
         assert len(audit_rows(database, "inbound.language")) == 1, "reported again when the thread was reopened"
         assert record["thread"] == data.THREAD_ID and record["message_at"] == "2026-11-30T08:15:00Z"
         assert record["teacher"] == data.TEACHER["_id"] and record["rule"] == "appropriate-language"
