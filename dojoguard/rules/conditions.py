@@ -164,6 +164,8 @@ class Compiler:
         self.timezone = timezone or ZoneInfo("Europe/London")
         # Whether the rule being compiled tests strikes (its own blocks are then not strikes).
         self.strikes_used = False
+        # Whether any condition names classes by `in`/`not_in` (so an action needs its class's name).
+        self.class_names_used = False
         self.text = text
         self.windows = windows
         self.lists = lists
@@ -330,6 +332,7 @@ class Compiler:
         tests: list[Test] = []
         for key, inside in (("in", True), ("not_in", False)):
             if key in value:
+                self.class_names_used = True
                 # Ids or names: a class matches by its ClassDojo id or by its name (case and spacing aside).
                 wanted = frozenset(normalise(v) for v in _many(value[key])) | frozenset(_many(value[key]))
                 if inside:

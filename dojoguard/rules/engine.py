@@ -82,8 +82,10 @@ class Policy:
                  default_notice: str, windows: dict[str, Window], lists: dict[str, WordList],
                  timezone: zoneinfo.ZoneInfo, calendar: SchoolCalendar, files: tuple[Path, ...],
                  indexes: Indexes, devices=None, tallies: tuple = (), strike_rules: frozenset[str] = frozenset(),
-                 checks: tuple = ()):
+                 checks: tuple = (), uses_class_names: bool = False):
         self.name = name
+        # Whether a condition names classes (`class: {in: ...}`): only then need actions carry a class's name.
+        self.uses_class_names = uses_class_names
         # What the counting conditions count (conditions.Tally), the rules that test strikes, and the
         # scheduled checks (checks.Check).
         self.tallies = tallies

@@ -333,7 +333,8 @@ class _Builder:
                       windows=windows, lists=lists, timezone=self.tz, calendar=self.calendar,
                       files=tuple(self.read) + ((Path(self.calendar.file),) if self.calendar.file else ()),
                       indexes=self.indexes, devices=devices, tallies=tuple(self.tallies.values()),
-                      strike_rules=frozenset(self.strike_rules), checks=tuple(checks))
+                      strike_rules=frozenset(self.strike_rules), checks=tuple(checks),
+                      uses_class_names=any(c.class_names_used for c in compilers))
 
     def _windows(self, bank: BankHolidays) -> dict[str, Window]:
         windows = {}

@@ -59,6 +59,10 @@ def test_a_known_teacher_gets_their_classes_roles_and_the_class_name(services):
     assert action.teacher_id == A
     assert action.teacher_classes == frozenset({data.CLASS_ID})
     assert action.teacher_roles == ("dsl", "headteacher")
+    # The class's name is looked up only for a policy that names classes (`class: {in: [3B]}`).
+    assert action.class_name is None
+    services.policy.uses_class_names = True
+    action = _action(services, MESSAGE, {"body": "See you tomorrow", "classId": data.CLASS_ID}, COOKIE_A)
     assert action.class_name == "3B"
 
 
@@ -74,6 +78,7 @@ def test_an_unknown_teacher_has_no_roles_and_no_classes_not_empty_ones(services)
     _sign_in(services, COOKIE_A, data.TEACHER)
     _learn(services, "classes", {"_items": [data.CLASS]}, COOKIE_A)
     services.staff = staff.load({"headteacher": [A]}, None)
+    services.policy.uses_class_names = True
     for cookie in (None, "dojo_teach_login.sid=s%3Anever-seen.3"):
         action = _action(services, MESSAGE, {"body": "Hello", "classId": data.CLASS_ID}, cookie)
         assert action.teacher_id is None
@@ -267,7 +272,8 @@ def test_a_real_proxy_learns_the_context_and_keeps_the_classes_across_a_restart(
         contexts = eventually(lambda: len(_contexts(world["proxy"])) >= 7 and _contexts(world["proxy"]))
     story, *comments, first, second = contexts
     assert all(c["roles"] == ["dsl"] and c["classes"] == 1 for c in contexts)
-    assert story["teaches_class"] is True and story["class_named"] is True
+    # (The test policy names no class, so no class name is looked up.)
+    assert story["teaches_class"] is True and story["class_named"] is False
     assert [c["on"] for c in comments] == ["class_story", "school_story", "class_story", None]
     assert first["reply"] == {"thread": data.THREAD_ID, "started_by": "teacher",
                               "parent_wrote_at": "2026-11-30T08:30:00+00:00", "nobody_waiting": False}

@@ -59,3 +59,19 @@ def test_the_headteacher_named_in_the_staff_settings_posts_on_the_school_story(t
             signed_in(world["proxy"]) as client:
         assert client.post(SCHOOL_FEED, json={"body": "Harvest festival"}).status_code == 200
     assert _decided(tmp_path) == [("story.post", "allow", ())]
+
+
+def test_a_class_named_in_a_rule_is_known_by_the_name_classdojo_gave_it(tmp_path):
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "rules.yaml").write_text(
+        "default: {verdict: allow}\nrules:\n"
+        "  - {id: year-3-reminder, when: {kind: story.post, class: {in: [3b]}}, verdict: warn,"
+        " notice: Year 3 posts are checked by the phase leader., clause: c}\n")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    with running_proxy(folder, policy=str(policy)) as world, signed_in(world["proxy"]) as client:
+        assert client.post(CLASS_FEED, json={"body": "Before the class list was read"}).status_code == 200
+        assert client.get(f"{API}/dojoClass").status_code == 200  # ClassDojo names the class "3B"
+        assert client.post(CLASS_FEED, json={"body": "After"}).status_code == 200
+    assert _decided(folder) == [("story.post", "allow", ()), ("story.post", "warn", ("year-3-reminder",))]
