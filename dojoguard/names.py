@@ -118,6 +118,16 @@ class Names:
             row = self.state.db.execute("SELECT name FROM names WHERE kind = ? AND id = ?", (kind, id_)).fetchone()
         return row[0] if row else None
 
+    def imported(self, kind: str, id_: str | None) -> str | None:
+        """The name the school itself gave ``id_`` (``dojoguard names import``), never one learned from ClassDojo:
+        for decisions that must not rest on what a teacher can type into their own ClassDojo profile."""
+        if not id_:
+            return None
+        with self.state.lock:
+            row = self.state.db.execute("SELECT name FROM names WHERE kind = ? AND id = ? AND source = ?",
+                                        (kind, id_, IMPORTED)).fetchone()
+        return row[0] if row else None
+
     def resolve(self, kind: str, text: str) -> Named:
         """The one teacher or class ``text`` means: a known id, a name matching exactly one, or a well-formed
         ClassDojo id not seen yet (``source`` "unseen", no name).

@@ -219,9 +219,10 @@ class Judge:
         s = self.services
         roles = None
         if s.staff is not None and teacher_id:
-            # A name in the staff lists is compared with the session's name and the one names hold
-            # (which may be the school's own, imported): looked up only when some list uses names.
-            names = (teacher_name, s.names.name("teacher", teacher_id)) if s.staff.wants_names else ()
+            # A name in the staff lists is compared only with the name the school imported for this id, never
+            # with the ClassDojo profile name (a teacher can rename themselves "Mrs Ann Jones, headteacher" in
+            # ClassDojo; the school's records they cannot). Looked up only when some list uses names.
+            names = (s.names.imported("teacher", teacher_id),) if s.staff.wants_names else ()
             roles = s.staff.roles_of(teacher_id, *names)
         classes = s.classes.classes_of(teacher_id) if s.classes is not None else None
         return {"teacher_roles": roles, "teacher_classes": classes}

@@ -1,10 +1,11 @@
 """Teachers' roles, from the settings' ``staff`` section: a list per role in the settings file, and a CSV.
 
 A teacher is named by ClassDojo id (24 hexadecimal digits) or by name; a name
-is compared with the teacher's name as learned from ClassDojo (or imported
-with ``dojoguard names import``), ignoring case, spacing and full stops, and
-with or without a leading title: "mrs ann  jones" and "Ann Jones" both match
-"Mrs. Ann Jones". A known teacher no
+is compared only with the name the school imported for the teacher
+(``dojoguard names import``), never with their ClassDojo profile name, which
+the teacher can type themselves. Case, spacing, full stops and a leading
+title aside: "mrs ann  jones" and "Ann Jones" both match "Mrs. Ann Jones".
+A known teacher no
 list names is a plain ``teacher``; a teacher the proxy does not know has no
 roles at all (None), which the rules read as unknown.
 

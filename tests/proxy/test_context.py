@@ -54,6 +54,7 @@ def _sign_in(services, cookie: str, teacher: dict) -> None:
 def test_a_known_teacher_gets_their_classes_roles_and_the_class_name(services):
     _sign_in(services, COOKIE_A, data.TEACHER)
     _learn(services, "classes", {"_items": [data.CLASS]}, COOKIE_A)
+    services.names.set([("teacher", A, "Mrs. Ex Ample")], datetime(2026, 11, 30, tzinfo=UTC))  # the school's
     services.staff = staff.load({"dsl": ["mrs ex   AMPLE"], "headteacher": [A]}, None)
     action = _action(services, MESSAGE, {"body": "See you tomorrow", "classId": data.CLASS_ID}, COOKIE_A)
     assert action.teacher_id == A
@@ -68,10 +69,26 @@ def test_a_known_teacher_gets_their_classes_roles_and_the_class_name(services):
 
 def test_a_known_teacher_no_list_names_is_a_teacher_and_a_name_matches_without_its_title(services):
     _sign_in(services, COOKIE_A, data.TEACHER)
+    services.names.set([("teacher", A, "Mrs. Ex Ample")], datetime(2026, 11, 30, tzinfo=UTC))
     services.staff = staff.load({"pastoral": ["Someone Else"]}, None)
     assert _action(services, MESSAGE, {"body": "Hi"}, COOKIE_A).teacher_roles == ("teacher",)
     services.staff = staff.load({"pastoral": ["ex ample"]}, None)
     assert _action(services, MESSAGE, {"body": "Hi"}, COOKIE_A).teacher_roles == ("pastoral",)
+
+
+def test_a_role_by_name_is_never_taken_from_the_teachers_own_classdojo_profile(services):
+    """A teacher who names themselves after the headteacher in ClassDojo does not become the headteacher: names
+    are matched only against the names the school imported."""
+    impostor = dict(data.TEACHER, title="Mrs.", firstName="Ann", lastName="Jones")
+    _sign_in(services, COOKIE_A, impostor)
+    services.staff = staff.load({"headteacher": ["Mrs Ann Jones"]}, None)
+    assert _action(services, MESSAGE, {"body": "Hi"}, COOKIE_A).teacher_roles == ("teacher",)
+    # Learned from ClassDojo's class lists too: still not the school's record.
+    _learn(services, "classes", {"_items": [dict(data.CLASS, collaborators=[dict(impostor, isMe=True)])]}, COOKIE_A)
+    assert _action(services, MESSAGE, {"body": "Hi"}, COOKIE_A).teacher_roles == ("teacher",)
+    # The school's own record of who Mrs Ann Jones is decides.
+    services.names.set([("teacher", "5f00000000000000000000ff", "Mrs Ann Jones")], datetime(2026, 11, 30, tzinfo=UTC))
+    assert _action(services, MESSAGE, {"body": "Hi"}, COOKIE_A).teacher_roles == ("teacher",)
 
 
 def test_an_unknown_teacher_has_no_roles_and_no_classes_not_empty_ones(services):
@@ -249,7 +266,7 @@ def _contexts(proxy) -> list[dict]:
 
 @pytest.mark.slow
 def test_a_real_proxy_learns_the_context_and_keeps_the_classes_across_a_restart(tmp_path):
-    settings = {"logging": {"level": "debug"}, "staff": {"roles": {"dsl": ["Ex Ample"]}}}
+    settings = {"logging": {"level": "debug"}, "staff": {"roles": {"dsl": [data.TEACHER["_id"]]}}}
     parent_waiting = [_message("teacher", "08:00"), dict(_message("parent", "08:30"), senderId=data.PARENT_ID)]
     with running_proxy(tmp_path, settings=settings) as world:
         standin = world["standin"]

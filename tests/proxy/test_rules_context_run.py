@@ -55,10 +55,19 @@ def test_a_teacher_posts_to_their_own_class_but_not_the_school_story_nor_another
 
 
 def test_the_headteacher_named_in_the_staff_settings_posts_on_the_school_story(tmp_path):
-    with running_proxy(tmp_path, settings=_oakfield({"headteacher": ["Mrs Ex Ample"]})) as world, \
+    with running_proxy(tmp_path, settings=_oakfield({"headteacher": [data.TEACHER["_id"]]})) as world, \
             signed_in(world["proxy"]) as client:
         assert client.post(SCHOOL_FEED, json={"body": "Harvest festival"}).status_code == 200
     assert _decided(tmp_path) == [("story.post", "allow", ())]
+
+
+def test_a_role_by_name_is_not_given_by_the_teachers_own_classdojo_profile_name(tmp_path):
+    """The stand-in's teacher is "Mrs. Ex Ample" in ClassDojo; a roles list naming "Mrs Ex Ample" gives the role only
+    once the school has imported that name for that id (a profile name is the teacher's own to type)."""
+    settings = _oakfield({"headteacher": ["Mrs Ex Ample"]})
+    with running_proxy(tmp_path, settings=settings) as world, signed_in(world["proxy"]) as client:
+        assert client.post(SCHOOL_FEED, json={"body": "Harvest festival"}).status_code == 403
+    assert _decided(tmp_path)[-1] == ("story.post", "block", ("school-story-leaders-only",))
 
 
 def test_a_class_named_in_a_rule_is_known_by_the_name_classdojo_gave_it(tmp_path):
