@@ -230,9 +230,10 @@ class Judge:
     def _write_context(self, rec: Recognition) -> dict[str, Any]:
         """The class's name, the story a comment is on, the thread a message answers."""
         s = self.services
-        # Looked up (a keyed read of the state file) only when some rule names classes.
+        # Looked up (a keyed read of the state file) only when some rule names classes; only the name the school
+        # imported counts: a class's name in ClassDojo is its teacher's to change ("Reception", to dodge a rule).
         wanted = rec.class_id and getattr(s.policy, "uses_class_names", True)
-        context: dict[str, Any] = {"class_name": s.names.name("class", rec.class_id) if wanted else None}
+        context: dict[str, Any] = {"class_name": s.names.imported("class", rec.class_id) if wanted else None}
         if rec.kind is Kind.COMMENT_POST and s.posts is not None:
             context["on_channel"] = s.posts.channel(rec.post_id)
         if rec.kind is Kind.MESSAGE_SEND and s.threads is not None:

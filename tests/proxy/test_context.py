@@ -64,6 +64,9 @@ def test_a_known_teacher_gets_their_classes_roles_and_the_class_name(services):
     assert action.class_name is None
     services.policy.uses_class_names = True
     action = _action(services, MESSAGE, {"body": "See you tomorrow", "classId": data.CLASS_ID}, COOKIE_A)
+    assert action.class_name is None  # ClassDojo's name for it is its teacher's to change
+    services.names.set([("class", data.CLASS_ID, "3B")], datetime(2026, 11, 30, tzinfo=UTC))
+    action = _action(services, MESSAGE, {"body": "See you tomorrow", "classId": data.CLASS_ID}, COOKIE_A)
     assert action.class_name == "3B"
 
 
@@ -96,6 +99,7 @@ def test_an_unknown_teacher_has_no_roles_and_no_classes_not_empty_ones(services)
     _learn(services, "classes", {"_items": [data.CLASS]}, COOKIE_A)
     services.staff = staff.load({"headteacher": [A]}, None)
     services.policy.uses_class_names = True
+    services.names.set([("class", data.CLASS_ID, "3B")], datetime(2026, 11, 30, tzinfo=UTC))
     for cookie in (None, "dojo_teach_login.sid=s%3Anever-seen.3"):
         action = _action(services, MESSAGE, {"body": "Hello", "classId": data.CLASS_ID}, cookie)
         assert action.teacher_id is None

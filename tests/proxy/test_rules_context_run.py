@@ -3,7 +3,11 @@ from ClassDojo's class lists and comment stories from its feeds decide real writ
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from dojoguard.names import Names
 from dojoguard.rules.policy import builtin_folder
+from dojoguard.state import State
 from dojoguard.standin import data
 from tests.proxy.conftest import audit_rows, running_proxy, signed_in
 
@@ -70,7 +74,7 @@ def test_a_role_by_name_is_not_given_by_the_teachers_own_classdojo_profile_name(
     assert _decided(tmp_path)[-1] == ("story.post", "block", ("school-story-leaders-only",))
 
 
-def test_a_class_named_in_a_rule_is_known_by_the_name_classdojo_gave_it(tmp_path):
+def test_a_class_named_in_a_rule_is_known_by_the_name_the_school_gave_it_not_classdojos(tmp_path):
     policy = tmp_path / "policy"
     policy.mkdir()
     (policy / "rules.yaml").write_text(
@@ -80,7 +84,14 @@ def test_a_class_named_in_a_rule_is_known_by_the_name_classdojo_gave_it(tmp_path
     folder = tmp_path / "run"
     folder.mkdir()
     with running_proxy(folder, policy=str(policy)) as world, signed_in(world["proxy"]) as client:
-        assert client.post(CLASS_FEED, json={"body": "Before the class list was read"}).status_code == 200
-        assert client.get(f"{API}/dojoClass").status_code == 200  # ClassDojo names the class "3B"
-        assert client.post(CLASS_FEED, json={"body": "After"}).status_code == 200
+        assert client.get(f"{API}/dojoClass").status_code == 200  # ClassDojo calls the class "3B"...
+        assert client.post(CLASS_FEED, json={"body": "Learned only"}).status_code == 200
+    # ... but a class's name in ClassDojo is its teacher's to change: only the school's own name counts.
+    state = State(folder / "data" / "proxy.sqlite")
+    try:
+        Names(state).set([("class", data.CLASS_ID, "3B")], datetime(2026, 11, 30, tzinfo=UTC))
+    finally:
+        state.close()
+    with running_proxy(folder, policy=str(policy)) as world, signed_in(world["proxy"]) as client:
+        assert client.post(CLASS_FEED, json={"body": "Imported"}).status_code == 200
     assert _decided(folder) == [("story.post", "allow", ()), ("story.post", "warn", ("year-3-reminder",))]
