@@ -166,6 +166,8 @@ class Compiler:
         self.strikes_used = False
         # Whether any condition names classes by `in`/`not_in` (so an action needs its class's name).
         self.class_names_used = False
+        # The rule ids `strikes: {rules: [...]}` names, with where: checked once every rule is known.
+        self.strike_rule_refs: list[tuple[tuple, str]] = []
         self.text = text
         self.windows = windows
         self.lists = lists
@@ -440,7 +442,10 @@ class Compiler:
     @condition("strikes", cost=2)
     def _strikes(self, value: dict, path) -> Test:
         self.strikes_used = True
-        rules = tuple(sorted(_many(value.get("rules", []))))
+        named = _many(value.get("rules", []))
+        self.strike_rule_refs.extend((path + ("rules",) if isinstance(value.get("rules"), str)
+                                      else path + ("rules", i), rule_id) for i, rule_id in enumerate(named))
+        rules = tuple(sorted(named))
         ident = "strikes:" + hashlib.sha256(json.dumps(rules).encode()).hexdigest()[:12]
         tally = self.tallies.get(ident)
         if tally is None:

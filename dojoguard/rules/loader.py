@@ -30,6 +30,7 @@ from dojoguard.rules.engine import Policy, Rule
 from dojoguard.rules.facts import Indexes
 from dojoguard.rules.phrases import WordList, normalise, read_list_file
 from dojoguard.rules.window import DAY_NAMES, INCOMPLETE, Window, build_window, minutes
+from dojoguard.schemaproblems import did_you_mean
 from dojoguard.yamlfile import FileProblems, Located, Problem
 
 BUILTIN = "builtin"
@@ -315,6 +316,7 @@ class _Builder:
         teachers = self._teachers()
         rules, compilers = self._rules(windows, lists, devices, teachers)
         checks = self._checks(compilers)
+        self._strike_rules_defined(compilers, rules)
         if not rules and not self.problems and self.complete and not any(d.broken for d in self.documents):
             self.problems.append(self.documents[0].problem((), Code.RULES_EMPTY, "the policy has no rules",
                                                            "Add rules under `rules:`."))
@@ -471,6 +473,17 @@ class _Builder:
                                   exemptable=spec.get("exemptable", True), file=located.file, line=line,
                                   match=match, language=tuple(compiler.language_used), when=spec["when"]))
         return rules, compilers
+
+    def _strike_rules_defined(self, compilers: list[Compiler], rules: list[Rule]) -> None:
+        """A `strikes` naming a rule the policy does not have would never count anything: say so."""
+        known = {rule.id for rule in rules}
+        for compiler in compilers:
+            for path, rule_id in compiler.strike_rule_refs:
+                if rule_id not in known:
+                    hint = did_you_mean(rule_id, known) or f"Rule ids: {', '.join(sorted(known)) or 'none'}."
+                    self.problems.append(compiler.located.problem(
+                        path, Code.RULES_UNDEFINED, f"`strikes` names rule {rule_id!r}, which the policy does not "
+                        "have (it would never count a strike)", hint))
 
     def _checks(self, compilers: list[Compiler]) -> list[Check]:
         checks: list[Check] = []

@@ -224,3 +224,18 @@ def test_a_history_survives_being_written_and_read_back():
 def test_reloading_the_same_rules_keeps_counting_the_same_tallies(policy, tmp_path):
     reloaded = load_policy(write(tmp_path / "rules.yaml", RULES))
     assert sorted(t.id for t in reloaded.tallies) == sorted(t.id for t in policy.tallies)
+
+
+def test_strikes_naming_a_rule_the_policy_lacks_is_a_problem_not_a_silent_zero(tmp_path):
+    path = write(tmp_path / "rules.yaml", """
+default: {verdict: allow}
+rules:
+  - {id: shouting, when: {regex: "!!!"}, verdict: block, notice: n, clause: c}
+  - {id: misuse, when: {strikes: {within: 7 days, at_least: 3, rules: [shoutng]}}, verdict: block, notice: n,
+     clause: c}
+""")
+    with pytest.raises(FileProblems) as raised:
+        load_policy(path)
+    [problem] = raised.value.problems
+    assert problem.code == "DG-RULES-UNDEFINED" and "'shoutng'" in problem.message
+    assert "Did you mean 'shouting'?" in problem.hint
