@@ -134,6 +134,29 @@ def _semantic_problems(located: Located, data: dict) -> list[Problem]:
         except ValueError:
             problems.append(located.problem(path, "DG-CONFIG-NETWORK", f"{value!r} is not a network",
                                             "Write a CIDR block such as 10.20.0.0/16."))
+    problems += _trust_problems(located, _shaped(data.get("trust"), dict))
+    return problems
+
+
+def _trust_problems(located: Located, trust: dict) -> list[Problem]:
+    """A central store needs this school's id, and its address must not carry a password."""
+    problems = []
+    database = trust.get("database")
+    if not isinstance(database, str):
+        return problems
+    if not trust.get("school"):
+        problems.append(located.problem(("trust", "school"), "DG-CONFIG-TRUST",
+                                        "trust.database is set but trust.school is not: every record shipped "
+                                        "must carry its school",
+                                        "Write this school's id in the trust, e.g. school: st-wilfrids."))
+    from dojoguard.storage.postgresql import has_password
+
+    if has_password(database):
+        problems.append(located.problem(("trust", "database"), "DG-CONFIG-TRUST",
+                                        "trust.database carries a password: settings files are read by IT staff "
+                                        "and copied into tickets",
+                                        "Remove the password from the address and put it in the service account's "
+                                        "libpq password file (~/.pgpass, or the file PGPASSFILE names)."))
     return problems
 
 

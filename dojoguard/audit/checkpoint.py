@@ -112,11 +112,20 @@ def public_key_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     try:
-        key = serialization.load_pem_public_key(Path(path).read_bytes())
-    except (OSError, ValueError) as exc:
+        pem = Path(path).read_bytes()
+    except OSError as exc:
         raise CheckpointError(f"{path}: cannot read the public key ({exc})") from exc
+    return load_public_key_pem(pem, str(path))
+
+
+def load_public_key_pem(pem: bytes, where: str = "public key") -> Ed25519PublicKey:
+    """An Ed25519 public key from its PEM text (a file's, or one registered in the trust's central store)."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: cannot read the public key ({exc})") from exc
     if not isinstance(key, Ed25519PublicKey):
-        raise CheckpointError(f"{path}: not an Ed25519 public key")
+        raise CheckpointError(f"{where}: not an Ed25519 public key")
     return key
 
 
