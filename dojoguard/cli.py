@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "dojoguard.alerts.cli",
     "dojoguard.console.cli",
     "dojoguard.demo.cli",
+    "dojoguard.trust.cli",
 )
 
 

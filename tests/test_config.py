@@ -146,3 +146,27 @@ def test_problems_come_in_the_order_of_the_file_whichever_check_found_them(tmp_p
     problems = caught.value.problems
     assert [p.line for p in problems] == [1, 4, 5]
     assert problems[0].hint == "Did you mean 'Europe/London'?"
+
+
+def test_a_trust_store_needs_the_school_and_no_password_in_the_settings(tmp_path):
+    """A central store without a school, or with a password written into its address, is refused, naming the line."""
+    path = write(tmp_path, "trust:\n  database: postgresql://ship:Secret1@db.trust.example/dojoguard\n")
+    with pytest.raises(FileProblems) as caught:
+        config.load(path)
+    problems = [p for p in caught.value.problems if p.code == "DG-CONFIG-TRUST"]
+    assert len(problems) == 2
+    assert any("trust.school" in p.message for p in problems)
+    password = next(p for p in problems if "password" in p.message)
+    assert password.line == 2 and "pgpass" in password.hint and "Secret1" not in str(password)
+    # The same address as key=value pairs is caught too; without a password, with a school, it loads.
+    with pytest.raises(FileProblems):
+        config.load(write(tmp_path, "trust:\n  database: host=db dbname=dg password=Secret1\n  school: st-wilfrids\n"))
+    loaded = config.load(write(tmp_path, "trust:\n  database: postgresql://ship@db/dg\n  school: st-wilfrids\n"))
+    assert loaded["trust"]["school"] == "st-wilfrids" and loaded["trust"]["node"] is None
+
+
+def test_trust_names_are_checked_by_the_schema(tmp_path):
+    with pytest.raises(FileProblems) as caught:
+        config.load(write(tmp_path, "trust:\n  database: postgresql://ship@db/dg\n  school: St Wilfrid's\n"))
+    assert [p.code for p in caught.value.problems] == ["DG-CONFIG-INVALID"]
+    assert "lower-case" in caught.value.problems[0].hint

@@ -65,6 +65,16 @@ def verify_chain(conn: sqlite3.Connection, wanted: frozenset[int] = frozenset())
     anchors = purge_anchors(conn)
     cursor = conn.execute("SELECT seq, id, at, type, body, prev, hash FROM records ORDER BY seq")
     cursor.arraysize = 4096
+    return verify_rows(cursor, anchors, wanted)
+
+
+def verify_rows(cursor, anchors: dict[int, str], wanted: frozenset[int] = frozenset()) -> ChainResult:
+    """Check the rows ``cursor`` yields (seq, id, at, type, body, prev, hash; in seq order) as one chain.
+
+    A chain starting after record 1 must start right after an anchor: a
+    retention purge's last record here, or, for the trust's central copy of a
+    node's chain, the record the node was registered to start after.
+    """
     sha256 = hashlib.sha256
     sep = SEPARATOR
     count = 0

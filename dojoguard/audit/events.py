@@ -231,6 +231,17 @@ _EVENTS = (
            "alerts": "who is told: [{rule, to: [recipient groups], when}]"}),
     Event("check.ran", "A scheduled check ran: how many classes or teachers it looked at and found.",
           {"check": "the check's id", "looked_at": "classes or teachers looked at", "found": "how many it found"}),
+    Event("trust.unreachable", "The trust's central store could not be reached: decisions go on being judged and "
+          "recorded here, and are shipped when it is back (recorded once per outage).",
+          {"node": "this proxy's name in the trust", "error": "why",
+           "shipped_up_to": "the last record the central store holds"}, is_health=True),
+    Event("trust.refused", "The trust's central store refused this proxy's records (its log, key or history differs "
+          "from what it shipped before): shipping is stopped until a person acts (docs/trust.md).",
+          {"node": "this proxy's name in the trust", "error": "why",
+           "shipped_up_to": "the last record the central store holds"}, is_health=True),
+    Event("trust.resumed", "Shipping to the trust's central store works again after an outage or a refusal.",
+          {"node": "this proxy's name in the trust", "after_s": "seconds since it first failed",
+           "shipped_up_to": "the last record the central store held when it resumed"}),
     Event("policy.review_due", "The policy's annual review date has passed.",
           {"reviewed": "date of the last review", "due": "date the review was due"}, is_health=True),
 )

@@ -42,6 +42,7 @@ class Background:
         self.releaser: Releaser | None = None
         self.alerts = None
         self._counting_task: asyncio.Task | None = None
+        self.shipper = None
 
     async def start(self) -> None:
         s = self.services
@@ -68,6 +69,7 @@ class Background:
             except Exception as exc:  # noqa: BLE001 - reported loudly; the proxy itself keeps judging
                 log.error("jobs.not_started", error=type(exc).__name__, detail=str(exc)[:200])
             await self._start_alerts()
+            await self._start_shipper()
 
     async def _start_alerts(self) -> None:
         from dojoguard.alerts.sender import AlertSender, AlertSettings, alerting_groups
@@ -99,6 +101,25 @@ class Background:
             # Each alert to them is kept and retried, and its failure recorded; say so now as well.
             log.warning("alerts.no_address", groups=unrouted,
                         hint="set their addresses in alerts.recipients; see `dojoguard alerts status`")
+
+    async def _start_shipper(self) -> None:
+        """Ship the audit records to the trust's central store (trust.database), on a thread of its own."""
+        from dojoguard.trust.central import TrustError
+        from dojoguard.trust.shipper import Shipper, ShipSettings
+
+        try:
+            settings = ShipSettings.from_config(self.config)
+        except TrustError as exc:
+            log.error("trust.not_started", detail=str(exc)[:200])
+            await asyncio.to_thread(self._record_failure, f"trust: {exc}"[:900], "trust")
+            return
+        if settings is None:
+            return
+        audit = self.services.audit
+        # Only what the local log has made durable leaves the machine (see dojoguard.trust.shipper).
+        self.shipper = Shipper(settings, limit=lambda: audit.synced_seq, record=audit.append_event)
+        self.shipper.start()
+        log.info("trust.shipping", node=settings.node, school=settings.school)
 
     async def _start_checkpoints(self) -> None:
         from dojoguard.audit.cadence import Cadence
@@ -193,6 +214,9 @@ class Background:
         if self._jobs is not None:
             # Shutting the jobs down writes the shutdown checkpoint.
             await asyncio.to_thread(self._jobs.shutdown)
+        if self.shipper is not None:
+            # A batch in flight is let finish; the rest is shipped at the next start (or by `trust ship`).
+            await asyncio.to_thread(self.shipper.stop, float(getattr(self.services.settings, "drain_s", 10.0)))
 
     async def _counting_loop(self) -> None:
         """Write what was counted every few seconds, forget old counts hourly, run scheduled checks due."""

@@ -128,7 +128,13 @@ class PostgreSQLDatabase(Database):
             yield
 
     def has_table(self, name: str) -> bool:
-        (found,) = self.connection.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+        # Read from pg_class with the statement's own snapshot, not through to_regclass: that answers from
+        # the connection's catalog cache, which can still say "no such table" after another process
+        # created it while this one waited for the write lock (and the migration would run twice).
+        (found,) = self.connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = ANY (current_schemas(false)))",
+            (name,)).fetchone()
         return bool(found)
 
     def schema_version(self) -> int:

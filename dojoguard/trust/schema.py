@@ -125,9 +125,12 @@ def _create_records(db: Database) -> None:
             RAISE EXCEPTION 'audit records are append-only (% refused)', TG_OP USING ERRCODE = 'DGC03';
         END
         $fn$""")
-    for table in ("records",):
-        db.execute(f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}
-                       FOR EACH STATEMENT EXECUTE FUNCTION dojoguard_append_only()""")
+    _append_only(db, "records")
+
+
+def _append_only(db: Database, table: str) -> None:
+    db.execute(f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}
+                   FOR EACH STATEMENT EXECUTE FUNCTION dojoguard_append_only()""")
 
 
 def _create_checkpoints(db: Database) -> None:
@@ -144,6 +147,7 @@ def _create_checkpoints(db: Database) -> None:
             received_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
             PRIMARY KEY (node, seq)
         )""")
+    _append_only(db, "checkpoints")
 
 
 def _create_readers(db: Database) -> None:

@@ -127,6 +127,11 @@ class Shipper:
             self.close()
         return ended
 
+    def wait(self, timeout_s: float | None = None) -> None:
+        """Wait for the thread to end (it ends only when stopped)."""
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
     def close(self) -> None:
         if self._central is not None:
             self._central.close()

@@ -170,3 +170,30 @@ def test_an_unreachable_server_is_said_plainly(postgres):
 def test_placeholders_are_translated_outside_quoted_text():
     assert to_format("SELECT '?', \"a?\" FROM t WHERE x = ? AND y LIKE '%a'") == \
         "SELECT '?', \"a?\" FROM t WHERE x = %s AND y LIKE '%%a'"
+
+
+def test_many_processes_opening_a_new_store_at_once_migrate_it_once(central_dsn):
+    """Every shipper migrates at connect: started together (a trust's proxies after an upgrade), none fails."""
+    import threading
+
+    errors, opened = [], []
+
+    def open_one():
+        try:
+            opened.append(Central.open(central_dsn))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for store in opened:
+        store.close()
+    assert errors == [] and len(opened) == 8
+    check = Central.open(central_dsn)
+    try:
+        assert check.connection.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == 4
+    finally:
+        check.close()

@@ -1,0 +1,289 @@
+"""``dojoguard trust``: the trust's central store: what each proxy has shipped, checking it, reports, readers."""
+
+from __future__ import annotations
+
+import sys
+import zoneinfo
+from datetime import datetime, time, timedelta
+from pathlib import Path
+
+import click
+
+from dojoguard.clitools import fail, pass_env
+from dojoguard.environment import Environment
+from dojoguard.trust.central import Central, TrustError
+from dojoguard.yamlfile import FileProblems
+
+DATABASE_HELP = ("the central store's address (default: trust.database); connect with a reader's own account "
+                 "to see what it may see")
+
+
+def _dsn(env: Environment, database: str | None) -> str:
+    if database:
+        return database
+    try:
+        value = env.config["trust"]["database"]
+    except FileProblems as exc:
+        raise fail(exc) from None
+    if not value:
+        raise click.ClickException("no central store: set trust.database in the settings (docs/trust.md), or "
+                                   "give --database")
+    return value
+
+
+def _open(env: Environment, database: str | None, *, migrate: bool = False) -> Central:
+    try:
+        return Central.open(_dsn(env, database), migrate=migrate, application_name="dojoguard trust")
+    except TrustError as exc:
+        raise fail(exc) from None
+
+
+database_option = click.option("--database", metavar="DSN", help=DATABASE_HELP)
+
+
+@click.group("trust")
+def trust_group() -> None:
+    """A multi-academy trust's central store: many schools' proxies shipping to one PostgreSQL.
+
+    Each proxy keeps its own audit log and ships a copy (trust.database in the
+    settings). See docs/trust.md.
+
+    \b
+    Example:
+      dojoguard trust status
+      dojoguard trust report --from 2026-09-01 --to 2027-07-23 --html trust-report.html
+    """
+
+
+@trust_group.command("status")
+@database_option
+@pass_env
+def status(env: Environment, database: str | None) -> None:
+    """Show each proxy the central store knows: its school, how far it has shipped, when it last did.
+
+    \b
+    Example:
+      dojoguard trust status
+    """
+    central = _open(env, database)
+    try:
+        nodes = central.nodes()
+    finally:
+        central.close()
+    if not nodes:
+        click.echo("No proxy has shipped to the central store yet (or this account may read no school).")
+    for n in nodes:
+        shipped = n.shipped_at.isoformat(timespec="seconds") if n.shipped_at else "never"
+        click.echo(f"{n.school:<22} {n.node:<28} records {n.start_seq}-{n.last_seq} "
+                   f"(last written {n.last_at or 'none'}; last shipped {shipped})")
+
+
+@trust_group.command("ship")
+@click.option("--once", is_flag=True, help="ship what is waiting, then stop (default: keep shipping)")
+@pass_env
+def ship(env: Environment, once: bool) -> None:
+    """Ship this proxy's audit records to the central store (the proxy does this itself while it runs).
+
+    For catching up while the proxy is stopped, or from a copy of a node's
+    data folder. Safe to run beside the proxy: the store skips what it holds.
+
+    \b
+    Example:
+      dojoguard trust ship --once
+    """
+    from dojoguard.trust.shipper import Shipper, ShipSettings
+
+    try:
+        settings = ShipSettings.from_config(env.config)
+    except (FileProblems, TrustError) as exc:
+        raise fail(exc) from None
+    if settings is None:
+        raise click.ClickException("no central store: set trust.database and trust.school (docs/trust.md)")
+    if not settings.audit_database.exists():
+        raise click.ClickException(f"no audit log at {settings.audit_database}: nothing to ship")
+    shipper = Shipper(settings)
+    if not once:
+        click.echo(f"Shipping {settings.audit_database} as {settings.node} ({settings.school}); Ctrl-C to stop.")
+        shipper.start()
+        try:
+            while True:
+                shipper.wait(3600)
+        except KeyboardInterrupt:
+            shipper.stop()
+        return
+    try:
+        shipped = shipper.ship_all()
+    except TrustError as exc:
+        raise fail(exc) from None
+    finally:
+        shipper.close()
+    click.echo(f"Shipped {shipped} records; the central store holds {settings.node}'s records up to "
+               f"{shipper.status.central_seq}.")
+
+
+@trust_group.command("verify")
+@click.option("--school", help="only this school's proxies")
+@database_option
+@pass_env
+def verify(env: Environment, school: str | None, database: str | None) -> None:
+    """Re-check every proxy's chain and signed checkpoints from the central copy alone.
+
+    Exits 1 if any is broken. Needs only read access (a trust-wide reader
+    account will do).
+
+    \b
+    Example:
+      dojoguard trust verify
+    """
+    from dojoguard.trust.verify import verify as check
+
+    central = _open(env, database)
+    try:
+        results = check(central, school)
+    finally:
+        central.close()
+    for r in results:
+        click.echo(f"{r.school:<22} {r.node:<28} {r.summary()}")
+    if not results:
+        click.echo("No proxy to check (none has shipped, or this account may read no school).")
+    if any(not r.is_ok for r in results):
+        sys.exit(1)
+
+
+@trust_group.command("report")
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), help="first day (default: 30 days ago)")
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), help="last day, included (default: today)")
+@click.option("--school", help="only this school")
+@click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), help="write the report as HTML")
+@click.option("--json", "as_json", type=click.Path(dir_okay=False, path_type=Path), help="write it as JSON")
+@database_option
+@pass_env
+def report(env: Environment, start: datetime | None, end: datetime | None, school: str | None, html: Path | None,
+           as_json: Path | None, database: str | None) -> None:
+    """Every school's decisions side by side (the schools this account may read).
+
+    Prints a summary; --html and --json write the whole report.
+
+    \b
+    Example:
+      dojoguard trust report --from 2026-09-01 --to 2027-07-23 --html trust-report.html
+    """
+    from dojoguard.trust import report as trust_report
+
+    tz = zoneinfo.ZoneInfo(env.config["timezone"])
+    today = env.clock.now().astimezone(tz).date()
+    last = end.date() if end else today
+    first = start.date() if start else last - timedelta(days=29)
+    if first > last:
+        raise click.ClickException(f"--from {first} is after --to {last}")
+    begin = datetime.combine(first, time(0), tz)
+    finish = datetime.combine(last + timedelta(days=1), time(0), tz)
+    central = _open(env, database)
+    try:
+        made = trust_report.gather(central, begin, finish, school=school, now=env.clock.now())
+    finally:
+        central.close()
+    click.echo(trust_report.render_text(made), nl=False)
+    for path, fmt in ((html, "html"), (as_json, "json")):
+        if path is not None:
+            trust_report.write(made, path, fmt)
+            click.echo(f"Wrote {path}")
+
+
+@trust_group.command("grant")
+@click.argument("account")
+@click.option("--school", help="the school it may read")
+@click.option("--trust-wide", is_flag=True, help="every school (for the trust's leaders and auditors)")
+@database_option
+@pass_env
+def grant(env: Environment, account: str, school: str | None, trust_wide: bool, database: str | None) -> None:
+    """Let a database account read one school's records, or the whole trust's.
+
+    The account is made first by the database administrator (CREATE ROLE ...
+    LOGIN). PostgreSQL itself then shows it only its scope, whatever it runs.
+
+    \b
+    Example:
+      dojoguard trust grant head_st_wilfrids --school st-wilfrids
+    """
+    from dojoguard.trust import readers
+
+    if bool(school) == trust_wide:
+        raise click.UsageError("give exactly one of --school SCHOOL or --trust-wide")
+    central = _open(env, database, migrate=True)
+    try:
+        readers.grant(central, account, None if trust_wide else school)
+    except TrustError as exc:
+        raise fail(exc) from None
+    finally:
+        central.close()
+    click.echo(f"{account} may now read {'every school' if trust_wide else school}.")
+
+
+@trust_group.command("revoke")
+@click.argument("account")
+@click.option("--school", help="only this scope (default: every scope it has)")
+@database_option
+@pass_env
+def revoke(env: Environment, account: str, school: str | None, database: str | None) -> None:
+    """Take a database account's read access away (for one school, or all of it).
+
+    \b
+    Example:
+      dojoguard trust revoke head_st_wilfrids
+    """
+    from dojoguard.trust import readers
+
+    central = _open(env, database)
+    try:
+        gone = readers.revoke(central, account, school)
+    finally:
+        central.close()
+    click.echo(f"{account} lost {gone} scope(s).")
+
+
+@trust_group.command("readers")
+@database_option
+@pass_env
+def list_readers(env: Environment, database: str | None) -> None:
+    """List the accounts that may read the central store, and what.
+
+    \b
+    Example:
+      dojoguard trust readers
+    """
+    from dojoguard.trust import readers
+
+    central = _open(env, database)
+    try:
+        for account, scope in readers.scopes(central):
+            click.echo(f"{account:<30} {'every school' if scope == readers.TRUST_WIDE else scope}")
+    finally:
+        central.close()
+
+
+@trust_group.command("retire")
+@click.argument("node")
+@database_option
+@pass_env
+def retire(env: Environment, node: str, database: str | None) -> None:
+    """Set a proxy's registration aside (its log or key was replaced), keeping every record it shipped.
+
+    Its records stay under NODE.retired-TIME; the name can then register again
+    with the new log and key. Do this only after finding why they changed.
+
+    \b
+    Example:
+      dojoguard trust retire st-wilfrids-1
+    """
+    central = _open(env, database)
+    try:
+        central.retire(node)
+    except TrustError as exc:
+        raise fail(exc) from None
+    finally:
+        central.close()
+    click.echo(f"{node}'s registration is set aside; its records are kept.")
+
+
+COMMANDS = [trust_group]
