@@ -145,14 +145,35 @@ class Central:
         check_name(school, "school")
         public = checkpoints.load_public_key_pem(public_key_pem.encode("ascii"))
         fingerprint = checkpoints.fingerprint(public)
+        import psycopg
+
+        try:
+            return self._register(name, school, log_id, public_key_pem, fingerprint, start_seq, start_prev)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise NodeMismatch(f"this account may not register node {name!r} in school {school!r} (an "
+                               f"administrator allows each proxy's account one node and school: dojoguard trust "
+                               f"allow-shipper): {_first_line(exc)}") from exc
+
+    def _register(self, name, school, log_id, public_key_pem, fingerprint, start_seq, start_prev) -> Node:
         with self._unavailable_as_error(), self.connection.transaction():
-            self.connection.execute("INSERT INTO schools (school) VALUES (%s) ON CONFLICT DO NOTHING", (school,))
+            # A shipping account sees its own school, which its administrator made; the owner makes it here.
+            if self.connection.execute("SELECT 1 FROM schools WHERE school = %s", (school,)).fetchone() is None:
+                self.connection.execute("INSERT INTO schools (school) VALUES (%s) ON CONFLICT DO NOTHING",
+                                        (school,))
+            if self.node(name) is not None:
+                return self._registered(name, school, log_id, fingerprint)
             self.connection.execute(
                 "INSERT INTO nodes (node, school, log_id, public_key, key_fingerprint, start_seq, start_prev, "
                 "last_seq, last_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (node) DO NOTHING",
                 (name, school, log_id, public_key_pem, fingerprint, start_seq, start_prev, start_seq - 1, start_prev))
+        return self._registered(name, school, log_id, fingerprint)
+
+    def _registered(self, name: str, school: str, log_id: str, fingerprint: str) -> Node:
+        """The node as registered; ``NodeMismatch`` if that differs from what this proxy says it is."""
         node = self.node(name)
-        assert node is not None
+        if node is None:
+            raise TrustError(f"node {name!r} could not be registered (the account may ship only as the node "
+                             f"and school an administrator allowed: dojoguard trust allow-shipper)")
         problems = []
         if node.school != school:
             problems.append(f"it belongs to school {node.school!r}, not {school!r}")
@@ -180,17 +201,27 @@ class Central:
         with self._unavailable_as_error():
             try:
                 with self.connection.transaction():
-                    (last_seq, last_hash) = self.connection.execute(
-                        "SELECT last_seq, last_hash FROM nodes WHERE node = %s FOR UPDATE", (node.node,)).fetchone()
+                    # One batch of a node at a time (a lock any account may take; the store's trigger also locks
+                    # the node's row, as the owner, before it checks the chain).
+                    self.connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (node.node,))
+                    row = self.connection.execute("SELECT last_seq FROM nodes WHERE node = %s", (node.node,)).fetchone()
+                    if row is None:
+                        raise ChainRefused(f"node {node.node} is no longer registered (retired by an administrator)")
+                    (last_seq,) = row
                     known = [r for r in rows if r[0] <= last_seq]
                     if known:
                         self._same_as_stored(node.node, known)
                     new = [r for r in rows if r[0] > last_seq]
                     if new:
-                        with self.connection.cursor().copy(
-                                "COPY records (node, seq, id, at, type, body, prev, hash, school) FROM STDIN") as copy:
-                            for seq, record_id, at, type_, body, prev, hash_ in new:
-                                copy.write_row((node.node, seq, record_id, at, type_, body, prev, hash_, node.school))
+                        # One statement for the batch, so that the store's trigger checks it as a whole. Not
+                        # COPY: PostgreSQL refuses COPY into a table with row-level security for a proxy's own
+                        # (non-owner) account.
+                        columns = list(zip(*new, strict=True))
+                        self.connection.execute(
+                            "INSERT INTO records (node, seq, id, at, type, body, prev, hash, school) "
+                            "SELECT %s, * , %s FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
+                            "%s::text[], %s::text[], %s::text[])",
+                            (node.node, node.school, *[list(c) for c in columns]))
                         last_seq = new[-1][0]
                     added = self._add_checkpoints(node, found_checkpoints, last_seq)
             except psycopg.errors.UniqueViolation as exc:

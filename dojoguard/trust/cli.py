@@ -206,18 +206,47 @@ def grant(env: Environment, account: str, school: str | None, trust_wide: bool, 
     Example:
       dojoguard trust grant head_st_wilfrids --school st-wilfrids
     """
-    from dojoguard.trust import readers
+    from dojoguard.trust import accounts
 
     if bool(school) == trust_wide:
         raise click.UsageError("give exactly one of --school SCHOOL or --trust-wide")
     central = _open(env, database, migrate=True)
     try:
-        readers.grant(central, account, None if trust_wide else school)
+        accounts.grant(central, account, None if trust_wide else school)
     except TrustError as exc:
         raise fail(exc) from None
     finally:
         central.close()
     click.echo(f"{account} may now read {'every school' if trust_wide else school}.")
+
+
+@trust_group.command("allow-shipper")
+@click.argument("account")
+@click.option("--node", required=True, help="the proxy's name (its trust.node)")
+@click.option("--school", required=True, help="the proxy's school (its trust.school)")
+@database_option
+@pass_env
+def allow_shipper(env: Environment, account: str, node: str, school: str, database: str | None) -> None:
+    """Let one proxy's own database account ship as its node, and do nothing else.
+
+    The account is made first by the database administrator (CREATE ROLE ...
+    LOGIN); the proxy then uses it in trust.database. It may register only
+    this node in this school, add only to this node's chain, read only its rows.
+
+    \b
+    Example:
+      dojoguard trust allow-shipper ship_st_wilfrids_1 --node st-wilfrids-1 --school st-wilfrids
+    """
+    from dojoguard.trust import accounts
+
+    central = _open(env, database, migrate=True)
+    try:
+        accounts.allow_shipper(central, account, node, school)
+    except TrustError as exc:
+        raise fail(exc) from None
+    finally:
+        central.close()
+    click.echo(f"{account} may now ship as {node} ({school}).")
 
 
 @trust_group.command("revoke")
@@ -226,17 +255,17 @@ def grant(env: Environment, account: str, school: str | None, trust_wide: bool, 
 @database_option
 @pass_env
 def revoke(env: Environment, account: str, school: str | None, database: str | None) -> None:
-    """Take a database account's read access away (for one school, or all of it).
+    """Take a database account's read access away (for one school, or all of it, shipping included).
 
     \b
     Example:
       dojoguard trust revoke head_st_wilfrids
     """
-    from dojoguard.trust import readers
+    from dojoguard.trust import accounts
 
     central = _open(env, database)
     try:
-        gone = readers.revoke(central, account, school)
+        gone = accounts.revoke(central, account, school)
     finally:
         central.close()
     click.echo(f"{account} lost {gone} scope(s).")
@@ -246,18 +275,22 @@ def revoke(env: Environment, account: str, school: str | None, database: str | N
 @database_option
 @pass_env
 def list_readers(env: Environment, database: str | None) -> None:
-    """List the accounts that may read the central store, and what.
+    """List the accounts that may read the central store (and what), and the proxies' shipping accounts.
 
     \b
     Example:
       dojoguard trust readers
     """
-    from dojoguard.trust import readers
+    from dojoguard.trust import accounts
 
     central = _open(env, database)
     try:
-        for account, scope in readers.scopes(central):
-            click.echo(f"{account:<30} {'every school' if scope == readers.TRUST_WIDE else scope}")
+        for account, scope in accounts.scopes(central):
+            if scope == accounts.TRUST_WIDE:
+                scope = "reads every school"
+            elif not scope.startswith("ships"):
+                scope = f"reads {scope}"
+            click.echo(f"{account:<30} {scope}")
     finally:
         central.close()
 

@@ -73,8 +73,13 @@ def _create_records(db: Database) -> None:
         )""")
     db.execute("CREATE INDEX records_school_at ON records (school, at)")
     db.execute("CREATE INDEX records_type ON records (type, school, at) WHERE type <> 'decision'")
+    # SECURITY DEFINER: the trigger moves the node's end of chain, which a shipping account may not update
+    # itself (a shipper that could set ``last_hash`` could graft another history onto any node's chain).
+    (schema_name,) = db.execute("SELECT current_schema()").fetchone()
+    search_path = '"' + schema_name.replace('"', '""') + '", pg_temp'
     db.execute("""
-        CREATE FUNCTION dojoguard_check_chain() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        CREATE FUNCTION dojoguard_check_chain() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+        SET search_path = """ + search_path + """ AS $fn$
         DECLARE
             bad record;
         BEGIN
@@ -172,11 +177,39 @@ def _create_readers(db: Database) -> None:
                 OR EXISTS (SELECT 1 FROM readers r WHERE r.account = current_user AND r.school = '*'))""")
 
 
+def _create_shippers(db: Database) -> None:
+    # Which database accounts may ship as which node of which school. A proxy that ships with its own
+    # account (rather than the owner's) can register only the node and school an administrator named for
+    # it, add records and checkpoints only to that node's chain, and read only that node's rows: a
+    # compromised proxy cannot write into another school's history, nor turn the guards off.
+    db.execute("""
+        CREATE TABLE shippers (
+            account  name NOT NULL,
+            node     text NOT NULL CHECK (node ~ '^[a-z0-9][a-z0-9.-]{0,62}$'),
+            school   text NOT NULL REFERENCES schools,
+            PRIMARY KEY (account, node)
+        )""")
+    db.execute("ALTER TABLE shippers ENABLE ROW LEVEL SECURITY")
+    db.execute("CREATE POLICY shippers_own ON shippers FOR SELECT USING (account = current_user)")
+    own_node = "node = ANY (ARRAY(SELECT s.node FROM shippers s WHERE s.account = current_user))"
+    for table in ("nodes", "records", "checkpoints"):
+        db.execute(f"CREATE POLICY {table}_own_node ON {table} FOR SELECT USING ({own_node})")
+        db.execute(f"CREATE POLICY {table}_shipped ON {table} FOR INSERT WITH CHECK ({own_node})")
+    db.execute("""CREATE POLICY schools_own_node ON schools FOR SELECT USING (
+                      school = ANY (ARRAY(SELECT s.school FROM shippers s WHERE s.account = current_user)))""")
+    # Registering: only the node, in the school, an administrator allowed this account.
+    db.execute("DROP POLICY nodes_shipped ON nodes")
+    db.execute("""CREATE POLICY nodes_registered ON nodes FOR INSERT WITH CHECK (
+                      EXISTS (SELECT 1 FROM shippers s WHERE s.account = current_user AND s.node = nodes.node
+                                                         AND s.school = nodes.school))""")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_create_schools_and_nodes", _create_schools_and_nodes),
     Migration("0002_create_records", _create_records),
     Migration("0003_create_checkpoints", _create_checkpoints),
     Migration("0004_create_readers", _create_readers),
+    Migration("0005_create_shippers", _create_shippers),
 )
 
 

@@ -121,6 +121,12 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def as_account(dsn: str, account: str) -> str:
+    """``dsn`` (a test server's postgresql:// address) with another account's name (trust authentication)."""
+    scheme, rest = dsn.split("://", 1)
+    return f"{scheme}://{account}@{rest.split('@', 1)[1]}"
+
+
 def wait_until_up(server: PostgresServer, timeout: float = 30) -> None:
     import psycopg
 

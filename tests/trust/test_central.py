@@ -11,6 +11,7 @@ import pytest
 from dojoguard.audit import checkpoint as checkpoints
 from dojoguard.audit.record import GENESIS, canonical, format_time, seal
 from dojoguard.storage.postgresql import to_format
+from dojoguard.trust import schema
 from dojoguard.trust.central import Central, ChainRefused, NodeMismatch, TrustError, TrustUnavailable
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -194,6 +195,7 @@ def test_many_processes_opening_a_new_store_at_once_migrate_it_once(central_dsn)
     assert errors == [] and len(opened) == 8
     check = Central.open(central_dsn)
     try:
-        assert check.connection.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == 4
+        assert check.connection.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == \
+            len(schema.MIGRATIONS) == 5
     finally:
         check.close()

@@ -7,10 +7,11 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from dojoguard.trust import readers
+from dojoguard.trust import accounts
 from dojoguard.trust import report as trust_report
 from dojoguard.trust.central import Central, TrustError
 from dojoguard.trust.verify import verify
+from tests.support.postgres import as_account
 from tests.trust.test_central import T0, chain, register
 
 
@@ -25,15 +26,11 @@ def two_schools(postgres, central_dsn):
     central.close()
 
 
-def _as(postgres, dsn: str, account: str) -> str:
-    return dsn.replace(f"{postgres.dsn().split('@')[0].split('//')[1]}@", f"{account}@")
-
-
 def test_a_school_account_sees_only_its_school_whatever_it_runs(postgres, two_schools):
     central, dsn = two_schools
     postgres.create_login("head_a")
-    readers.grant(central, "head_a", "school-a")
-    with psycopg.connect(_as(postgres, dsn, "head_a")) as conn:
+    accounts.grant(central, "head_a", "school-a")
+    with psycopg.connect(as_account(dsn, "head_a")) as conn:
         assert conn.execute("SELECT DISTINCT school FROM records").fetchall() == [("school-a",)]
         # Asking for the other school by name, or by its node, finds nothing.
         assert conn.execute("SELECT count(*) FROM records WHERE school = 'school-b'").fetchone() == (0,)
@@ -41,7 +38,7 @@ def test_a_school_account_sees_only_its_school_whatever_it_runs(postgres, two_sc
         assert conn.execute("SELECT node FROM nodes").fetchall() == [("a-1",)]
         assert conn.execute("SELECT school FROM schools").fetchall() == [("school-a",)]
         assert conn.execute("SELECT account, school FROM readers").fetchall() == [("head_a", "school-a")]
-    with psycopg.connect(_as(postgres, dsn, "head_a"), autocommit=True) as conn:
+    with psycopg.connect(as_account(dsn, "head_a"), autocommit=True) as conn:
         # It cannot widen its own scope, nor change a record.
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO readers VALUES ('head_a', '*')")
@@ -50,7 +47,7 @@ def test_a_school_account_sees_only_its_school_whatever_it_runs(postgres, two_sc
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("ALTER TABLE records DISABLE ROW LEVEL SECURITY")
     # dojoguard's own report and verification, run with that account, cover only school-a.
-    scoped = Central.open(_as(postgres, dsn, "head_a"), migrate=False)
+    scoped = Central.open(as_account(dsn, "head_a"), migrate=False)
     try:
         made = trust_report.gather(scoped, T0 - timedelta(days=1), T0 + timedelta(days=1))
         assert [s.school for s in made.schools] == ["school-a"] and made.decisions == 6
@@ -63,27 +60,27 @@ def test_an_account_without_a_scope_sees_nothing_and_trust_wide_sees_all(postgre
     central, dsn = two_schools
     postgres.create_login("auditor")
     postgres.create_login("nobody_yet")
-    readers.grant(central, "auditor", None)
-    with psycopg.connect(_as(postgres, dsn, "auditor")) as conn:
+    accounts.grant(central, "auditor", None)
+    with psycopg.connect(as_account(dsn, "auditor")) as conn:
         assert conn.execute("SELECT school, count(*) FROM records GROUP BY 1 ORDER BY 1").fetchall() == \
             [("school-a", 6), ("school-b", 4)]
-    with psycopg.connect(_as(postgres, dsn, "nobody_yet")) as conn, pytest.raises(
+    with psycopg.connect(as_account(dsn, "nobody_yet")) as conn, pytest.raises(
             psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT count(*) FROM records")
     # Granted one school, then revoked: nothing again (not even an empty-but-allowed read).
-    readers.grant(central, "nobody_yet", "school-b")
-    assert readers.revoke(central, "nobody_yet", None) == 1
-    with psycopg.connect(_as(postgres, dsn, "nobody_yet")) as conn, pytest.raises(
+    accounts.grant(central, "nobody_yet", "school-b")
+    assert accounts.revoke(central, "nobody_yet", None) == 1
+    with psycopg.connect(as_account(dsn, "nobody_yet")) as conn, pytest.raises(
             psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT count(*) FROM records")
-    assert ("auditor", readers.TRUST_WIDE) in readers.scopes(central)
+    assert ("auditor", accounts.TRUST_WIDE) in accounts.scopes(central)
 
 
 def test_grant_refuses_accounts_it_cannot_scope(postgres, two_schools):
     central, _dsn = two_schools
     with pytest.raises(TrustError, match="no database account"):
-        readers.grant(central, "not_made", "school-a")
+        accounts.grant(central, "not_made", "school-a")
     with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
         conn.execute("CREATE ROLE sees_all LOGIN BYPASSRLS")
     with pytest.raises(TrustError, match="bypasses row-level security"):
-        readers.grant(central, "sees_all", "school-a")
+        accounts.grant(central, "sees_all", "school-a")

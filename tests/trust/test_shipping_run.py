@@ -25,11 +25,12 @@ from dojoguard.audit import fingerprints
 from dojoguard.clock import FileClock
 from dojoguard.standin import data
 from dojoguard.standin.harness import ProxyProcess
+from dojoguard.trust import accounts
 from dojoguard.trust import report as trust_report
 from dojoguard.trust.central import Central
 from dojoguard.trust.verify import verify
 from tests.proxy.conftest import MONDAY_10, running_proxy, signed_in
-from tests.support.postgres import PostgresServer, require_server, wait_until_up
+from tests.support.postgres import PostgresServer, as_account, require_server, wait_until_up
 from tests.support.waiting import eventually
 
 MESSAGE = f"https://teach.classdojo.com/api/message-thread/{data.THREAD_ID}/message"
@@ -63,15 +64,25 @@ def _all_shipped(dsn: str, found, node: str) -> bool:
     return _central(dsn, node) == _local(found)
 
 
-def test_three_proxies_of_two_schools_end_in_one_trust_report(tmp_path, central_dsn):
+def test_three_proxies_of_two_schools_end_in_one_trust_report(tmp_path, postgres, central_dsn):
+    """Each proxy ships with its own account, as docs/trust.md recommends."""
     evening = MONDAY_10.replace(hour=19)   # outside school hours: the test policy blocks messages then
     plan = [("school-a", "a-1", MONDAY_10, 4), ("school-a", "a-2", MONDAY_10, 3), ("school-b", "b-1", evening, 5)]
+    owner = Central.open(central_dsn)
+    try:
+        for school, node, _at, _count in plan:
+            account = f"ship_{node.replace('-', '_')}_{central_dsn.rsplit('/', 1)[1]}"
+            postgres.create_login(account)
+            accounts.allow_shipper(owner, account, node, school)
+    finally:
+        owner.close()
     with ExitStack() as stack:
         running = []
         for school, node, at, _count in plan:
             folder = tmp_path / node
             folder.mkdir()
-            running.append(stack.enter_context(running_proxy(folder, at=at, settings=_trust(central_dsn, school, node))))
+            dsn = as_account(central_dsn, f"ship_{node.replace('-', '_')}_{central_dsn.rsplit('/', 1)[1]}")
+            running.append(stack.enter_context(running_proxy(folder, at=at, settings=_trust(dsn, school, node))))
         for found, (_school, node, _at, count) in zip(running, plan, strict=True):
             with signed_in(found["proxy"]) as client:
                 for i in range(count):
