@@ -441,6 +441,32 @@ def test_a_base_folder_without_rule_files_says_it_is_the_base(tmp_path):
     assert "`rules.base`" in found.hint
 
 
+# -- the documentation's example ----------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
+
+
+def _docs_block(first_line: str) -> str:
+    return DOCS.read_text("utf-8").split(f"```yaml\n{first_line}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_example_in_the_docs_loads_and_decides_as_the_docs_say(tmp_path):
+    """docs/rules.md's base and school folders load together; 5.30pm is held, 7pm blocked, a school `allow` for the
+    evening changes nothing, and no base rule can be exempted."""
+    write(tmp_path / "trust-base" / "trust.yaml", _docs_block("# trust-base/trust.yaml"))
+    write(tmp_path / "trust-base" / "lists" / "safeguarding.txt", "scared to go home\n")
+    school = _docs_block("# rules/oak.yaml")
+    write(tmp_path / "rules" / "oak.yaml", school)
+    policy = load_policy(tmp_path / "rules", base=tmp_path / "trust-base")
+    assert policy.evaluate(make_action(text="hi", at=MONDAY_1730)).verdict is Verdict.HOLD
+    assert policy.evaluate(make_action(text="hi", at=MONDAY_19)).verdict is Verdict.BLOCK
+    assert [r.exemptable for r in policy.rules] == [False, False, True, True]
+    write(tmp_path / "rules" / "oak.yaml", school + rule("evenings", "{kind: message.send, outside: messaging-hours}",
+                                                          "allow"))
+    evening = load_policy(tmp_path / "rules", base=tmp_path / "trust-base")
+    assert evening.evaluate(make_action(text="hi", at=MONDAY_19)).verdict is Verdict.BLOCK
+
+
 def test_the_folder_problems_of_the_base_and_the_school_come_together(tmp_path):
     (tmp_path / "base").mkdir()
     write(tmp_path / "base" / "trust.yml", BASE)
