@@ -25,7 +25,7 @@ def _policy(env: Environment):
     config = env.config
     path = BUILTIN if config["rules"]["policy"] == BUILTIN else config.path("rules", "policy")
     try:
-        return load_policy(path, calendar=config.path("rules", "calendar"),
+        return load_policy(path, base=config.path("rules", "base"), calendar=config.path("rules", "calendar"),
                            device_groups=dict(config["proxy"]["device_groups"]), timezone=config["timezone"])
     except FileProblems as exc:
         raise fail(exc) from None

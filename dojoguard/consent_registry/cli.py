@@ -481,7 +481,8 @@ def _verdict(env: Environment, check: ImageCheck, channel: str, class_id: str | 
         return None, f"the rules engine is not available ({exc})"
     cfg = _config(env)
     try:
-        policy = load_policy(cfg["rules"]["policy"], calendar=cfg.path("rules", "calendar"),
+        policy = load_policy(cfg["rules"]["policy"], base=cfg.path("rules", "base"),
+                             calendar=cfg.path("rules", "calendar"),
                              device_groups=cfg["proxy"]["device_groups"], timezone=cfg["timezone"])
     except FileProblems as exc:
         return None, f"the policy does not load ({len(exc.problems)} problem(s); run `dojoguard rules check`)"

@@ -66,7 +66,7 @@ def policy():
         return cached["policy"]
     cfg = c.config
     source = BUILTIN if cfg["rules"]["policy"] == BUILTIN else cfg.path("rules", "policy")
-    loaded = load_policy(source, calendar=cfg.path("rules", "calendar"), device_groups=cfg["proxy"]["device_groups"],
-                         timezone=cfg["timezone"])
+    loaded = load_policy(source, base=cfg.path("rules", "base"), calendar=cfg.path("rules", "calendar"),
+                         device_groups=cfg["proxy"]["device_groups"], timezone=cfg["timezone"])
     cached.update(at=time.monotonic(), policy=loaded)
     return loaded

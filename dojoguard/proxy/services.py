@@ -83,8 +83,8 @@ class Services:
 def load_policy(settings: Settings):
     from dojoguard.rules.policy import load_policy as load
 
-    return load(settings.policy, calendar=settings.calendar, device_groups=settings.device_groups,
-                timezone=settings.timezone)
+    return load(settings.policy, base=settings.base, calendar=settings.calendar,
+                device_groups=settings.device_groups, timezone=settings.timezone)
 
 
 def load_exemptions(settings: Settings):
@@ -199,7 +199,8 @@ def _stamp(path: Path | str | None) -> Any:
 
 def watched_stamps(settings: Settings) -> dict[str, Any]:
     return {
-        "policy": (_stamp(settings.policy), _stamp(settings.calendar)),
+        # The trust's base rules are part of the policy: an edit to them reloads it too.
+        "policy": (_stamp(settings.policy), _stamp(settings.calendar), _stamp(settings.base)),
         "exemptions": _stamp(settings.exemptions),
         "catalogue": _stamp(settings.catalogue),
     }

@@ -122,6 +122,8 @@ class Settings:
     staff: StaffSettings = field(default_factory=lambda: StaffSettings())
     # The whole configuration, for the background work (scheduled jobs, releases).
     config: Config | None = None
+    # The trust's base rules the policy extends (rules.base; None: none), a file or folder.
+    base: str | None = None
     # The name the proxy's CA is made with (proxy.ca_name; see certauthority.py).
     ca_name: str = "dojoguard school proxy CA"
 
@@ -153,6 +155,7 @@ class Settings:
             data_dir=config.data_dir,
             policy=config["rules"]["policy"] if config["rules"]["policy"] == "builtin"
             else str(config.path("rules", "policy")),
+            base=str(config.path("rules", "base")) if config["rules"]["base"] is not None else None,
             exemptions=config.path("rules", "exemptions"),
             calendar=config.path("rules", "calendar"),
             reload=bool(config["rules"]["reload"]),

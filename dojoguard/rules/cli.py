@@ -14,6 +14,7 @@ from dojoguard.environment import Environment
 from dojoguard.rules import grants
 from dojoguard.rules.action import Action, ActionError
 from dojoguard.rules.reachable import unreachable_rules
+from dojoguard.rules.basecases import NOTE, PASS, BaseOutcome, run_base_cases
 from dojoguard.rules.casebook import Outcome, load_casebook, run_cases
 from dojoguard.rules.codes import Code
 from dojoguard.rules.devices import SETTINGS
@@ -41,15 +42,53 @@ def _policy_source(env: Environment, path: str | None) -> str | Path:
     return BUILTIN if value == BUILTIN else env.config.path("rules", "policy")
 
 
-def _load(env: Environment, source, *, calendar=None, device_groups=None, use_config: bool = True) -> Policy:
+NO_BASE = "none"
+_CONFIGURED = object()
+
+
+def _base_source(env: Environment, path: str | None, source) -> str | Path | None:
+    """The trust's base rules to lay under ``source``: --base PATH ("none": none), else the setting `rules.base`.
+
+    None when there is none, or when ``source`` is the base itself (or inside it): then the base is
+    checked, tested or asked on its own.
+    """
+    if path is not None:
+        base = None if path == NO_BASE else path if path == BUILTIN else Path(path)
+    else:
+        base = _settings(env).path("rules", "base")
+    if base is None or _within(source, base):
+        return None
+    return base
+
+
+def _within(source, base) -> bool:
+    if BUILTIN in (str(source), str(base)):
+        return str(source) == str(base)
+    inner, outer = Path(source).resolve(), Path(base).resolve()
+    return inner == outer or outer in inner.parents
+
+
+def _load(env: Environment, source, *, base=_CONFIGURED, calendar=None, device_groups=None,
+          use_config: bool = True) -> Policy:
+    """The policy at ``source`` with its base (default: the setting `rules.base`), or every problem and exit 2.
+
+    ``use_config`` false leaves out the deployment's calendar and device groups (never the base: the base
+    is part of the policy, not of the machine)."""
     config = _settings(env)
+    if base is _CONFIGURED:
+        base = _base_source(env, None, source)
     if use_config:
         calendar = calendar if calendar is not None else config.path("rules", "calendar")
         device_groups = device_groups if device_groups is not None else config["proxy"]["device_groups"]
     try:
-        return load_policy(source, calendar=calendar, device_groups=device_groups, timezone=config["timezone"])
+        return load_policy(source, base=base, calendar=calendar, device_groups=device_groups,
+                           timezone=config["timezone"])
     except FileProblems as exc:
         raise fail(exc) from None
+
+
+_BASE_HELP = ('The trust\'s base rules (a rule file or folder) to lay under the policy (default: the setting '
+              '`rules.base`; "none": no base).')
 
 
 def _when(text: str, tz: ZoneInfo, now: datetime, *, end_of_day: bool = False) -> datetime:
@@ -117,19 +156,29 @@ def rules_init(folder: Path, force: bool, example: str) -> None:
 @click.argument("path", required=False)
 @click.option("--calendar", type=click.Path(dir_okay=False, path_type=Path),
               help="School calendar to check with the rules (default: the configured one).")
+@click.option("--base", "base_path", help=_BASE_HELP)
 @pass_env
-def rules_check(env: Environment, path: str | None, calendar: Path | None) -> None:
+def rules_check(env: Environment, path: str | None, calendar: Path | None, base_path: str | None) -> None:
     """Validate a rule file or folder (default: the configured policy); non-zero exit with every problem.
 
     PATH is a rule file, a folder of rule files, or "builtin" (St Wilfrid's rules).
+    With a base (--base or the setting rules.base), the policy checked is the
+    trust's base rules and PATH's together, and every way PATH's files would
+    weaken the base is a problem too (DG-RULES-BASE).
 
     \b
     Example:
       dojoguard rules check /etc/dojoguard/rules
     """
-    policy = _load(env, _policy_source(env, path), calendar=calendar)
+    source = _policy_source(env, path)
+    base = _base_source(env, base_path, source)
+    policy = _load(env, source, base=base, calendar=calendar)
     click.echo(f"ok: {policy.name or 'policy'}: {len(policy.rules)} rules, {len(policy.windows)} windows, "
                f"{len(policy.lists)} lists; revision {policy.revision[:16]}")
+    if base is not None:
+        from_base = sum(policy.from_base(rule) for rule in policy.rules)
+        click.echo(f"base: {from_base} rules from the trust's base rules {base}, "
+                   f"{len(policy.rules) - from_base} from the school's own")
     for line in _device_groups(policy, _settings(env)):
         click.echo(line)
     for warning in _calendar_warnings(policy, env.clock.now()):
@@ -159,8 +208,9 @@ def _calendar_warnings(policy: Policy, now: datetime) -> list[str]:
 
 @rules_group.command("test")
 @click.argument("path", required=False)
+@click.option("--base", "base_path", help=_BASE_HELP)
 @pass_env
-def rules_test(env: Environment, path: str | None) -> None:
+def rules_test(env: Environment, path: str | None, base_path: str | None) -> None:
     """Run every companion test case: PASS or FAIL for each; non-zero on any failure or when none ran.
 
     PATH is a rule file (its companion is NAME.tests.yaml beside it), a
@@ -168,19 +218,23 @@ def rules_test(env: Environment, path: str | None) -> None:
     device groups named in the test file, not the deployment's, so they
     mean the same on every machine.
 
+    With a base (--base or the setting rules.base), PATH's cases run against
+    the base and PATH's rules together, and so do the base's own companion
+    cases: a base case that comes out less strict fails, naming the school
+    rule that caused it; one that comes out stricter is a NOTE.
+
     \b
     Example:
       dojoguard rules test builtin
     """
     source = _policy_source(env, path)
-    passed = failed = 0
-    for policy_source, tests_file in _test_pairs(source):
-        try:
-            casebook = load_casebook(tests_file)
-        except FileProblems as exc:
-            raise fail(exc) from None
-        policy = _load(env, policy_source, calendar=casebook.calendar, device_groups=casebook.device_groups,
-                       use_config=False)
+    pairs = _test_pairs(source)
+    base = _base_source(env, base_path, pairs[0][0])
+    passed = failed = noted = 0
+    for policy_source, tests_file in pairs:
+        casebook = _casebook(tests_file)
+        policy = _load(env, policy_source, base=base, calendar=casebook.calendar,
+                       device_groups=casebook.device_groups, use_config=False)
         unknown = casebook.unknown_rules(policy)
         if unknown:
             raise fail(FileProblems(unknown))
@@ -188,11 +242,51 @@ def rules_test(env: Environment, path: str | None) -> None:
             _report(outcome, casebook.file)
             passed += outcome.passed
             failed += not outcome.passed
-    click.echo(f"{passed} passed, {failed} failed")
+    if base is not None:
+        for base_source, tests_file in _test_pairs(base):
+            casebook = _casebook(tests_file)
+            layered = _load(env, pairs[0][0], base=base, calendar=casebook.calendar,
+                            device_groups=casebook.device_groups, use_config=False)
+            unknown = casebook.unknown_rules(layered)
+            if unknown:
+                raise fail(FileProblems(unknown))
+            click.echo(f"the trust's base cases ({tests_file}), against the base and the school's rules together:")
+            for base_outcome in run_base_cases(casebook, layered, _alone(env, base_source, casebook)):
+                _report_base(base_outcome, casebook.file)
+                passed += base_outcome.status == PASS
+                noted += base_outcome.status == NOTE
+                failed += not base_outcome.passed
+    click.echo(f"{passed} passed, {failed} failed" + (f", {noted} stricter under the school's rules (notes)"
+                                                      if noted else ""))
     if failed:
         raise click.ClickException(f"{failed} case(s) failed")
-    if not passed:
+    if not passed + noted:
         raise click.ClickException("no case ran: add cases to the companion test file")
+
+
+def _casebook(tests_file: Path):
+    try:
+        return load_casebook(tests_file)
+    except FileProblems as exc:
+        raise fail(exc) from None
+
+
+def _alone(env: Environment, base_source, casebook) -> Policy | None:
+    """The base by itself, with a base test file's calendar and device groups (None when it does not load)."""
+    try:
+        return load_policy(base_source, calendar=casebook.calendar, device_groups=casebook.device_groups,
+                           timezone=_settings(env)["timezone"])
+    except FileProblems:
+        return None
+
+
+def _report_base(outcome: BaseOutcome, file: str) -> None:
+    if outcome.status == PASS:
+        click.echo(f"PASS  [base] {outcome.case.name}")
+        return
+    click.echo(f"{outcome.status}  [base] {outcome.case.name}  ({file}:{outcome.case.line})")
+    for line in outcome.lines:
+        click.echo(f"      {line}")
 
 
 def _test_pairs(source) -> list[tuple[str | Path, Path]]:
@@ -230,9 +324,10 @@ def _report(outcome: Outcome, file: str) -> None:
               help="Exemptions file (default: the configured one).")
 @click.option("--calendar", type=click.Path(dir_okay=False, path_type=Path),
               help="School calendar (default: the configured one).")
+@click.option("--base", "base_path", help=_BASE_HELP)
 @pass_env
 def decide(env: Environment, action_file, at_text: str | None, policy_path: str | None,
-           exemptions_path: Path | None, calendar: Path | None) -> None:
+           exemptions_path: Path | None, calendar: Path | None, base_path: str | None) -> None:
     """Print, as JSON, the decision the proxy would make about an action.
 
     \b
@@ -253,7 +348,8 @@ def decide(env: Environment, action_file, at_text: str | None, policy_path: str 
         raise click.ClickException(f"the action is not valid: {exc} (see docs/actions.md)") from None
     if at_text is not None:
         action = action.with_time(_when(at_text, tz, now))
-    policy = _load(env, _policy_source(env, policy_path), calendar=calendar)
+    source = _policy_source(env, policy_path)
+    policy = _load(env, source, base=_base_source(env, base_path, source), calendar=calendar)
     day = action.at.astimezone(policy.timezone).date()
     for window in policy.windows.values():
         if not window.knows(day):

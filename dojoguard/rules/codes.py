@@ -32,6 +32,8 @@ class Code(enum.StrEnum):
     RULES_SPAN = "DG-RULES-SPAN"
     RULES_COUNT = "DG-RULES-COUNT"
     RULES_CHECK = "DG-RULES-CHECK"
+    # A school's rule files against the trust's base rules (rules.base).
+    RULES_BASE = "DG-RULES-BASE"
     # Phrase list files.
     LIST_PATH = "DG-LIST-PATH"
     LIST_MISSING = "DG-LIST-MISSING"

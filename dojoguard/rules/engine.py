@@ -82,8 +82,13 @@ class Policy:
                  default_notice: str, windows: dict[str, Window], lists: dict[str, WordList],
                  timezone: zoneinfo.ZoneInfo, calendar: SchoolCalendar, files: tuple[Path, ...],
                  indexes: Indexes, devices=None, tallies: tuple = (), strike_rules: frozenset[str] = frozenset(),
-                 checks: tuple = (), uses_class_names: bool = False):
+                 checks: tuple = (), uses_class_names: bool = False, base_files: frozenset[str] = frozenset(),
+                 default_file: str = ""):
         self.name = name
+        # The files of the trust's base rules (the setting rules.base) among ``files``; empty without a base.
+        self.base_files = base_files
+        # The rule file whose `default` is in force.
+        self.default_file = default_file
         # Whether a condition names classes (`class: {in: ...}`): only then need actions carry a class's name.
         self.uses_class_names = uses_class_names
         # What the counting conditions count (conditions.Tally), the rules that test strikes, and the
@@ -121,6 +126,10 @@ class Policy:
 
     def rule(self, rule_id: str) -> Rule | None:
         return self._by_id.get(rule_id)
+
+    def from_base(self, rule: Rule) -> bool:
+        """Whether ``rule`` is one of the trust's base rules rather than the school's own."""
+        return rule.file in self.base_files
 
     def found_in_text(self, text: str) -> list[tuple[tuple, str]]:
         """Each text test (phrase list, language list, pattern) that finds something in ``text``, with what

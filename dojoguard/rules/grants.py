@@ -98,6 +98,9 @@ def _check_rules(policy: Policy, rules: list[str]) -> None:
         if rule is None:
             known = ", ".join(r.id for r in policy.rules if r.exemptable)
             raise GrantError(f"the policy has no rule {rule_id!r}; rules that can be exempted: {known}")
+        if not rule.exemptable and policy.from_base(rule):
+            raise GrantError(f"rule {rule_id!r} is one of the trust's base rules and the trust has said no school may "
+                             f"set it aside (`exemptable: false`, {rule.file}:{rule.line})")
         if not rule.exemptable:
             raise GrantError(f"rule {rule_id!r} cannot be exempted (it is a fail-closed safety check)")
 

@@ -14,12 +14,12 @@ import hashlib
 import ipaddress
 import json
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 from dojoguard import schemaproblems, yamlfile
-from dojoguard.rules import codes
+from dojoguard.rules import codes, layering
 from dojoguard.rules.calendar import EMPTY, BankHolidays, SchoolCalendar, load_calendar
 from dojoguard.rules.codes import Code
 from dojoguard.rules.checks import Check
@@ -49,7 +49,7 @@ CALENDAR_SUFFIX = ".calendar.yaml"
 _CALENDAR_KEYS = frozenset({"school", "terms", "inset_days", "closures"})
 _TESTS_KEYS = frozenset({"cases", "action_defaults"})
 # The top-level keys that define no names conditions use.
-_UNNAMED_SECTIONS = frozenset({"policy", "bank_holidays", "default", "rules", "checks"})
+_UNNAMED_SECTIONS = frozenset({"policy", "bank_holidays", "default", "rules", "checks", "exemptable"})
 
 
 def builtin_folder(example: str = EXAMPLES[0]) -> Path:
@@ -136,7 +136,7 @@ def _calendar_name(path: Path) -> str:
     return f"{stem or 'school'}{CALENDAR_SUFFIX}"
 
 
-def load_policy(source: str | Path, *, calendar: str | Path | None = None,
+def load_policy(source: str | Path, *, base: str | Path | None = None, calendar: str | Path | None = None,
                 device_groups: dict[str, list[str]] | None = None,
                 timezone: str = "Europe/London") -> Policy:
     """Load and check a whole policy; raises ``FileProblems`` listing every problem found.
@@ -144,14 +144,25 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
     The shipped policy ("builtin") without a calendar uses its example calendar (2026-27), as the copy
     `rules init` writes is set up to: its messaging window fails safe (closed) on dates no calendar covers,
     so without one it would never open.
+
+    ``base`` (the setting ``rules.base``) is the trust's base rules, a file or a folder: the policy is then
+    the base's files and ``source``'s loaded together, base first, and every way the school's files would
+    weaken the base is a problem too (see ``layering``).
     """
     if str(source) == BUILTIN and calendar is None:
         calendar = builtin_calendar()
-    files = policy_files(source, calendar=calendar)
+    unlisted: list[Problem] = []  # the folder problems of the base and of the school's policy, together
+    base_files = _listed(lambda: _layer_files(base, calendar), unlisted) if base is not None else []
+    files = _listed(lambda: policy_files(source, calendar=calendar), unlisted)
+    shared = unlisted or layering.shared_files(base_files, files)
+    if shared:
+        raise FileProblems(shared)
     problems: list[Problem] = []
     documents: list[_RuleFile] = []
     digest = hashlib.sha256()
     skipped = False  # a file that could not be read as rules at all: what it defines is unknown
+    in_base = {str(p) for p in base_files}
+    files = base_files + files
     for path in files:
         try:
             located = yamlfile.load(path)
@@ -173,8 +184,11 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
         # every problem is found in one pass; a document that is not a mapping has no parts.
         if isinstance(located.data, dict):
             broken = schemaproblems.broken_parts(located.data, schema) if found else frozenset()
-            documents.append(_RuleFile(located.data, located.file, located.marks, located.key_marks, broken))
-            digest.update(b"rules\0" + path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+            layer = str(path) in in_base
+            documents.append(_RuleFile(located.data, located.file, located.marks, located.key_marks, broken,
+                                       base=layer))
+            digest.update((b"base\0" if layer else b"rules\0") + path.name.encode() + b"\0" + path.read_bytes()
+                          + b"\0")
         else:
             skipped = True
     try:
@@ -198,6 +212,25 @@ def load_policy(source: str | Path, *, calendar: str | Path | None = None,
     return policy
 
 
+def _listed(files, problems: list[Problem]) -> list[Path]:
+    """``files()``, or none after adding its problems to ``problems``."""
+    try:
+        return files()
+    except FileProblems as exc:
+        problems.extend(exc.problems)
+        return []
+
+
+def _layer_files(base: str | Path, calendar: str | Path | None) -> list[Path]:
+    """The base's rule files; a base that names no rule files says it is the base (`rules.base`)."""
+    try:
+        return policy_files(base, calendar=calendar)
+    except FileProblems as exc:
+        raise FileProblems([replace(p, message=f"{p.message} (the trust's base rules, `{layering.SETTING}`)",
+                                    hint=p.hint.replace("`rules.policy`", f"`{layering.SETTING}`"))
+                            for p in exc.problems]) from None
+
+
 def in_file_order(problems: list[Problem], files: list[Path]) -> list[Problem]:
     """Problems by file (in the order the files are read), then line and column, as people read them."""
     rank = {str(f): i for i, f in enumerate(files)}
@@ -214,6 +247,8 @@ class _RuleFile(Located):
     """
 
     broken: frozenset[tuple] = frozenset()
+    # Whether the file is one of the trust's base rules (the setting rules.base), not the school's own.
+    base: bool = False
 
     def sound(self, *path) -> bool:
         """Whether the part at ``path`` passed the schema (nothing in it or above it refused), so can be built."""
@@ -261,6 +296,8 @@ class _Builder:
         self.digest = digest
         self.problems: list[Problem] = []
         self.read: list[Path] = [Path(d.file) for d in documents]
+        # The files of the trust's base rules: a school file's definition of their names is layering's to report.
+        self.base_files = frozenset(d.file for d in documents if d.base)
         self.defined: dict[tuple[str, str], Located] = {}
         self.indexes = Indexes()
         self.tallies: dict = {}
@@ -268,6 +305,8 @@ class _Builder:
 
     def _once(self, located: Located, section: str, name: str) -> bool:
         earlier = self.defined.get((section, name))
+        if earlier is not None and layering.crosses(earlier.file, located, self.base_files):
+            return False  # a school file redefining the base's: reported by layering.weakenings
         if earlier is not None:
             line = earlier.mark((section, name))[0]
             self.problems.append(located.problem((section, name), Code.RULES_DUPLICATE_ID,
@@ -280,16 +319,17 @@ class _Builder:
 
     def build(self) -> Policy:
         region = "england-and-wales"
-        name = ""
+        # The school's name before the trust's base's (base files sort last here).
+        name = next((n for d in sorted(self.documents, key=lambda d: d.base)
+                     if d.sound("policy") and (n := (d.data.get("policy") or {}).get("name", ""))), "")
         default = None
         for located in self.documents:
             data = located.data
             if located.sound("bank_holidays"):
                 region = data.get("bank_holidays", region)
-            if located.sound("policy"):
-                name = name or (data.get("policy") or {}).get("name", "")
             if "default" in data:
-                if default is not None:
+                # A school's default after the base's: layering.weakenings compares the two.
+                if default is not None and not layering.crosses(default[1].file, located, self.base_files):
                     self.problems.append(located.problem(("default",), Code.RULES_DEFAULT,
                                                          "the default verdict is set in two files",
                                                          f"It is already set in {default[1].file}; keep one.",
@@ -317,6 +357,7 @@ class _Builder:
         rules, compilers = self._rules(windows, lists, devices, teachers)
         checks = self._checks(compilers)
         self._strike_rules_defined(compilers, rules)
+        self.problems.extend(layering.weakenings(self.documents, self.device_overrides))
         if not rules and not self.problems and self.complete and not any(d.broken for d in self.documents):
             self.problems.append(self.documents[0].problem((), Code.RULES_EMPTY, "the policy has no rules",
                                                            "Add rules under `rules:`."))
@@ -336,7 +377,8 @@ class _Builder:
                       files=tuple(self.read) + ((Path(self.calendar.file),) if self.calendar.file else ()),
                       indexes=self.indexes, devices=devices, tallies=tuple(self.tallies.values()),
                       strike_rules=frozenset(self.strike_rules), checks=tuple(checks),
-                      uses_class_names=any(c.class_names_used for c in compilers))
+                      uses_class_names=any(c.class_names_used for c in compilers),
+                      base_files=self.base_files, default_file=default[1].file)
 
     def _windows(self, bank: BankHolidays) -> dict[str, Window]:
         windows = {}
@@ -444,6 +486,8 @@ class _Builder:
             for name in located.section("windows", dict):
                 known_windows.setdefault(name, None)
         for located in self.documents:
+            # A file's `exemptable: false` is the default of its rules' own `exemptable`.
+            exemptable = located.data.get("exemptable", True) is not False or not located.sound("exemptable")
             compiler = Compiler(located, windows=known_windows,
                                 lists=word_lists, devices=devices, teacher_groups=teachers, problems=self.problems,
                                 text=self.indexes.text, tallies=self.tallies, timezone=self.tz)
@@ -470,7 +514,7 @@ class _Builder:
                 rules.append(Rule(id=spec["id"], verdict=verdict, notice=match.notice, clause=match.clause,
                                   description=match.reason, test=test, kinds=kinds_of(spec["when"]),
                                   needs=needs_of(spec["when"]), release_window=release,
-                                  exemptable=spec.get("exemptable", True), file=located.file, line=line,
+                                  exemptable=spec.get("exemptable", exemptable), file=located.file, line=line,
                                   match=match, language=tuple(compiler.language_used), when=spec["when"]))
         return rules, compilers
 
@@ -487,17 +531,19 @@ class _Builder:
 
     def _checks(self, compilers: list[Compiler]) -> list[Check]:
         checks: list[Check] = []
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for located, compiler in zip(self.documents, compilers, strict=True):
             for i, spec in enumerate(located.section("checks", list)):
                 path = ("checks", i)
                 if not located.sound(*path):
                     continue  # its own problem is reported; the rest is still checked
+                if spec["id"] in seen and layering.crosses(seen[spec["id"]], located, self.base_files):
+                    continue  # a school check reusing a base check's id: reported by layering.weakenings
                 if spec["id"] in seen:
                     self.problems.append(located.problem(path + ("id",), Code.RULES_DUPLICATE_ID,
                                                          f"check id {spec['id']!r} is used twice", "Rename one."))
                     continue
-                seen.add(spec["id"])
+                seen[spec["id"]] = located.file
                 count = spec["count"]
                 per = count["per"]
                 if per not in ("class", "teacher"):
@@ -520,6 +566,8 @@ class _Builder:
         """Whether the rule id is not used before (else a problem says where it was first used)."""
         if rule_id in seen:
             first_file, first_line = seen[rule_id]
+            if layering.crosses(first_file, located, self.base_files):
+                return False  # a school rule reusing a base rule's id: reported by layering.weakenings
             self.problems.append(located.problem(path + ("id",), Code.RULES_DUPLICATE_ID,
                                                  f"rule id {rule_id!r} is used twice",
                                                  f"It is first used at {first_file}:{first_line}; rename one."))
