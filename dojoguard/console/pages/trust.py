@@ -74,6 +74,7 @@ def index():
     made, first, last, label, school = _gather()
     return render_template("trust.html.j2", title="Trust", report=made, verdicts=VERDICTS, label=label,
                            totals=made.totals(), scope=current_user.account.trust_scope, school=school,
+                           chosen=request.args.get("period", "last-week"),
                            download={"period": "range", "from": first.isoformat(), "to": last.isoformat(),
                                      **({"school": school} if school else {})})
 
