@@ -134,13 +134,22 @@ def _semantic_problems(located: Located, data: dict) -> list[Problem]:
         except ValueError:
             problems.append(located.problem(path, "DG-CONFIG-NETWORK", f"{value!r} is not a network",
                                             "Write a CIDR block such as 10.20.0.0/16."))
-    problems += _trust_problems(located, _shaped(data.get("trust"), dict))
+    problems += _trust_problems(located, _shaped(data.get("trust"), dict), console)
     return problems
 
 
-def _trust_problems(located: Located, trust: dict) -> list[Problem]:
-    """A central store needs this school's id, and its address must not carry a password."""
+def _trust_problems(located: Located, trust: dict, console: dict) -> list[Problem]:
+    """A central store needs this school's id, and no address of it may carry a password."""
+    from dojoguard.storage.postgresql import has_password
+
     problems = []
+    reader = console.get("trust_database")
+    if isinstance(reader, str) and has_password(reader):
+        problems.append(located.problem(("console", "trust_database"), "DG-CONFIG-TRUST",
+                                        "console.trust_database carries a password: settings files are read by "
+                                        "IT staff and copied into tickets",
+                                        "Remove the password from the address and put it in the console's service "
+                                        "account's libpq password file (~/.pgpass, or the file PGPASSFILE names)."))
     database = trust.get("database")
     if not isinstance(database, str):
         return problems
@@ -149,8 +158,6 @@ def _trust_problems(located: Located, trust: dict) -> list[Problem]:
                                         "trust.database is set but trust.school is not: every record shipped "
                                         "must carry its school",
                                         "Write this school's id in the trust, e.g. school: st-wilfrids."))
-    from dojoguard.storage.postgresql import has_password
-
     if has_password(database):
         problems.append(located.problem(("trust", "database"), "DG-CONFIG-TRUST",
                                         "trust.database carries a password: settings files are read by IT staff "

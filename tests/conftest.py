@@ -24,3 +24,21 @@ def faces_dir() -> Path:
     if not (path / "dlib-pascal").is_dir():
         pytest.skip(f"{FACES_ENV}={value} does not hold dlib-pascal/: face tests skipped")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server of this test session's own (tests/support/postgres.py)."""
+    from tests.support.postgres import PostgresServer, require_server
+
+    server = PostgresServer(require_server()).init().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def central_dsn(postgres) -> str:
+    """The superuser's DSN of a new, empty database (a trust's central store)."""
+    return postgres.create_database()

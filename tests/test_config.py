@@ -161,6 +161,9 @@ def test_a_trust_store_needs_the_school_and_no_password_in_the_settings(tmp_path
     # The same address as key=value pairs is caught too; without a password, with a school, it loads.
     with pytest.raises(FileProblems):
         config.load(write(tmp_path, "trust:\n  database: host=db dbname=dg password=Secret1\n  school: st-wilfrids\n"))
+    with pytest.raises(FileProblems) as caught:
+        config.load(write(tmp_path, "console:\n  trust_database: postgresql://c:Secret1@db/dg\n"))
+    assert [p.code for p in caught.value.problems] == ["DG-CONFIG-TRUST"]
     loaded = config.load(write(tmp_path, "trust:\n  database: postgresql://ship@db/dg\n  school: st-wilfrids\n"))
     assert loaded["trust"]["school"] == "st-wilfrids" and loaded["trust"]["node"] is None
 

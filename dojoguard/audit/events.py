@@ -87,9 +87,12 @@ _EVENTS = (
           {"account": "console account name"}),
     Event("console.account_unlocked", "A locked console account was unlocked by IT.",
           {"account": "console account name"}),
+    Event("console.account_scoped", "Which schools of the trust's central store a console account sees was set "
+          "(`dojoguard console user scope`); its logins ended.",
+          {"account": "console account name", "trust_scope": "a school's id, * for every school, or none"}),
     Event("report.downloaded", "A report was downloaded from the console.",
           {"from": "first day", "to": "last day", "format": "html, csv or json", "account": "console account name",
-           "via": "console"}),
+           "via": "console", "trust": "for the trust's report: the school shown, or * for every school"}),
     Event("consent.changed", "A pupil's consent for a purpose changed.",
           {"pupil": "pupil (pseudonymised)", "purpose": "consent purpose", "from": "previous state",
            "to": "new state", "source": "mis import, or who changed it"}),

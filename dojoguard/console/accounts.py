@@ -53,6 +53,9 @@ class Account:
     last_login: datetime | None
     # Changes when the password changes or the account is disabled: every login made before is ended.
     generation: int
+    # Which schools of the trust's central store the account may read (docs/trust.md): a school's id,
+    # "*" for every school, None for none (the console's Trust page is closed to it).
+    trust_scope: str | None = None
 
 
 class LoginRefused(Exception):
@@ -71,8 +74,14 @@ def _m1_accounts(db: Database) -> None:
         created_at TEXT NOT NULL, last_login TEXT, generation INTEGER NOT NULL DEFAULT 1)""")
 
 
-MIGRATIONS = (Migration("1-accounts", _m1_accounts),)
-_COLUMNS = "name, role, disabled, failures, locked_until, created_at, last_login, generation"
+def _m2_trust_scope(db: Database) -> None:
+    db.execute("ALTER TABLE accounts ADD COLUMN trust_scope TEXT")
+
+
+MIGRATIONS = (Migration("1-accounts", _m1_accounts), Migration("2-trust-scope", _m2_trust_scope))
+_COLUMNS = "name, role, disabled, failures, locked_until, created_at, last_login, generation, trust_scope"
+TRUST_WIDE = "*"
+_SCHOOL = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class Accounts:
@@ -124,6 +133,21 @@ class Accounts:
             done = self.database.execute(
                 "UPDATE accounts SET hash = ?, failures = 0, locked_until = NULL, generation = generation + 1 "
                 "WHERE name = ?", (HASHER.hash(password), name)).rowcount
+        if not done:
+            raise AccountError(f"no account {name!r} (see `dojoguard console user list`)")
+        return self.get(name)
+
+    def set_trust_scope(self, name: str, scope: str | None) -> Account:
+        """Let the account read one school of the trust's central store, every school ("*"), or none (None).
+
+        Its open logins end, so a narrowed scope takes effect at once.
+        """
+        if scope is not None and scope != TRUST_WIDE and not _SCHOOL.match(scope):
+            raise AccountError(f"{scope!r} is not a school id: lower-case letters, digits and hyphens "
+                               "(e.g. st-wilfrids)")
+        with self.database.transaction():
+            done = self.database.execute("UPDATE accounts SET trust_scope = ?, generation = generation + 1 "
+                                         "WHERE name = ?", (scope, name)).rowcount
         if not done:
             raise AccountError(f"no account {name!r} (see `dojoguard console user list`)")
         return self.get(name)
@@ -206,8 +230,8 @@ def _verify(stored: str, password: str) -> bool:
 
 
 def _account(row) -> Account:
-    name, role, disabled, failures, locked_until, created_at, last_login, generation = row
+    name, role, disabled, failures, locked_until, created_at, last_login, generation, trust_scope = row
     return Account(name, Role(role), bool(disabled), failures,
                    datetime.fromisoformat(locked_until) if locked_until else None,
                    datetime.fromisoformat(created_at), datetime.fromisoformat(last_login) if last_login else None,
-                   generation)
+                   generation, trust_scope)

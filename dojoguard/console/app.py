@@ -38,9 +38,11 @@ PAGES: dict[str, frozenset[Role]] = {
     "consent": frozenset({Role.HEADTEACHER, Role.DPO}),
     "reports": frozenset({Role.HEADTEACHER, Role.LEADER, Role.DPO}),
     "health": frozenset({Role.HEADTEACHER, Role.IT}),
+    # And only for accounts given a school or the whole trust (`dojoguard console user scope`).
+    "trust": frozenset({Role.HEADTEACHER, Role.LEADER, Role.DPO}),
 }
 NAV = (("overview", "Overview"), ("decisions", "Decisions"), ("held", "Held items"), ("exemptions", "Exemptions"),
-       ("consent", "Consent"), ("reports", "Reports"), ("health", "System health"))
+       ("consent", "Consent"), ("reports", "Reports"), ("health", "System health"), ("trust", "Trust"))
 CSP = ("default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 COOKIE = "__Host-dojoguard-console"
@@ -103,6 +105,8 @@ class User:
         return f"{self.account.generation}:{self.account.name}"
 
     def may(self, page: str) -> bool:
+        if page == "trust" and self.account.trust_scope is None:
+            return False
         return self.account.role in PAGES[page]
 
 

@@ -175,7 +175,9 @@ def user_list(env: Environment) -> None:
             f"locked until {a.locked_until.astimezone(tz):%H:%M}" if a.locked_until and a.locked_until > now
             else "active")
         last = a.last_login.astimezone(tz).strftime("%d %b %Y %H:%M") if a.last_login else "never"
-        click.echo(f"{a.name:<24} {a.role.value:<12} {state:<20} last login {last}")
+        trust = "" if a.trust_scope is None else (
+            "  trust: every school" if a.trust_scope == "*" else f"  trust: {a.trust_scope}")
+        click.echo(f"{a.name:<24} {a.role.value:<12} {state:<20} last login {last}{trust}")
 
 
 def _change(env: Environment, name: str, step: str, event: str, message: str, **kwargs) -> None:
@@ -190,6 +192,38 @@ def _change(env: Environment, name: str, step: str, event: str, message: str, **
     finally:
         accounts.close()
     click.echo(message.format(name=account.name))
+
+
+@user_group.command("scope")
+@click.argument("name")
+@click.option("--school", help="the one school of the trust the account may see on the Trust page")
+@click.option("--trust-wide", is_flag=True, help="every school of the trust (the trust's leaders)")
+@click.option("--none", "no_scope", is_flag=True, help="no school: the Trust page is closed to the account")
+@pass_env
+def user_scope(env: Environment, name: str, school: str | None, trust_wide: bool, no_scope: bool) -> None:
+    """Say which schools of the trust's central store an account sees on the Trust page (docs/trust.md).
+
+    Its open logins end, so a narrowed scope takes effect at once.
+
+    \b
+    Example:
+      dojoguard console user scope j.patel --school st-wilfrids
+    """
+    from dojoguard.console.accounts import TRUST_WIDE, AccountError
+
+    if sum((bool(school), trust_wide, no_scope)) != 1:
+        raise click.UsageError("give exactly one of --school SCHOOL, --trust-wide or --none")
+    scope = school if school else TRUST_WIDE if trust_wide else None
+    accounts = _accounts(env)
+    try:
+        account = accounts.set_trust_scope(name, scope)
+        _audit(env, "console.account_scoped", {"account": account.name, "trust_scope": scope or "none"})
+    except AccountError as exc:
+        raise fail(exc) from None
+    finally:
+        accounts.close()
+    shown = "every school" if scope == TRUST_WIDE else scope or "no school"
+    click.echo(f"{account.name} sees {shown} of the trust.")
 
 
 @user_group.command("disable")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import zoneinfo
+from contextlib import contextmanager
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
@@ -33,9 +34,27 @@ def _dsn(env: Environment, database: str | None) -> str:
 
 def _open(env: Environment, database: str | None, *, migrate: bool = False) -> Central:
     try:
-        return Central.open(_dsn(env, database), migrate=migrate, application_name="dojoguard trust")
+        central = Central.open(_dsn(env, database), migrate=migrate, application_name="dojoguard trust")
     except TrustError as exc:
         raise fail(exc) from None
+    if not central.db.has_table("records"):
+        central.close()
+        raise click.ClickException("the central store has no tables yet: run `dojoguard trust init` with the "
+                                   "owner's account first (docs/trust.md)")
+    return central
+
+
+@contextmanager
+def _reading():
+    """A reader's account that was never granted anything is told so, not shown a traceback."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege:
+        raise click.ClickException("this database account may not read the central store: the trust's "
+                                   "administrator grants it a school or the whole trust (dojoguard trust "
+                                   "grant)") from None
 
 
 database_option = click.option("--database", metavar="DSN", help=DATABASE_HELP)
@@ -55,6 +74,35 @@ def trust_group() -> None:
     """
 
 
+@trust_group.command("init")
+@database_option
+@pass_env
+def init(env: Environment, database: str | None) -> None:
+    """Create the central store's tables, or bring them up to this release (the owner's account).
+
+    Safe to run again; proxies and other commands never create tables.
+
+    \b
+    Example:
+      dojoguard trust init --database postgresql://dojoguard_owner@db.trust.example/dojoguard
+    """
+    from dojoguard.storage import migrations
+    from dojoguard.trust import schema
+
+    try:
+        central = Central.open(_dsn(env, database), migrate=False, application_name="dojoguard trust")
+    except TrustError as exc:
+        raise fail(exc) from None
+    try:
+        applied = schema.migrate(central.db)
+        known = migrations.recorded(central.db)
+    except Exception as exc:  # noqa: BLE001 - a reader's or a shipper's account cannot create tables: say so
+        raise click.ClickException(f"the central store could not be set up with this account: {exc}") from None
+    finally:
+        central.close()
+    click.echo(f"The central store is ready ({len(known)} migrations; {len(applied)} applied now).")
+
+
 @trust_group.command("status")
 @database_option
 @pass_env
@@ -67,7 +115,8 @@ def status(env: Environment, database: str | None) -> None:
     """
     central = _open(env, database)
     try:
-        nodes = central.nodes()
+        with _reading():
+            nodes = central.nodes()
     finally:
         central.close()
     if not nodes:
@@ -139,7 +188,8 @@ def verify(env: Environment, school: str | None, database: str | None) -> None:
 
     central = _open(env, database)
     try:
-        results = check(central, school)
+        with _reading():
+            results = check(central, school)
     finally:
         central.close()
     for r in results:
@@ -180,7 +230,8 @@ def report(env: Environment, start: datetime | None, end: datetime | None, schoo
     finish = datetime.combine(last + timedelta(days=1), time(0), tz)
     central = _open(env, database)
     try:
-        made = trust_report.gather(central, begin, finish, school=school, now=env.clock.now())
+        with _reading():
+            made = trust_report.gather(central, begin, finish, school=school, now=env.clock.now())
     finally:
         central.close()
     click.echo(trust_report.render_text(made), nl=False)
@@ -285,7 +336,9 @@ def list_readers(env: Environment, database: str | None) -> None:
 
     central = _open(env, database)
     try:
-        for account, scope in accounts.scopes(central):
+        with _reading():
+            found = accounts.scopes(central)
+        for account, scope in found:
             if scope == accounts.TRUST_WIDE:
                 scope = "reads every school"
             elif not scope.startswith("ships"):

@@ -224,12 +224,13 @@ ROUTES = [("GET", "/"), ("GET", "/decisions/"), ("GET", "/decisions/" + "0" * 32
           ("POST", "/held/" + "0" * 32 + "/approve"), ("POST", "/held/" + "0" * 32 + "/reject"),
           ("GET", "/exemptions/"), ("POST", "/exemptions/"), ("POST", "/exemptions/x/revoke"),
           ("GET", "/consent/"), ("POST", "/consent/import"), ("POST", "/consent/import/" + "a" * 32),
-          ("GET", "/reports/"), ("GET", "/reports/download"), ("GET", "/health/")]
+          ("GET", "/reports/"), ("GET", "/reports/download"), ("GET", "/health/"), ("GET", "/trust/"),
+          ("GET", "/trust/download")]
 
 
 def test_every_route_but_login_needs_a_login(app):
     rules = {r.rule for r in app.url_map.iter_rules()} - {"/static/<path:filename>", "/login", "/logout"}
-    assert len(rules) == 16
+    assert len(rules) == 18
     browser = Browser(app)
     for method, path in ROUTES:
         if method == "GET":

@@ -121,3 +121,26 @@ def test_the_schools_own_certificate_is_checked_before_use(tmp_path, problem, sa
     cfg = config_module.load(write_config(tmp_path, **console))
     with pytest.raises(tls.CertificateProblem, match=says):
         tls.ensure(cfg, "localhost")
+
+
+def test_an_accounts_trust_scope_is_set_listed_checked_and_audited(tmp_path):
+    config = write_config(tmp_path)
+    run(config, "console", "user", "add", "ceo", "--role", "headteacher", "--password-stdin", input=PASSWORD + "\n")
+    done = run(config, "console", "user", "scope", "ceo", "--school", "st-wilfrids")
+    assert done.exit_code == 0 and "ceo sees st-wilfrids of the trust" in done.output
+    assert "trust: st-wilfrids" in run(config, "console", "user", "list").output
+    assert run(config, "console", "user", "scope", "ceo", "--trust-wide").exit_code == 0
+    assert "trust: every school" in run(config, "console", "user", "list").output
+    bad = run(config, "console", "user", "scope", "ceo", "--school", "St Wilfrid's")
+    assert bad.exit_code == 1 and "not a school id" in bad.output
+    both = run(config, "console", "user", "scope", "ceo", "--school", "a", "--trust-wide")
+    assert both.exit_code == 2 and "exactly one of" in both.output
+    assert run(config, "console", "user", "scope", "nobody", "--none").exit_code == 1
+    assert run(config, "console", "user", "scope", "ceo", "--none").exit_code == 0
+    assert "trust:" not in run(config, "console", "user", "list").output
+    log = AuditLog.open(tmp_path / "data" / "audit.sqlite")
+    try:
+        scoped = [r.fields["trust_scope"] for r in log.records() if r.type == "console.account_scoped"]
+    finally:
+        log.close()
+    assert scoped == ["st-wilfrids", "*", "none"]

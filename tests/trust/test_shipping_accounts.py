@@ -133,3 +133,22 @@ def test_the_commands(postgres, store, tmp_path):
     assert status.exit_code == 0 and "b-1" in status.output and "records 1-3" in status.output
     wrong = runner.invoke(cli, ["--config", str(config), "trust", "grant", "head_cli"])
     assert wrong.exit_code != 0 and "exactly one of" in wrong.output
+
+
+def test_init_creates_the_store_and_readers_without_a_grant_are_told_so(postgres, tmp_path):
+    dsn = postgres.create_database()
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"trust:\n  database: {dsn}\n  school: school-a\n")
+    runner = CliRunner()
+    before = runner.invoke(cli, ["--config", str(config), "trust", "status"])
+    assert before.exit_code == 1 and "dojoguard trust init" in before.output
+    done = runner.invoke(cli, ["--config", str(config), "trust", "init"])
+    assert done.exit_code == 0 and "The central store is ready (5 migrations; 5 applied now)" in done.output
+    again = runner.invoke(cli, ["--config", str(config), "trust", "init"])
+    assert "0 applied now" in again.output
+    account = f"nobody_{dsn.rsplit('/', 1)[1]}"
+    postgres.create_login(account)
+    for command in (["status"], ["report"], ["verify"], ["readers"]):
+        refused = runner.invoke(cli, ["--config", str(config), "trust", *command, "--database",
+                                      as_account(dsn, account)])
+        assert refused.exit_code == 1 and "may not read the central store" in refused.output, (command, refused.output)
