@@ -22,7 +22,7 @@ from dojoguard.trust.central import NODE_NAME, Central, TrustError, check_name
 
 TRUST_WIDE = "*"
 # Every table a policy looks into (a policy's subquery needs the right to read its table).
-_READ = ("schools", "nodes", "records", "checkpoints", "readers", "shippers")
+_READ = ("schools", "nodes", "records", "checkpoints", "readers", "shippers", "purges")
 # The bookkeeping a shipper's connection reads to see the schema is up to date.
 _SHIPPER_READ = (*_READ, "schema_migrations", "dojoguard_schema_version")
 _SHIPPER_INSERT = ("nodes", "records", "checkpoints")

@@ -69,6 +69,15 @@ class Node:
 
 
 @dataclass(frozen=True)
+class Purged:
+    node: str
+    school: str
+    first_seq: int
+    last_seq: int
+    records: int
+
+
+@dataclass(frozen=True)
 class Added:
     records: int
     checkpoints: int
@@ -274,6 +283,47 @@ class Central:
             (seq,) = self.connection.execute("SELECT coalesce(max(seq), 0) FROM checkpoints WHERE node = %s",
                                              (node,)).fetchone()
         return int(seq)
+
+    def purge(self, before: datetime, *, school: str | None = None) -> list[Purged]:
+        """Remove every record written before ``before`` (and the checkpoints of them), node by node.
+
+        The trust's retention, run by the owner (no reader or shipping account
+        may delete). Each node's chain then starts after its last removed
+        record: ``start_seq``/``start_prev`` move there, so verification goes on
+        anchoring the rest, and each cut is kept in ``purges``.
+        """
+        from dojoguard.audit.record import format_time
+
+        cutoff = format_time(before)
+        with self._unavailable_as_error():
+            (may,) = self.connection.execute("SELECT has_table_privilege('records', 'DELETE')").fetchone()
+        if not may:
+            raise TrustError("only the central store's owner may purge it (this account may not delete records)")
+        done = []
+        for node in self.nodes(school):
+            with self._unavailable_as_error(), self.connection.transaction():
+                self.connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (node.node,))
+                row = self.connection.execute(
+                    "SELECT max(seq), count(*), min(seq) FROM records WHERE node = %s AND at < %s",
+                    (node.node, cutoff)).fetchone()
+                last_seq, count, first_seq = row
+                if not count:
+                    continue
+                (last_hash,) = self.connection.execute("SELECT hash FROM records WHERE node = %s AND seq = %s",
+                                                       (node.node, last_seq)).fetchone()
+                self.connection.execute("SET LOCAL dojoguard.purging = 'on'")
+                # Records are in seq order of time within a node, so "before the cut" is a prefix of the chain.
+                removed = self.connection.execute("DELETE FROM records WHERE node = %s AND seq <= %s",
+                                                  (node.node, last_seq)).rowcount
+                self.connection.execute("DELETE FROM checkpoints WHERE node = %s AND seq <= %s", (node.node, last_seq))
+                self.connection.execute("UPDATE nodes SET start_seq = %s, start_prev = %s WHERE node = %s",
+                                        (last_seq + 1, last_hash, node.node))
+                self.connection.execute(
+                    "INSERT INTO purges (node, school, before, first_seq, last_seq, last_hash, records) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (node.node, node.school, cutoff, first_seq, last_seq, last_hash, removed))
+            done.append(Purged(node.node, node.school, first_seq, last_seq, removed))
+        return done
 
     def retire(self, name: str) -> None:
         """Rename a node's registration out of the way so that the name can be registered again.

@@ -348,6 +348,41 @@ def list_readers(env: Environment, database: str | None) -> None:
         central.close()
 
 
+@trust_group.command("purge")
+@click.option("--older-than-days", "days", type=click.IntRange(min=1), required=True,
+              help="remove records written more than this many days ago (the trust's retention)")
+@click.option("--school", help="only this school's proxies")
+@database_option
+@pass_env
+def purge(env: Environment, days: int, school: str | None, database: str | None) -> None:
+    """Remove the central copy's records older than the trust's retention (the owner's account).
+
+    Each proxy's chain then starts after its last removed record, so `trust
+    verify` goes on checking the rest; every cut is kept in the store's
+    purges table. Each school's own log keeps its own retention.
+
+    \b
+    Example:
+      dojoguard trust purge --older-than-days 730
+    """
+    import psycopg
+
+    before = env.clock.now() - timedelta(days=days)
+    central = _open(env, database)
+    try:
+        done = central.purge(before, school=school)
+    except psycopg.errors.InsufficientPrivilege:
+        raise click.ClickException("only the central store's owner may purge it") from None
+    except TrustError as exc:
+        raise fail(exc) from None
+    finally:
+        central.close()
+    for p in done:
+        click.echo(f"{p.school:<22} {p.node:<28} removed records {p.first_seq}-{p.last_seq} ({p.records})")
+    click.echo(f"Removed {sum(p.records for p in done)} records written before {before:%Y-%m-%d %H:%M} "
+               f"from {len(done)} proxies' chains.")
+
+
 @trust_group.command("retire")
 @click.argument("node")
 @database_option

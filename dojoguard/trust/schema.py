@@ -204,12 +204,37 @@ def _create_shippers(db: Database) -> None:
                                                          AND s.school = nodes.school))""")
 
 
+def _create_purges(db: Database) -> None:
+    # The trust's retention purges of the central copy: each one's cut per node, when, and by whom. A
+    # node's chain then starts after the cut (``nodes.start_seq``/``start_prev``), which is what
+    # verification anchors on, as a node's own log anchors on its signed purge record.
+    db.execute("""
+        CREATE TABLE purges (
+            id          bigserial PRIMARY KEY,
+            node        text NOT NULL,
+            school      text NOT NULL,
+            before      text NOT NULL,
+            first_seq   bigint NOT NULL,
+            last_seq    bigint NOT NULL,
+            last_hash   text NOT NULL,
+            records     bigint NOT NULL,
+            purged_at   timestamptz NOT NULL DEFAULT now(),
+            purged_by   name NOT NULL DEFAULT current_user
+        )""")
+    db.execute("ALTER TABLE purges ENABLE ROW LEVEL SECURITY")
+    db.execute("""
+        CREATE POLICY purges_by_school ON purges FOR SELECT USING (
+            school = ANY (ARRAY(SELECT r.school FROM readers r WHERE r.account = current_user))
+            OR EXISTS (SELECT 1 FROM readers r WHERE r.account = current_user AND r.school = '*'))""")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_create_schools_and_nodes", _create_schools_and_nodes),
     Migration("0002_create_records", _create_records),
     Migration("0003_create_checkpoints", _create_checkpoints),
     Migration("0004_create_readers", _create_readers),
     Migration("0005_create_shippers", _create_shippers),
+    Migration("0006_create_purges", _create_purges),
 )
 
 

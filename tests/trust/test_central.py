@@ -196,6 +196,6 @@ def test_many_processes_opening_a_new_store_at_once_migrate_it_once(central_dsn)
     check = Central.open(central_dsn)
     try:
         assert check.connection.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == \
-            len(schema.MIGRATIONS) == 5
+            len(schema.MIGRATIONS) == 6
     finally:
         check.close()

@@ -143,7 +143,7 @@ def test_init_creates_the_store_and_readers_without_a_grant_are_told_so(postgres
     before = runner.invoke(cli, ["--config", str(config), "trust", "status"])
     assert before.exit_code == 1 and "dojoguard trust init" in before.output
     done = runner.invoke(cli, ["--config", str(config), "trust", "init"])
-    assert done.exit_code == 0 and "The central store is ready (5 migrations; 5 applied now)" in done.output
+    assert done.exit_code == 0 and "The central store is ready (6 migrations; 6 applied now)" in done.output
     again = runner.invoke(cli, ["--config", str(config), "trust", "init"])
     assert "0 applied now" in again.output
     account = f"nobody_{dsn.rsplit('/', 1)[1]}"

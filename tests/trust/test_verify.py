@@ -84,3 +84,43 @@ def test_a_forged_checkpoint_is_found(stored):
         stored.connection.execute("ALTER TABLE checkpoints ENABLE TRIGGER checkpoints_append_only")
     [check] = verify(stored)
     assert not check.is_ok and "not signed by the node's key" in check.summary()
+
+
+def test_a_purge_keeps_the_rest_verifiable_and_shipping_goes_on(stored):
+    """The trust's retention: records before the cut go, with their checkpoints; the chain anchors after it."""
+    from datetime import timedelta
+
+    from tests.trust.test_central import chain
+
+    done = stored.purge(T0 + timedelta(seconds=5, milliseconds=500))    # records 1-5 were written before
+    assert [(p.node, p.first_seq, p.last_seq, p.records) for p in done] == [("node-a", 1, 5, 5)]
+    [check] = verify(stored)
+    assert check.is_ok and check.records == 3 and check.first_seq == 6 and check.checkpoints == 1, check.summary()
+    node = stored.node("node-a")
+    assert (node.start_seq, node.last_seq) == (6, 8)
+    # The node goes on shipping after the cut, and sending again what was purged does no harm.
+    later = chain(12)
+    assert stored.add(node, later).records == 4
+    assert verify(stored)[0].is_ok
+    row = stored.connection.execute("SELECT first_seq, last_seq, records, purged_by FROM purges").fetchone()
+    assert row[:3] == (1, 5, 5) and row[3] == stored.connection.info.user
+    # Nothing else may delete: the guards hold outside a purge.
+    with pytest.raises(Exception, match="append-only"):
+        stored.connection.execute("DELETE FROM records WHERE seq = 6")
+    assert stored.purge(T0) == []
+
+
+def test_only_the_owner_may_purge(postgres, stored):
+    from click.testing import CliRunner
+
+    from dojoguard.cli import cli
+    from dojoguard.trust import accounts
+    from tests.support.postgres import as_account
+
+    account = f"reader_{stored.db.dsn.rsplit('/', 1)[1]}"
+    postgres.create_login(account)
+    accounts.grant(stored, account, None)
+    refused = CliRunner().invoke(cli, ["trust", "purge", "--older-than-days", "1", "--database",
+                                       as_account(stored.db.dsn, account)])
+    assert refused.exit_code == 1 and "only the central store's owner" in refused.output
+    assert stored.connection.execute("SELECT count(*) FROM records").fetchone()[0] == 8
