@@ -96,15 +96,24 @@ class PostgreSQLDatabase(Database):
         self.lock = threading.RLock()
 
     @classmethod
-    def open(cls, dsn: str, *, connect_timeout_s: float = 5.0, application_name: str = "dojoguard") -> "PostgreSQLDatabase":
+    def open(cls, dsn: str, *, connect_timeout_s: float = 5.0, application_name: str = "dojoguard",
+             statement_timeout_s: float | None = None) -> "PostgreSQLDatabase":
         """Connect to ``dsn`` (a ``postgresql://`` URL or libpq key=value string).
 
+        TCP keepalives find a server that vanished without closing the
+        connection within about half a minute; ``statement_timeout_s`` also
+        ends any one statement that takes longer (a hung server, a lock
+        held elsewhere), so a caller's thread never waits for ever.
         Raises ``psycopg.OperationalError`` if the server cannot be reached or refuses the login.
         """
         import psycopg
 
+        extra = {}
+        if statement_timeout_s is not None:
+            extra["options"] = f"-c statement_timeout={int(statement_timeout_s * 1000)}"
         connection = psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, round(connect_timeout_s)),
-                                     application_name=application_name)
+                                     application_name=application_name, keepalives=1, keepalives_idle=10,
+                                     keepalives_interval=5, keepalives_count=3, **extra)
         return cls(connection, dsn)
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:

@@ -99,13 +99,13 @@ class Central:
 
     @classmethod
     def open(cls, dsn: str, *, connect_timeout_s: float = 5.0, migrate: bool = True,
-             application_name: str = "dojoguard") -> "Central":
+             application_name: str = "dojoguard", statement_timeout_s: float | None = None) -> "Central":
         """Connect (and bring the schema up to date); ``TrustUnavailable`` if the server cannot be reached."""
         import psycopg
 
         try:
             db = PostgreSQLDatabase.open(dsn, connect_timeout_s=connect_timeout_s,
-                                         application_name=application_name)
+                                         application_name=application_name, statement_timeout_s=statement_timeout_s)
         except psycopg.OperationalError as exc:
             raise TrustUnavailable(f"cannot reach the central store at {_where(dsn)}: {_first_line(exc)}") from exc
         try:

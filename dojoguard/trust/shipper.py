@@ -40,6 +40,8 @@ log = structlog.get_logger("dojoguard.trust")
 
 # Seconds between attempts while the store is refusing this node (a person must act).
 REFUSED_RETRY_S = 60.0
+# The longest one statement of the shipper may take before it gives up and reconnects.
+STATEMENT_TIMEOUT_S = 60.0
 # At most this long between attempts while the store cannot be reached.
 UNREACHABLE_RETRY_MAX_S = 5.0
 
@@ -213,8 +215,11 @@ class Shipper:
         if self._central is not None and self._node is not None and self._node.log_id == log_id:
             return self._node
         if self._central is None:
+            # A batch is seconds of work at most: a statement that runs a minute is a server in trouble, and
+            # the shipper reconnects rather than wait on it for ever.
             self._central = Central.open(self.settings.database, connect_timeout_s=self.settings.connect_timeout_s,
-                                         application_name=f"dojoguard shipper {self.settings.node}")
+                                         application_name=f"dojoguard shipper {self.settings.node}",
+                                         statement_timeout_s=STATEMENT_TIMEOUT_S)
         try:
             first = reader.execute("SELECT seq, prev FROM records ORDER BY seq LIMIT 1").fetchone()
             if first is None:

@@ -199,3 +199,29 @@ def test_many_processes_opening_a_new_store_at_once_migrate_it_once(central_dsn)
             len(schema.MIGRATIONS) == 6
     finally:
         check.close()
+
+
+def test_a_batch_that_waits_too_long_gives_up_instead_of_hanging(central_dsn):
+    """Another session holds the node's batch lock (a stuck shipper, a long administrator's transaction): the
+    shipper's statement ends at its timeout as "unavailable", and it tries again later."""
+    import time
+
+    owner = Central.open(central_dsn)
+    node, _ = register(owner)
+    shipper = Central.open(central_dsn, statement_timeout_s=0.5)
+    try:
+        with owner.connection.transaction():
+            owner.connection.execute("SELECT pg_advisory_xact_lock(hashtextextended('node-a', 0))")
+            started = time.monotonic()
+            with pytest.raises(TrustUnavailable):
+                shipper.add(node, chain(3))
+            assert time.monotonic() - started < 5
+    finally:
+        shipper.close()
+    again = Central.open(central_dsn, statement_timeout_s=0.5)
+    try:
+        assert again.add(node, chain(3)).records == 3
+        assert again.connection.execute("SHOW statement_timeout").fetchone()[0] == "500ms"
+    finally:
+        again.close()
+        owner.close()
