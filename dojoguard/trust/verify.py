@@ -48,8 +48,13 @@ class NodeCheck:
                     f"{self.expected_last_seq} (records were removed from its end)")
         if self.bad_checkpoints:
             return "BROKEN: " + "; ".join(self.bad_checkpoints[:3])
-        return (f"ok: {self.records} records ({self.first_seq}-{self.last_seq}), {self.checkpoints} checkpoints, "
+        text = (f"ok: {self.records} records ({self.first_seq}-{self.last_seq}), {self.checkpoints} checkpoints, "
                 f"{self.tail} records after the newest")
+        if self.first_seq and self.first_seq > 1:
+            # Said, not hidden: the chain is checked from there on, and the earlier records are the node's own
+            # log's to show (or were removed by `trust purge`, whose cut the store keeps).
+            text += f"; the chain starts after record {self.first_seq - 1} (purged, or not shipped)"
+        return text
 
 
 def verify(central: Central, school: str | None = None) -> list[NodeCheck]:

@@ -96,6 +96,7 @@ def test_a_purge_keeps_the_rest_verifiable_and_shipping_goes_on(stored):
     assert [(p.node, p.first_seq, p.last_seq, p.records) for p in done] == [("node-a", 1, 5, 5)]
     [check] = verify(stored)
     assert check.is_ok and check.records == 3 and check.first_seq == 6 and check.checkpoints == 1, check.summary()
+    assert check.summary().endswith("the chain starts after record 5 (purged, or not shipped)")
     node = stored.node("node-a")
     assert (node.start_seq, node.last_seq) == (6, 8)
     # The node goes on shipping after the cut, and sending again what was purged does no harm.
