@@ -84,3 +84,26 @@ class Browser:
 @pytest.fixture
 def browser(app):
     return Browser(app)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium, driven by Playwright (both installed by scripts/setup --test)."""
+    import shutil
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("Chromium is not installed (scripts/setup --test installs Debian's package)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is installed by scripts/setup --test")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    # The console's own certificate is made on first run: the test trusts it as a school's IT would, once.
+    context = chromium.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()

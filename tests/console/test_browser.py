@@ -78,22 +78,6 @@ def world(tmp_path_factory):
             console.wait(15)
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(chromium):
-    # The console's own certificate is made on first run: the test trusts it as a school's IT would, once.
-    context = chromium.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
-    yield context.new_page()
-    context.close()
-
-
 def at(world, when) -> None:
     FileClock.write(world["clock"], when)
 

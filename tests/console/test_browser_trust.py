@@ -6,7 +6,6 @@ trust-wide account, while a school's account is kept to its school.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,30 +13,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dojoguard.standin import data
 from dojoguard.trust import accounts as trust_accounts
 from dojoguard.trust.central import Central
+from tests.console.test_browser import MESSAGE, PASSWORD, dojoguard
 from tests.proxy.conftest import running_proxy, signed_in
 from tests.support.postgres import as_account
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-MESSAGE = f"https://teach.classdojo.com/api/message-thread/{data.THREAD_ID}/message"
-PASSWORD = "three random words here"
 SCREENS = Path(__file__).resolve().parents[2] / "test-output" / "console"
-
-if CHROMIUM is None:
-    pytest.skip("Chromium is not installed (scripts/setup --test installs Debian's package)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is installed by scripts/setup --test")
-
-
-def dojoguard(config: Path, *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run([sys.executable, "-m", "dojoguard", "--config", str(config), *args], input=stdin,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -82,21 +67,6 @@ def world(tmp_path_factory, postgres):
         finally:
             console.terminate()
             console.wait(15)
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(chromium):
-    context = chromium.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
-    yield context.new_page()
-    context.close()
 
 
 def log_in(page, world, name: str) -> None:
