@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dojoguard.rules.action import Action
-from dojoguard.rules.casebook import Case, Casebook, CheckCase, compare
+from dojoguard.rules.casebook import Case, Casebook, CheckCase, compare, counted
 from dojoguard.rules.decision import Decision, Verdict
 from dojoguard.rules.exemptions import NONE, Exemptions
-from dojoguard.rules.history import History
 from dojoguard.rules.policy import Policy
 
 PASS, NOTE, FAIL = "PASS", "NOTE", "FAIL"
@@ -57,13 +56,8 @@ class _Run:
 
 def _decide(policy: Policy, action: Action, earlier: tuple[Action, ...], exemptions: Exemptions) -> _Run:
     """The decision on ``action`` after ``earlier``, each decided and counted as the proxy counts it."""
-    history = History()
-    decided = []
-    for before in earlier:
-        decision = policy.evaluate(before, exemptions, history)
-        policy.remember(before, decision, history)
-        decided.append(decision)
-    return _Run(policy.evaluate(action, exemptions, history), tuple(decided))
+    history, decided = counted(policy, earlier, exemptions)
+    return _Run(policy.evaluate(action, exemptions, history), decided)
 
 
 def _case(case: Case, layered: Policy, alone: Policy | None) -> BaseOutcome:
@@ -94,8 +88,8 @@ def _check_case(case: CheckCase, layered: Policy, alone: Policy | None) -> BaseO
         return BaseOutcome(case, FAIL, ("the base's own case fails against the base alone too, so not because of "
                                         "the school's rules",))
     missing, extra = sorted(wanted - found), sorted(found - wanted)
-    runs = _decide_all(layered, case.earlier)
-    alone_runs = _decide_all(alone, case.earlier) if alone is not None else None
+    runs = counted(layered, case.earlier, NONE)[1]
+    alone_runs = counted(alone, case.earlier, NONE)[1] if alone is not None else None
     if missing:
         return BaseOutcome(case, FAIL, (f"less strict under the school's rules than the base expects: the check no "
                                         f"longer finds {', '.join(missing)}",
@@ -108,20 +102,8 @@ def _found(policy: Policy, case: CheckCase) -> set[str] | None:
     check = next((c for c in policy.checks if c.id == case.check), None)
     if check is None:
         return None
-    history = History()
-    for action in case.earlier:
-        policy.remember(action, policy.evaluate(action, NONE, history), history)
+    history, _ = counted(policy, case.earlier, NONE)
     return {key for key, _ in check.run(case.at, history, case.keys, policy.timezone)}
-
-
-def _decide_all(policy: Policy, actions: tuple[Action, ...]) -> tuple[Decision, ...]:
-    history = History()
-    decided = []
-    for action in actions:
-        decision = policy.evaluate(action, NONE, history)
-        policy.remember(action, decision, history)
-        decided.append(decision)
-    return tuple(decided)
 
 
 def differences(expect: dict, decision: Decision) -> tuple[list[str], list[str]]:

@@ -204,7 +204,7 @@ def run_cases(casebook: Casebook, policy: Policy) -> list[Outcome]:
     """Evaluate every case against ``policy`` and compare with what it expects."""
     outcomes: list = []
     for case in casebook.cases:
-        history = _counted(policy, case.earlier, case.exemptions)
+        history, _ = counted(policy, case.earlier, case.exemptions)
         decision = policy.evaluate(case.action, case.exemptions, history)
         outcomes.append(Outcome(case, decision, tuple(compare(case.expect, decision, policy))))
     for check_case in casebook.check_cases:
@@ -223,12 +223,17 @@ class CheckOutcome:
         return not self.failures
 
 
-def _counted(policy: Policy, earlier: tuple[Action, ...], exemptions: Exemptions) -> History:
-    """A history holding ``earlier``, each decided by ``policy`` and counted as the proxy counts it."""
+def counted(policy: Policy, earlier: tuple[Action, ...],
+            exemptions: Exemptions) -> tuple[History, tuple[Decision, ...]]:
+    """A history holding ``earlier``, each decided by ``policy`` and counted as the proxy counts it; and those
+    decisions, in order."""
     history = History()
+    decided = []
     for action in earlier:
-        policy.remember(action, policy.evaluate(action, exemptions, history), history)
-    return history
+        decision = policy.evaluate(action, exemptions, history)
+        policy.remember(action, decision, history)
+        decided.append(decision)
+    return history, tuple(decided)
 
 
 def _run_check(case: CheckCase, policy: Policy) -> CheckOutcome:
@@ -236,7 +241,7 @@ def _run_check(case: CheckCase, policy: Policy) -> CheckOutcome:
     if check is None:
         known = ", ".join(c.id for c in policy.checks) or "none"
         return CheckOutcome(case, (), (f"the policy has no scheduled check {case.check!r} (checks: {known})",))
-    history = _counted(policy, case.earlier, NONE)
+    history, _ = counted(policy, case.earlier, NONE)
     found = tuple(key for key, _ in check.run(case.at, history, case.keys, policy.timezone))
     wanted = tuple(sorted(case.expect["found"]))
     failures = () if tuple(sorted(found)) == wanted else (

@@ -63,10 +63,6 @@ class Node:
     last_at: str | None
     shipped_at: datetime | None
 
-    @property
-    def records(self) -> int:
-        return self.last_seq - self.start_seq + 1
-
 
 @dataclass(frozen=True)
 class Purged:

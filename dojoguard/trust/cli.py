@@ -45,16 +45,21 @@ def _open(env: Environment, database: str | None, *, migrate: bool = False) -> C
 
 
 @contextmanager
-def _reading():
-    """A reader's account that was never granted anything is told so, not shown a traceback."""
+def _store(env: Environment, database: str | None, *, migrate: bool = False):
+    """The central store for one command, closed after it; its refusals said plainly, never as a traceback."""
     import psycopg
 
+    central = _open(env, database, migrate=migrate)
     try:
-        yield
+        yield central
     except psycopg.errors.InsufficientPrivilege:
         raise click.ClickException("this database account may not read the central store: the trust's "
                                    "administrator grants it a school or the whole trust (dojoguard trust "
                                    "grant)") from None
+    except TrustError as exc:
+        raise fail(exc) from None
+    finally:
+        central.close()
 
 
 database_option = click.option("--database", metavar="DSN", help=DATABASE_HELP)
@@ -80,7 +85,8 @@ def trust_group() -> None:
 def init(env: Environment, database: str | None) -> None:
     """Create the central store's tables, or bring them up to this release (the owner's account).
 
-    Safe to run again; proxies and other commands never create tables.
+    Safe to run again. (A proxy that ships with the owner's account also brings
+    the tables up to date when it connects; a proxy's own account cannot.)
 
     \b
     Example:
@@ -113,12 +119,8 @@ def status(env: Environment, database: str | None) -> None:
     Example:
       dojoguard trust status
     """
-    central = _open(env, database)
-    try:
-        with _reading():
-            nodes = central.nodes()
-    finally:
-        central.close()
+    with _store(env, database) as central:
+        nodes = central.nodes()
     if not nodes:
         click.echo("No proxy has shipped to the central store yet (or this account may read no school).")
     for n in nodes:
@@ -186,12 +188,8 @@ def verify(env: Environment, school: str | None, database: str | None) -> None:
     """
     from dojoguard.trust.verify import verify as check
 
-    central = _open(env, database)
-    try:
-        with _reading():
-            results = check(central, school)
-    finally:
-        central.close()
+    with _store(env, database) as central:
+        results = check(central, school)
     for r in results:
         click.echo(f"{r.school:<22} {r.node:<28} {r.summary()}")
     if not results:
@@ -228,12 +226,8 @@ def report(env: Environment, start: datetime | None, end: datetime | None, schoo
         raise click.ClickException(f"--from {first} is after --to {last}")
     begin = datetime.combine(first, time(0), tz)
     finish = datetime.combine(last + timedelta(days=1), time(0), tz)
-    central = _open(env, database)
-    try:
-        with _reading():
-            made = trust_report.gather(central, begin, finish, school=school, now=env.clock.now())
-    finally:
-        central.close()
+    with _store(env, database) as central:
+        made = trust_report.gather(central, begin, finish, school=school, now=env.clock.now())
     click.echo(trust_report.render_text(made), nl=False)
     for path, fmt in ((html, "html"), (as_json, "json")):
         if path is not None:
@@ -261,13 +255,8 @@ def grant(env: Environment, account: str, school: str | None, trust_wide: bool, 
 
     if bool(school) == trust_wide:
         raise click.UsageError("give exactly one of --school SCHOOL or --trust-wide")
-    central = _open(env, database, migrate=True)
-    try:
+    with _store(env, database, migrate=True) as central:
         accounts.grant(central, account, None if trust_wide else school)
-    except TrustError as exc:
-        raise fail(exc) from None
-    finally:
-        central.close()
     click.echo(f"{account} may now read {'every school' if trust_wide else school}.")
 
 
@@ -290,13 +279,8 @@ def allow_shipper(env: Environment, account: str, node: str, school: str, databa
     """
     from dojoguard.trust import accounts
 
-    central = _open(env, database, migrate=True)
-    try:
+    with _store(env, database, migrate=True) as central:
         accounts.allow_shipper(central, account, node, school)
-    except TrustError as exc:
-        raise fail(exc) from None
-    finally:
-        central.close()
     click.echo(f"{account} may now ship as {node} ({school}).")
 
 
@@ -314,11 +298,8 @@ def revoke(env: Environment, account: str, school: str | None, database: str | N
     """
     from dojoguard.trust import accounts
 
-    central = _open(env, database)
-    try:
+    with _store(env, database) as central:
         gone = accounts.revoke(central, account, school)
-    finally:
-        central.close()
     click.echo(f"{account} lost {gone} scope(s).")
 
 
@@ -334,18 +315,14 @@ def list_readers(env: Environment, database: str | None) -> None:
     """
     from dojoguard.trust import accounts
 
-    central = _open(env, database)
-    try:
-        with _reading():
-            found = accounts.scopes(central)
-        for account, scope in found:
-            if scope == accounts.TRUST_WIDE:
-                scope = "reads every school"
-            elif not scope.startswith("ships"):
-                scope = f"reads {scope}"
-            click.echo(f"{account:<30} {scope}")
-    finally:
-        central.close()
+    with _store(env, database) as central:
+        found = accounts.scopes(central)
+    for account, scope in found:
+        if scope == accounts.TRUST_WIDE:
+            scope = "reads every school"
+        elif not scope.startswith("ships"):
+            scope = f"reads {scope}"
+        click.echo(f"{account:<30} {scope}")
 
 
 @trust_group.command("purge")
@@ -365,18 +342,9 @@ def purge(env: Environment, days: int, school: str | None, database: str | None)
     Example:
       dojoguard trust purge --older-than-days 730
     """
-    import psycopg
-
     before = env.clock.now() - timedelta(days=days)
-    central = _open(env, database)
-    try:
-        done = central.purge(before, school=school)
-    except psycopg.errors.InsufficientPrivilege:
-        raise click.ClickException("only the central store's owner may purge it") from None
-    except TrustError as exc:
-        raise fail(exc) from None
-    finally:
-        central.close()
+    with _store(env, database) as central:
+        done = central.purge(before, school=school)  # refuses any account but the owner, saying so
     for p in done:
         click.echo(f"{p.school:<22} {p.node:<28} removed records {p.first_seq}-{p.last_seq} ({p.records})")
     click.echo(f"Removed {sum(p.records for p in done)} records written before {before:%Y-%m-%d %H:%M} "
@@ -397,13 +365,8 @@ def retire(env: Environment, node: str, database: str | None) -> None:
     Example:
       dojoguard trust retire st-wilfrids-1
     """
-    central = _open(env, database)
-    try:
+    with _store(env, database) as central:
         central.retire(node)
-    except TrustError as exc:
-        raise fail(exc) from None
-    finally:
-        central.close()
     click.echo(f"{node}'s registration is set aside; its records are kept.")
 
 

@@ -110,6 +110,7 @@ class Shipper:
         self._node: Node | None = None
         self._reader: SQLiteDatabase | None = None
         self._checkpoint_seq = 0
+        self._looked_at_checkpoints = 0   # the local head when the checkpoint folder was last looked at
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -187,14 +188,20 @@ class Shipper:
             raise ShipError(f"records {start + 1} to {rows[0][0] - 1} of this node's audit log were removed (by "
                             f"the retention purge) before they were shipped: the central store cannot continue "
                             f"the chain past record {start}; see docs/trust.md")
-        found = self._new_checkpoints(node, rows[-1][0] if rows else start)
+        # A new checkpoint file always comes with a new record (its `checkpoint.written`), so the folder is
+        # looked at only when the log has grown since the last look, not at every idle turn.
+        up_to = rows[-1][0] if rows else start
+        found = self._new_checkpoints(node, up_to) if head > self._looked_at_checkpoints else []
+        if rows or found:
+            try:
+                added = self._central.add(node, rows, found)
+            except TrustUnavailable:
+                self._disconnect()
+                raise
+        if up_to >= head:
+            self._looked_at_checkpoints = head   # everything up to the head is in the store, with its checkpoints
         if not rows and not found:
             return False
-        try:
-            added = self._central.add(node, rows, found)
-        except TrustUnavailable:
-            self._disconnect()
-            raise
         self.status.central_seq = added.last_seq
         self.status.shipped += added.records
         if found:
@@ -241,6 +248,7 @@ class Shipper:
             self._central.close()
         self._central = None
         self._node = None
+        self._looked_at_checkpoints = 0  # what the store acknowledged is asked again on reconnecting
 
     def _new_checkpoints(self, node: Node, up_to: int) -> list[checkpoints.Checkpoint]:
         """This log's checkpoint files after the last one the store holds, up to record ``up_to``."""
