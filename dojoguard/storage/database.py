@@ -29,6 +29,12 @@ class Database(abc.ABC):
 
     path: Path
     lock: threading.RLock
+    # Which SQL dialect the statements run in, for the few that differ ("sqlite", "postgresql").
+    dialect: str
+    # The backend's own errors: a store catches these to turn them into its "unavailable" error.
+    errors: tuple[type[BaseException], ...]
+    # The subset raised when a constraint (unique, foreign key, check) refuses a write.
+    integrity_errors: tuple[type[BaseException], ...]
 
     @abc.abstractmethod
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
@@ -66,6 +72,10 @@ class Database(abc.ABC):
 
 class SQLiteDatabase(Database):
     """A SQLite file on one connection, in autocommit mode: every write is an explicit ``transaction``."""
+
+    dialect = "sqlite"
+    errors = (sqlite3.Error,)
+    integrity_errors = (sqlite3.IntegrityError,)
 
     def __init__(self, connection: sqlite3.Connection, path: Path):
         self.connection = connection
