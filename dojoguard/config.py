@@ -135,6 +135,7 @@ def _semantic_problems(located: Located, data: dict) -> list[Problem]:
             problems.append(located.problem(path, "DG-CONFIG-NETWORK", f"{value!r} is not a network",
                                             "Write a CIDR block such as 10.20.0.0/16."))
     problems += _trust_problems(located, _shaped(data.get("trust"), dict), console)
+    problems += _storage_problems(located, data.get("storage"), _shaped(data.get("trust"), dict))
     return problems
 
 
@@ -161,6 +162,31 @@ def _trust_problems(located: Located, trust: dict, console: dict) -> list[Proble
     if has_password(database):
         problems.append(located.problem(("trust", "database"), "DG-CONFIG-TRUST",
                                         "trust.database carries a password: settings files are read by IT staff "
+                                        "and copied into tickets",
+                                        "Remove the password from the address and put it in the service account's "
+                                        "libpq password file (~/.pgpass, or the file PGPASSFILE names)."))
+    return problems
+
+
+def _storage_problems(located: Located, storage: Any, trust: dict) -> list[Problem]:
+    """Stores on PostgreSQL are one school's among others: they need its id, and the address no password."""
+    from dojoguard.storage.postgresql import has_password
+
+    if not isinstance(storage, str) or storage == "sqlite":
+        return []
+    problems = []
+    if not trust.get("school"):
+        problems.append(located.problem(("storage",), "DG-CONFIG-TRUST",
+                                        "storage is on PostgreSQL but trust.school is not set: each school's "
+                                        "register, held items and learned state are kept apart by it",
+                                        "Write this school's id in the trust, e.g. school: st-wilfrids."))
+    elif len(trust["school"]) > 54:
+        problems.append(located.problem(("trust", "school"), "DG-CONFIG-TRUST",
+                                        "with storage on PostgreSQL a school id is at most 54 characters "
+                                        "(it names the school's schemas)", "Choose a shorter id."))
+    if has_password(storage):
+        problems.append(located.problem(("storage",), "DG-CONFIG-TRUST",
+                                        "storage carries a password: settings files are read by IT staff "
                                         "and copied into tickets",
                                         "Remove the password from the address and put it in the service account's "
                                         "libpq password file (~/.pgpass, or the file PGPASSFILE names)."))

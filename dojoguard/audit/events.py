@@ -245,6 +245,14 @@ _EVENTS = (
     Event("trust.resumed", "Shipping to the trust's central store works again after an outage or a refusal.",
           {"node": "this proxy's name in the trust", "after_s": "seconds since it first failed",
            "shipped_up_to": "the last record the central store held when it resumed"}),
+    Event("consent.copy_failing", "This proxy could not confirm its copy of the school's consent register with the "
+          "trust's server (recorded once per outage): photos that need the register are blocked once the copy is "
+          "older than consent.max_staleness_s.",
+          {"error": "why", "version": "the register's version the copy holds",
+           "max_staleness_s": "how old the copy may grow before photos are blocked"}, is_health=True),
+    Event("consent.copy_resumed", "This proxy's copy of the school's consent register is confirmed with the trust's "
+          "server again after an outage.",
+          {"after_s": "seconds since it first failed", "version": "the register's version the copy holds"}),
     Event("policy.review_due", "The policy's annual review date has passed.",
           {"reviewed": "date of the last review", "due": "date the review was due"}, is_health=True),
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sqlite3
 import zoneinfo
 from contextlib import contextmanager
 from datetime import datetime
@@ -28,6 +27,7 @@ from dojoguard.consent_registry.registry import (
     State,
     check_hand_source,
 )
+from dojoguard.consent_registry.opening import open_registry
 from dojoguard.environment import Environment
 from dojoguard.yamlfile import FileProblems
 
@@ -35,7 +35,7 @@ from dojoguard.yamlfile import FileProblems
 def _registry(env: Environment) -> Registry:
     cfg = _config(env)
     try:
-        return Registry.open(cfg.path("consent", "database"), clock=env.clock, purposes=cfg["consent"]["purposes"])
+        return open_registry(cfg, clock=env.clock)
     except RegistryError as exc:
         raise fail(exc) from None
 
@@ -178,7 +178,7 @@ def _run_import(registry, file, fmt, settings, dry_run, stream, options):
         return importer.import_file(registry, file, fmt, settings, dry_run=dry_run, progress=progress, **options)
     except (FileProblems, RegistryError) as exc:
         raise fail(exc) from None
-    except sqlite3.IntegrityError as exc:
+    except registry.database.integrity_errors as exc:
         raise click.ClickException(f"nothing was imported: the file conflicts with the registry ({exc}). "
                                    "Hint: a UPN already belongs to another pupil.") from None
     finally:

@@ -30,6 +30,7 @@ from dojoguard import media
 from dojoguard.consent_registry import decoding, detection, faces, metadata, redaction, video, worker
 from dojoguard.consent_registry.fairslots import REQUESTER, FairSlots
 from dojoguard.consent_registry.registry import Audience, Registry, RegistryError
+from dojoguard.consent_registry.replica import check_fresh
 from dojoguard.consent_registry.spawning import KeepingSpawnContext
 from dojoguard.rules.action import AttachmentKind, ImageFindings
 
@@ -89,10 +90,13 @@ class ImageChecker:
     """Owns the worker pool and a read connection to the registry; ``close()`` when done."""
 
     def __init__(self, images_settings: dict, registry_path: str | Path | None, channel_purposes: dict,
-                 *, workers: int | None = None):
+                 *, workers: int | None = None, copy: bool = False):
         self.images = dict(images_settings)
         self.settings = settings_from(self.images)
         self.registry_path = Path(registry_path) if registry_path else None
+        # The file is this proxy's copy of a trust's register (storage on PostgreSQL): it must say when it
+        # was last confirmed, and be recent enough; a file without that record is not trusted.
+        self.copy = copy
         self.channel_purposes = dict(channel_purposes)
         self.timeout = float(self.images.get("timeout_s", 30))
         # A video is many frames: its own, longer limit for all of its work (docs/images.md#videos).
@@ -229,6 +233,8 @@ class ImageChecker:
         with self._registry_lock:
             if self._registry is None:
                 self._registry = Registry.open(self.registry_path, create=False)
+            # A proxy's copy of a trust's register must have been confirmed recently (replica.py).
+            check_fresh(self._registry.database, required=self.copy)
             audience = self._registry.audience(purpose, class_id=class_id, whole_school=whole_school)
             if audience.all_permitted:
                 return audience, None

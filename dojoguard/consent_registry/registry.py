@@ -1,7 +1,10 @@
 """The consent registry: pupils, staff, consent per purpose, ClassDojo links and face templates.
 
 One SQLite file, readable by the service user alone (it holds children's
-names and, for those with written biometric consent, face templates).
+names and, for those with written biometric consent, face templates), or,
+for a trust (``storage: postgresql://...``), one school's schema on the
+trust's PostgreSQL server, of which each proxy reads a local copy
+(``replica.py``). Every statement here runs on both.
 Anything but an explicit "granted" means not permitted, and a person's own
 objection to biometric processing overrides any parental consent.
 """
@@ -56,7 +59,8 @@ class RegistryError(Exception):
 
 
 class RegistryUnavailable(RegistryError):
-    """The registry file cannot be opened or read: every check that needs it fails closed."""
+    """The registry cannot be opened or read, or its copy is too old to trust: every check that needs it fails
+    closed."""
 
 
 @dataclass(frozen=True)
@@ -142,12 +146,13 @@ class AllowedTemplate:
 
 
 class Registry:
-    """Open with ``Registry.open(path)``; every write is one transaction."""
+    """Open with ``Registry.open(path)`` (a SQLite file) or ``Registry.on(database)``; every write is one
+    transaction."""
 
     def __init__(self, database: Database, path: Path, clock: Clock, purposes: tuple[str, ...]):
         self.database = database
-        # SQLite's connection, which the registry's queries (and the importer's) run on.
-        self.db = database.connection
+        # What the registry's queries (and the importer's) run on: the database itself, either backend.
+        self.db = database
         self.path = path
         self.clock = clock
         self.purposes = purposes
@@ -165,15 +170,21 @@ class Registry:
             db = SQLiteDatabase.open(path, busy_timeout_s=10, pragmas=("foreign_keys = ON", "secure_delete = ON"))
         except sqlite3.Error as exc:
             raise RegistryUnavailable(f"cannot open the consent registry {path}: {exc}") from exc
+        return cls.on(db, clock=clock, purposes=purposes)
+
+    @classmethod
+    def on(cls, db: Database, *, clock: Clock | None = None, purposes: Iterable[str] | None = None) -> "Registry":
+        """The registry in an open database (migrated first); it is closed with the registry, or on failure."""
+        clock = clock or SystemClock()
         try:
             migrations.migrate(db, clock.now())
-        except sqlite3.Error as exc:
+        except db.errors as exc:
             db.close()
-            raise RegistryUnavailable(f"cannot open the consent registry {path}: {exc}") from exc
+            raise RegistryUnavailable(f"cannot open the consent registry {db.path}: {exc}") from exc
         except BaseException:
             db.close()
             raise
-        return cls(db, path, clock, tuple(purposes or DEFAULT_PURPOSES))
+        return cls(db, Path(db.path), clock, tuple(purposes or DEFAULT_PURPOSES))
 
     def close(self) -> None:
         self.database.close()
@@ -185,7 +196,7 @@ class Registry:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Database]:
         """One write transaction; other threads sharing the connection wait until it ends."""
         with self.database.transaction():
             yield self.db
@@ -204,11 +215,11 @@ class Registry:
         row = self.db.execute("SELECT id, upn, first_name, last_name, year, reg_group FROM people "
                               "WHERE kind = ? AND mis_id = ?", (str(kind), mis_id)).fetchone()
         if row is None:
-            cur = self.db.execute(
+            (new_id,) = self.db.execute(
                 "INSERT INTO people (kind, mis_id, upn, first_name, last_name, year, reg_group, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (str(kind), mis_id, upn, first_name, last_name, year, reg_group, self._now(), self._now()))
-            return cur.lastrowid, True
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (str(kind), mis_id, upn, first_name, last_name, year, reg_group, self._now(), self._now())).fetchone()
+            return new_id, True
         if tuple(row[1:]) == (upn, first_name, last_name, year, reg_group):
             return row[0], False
         self.db.execute("UPDATE people SET upn = ?, first_name = ?, last_name = ?, year = ?, reg_group = ?, "
@@ -356,8 +367,9 @@ class Registry:
             if not (self._may_hold_template(person_id) and self.has_photo_permission(person_id)):
                 raise RegistryError(f"registry id {person_id} has no photo permission with biometric consent "
                                     "and no objection: no template may be kept")
-            cur = self.db.execute("INSERT OR IGNORE INTO templates (person_id, model, template, photo_sha256, "
-                                  "created_at) VALUES (?, ?, ?, ?, ?)",
+            cur = self.db.execute("INSERT INTO templates (person_id, model, template, photo_sha256, "
+                                  "created_at) VALUES (?, ?, ?, ?, ?) "
+                                  "ON CONFLICT (person_id, photo_sha256, model) DO NOTHING",
                                   (person_id, TEMPLATE_MODEL, vector.tobytes(), photo_sha256, self._now()))
             return cur.rowcount > 0
 
@@ -408,7 +420,14 @@ class Registry:
         with self.transaction():
             self.db.execute("INSERT INTO dojo_classes (class_id, name, learned_at) VALUES (?, ?, ?) "
                             "ON CONFLICT (class_id) DO NOTHING", (class_id, class_id, now))
-            self.db.execute("DELETE FROM dojo_roster WHERE class_id = ?", (class_id,))
+            # Only pupils no longer in the class leave it: rewriting an unchanged roster would announce a
+            # change to every proxy copying a trust's register (replica.py) each time a teacher opens the class.
+            listed = {dojo_id for dojo_id, _, _ in pupils}
+            for (gone,) in self.db.execute("SELECT dojo_pupil_id FROM dojo_roster WHERE class_id = ?",
+                                           (class_id,)).fetchall():
+                if gone not in listed:
+                    self.db.execute("DELETE FROM dojo_roster WHERE class_id = ? AND dojo_pupil_id = ?",
+                                    (class_id, gone))
             candidates = self._link_candidates(class_id)
             for dojo_id, first, last in pupils:
                 row = self.db.execute("SELECT first_name, last_name, link_state FROM dojo_pupils "
@@ -419,8 +438,8 @@ class Registry:
                 elif (row[0], row[1]) != (first or "", last or ""):
                     self.db.execute("UPDATE dojo_pupils SET first_name = ?, last_name = ? WHERE dojo_pupil_id = ?",
                                     (first or "", last or "", dojo_id))
-                self.db.execute("INSERT OR IGNORE INTO dojo_roster (class_id, dojo_pupil_id) VALUES (?, ?)",
-                                (class_id, dojo_id))
+                self.db.execute("INSERT INTO dojo_roster (class_id, dojo_pupil_id) VALUES (?, ?) "
+                                "ON CONFLICT (class_id, dojo_pupil_id) DO NOTHING", (class_id, dojo_id))
                 if row is None or row[2] != LinkState.CONFIRMED:
                     proposal = names.propose(first or "", last or "", candidates)
                     state = LinkState.NONE if proposal.person_id is None else \
@@ -526,11 +545,27 @@ class Registry:
             self.db.execute("DELETE FROM dojo_pupils WHERE person_id = ?", (person_id,))
             self.db.execute("DELETE FROM people WHERE id = ?", (person_id,))
             self.db.execute("INSERT INTO erasures (person_id, erased_at) VALUES (?, ?)", (person_id, self._now()))
-        # Copy the change out of the write-ahead log so no erased page lingers there.
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        forget_erased(self.database)
 
     def erasures(self) -> list[tuple[int, str]]:
         return [(r[0], r[1]) for r in self.db.execute("SELECT person_id, erased_at FROM erasures ORDER BY id")]
+
+
+def forget_erased(db: Database) -> None:
+    """After an erasure, leave no copy of the erased rows in the database's own files.
+
+    SQLite (``secure_delete``) has overwritten them in the file; copying the
+    change out of the write-ahead log and truncating it leaves no erased page
+    there. PostgreSQL keeps deleted rows in its table files until they are
+    rewritten: ``VACUUM FULL`` writes every registry table anew without them.
+    (Its write-ahead log and the trust's backups are the trust's to expire:
+    docs/dpo.md.)
+    """
+    if db.dialect == "sqlite":
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    else:
+        with db.lock:
+            db.execute("VACUUM FULL people, consents, consent_history, templates, dojo_pupils, dojo_roster")
 
 
 def _person(row) -> Person:

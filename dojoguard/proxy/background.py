@@ -43,6 +43,7 @@ class Background:
         self.alerts = None
         self._counting_task: asyncio.Task | None = None
         self.shipper = None
+        self.register_copy = None
 
     async def start(self) -> None:
         s = self.services
@@ -70,6 +71,7 @@ class Background:
                 log.error("jobs.not_started", error=type(exc).__name__, detail=str(exc)[:200])
             await self._start_alerts()
             await self._start_shipper()
+            self._start_register_copy()
 
     async def _start_alerts(self) -> None:
         from dojoguard.alerts.sender import AlertSender, AlertSettings, alerting_groups
@@ -120,6 +122,20 @@ class Background:
         self.shipper = Shipper(settings, limit=lambda: audit.synced_seq, record=audit.append_event)
         self.shipper.start()
         log.info("trust.shipping", node=settings.node, school=settings.school)
+
+    def _start_register_copy(self) -> None:
+        """Keep this proxy's copy of the school's register on the trust's server up to date (storage: postgresql)."""
+        from dojoguard.consent_registry.replica import Replica
+        from dojoguard.storage.location import Storage
+
+        storage = Storage.from_config(self.config)
+        if not storage.central:
+            return
+        self.register_copy = Replica(storage, self.config.path("consent", "database"),
+                                     max_staleness_s=float(self.config["consent"]["max_staleness_s"]),
+                                     record=self.services.audit.append_event)
+        self.register_copy.start()
+        log.info("consent.copying", school=storage.school, max_staleness_s=self.register_copy.max_staleness_s)
 
     async def _start_checkpoints(self) -> None:
         from dojoguard.audit.cadence import Cadence
@@ -214,6 +230,8 @@ class Background:
         if self._jobs is not None:
             # Shutting the jobs down writes the shutdown checkpoint.
             await asyncio.to_thread(self._jobs.shutdown)
+        if self.register_copy is not None:
+            await asyncio.to_thread(self.register_copy.stop, float(getattr(self.services.settings, "drain_s", 10.0)))
         if self.shipper is not None:
             # A batch in flight is let finish; the rest is shipped at the next start (or by `trust ship`).
             await asyncio.to_thread(self.shipper.stop, float(getattr(self.services.settings, "drain_s", 10.0)))

@@ -164,13 +164,25 @@ def _optional(what: str, services: Services, opener, *args):
 def _open_checker(settings: Settings):
     from dojoguard.consent_registry.imagecheck import ImageChecker
 
-    return ImageChecker(settings.images, settings.registry_path, settings.channel_purposes)
+    from dojoguard.storage.location import Storage
+
+    copy = settings.config is not None and Storage.from_config(settings.config).central
+    return ImageChecker(settings.images, settings.registry_path, settings.channel_purposes, copy=copy)
 
 
 def _open_registry(settings: Settings, clock: Clock):
+    from dojoguard.consent_registry.opening import CentralLearner, open_registry
     from dojoguard.consent_registry.registry import Registry
 
-    return Registry.open(settings.registry_path, clock=clock, purposes=settings.purposes)
+    if settings.config is None:
+        return Registry.open(settings.registry_path, clock=clock, purposes=settings.purposes)
+    from dojoguard.storage.location import Storage
+
+    if Storage.from_config(settings.config).central:
+        # What the proxy learns (classes, rosters) goes to the school's register on the server, from the
+        # learning threads; photos are judged from this proxy's copy of it (consent_registry/replica.py).
+        return CentralLearner(settings.config, clock=clock)
+    return open_registry(settings.config, clock=clock)
 
 
 def _open_holds(settings: Settings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +30,31 @@ def clock() -> FixedClock:
 @pytest.fixture
 def registry(tmp_path, clock) -> Registry:
     reg = Registry.open(tmp_path / "data" / "registry.sqlite", clock=clock)
+    yield reg
+    reg.close()
+
+
+@pytest.fixture(scope="session")
+def registers_dsn(postgres) -> str:
+    """One database on the session's PostgreSQL server; each test's register is a school schema of its own."""
+    return postgres.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_both(request, tmp_path, clock) -> Registry:
+    """The register in a SQLite file, then in a school's schema on a real PostgreSQL server.
+
+    A module that opts in (``registry = registry_both`` style, see test_registry.py)
+    runs each of its tests on both backends.
+    """
+    if request.param == "sqlite":
+        reg = Registry.open(tmp_path / "data" / "registry.sqlite", clock=clock)
+    else:
+        from dojoguard.consent_registry.replica import open_central
+        from dojoguard.storage.location import Storage
+
+        school = "t" + uuid.uuid4().hex[:12]
+        reg = open_central(Storage(dsn=request.getfixturevalue("registers_dsn"), school=school), clock=clock)
     yield reg
     reg.close()
 

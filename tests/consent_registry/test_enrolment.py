@@ -16,6 +16,12 @@ pytestmark = pytest.mark.slow
 ELIGIBLE = {"class_story": "granted", BIOMETRIC: "granted"}
 
 
+@pytest.fixture
+def registry(registry_both):
+    """Every test here runs on a SQLite file and on a school's schema on PostgreSQL."""
+    return registry_both
+
+
 def test_enrolment_outcomes(registry, samples, tmp_path):
     """Eligible people are enrolled; others, faceless, crowded, unreadable and unknown photos are reported."""
     ada = add_pupil(registry, "A1", "Ada", "One", consents=ELIGIBLE)

@@ -31,6 +31,12 @@ ARBOR_DATED = ("Student ID,First Name,Last Name,Registration Form,Consent Type,C
 
 
 @pytest.fixture
+def registry(registry_both):
+    """Every test here runs on a SQLite file and on a school's schema on PostgreSQL."""
+    return registry_both
+
+
+@pytest.fixture
 def school(setup):  # noqa: F811 - the fixture imported above
     """The consent commands' settings, with the SIMS file imported once."""
     cfg, data, export = setup

@@ -30,6 +30,12 @@ G2,,Olivia,Jones,3,3O,pending,yes,no,no
 """
 
 
+@pytest.fixture
+def registry(registry_both):
+    """Every test here runs on a SQLite file and on a school's schema on PostgreSQL."""
+    return registry_both
+
+
 def write(tmp_path, text, name="export.csv"):
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")

@@ -118,7 +118,10 @@ def running_proxy(folder: Path, *, policy: str | None = None, at: datetime = MON
     if policy is not None:
         doc["rules"] = {"policy": policy, "reload": False}
     for section, values in (settings or {}).items():
-        doc.setdefault(section, {}).update(values)
+        if isinstance(values, dict):
+            doc.setdefault(section, {}).update(values)
+        else:
+            doc[section] = values  # a setting of its own (storage)
     config.write_text(json.dumps(doc))
     clock = folder / "clock"
     FileClock.write(clock, at)

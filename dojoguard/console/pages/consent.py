@@ -33,10 +33,9 @@ KEEP_S = 3600
 
 
 def _registry():
-    from dojoguard.consent_registry.registry import Registry
+    from dojoguard.consent_registry.opening import open_registry
 
-    cfg = console().config
-    return Registry.open(cfg.path("consent", "database"), clock=console().clock, purposes=cfg["consent"]["purposes"])
+    return open_registry(console().config, clock=console().clock)
 
 
 @blueprint.get("/")
