@@ -471,6 +471,29 @@ def consent_erase(env: Environment, person: str, requested_by: str, yes: bool) -
 
 # -- image check --------------------------------------------------------------
 
+def _bring_copy_up_to_date(cfg, path: Path) -> bool:
+    """With the register on the trust's server, copy it into this machine's copy first, as the proxy's copier
+    does, so the check judges as the proxy would now; returns whether the file is such a copy.
+
+    If the server cannot be reached the copy is left as it is, and the check
+    refuses it once it is older than consent.max_staleness_s.
+    """
+    from dojoguard.consent_registry.replica import Replica
+    from dojoguard.storage.location import Storage
+
+    storage = Storage.from_config(cfg)
+    if not storage.central:
+        return False
+    copier = Replica(storage, path, max_staleness_s=float(cfg["consent"]["max_staleness_s"]))
+    try:
+        copier.turn()
+    except Exception as exc:  # noqa: BLE001 - the check below fails closed on a stale copy and says so
+        click.echo(f"warning: the consent register on the trust's server could not be copied: {exc}", err=True)
+    finally:
+        copier.close()
+    return True
+
+
 def _verdict(env: Environment, check: ImageCheck, channel: str, class_id: str | None, data: bytes,
              device: str | None):
     """The decision the current policy gives a post carrying this picture, or (None, why not)."""
@@ -528,8 +551,9 @@ def image_check(env: Environment, photo: Path, channel: str, class_id: str | Non
     cfg = _config(env)
     data = photo.read_bytes()
     registry_path = cfg.path("consent", "database")
+    copy = _bring_copy_up_to_date(cfg, registry_path)
     checker = ImageChecker(cfg["images"], registry_path if registry_path.exists() else None,
-                           cfg["consent"]["channel_purposes"], workers=1)
+                           cfg["consent"]["channel_purposes"], workers=1, copy=copy)
     try:
         check = asyncio.run(checker.check(data, channel=channel, class_id=class_id, content_type=None))
     finally:

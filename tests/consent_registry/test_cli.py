@@ -5,22 +5,29 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import uuid
 
 import pytest
 from click.testing import CliRunner
 
 from dojoguard.audit.log import AuditLog
+from dojoguard import config
 from dojoguard.cli import cli
-from dojoguard.consent_registry.registry import Registry
+from dojoguard.consent_registry.opening import open_registry
 from tests.consent_registry.conftest import gps_exif, jpeg
 from tests.consent_registry.test_importer import SIMS
 
 
-@pytest.fixture
-def setup(tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def setup(request, tmp_path):
+    """Settings whose register is a SQLite file, then a school's schema on a real PostgreSQL server."""
     data = tmp_path / "data"
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(f"data_dir: {data}\n", encoding="utf-8")
+    text = f"data_dir: {data}\n"
+    if request.param == "postgresql":
+        school = "t" + uuid.uuid4().hex[:12]
+        text += f"storage: {request.getfixturevalue('registers_dsn')}\ntrust:\n  school: {school}\n"
+    cfg.write_text(text, encoding="utf-8")
     export = tmp_path / "sims.csv"
     export.write_text(SIMS, encoding="utf-8")
     return cfg, data, export
@@ -97,7 +104,8 @@ def test_links_list_confirm_and_set(setup):
     """Doubtful roster links are listed and can be confirmed or set by command."""
     cfg, data, export = setup
     run(cfg, "consent", "import", str(export), "--format", "sims")
-    with Registry.open(data / "registry.sqlite") as reg:
+    # Where the settings keep it: the file, or the school's schema on the server.
+    with open_registry(config.load(cfg)) as reg:
         reg.learn_class("c1", "3O")
         reg.learn_roster("c1", [("d1", "Alfie", "S."), ("d2", "Harry", ""), ("d3", "Zed", "Quux")])
     listed = run(cfg, "consent", "links")
