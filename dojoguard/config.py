@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+import re
 import zoneinfo
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -172,8 +173,8 @@ def _storage_problems(located: Located, storage: Any, trust: dict) -> list[Probl
     """Stores on PostgreSQL are one school's among others: they need its id, and the address no password."""
     from dojoguard.storage.postgresql import has_password
 
-    if not isinstance(storage, str) or storage == "sqlite":
-        return []
+    if not isinstance(storage, str) or not re.match(r"(postgres(ql)?://|[a-z_]+=)", storage):
+        return []  # sqlite, or a value the schema has already refused
     problems = []
     if not trust.get("school"):
         problems.append(located.problem(("storage",), "DG-CONFIG-TRUST",

@@ -173,3 +173,26 @@ def test_trust_names_are_checked_by_the_schema(tmp_path):
         config.load(write(tmp_path, "trust:\n  database: postgresql://ship@db/dg\n  school: St Wilfrid's\n"))
     assert [p.code for p in caught.value.problems] == ["DG-CONFIG-INVALID"]
     assert "lower-case" in caught.value.problems[0].hint
+
+
+def test_stores_on_postgresql_need_the_school_a_short_id_and_no_password(tmp_path):
+    """storage: postgresql://... keeps each school's stores apart by trust.school, so it is required, short
+    enough to name a schema, and the address may not carry a password."""
+    with pytest.raises(FileProblems) as caught:
+        config.load(write(tmp_path, "storage: postgresql://dg:Secret1@db.trust.example/dojoguard\n"))
+    problems = caught.value.problems
+    assert [p.code for p in problems] == ["DG-CONFIG-TRUST", "DG-CONFIG-TRUST"]
+    assert any("trust.school" in p.message for p in problems)
+    assert all("Secret1" not in str(p) for p in problems) and any("pgpass" in p.hint for p in problems)
+    with pytest.raises(FileProblems) as caught:
+        config.load(write(tmp_path, f"storage: postgresql://dg@db/dojoguard\ntrust:\n  school: {'a' * 55}\n"))
+    assert "at most 54" in caught.value.problems[0].message
+    with pytest.raises(FileProblems) as caught:
+        config.load(write(tmp_path, "storage: mysql://db/dojoguard\n"))
+    assert [p.code for p in caught.value.problems] == ["DG-CONFIG-INVALID"]
+    loaded = config.load(write(tmp_path, "storage: postgresql://dg@db/dojoguard\ntrust:\n  school: oak\n"))
+    from dojoguard.storage.location import Storage
+
+    storage = Storage.from_config(loaded)
+    assert storage.central and storage.schema("registry") == "registry_oak"
+    assert not Storage.from_config(config.load(write(tmp_path, "data_dir: .\n"))).central
