@@ -1,14 +1,27 @@
-"""The proxy's state file: one made before the shared migration runner opens with its data, nothing re-run."""
+"""The proxy's state: a file made before the shared migration runner opens with its data, nothing re-run; a
+newer one is refused; on PostgreSQL each school's state is its own."""
 
 from __future__ import annotations
 
 import sqlite3
+import stat
+from datetime import UTC, datetime
 
+import psycopg
 import pytest
 
+from dojoguard.names import Names
+from dojoguard.proxy.counting import Counts
+from dojoguard.proxy.sessions import Sessions
+from dojoguard.proxy.skills import Skills
 from dojoguard.state import MIGRATIONS, State
 from dojoguard.storage import NewerSchemaError
 from dojoguard.storage.migrations import recorded
+from dojoguard.storage.postgresql import school_schema
+from tests.support.state import TABLES, StateOpener, everything
+
+AT = datetime(2026, 12, 4, 9, tzinfo=UTC)
+T1 = "5f00000000000000000000a1"
 
 # The state file as the release before the shared runner left it: its tables, and the names of the
 # migrations applied in a ``migrations`` table of its own.
@@ -34,21 +47,55 @@ def test_a_state_file_from_before_the_shared_runner_keeps_its_data_and_runs_only
     state = State(path)
     try:
         assert recorded(state.database) == [m.name for m in MIGRATIONS]
-        assert state.db.execute("SELECT session_hash, teacher_id FROM sessions").fetchall() == [("h1", "t1")]
-        assert state.db.execute("SELECT name FROM skills").fetchall() == [("Teamwork",)]
+        assert state.database.execute("SELECT session_hash, teacher_id FROM sessions").fetchall() == [("h1", "t1")]
+        assert state.database.execute("SELECT name FROM skills").fetchall() == [("Teamwork",)]
         assert state.database.has_table("unclassified") and not state.database.has_table("migrations")
     finally:
         state.close()
     State(path).close()  # and opens again without re-running anything
 
 
-def test_a_state_file_from_a_newer_dojoguard_is_refused(tmp_path):
-    """A state file recording a migration this release does not know is refused, not opened."""
-    path = tmp_path / "proxy.sqlite"
-    State(path).close()
-    db = sqlite3.connect(path)
-    db.execute("INSERT INTO schema_migrations VALUES (9, '9-from-the-future', 'x')")
-    db.commit()
-    db.close()
+def test_a_state_from_a_newer_dojoguard_is_refused(open_state):
+    """A state recording a migration this release does not know is refused, not opened."""
+    state = open_state()
+    with state.database.transaction():
+        state.database.execute("INSERT INTO schema_migrations (seq, name, applied_at) VALUES (99, ?, 'x')",
+                               ("99-from-the-future",))
+    state.close()
     with pytest.raises(NewerSchemaError, match="the proxy state is newer than this dojoguard"):
-        State(path)
+        open_state()
+
+
+def test_state_on_an_open_database_migrates_it_and_keeps_its_key_apart(open_state, tmp_path):
+    """The key of the hashes is made owner-only in its own file and read back on reopening."""
+    state = open_state()
+    assert recorded(state.database) == [m.name for m in MIGRATIONS]
+    key_file = tmp_path / "proxy.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and bytes.fromhex(key_file.read_text()) == state.key
+    state.close()
+    assert open_state().key == state.key
+
+
+def test_two_schools_in_one_postgresql_database_never_see_each_others_state(state_dsn, tmp_path):
+    """Each school's learned state is in a schema of its own: nothing one learns is seen by the other."""
+    opener = StateOpener("postgresql", tmp_path, state_dsn)
+    try:
+        first, second = opener("first"), opener("second")
+        Sessions(first).remember("s:first", "t-first", "Ms First", AT)
+        Skills(first).learn("c1", [("b1", "Helping", 1)], AT)
+        Names(first).set([("teacher", T1, "Ms First")], AT)
+        counts = Counts(first, AT)
+        counts.history.add("tally", "t-first", AT.timestamp())
+        counts.flush()
+        assert everything(second) == ""
+        Names(second).set([("teacher", T1, "Mr Second")], AT)
+        assert Names(first).name("teacher", T1) == "Ms First" and Names(second).name("teacher", T1) == "Mr Second"
+        assert Sessions(second).teacher("s:first") == (None, None)
+        schemas = [school_schema(opener.school(name), "state") for name in ("first", "second")]
+        with psycopg.connect(state_dsn) as conn:
+            found = conn.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                                 "WHERE table_schema = ANY(%s) AND table_name = ANY(%s)",
+                                 (schemas, list(TABLES))).fetchall()
+        assert sorted(found) == sorted((schema, table) for schema in schemas for table in TABLES)
+    finally:
+        opener.close()
