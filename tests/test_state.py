@@ -1,10 +1,11 @@
 """The proxy's state: a file made before the shared migration runner opens with its data, nothing re-run; a
-newer one is refused; on PostgreSQL each school's state is its own."""
+newer one is refused; on PostgreSQL each school's state is its own, and text compares as in SQLite."""
 
 from __future__ import annotations
 
 import sqlite3
 import stat
+import uuid
 from datetime import UTC, datetime
 
 import psycopg
@@ -97,5 +98,30 @@ def test_two_schools_in_one_postgresql_database_never_see_each_others_state(stat
                                  "WHERE table_schema = ANY(%s) AND table_name = ANY(%s)",
                                  (schemas, list(TABLES))).fetchall()
         assert sorted(found) == sorted((schema, table) for schema in schemas for table in TABLES)
+    finally:
+        opener.close()
+
+
+@pytest.fixture
+def language_collated_dsn(postgres) -> str:
+    """A new database whose default collation is English's (ICU): "a" before "B", punctuation weighed less."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en'")
+    return postgres.dsn(name)
+
+
+def test_text_compares_byte_by_byte_as_in_sqlite_whatever_the_databases_collation(language_collated_dsn, tmp_path):
+    """Times kept as text are compared and ordered as SQLite does, not by the language's rules."""
+    opener = StateOpener("postgresql", tmp_path, language_collated_dsn)
+    try:
+        state = opener()
+        with state.database.transaction():
+            state.database.executemany("INSERT INTO inbound_seen (message_hash, seen_at) VALUES (?, ?)",
+                                       [("h1", "2026-11-30T10:00:00Z"), ("h2", "a"), ("h3", "B")])
+        ordered = [h for (h,) in state.database.execute("SELECT message_hash FROM inbound_seen ORDER BY seen_at")]
+        assert ordered == ["h1", "h3", "h2"]  # SQLite's order: digits, capitals, small letters
+        below = state.database.execute("SELECT message_hash FROM inbound_seen WHERE seen_at < ?", ("a",)).fetchall()
+        assert sorted(below) == [("h1",), ("h3",)]
     finally:
         opener.close()
