@@ -73,8 +73,8 @@ class Names:
         name = _clean(name)
         if kind not in KINDS or not name or not isinstance(id_, str) or not id_:
             return
-        with self.state.lock:
-            self.state.db.execute(
+        with self.state.database.transaction():
+            self.state.database.execute(
                 "INSERT INTO names (kind, id, name, source, updated_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at "
                 "WHERE names.source != ? AND names.name != excluded.name",
@@ -83,7 +83,7 @@ class Names:
     def set(self, rows: list[tuple[str, str, str]], at: datetime) -> None:
         """The school's own names (kind, id, name), in one transaction."""
         with self.state.database.transaction():
-            self.state.db.executemany(
+            self.state.database.executemany(
                 "INSERT INTO names (kind, id, name, source, updated_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name, source = excluded.source, "
                 "updated_at = excluded.updated_at",
@@ -91,8 +91,8 @@ class Names:
 
     def forget(self, id_: str) -> int:
         """Remove every name held for ``id_``; returns how many were removed."""
-        with self.state.lock:
-            return self.state.db.execute("DELETE FROM names WHERE id = ?", (id_,)).rowcount
+        with self.state.database.transaction():
+            return self.state.database.execute("DELETE FROM names WHERE id = ?", (id_,)).rowcount
 
     # -- reading ---------------------------------------------------------
 
@@ -103,19 +103,22 @@ class Names:
             sql += " WHERE kind = ?"
             args = (kind,)
         with self.state.lock:
-            rows = self.state.db.execute(sql + " ORDER BY kind, name COLLATE NOCASE, id", args).fetchall()
-        return [Named(*row) for row in rows]
+            rows = self.state.database.execute(sql, args).fetchall()
+        # Sorted here: SQLite's NOCASE collation has no PostgreSQL counterpart.
+        return sorted((Named(*row) for row in rows), key=lambda n: (n.kind, _nocase(n.name), n.id))
 
     def table(self) -> dict[tuple[str, str], str]:
         """(kind, id) -> name, for readers that name many ids at once (reports, lists)."""
         with self.state.lock:
-            return {(k, i): n for k, i, n in self.state.db.execute("SELECT kind, id, name FROM names")}
+            rows = self.state.database.execute("SELECT kind, id, name FROM names").fetchall()
+        return {(k, i): n for k, i, n in rows}
 
     def name(self, kind: str, id_: str | None) -> str | None:
         if not id_:
             return None
         with self.state.lock:
-            row = self.state.db.execute("SELECT name FROM names WHERE kind = ? AND id = ?", (kind, id_)).fetchone()
+            row = self.state.database.execute("SELECT name FROM names WHERE kind = ? AND id = ?",
+                                              (kind, id_)).fetchone()
         return row[0] if row else None
 
     def imported(self, kind: str, id_: str | None) -> str | None:
@@ -124,8 +127,8 @@ class Names:
         if not id_:
             return None
         with self.state.lock:
-            row = self.state.db.execute("SELECT name FROM names WHERE kind = ? AND id = ? AND source = ?",
-                                        (kind, id_, IMPORTED)).fetchone()
+            row = self.state.database.execute("SELECT name FROM names WHERE kind = ? AND id = ? AND source = ?",
+                                              (kind, id_, IMPORTED)).fetchone()
         return row[0] if row else None
 
     def resolve(self, kind: str, text: str) -> Named:
@@ -169,6 +172,14 @@ def _unknown(kind: str, wanted: str, known: list[Named]) -> str:
     listed = ("Did you mean: " + "; ".join(n.label for n in candidates) + "? ") if candidates else \
         f"Known {plural}: " + "; ".join(n.label for n in known[:8]) + ("; ..." if len(known) > 8 else "") + ". "
     return f"no {kind} called {wanted!r} is known. {listed}{hint}"
+
+
+# SQLite's NOCASE: only the ASCII capitals fold, so the order of the names is what it always was.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _nocase(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
 
 
 def _clean(name: str | None) -> str | None:

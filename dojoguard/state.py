@@ -1,8 +1,13 @@
-"""The proxy's own small SQLite file: sessions, learned skills, the discovery summary, display names,
-which parents' messages were already reported and which teachers teach which class.
+"""The proxy's own small database: sessions, learned skills, the discovery summary, display names,
+which parents' messages were already reported, which teachers teach which class and what the rules count.
 
-Owner-only permissions; schema changes are named, ordered migrations recorded
-in the file (``dojoguard.storage.migrations``), each in a transaction. Nothing here holds message text, names of
+A SQLite file with owner-only permissions (``State(path)``), or any other
+``Database`` (``State.on``: a school's own schema on a PostgreSQL server).
+Schema changes are named, ordered migrations recorded in the database
+(``dojoguard.storage.migrations``), each in a transaction. The stores on it
+(``dojoguard.names``, the proxy's sessions, skills, discovery, counting,
+inbound and context modules) go through ``State.database`` only, in SQL
+both backends understand. Nothing here holds message text, names of
 pupils (teachers' and classes' display names only), images or cookies (sessions are stored as keyed hashes).
 It lives outside ``dojoguard/proxy/`` because the other packages' commands and the console read its names
 (``dojoguard.names``), and nothing but the proxy may import the proxy.
@@ -67,41 +72,88 @@ def _m7_counted(db: Database) -> None:
     db.execute("CREATE TABLE checks_run (check_id TEXT PRIMARY KEY, day TEXT NOT NULL)")
 
 
+# Every text column of the tables above: PostgreSQL's are given SQLite's byte-by-byte comparison (migration 8).
+_TEXT_COLUMNS = {
+    "sessions": ("session_hash", "teacher_id", "teacher_name", "learned_at"),
+    "skills": ("class_id", "skill_id", "name", "learned_at"),
+    "unclassified": ("method", "host", "path", "content_type", "skeleton", "first_seen", "last_seen"),
+    "names": ("kind", "id", "name", "source", "updated_at"),
+    "inbound_seen": ("message_hash", "seen_at"),
+    "class_teachers": ("class_id", "teacher_id", "learned_at"),
+    "counted": ("tally", "key"),
+    "checks_run": ("check_id", "day"),
+}
+
+
+def _m8_text_compares_bytewise(db: Database) -> None:
+    # The stores compare and order ISO times as text (``seen_at < ?``, ``ORDER BY last_seen``). SQLite
+    # compares text byte by byte; PostgreSQL by the database's collation, which may be a language's
+    # (punctuation ignored, case folded) and would then keep or forget other rows. "C" is byte order.
+    if db.dialect == "sqlite":
+        return  # SQLite's BINARY collation already is
+    for table, columns in _TEXT_COLUMNS.items():
+        db.execute(f"ALTER TABLE {table} " + ", ".join(f'ALTER COLUMN {c} TYPE TEXT COLLATE "C"' for c in columns))
+
+
 MIGRATIONS = (Migration("1-sessions", _m1_sessions), Migration("2-skills", _m2_skills),
               Migration("3-discovery", _m3_discovery), Migration("4-names", _m4_names),
               Migration("5-inbound-seen", _m5_inbound_seen), Migration("6-class-teachers", _m6_class_teachers),
-              Migration("7-counted", _m7_counted))
+              Migration("7-counted", _m7_counted), Migration("8-text-compares-bytewise", _m8_text_compares_bytewise))
 # Files made before the shared runner recorded the names in a table of their own.
 _RECORDED_BEFORE = migrations.from_table("migrations")
 
 
 class State:
-    """One connection shared by the proxy's stores; calls are serialised by a lock (use from threads)."""
+    """The database the proxy's stores share, and the key of their hashes.
+
+    Every store goes through ``database`` (statements with ``?`` placeholders,
+    writes in ``database.transaction()``); ``lock`` is the database's lock,
+    held by readers so that no statement runs inside another thread's
+    transaction on the one shared connection (use from threads).
+    """
 
     def __init__(self, path: Path):
-        self.path = Path(path)
-        self.database = SQLiteDatabase.open(self.path, busy_timeout_s=5.0)
-        # The lock and SQLite connection the proxy's stores (sessions, skills, discovery) use.
-        self.lock = self.database.lock
-        self.db = self.database.connection
-        try:
-            migrations.migrate(self.database, MIGRATIONS, what="the proxy state", adopt=_RECORDED_BEFORE)
-        except BaseException:
-            self.database.close()
-            raise
-        self.key = self._key()
+        """Open (creating it owner-only) the SQLite file at ``path``; the key is kept beside it (``.key``)."""
+        path = Path(path)
+        self._start(SQLiteDatabase.open(path, busy_timeout_s=5.0), path.with_suffix(".key"))
 
-    def _key(self) -> bytes:
-        """The secret that keys session hashes, kept beside the database, owner-only."""
-        path = self.path.with_suffix(".key")
+    @classmethod
+    def on(cls, database: Database, *, key_path: Path) -> "State":
+        """The state in an already opened ``database`` (on PostgreSQL: a school's own ``state`` schema,
+        ``school_schema(school, "state")``), migrated to this release.
+
+        ``key_path`` is the file holding the key of the session and message
+        hashes, made owner-only if missing; every proxy sharing the database
+        must use the same key, or none can read the others' sessions. The
+        state closes ``database`` when it is closed, or when migrating fails.
+        """
+        state = cls.__new__(cls)
+        state._start(database, Path(key_path))
+        return state
+
+    def _start(self, database: Database, key_path: Path) -> None:
+        self.database = database
+        # Where the state is, for messages: the file, or the server and schema (never a password).
+        self.path = database.path
+        self.lock = database.lock
         try:
-            return bytes.fromhex(path.read_text("ascii").strip())
-        except FileNotFoundError:
-            key = secrets.token_bytes(32)
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(key.hex())
-            return key
+            migrations.migrate(database, MIGRATIONS, what="the proxy state", adopt=_RECORDED_BEFORE)
+        except BaseException:
+            database.close()
+            raise
+        self.key = _key(key_path)
 
     def close(self) -> None:
         self.database.close()
+
+
+def _key(path: Path) -> bytes:
+    """The secret that keys session hashes, kept in its own owner-only file (made if missing)."""
+    try:
+        return bytes.fromhex(path.read_text("ascii").strip())
+    except FileNotFoundError:
+        key = secrets.token_bytes(32)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key.hex())
+        return key

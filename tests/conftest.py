@@ -42,3 +42,20 @@ def postgres():
 def central_dsn(postgres) -> str:
     """The superuser's DSN of a new, empty database (a trust's central store)."""
     return postgres.create_database()
+
+
+@pytest.fixture(scope="session")
+def state_dsn(postgres) -> str:
+    """One database for every test's learned state on PostgreSQL: each test's schools have schemas of their own."""
+    return postgres.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_state(request, tmp_path):
+    """Opens the proxy's learned state on each backend in turn (tests/support/state.py); the same name reopens it."""
+    from tests.support.state import StateOpener
+
+    dsn = request.getfixturevalue("state_dsn") if request.param == "postgresql" else None
+    opener = StateOpener(request.param, tmp_path, dsn)
+    yield opener
+    opener.close()

@@ -17,7 +17,6 @@ from dojoguard.environment import Environment
 from dojoguard.proxy import learning
 from dojoguard.names import IMPORTED, ImportRefused, NameProblem, Names, read_staff_csv
 from dojoguard.proxy.sessions import Sessions
-from dojoguard.state import State
 from dojoguard.standin import data
 
 AT = datetime(2026, 12, 4, 9, tzinfo=UTC)
@@ -25,15 +24,13 @@ T1, T2, C1 = "5f00000000000000000000a1", "5f00000000000000000000a2", "5f00000000
 
 
 @pytest.fixture
-def names(tmp_path):
-    opened = Names.open(tmp_path / "proxy.sqlite")
-    yield opened
-    opened.close()
+def names(open_state):
+    return Names(open_state())
 
 
-def test_learned_from_the_stand_ins_session_and_class_list(tmp_path):
+def test_learned_from_the_stand_ins_session_and_class_list(open_state):
     """The session answer names the teacher; the class list names the class and every collaborator."""
-    state = State(tmp_path / "proxy.sqlite")
+    state = open_state()
     services = SimpleNamespace(sessions=Sessions(state), names=Names(state), registry=None, classes=None, posts=None)
     learning.learn(services, "session", {"type": "teacher", "teacher": data.TEACHER}, params={}, session="s1", at=AT)
     colleague = {"_id": T2, "title": "Mr", "firstName": "Sam", "lastName": "Okafor"}
@@ -77,6 +74,21 @@ def test_resolve_by_id_name_and_spelling(names):
         names.resolve("class", T1)
     unseen = names.resolve("teacher", "5F00000000000000000000FF")
     assert (unseen.id, unseen.source) == ("5f00000000000000000000ff", "unseen")
+
+
+def test_names_are_listed_by_kind_then_name_ignoring_ascii_case_then_id(names):
+    """The order SQLite's NOCASE gave, on every backend: only A-Z fold, other letters after them."""
+    t3 = "5f00000000000000000000a3"
+    names.set([("teacher", T1, "Mrs Émile"), ("teacher", T2, "Mrs Baker"), ("teacher", t3, "mrs adams"),
+               ("class", C1, "3B")], AT)
+    assert [(n.kind, n.name) for n in names.all()] == [
+        ("class", "3B"), ("teacher", "mrs adams"), ("teacher", "Mrs Baker"), ("teacher", "Mrs Émile")]
+
+
+def test_forgetting_an_id_removes_its_names(names):
+    names.set([("teacher", T1, "Mrs Jones"), ("class", C1, "3B")], AT)
+    assert names.forget(T1) == 1 and names.forget(T1) == 0
+    assert names.table() == {("class", C1): "3B"}
 
 
 def test_resolve_with_nothing_known_says_how_names_arrive(names):

@@ -42,7 +42,7 @@ class ClassTeachers:
         # known, not unknown, once ClassDojo takes them off their last class.
         self._named: set[str] = set()
         with state.lock:
-            rows = state.db.execute("SELECT class_id, teacher_id FROM class_teachers").fetchall()
+            rows = state.database.execute("SELECT class_id, teacher_id FROM class_teachers").fetchall()
         found: dict[str, set[str]] = {}
         for class_id, teacher_id in rows:
             found.setdefault(class_id, set()).add(teacher_id)
@@ -57,8 +57,8 @@ class ClassTeachers:
             if self._teachers.get(class_id) == teachers:
                 return
             with self.state.database.transaction():
-                self.state.db.execute("DELETE FROM class_teachers WHERE class_id = ?", (class_id,))
-                self.state.db.executemany(
+                self.state.database.execute("DELETE FROM class_teachers WHERE class_id = ?", (class_id,))
+                self.state.database.executemany(
                     "INSERT INTO class_teachers (class_id, teacher_id, learned_at) VALUES (?, ?, ?)",
                     [(class_id, t, at.isoformat()) for t in sorted(teachers)])
             table = dict(self._teachers)

@@ -1,8 +1,8 @@
-"""The proxy's memory of what the rules count (``count`` and ``strikes``), kept in its state file.
+"""The proxy's memory of what the rules count (``count`` and ``strikes``), kept in its state database.
 
 Decisions count in memory at once (``rules.history.History``: a bisection
 per lookup, nothing on disk in the way of a write); what was counted is
-written to the state file every few seconds from a worker thread, and read
+written to the state database every few seconds from a worker thread, and read
 back at start, so counts survive a restart. A crash loses at most the last
 few seconds of counts. Only tally ids, teacher or class ids and times are
 kept, for 32 days (the longest span a rule may count over).
@@ -20,7 +20,7 @@ from dojoguard.state import State
 
 log = structlog.get_logger("dojoguard.proxy")
 
-# How often what was counted is written to the state file.
+# How often what was counted is written to the state database.
 FLUSH_EVERY_S = 2.0
 
 
@@ -30,7 +30,7 @@ class Counts:
         self.history = History()
         cutoff = now.timestamp() - LONGEST
         with state.lock:
-            rows = state.db.execute("SELECT tally, key, at FROM counted WHERE at >= ?", (cutoff,)).fetchall()
+            rows = state.database.execute("SELECT tally, key, at FROM counted WHERE at >= ?", (cutoff,)).fetchall()
         self.history.load(rows)
 
     def flush(self) -> int:
@@ -40,7 +40,7 @@ class Counts:
             return 0
         try:
             with self.state.database.transaction():
-                self.state.db.executemany("INSERT INTO counted (tally, key, at) VALUES (?, ?, ?)", rows)
+                self.state.database.executemany("INSERT INTO counted (tally, key, at) VALUES (?, ?, ?)", rows)
         except Exception:
             # Kept in memory (the decisions already use them) and written on the next flush.
             self.history.requeue(rows)
@@ -52,16 +52,16 @@ class Counts:
         cutoff = now.timestamp() - LONGEST
         self.history.forget_before(cutoff)
         with self.state.database.transaction():
-            return self.state.db.execute("DELETE FROM counted WHERE at < ?", (cutoff,)).rowcount
+            return self.state.database.execute("DELETE FROM counted WHERE at < ?", (cutoff,)).rowcount
 
     # -- scheduled checks --------------------------------------------------------
 
     def last_run(self, check_id: str) -> str | None:
         with self.state.lock:
-            row = self.state.db.execute("SELECT day FROM checks_run WHERE check_id = ?", (check_id,)).fetchone()
+            row = self.state.database.execute("SELECT day FROM checks_run WHERE check_id = ?", (check_id,)).fetchone()
         return row[0] if row else None
 
     def ran(self, check_id: str, day: str) -> None:
         with self.state.database.transaction():
-            self.state.db.execute("INSERT INTO checks_run (check_id, day) VALUES (?, ?) ON CONFLICT (check_id) "
-                                  "DO UPDATE SET day = excluded.day", (check_id, day))
+            self.state.database.execute("INSERT INTO checks_run (check_id, day) VALUES (?, ?) "
+                                        "ON CONFLICT (check_id) DO UPDATE SET day = excluded.day", (check_id, day))

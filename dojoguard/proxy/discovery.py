@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dojoguard.state import State
+from dojoguard.storage import Database
 
 _ID_SEGMENT = re.compile(
     r"^([0-9a-f]{24}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\d+|[0-9a-f]{32,}|[A-Za-z0-9_-]{40,})$",
@@ -77,19 +78,22 @@ class Discovery:
             shape = "(too large to keep)"
         key = (method[:16], host[:253], template(path)[:MAX_PATH], ctype, shape)
         stamp = at.isoformat()
-        with self.state.lock:
-            db = self.state.db
+        # The look, the room made and the count, in one transaction: two writers never both add the shape.
+        with self.state.database.transaction():
+            db = self.state.database
             seen = db.execute("UPDATE unclassified SET count = count + 1, last_seen = ? WHERE method = ? AND "
                               "host = ? AND path = ? AND content_type = ? AND skeleton = ?", (stamp, *key))
             if seen.rowcount:
                 return
             if self._full(db, at):
                 key = (key[0], key[1], OVERFLOW_PATH, key[3], "")
+            # The existing row's count is named by its table: PostgreSQL finds a bare ``count`` ambiguous.
             db.execute(
                 "INSERT INTO unclassified VALUES (?,?,?,?,?,1,?,?) ON CONFLICT(method, host, path, content_type, "
-                "skeleton) DO UPDATE SET count = count + 1, last_seen = excluded.last_seen", (*key, stamp, stamp))
+                "skeleton) DO UPDATE SET count = unclassified.count + 1, last_seen = excluded.last_seen",
+                (*key, stamp, stamp))
 
-    def _full(self, db, at: datetime) -> bool:
+    def _full(self, db: Database, at: datetime) -> bool:
         """Whether a new shape would pass the cap, once shapes past their time are gone."""
         rows = db.execute("SELECT COUNT(*) FROM unclassified WHERE path != ?", (OVERFLOW_PATH,)).fetchone()[0]
         if rows < self.limit:
@@ -100,7 +104,7 @@ class Discovery:
 
     def shapes(self) -> list[Shape]:
         with self.state.lock:
-            rows = self.state.db.execute(
+            rows = self.state.database.execute(
                 "SELECT method, host, path, content_type, skeleton, count, first_seen, last_seen FROM unclassified "
                 "ORDER BY count DESC, last_seen DESC").fetchall()
         return [Shape(*row) for row in rows]

@@ -241,16 +241,16 @@ class Inbound:
         key = self._hash(thread, message_id)
         with self._lock:
             with self.state.lock:
-                seen = self.state.db.execute("SELECT 1 FROM inbound_seen WHERE message_hash = ?",
-                                             (key,)).fetchone()
+                seen = self.state.database.execute("SELECT 1 FROM inbound_seen WHERE message_hash = ?",
+                                                   (key,)).fetchone()
             if seen:
                 self.counts["already_reported"] += 1
                 return False
             # Recorded first, remembered second: a failure in between may report it once more, never not at all.
             audit.append_event(EVENT, fields)
-            with self.state.lock:
-                self.state.db.execute("INSERT OR IGNORE INTO inbound_seen (message_hash, seen_at) VALUES (?, ?)",
-                                      (key, _iso(at)))
+            with self.state.database.transaction():
+                self.state.database.execute("INSERT INTO inbound_seen (message_hash, seen_at) VALUES (?, ?) "
+                                            "ON CONFLICT (message_hash) DO NOTHING", (key, _iso(at)))
         self.counts["reported"] += 1
         log.warning("inbound.language", thread=thread, rule=fields["rule"], teacher=fields["teacher"])
         return True
@@ -264,6 +264,6 @@ class Inbound:
 
     def forget_before(self, cutoff: datetime) -> int:
         """Forget the messages first seen before ``cutoff``; returns how many."""
-        with self.state.lock:
-            cursor = self.state.db.execute("DELETE FROM inbound_seen WHERE seen_at < ?", (_iso(cutoff),))
-        return cursor.rowcount
+        with self.state.database.transaction():
+            return self.state.database.execute("DELETE FROM inbound_seen WHERE seen_at < ?",
+                                               (_iso(cutoff),)).rowcount

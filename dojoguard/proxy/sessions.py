@@ -1,7 +1,7 @@
 """Who a request is from: ClassDojo session -> teacher, learned from session responses.
 
 The cookie is opaque and a credential, so it is never stored: the map is keyed
-by an HMAC of the session id under a key kept beside the database. A session
+by an HMAC of the session id under a key kept in a file of its own. A session
 not yet seen (the teacher logged in before the proxy started) is "unknown
 teacher" and the rules decide what that means.
 """
@@ -55,8 +55,8 @@ class Sessions:
         # Writers come from worker threads; readers (``teacher``) only ever do one lookup.
         self._writing = threading.Lock()
         with state.lock:
-            rows = state.db.execute("SELECT session_hash, teacher_id, teacher_name, learned_at FROM sessions "
-                                    "ORDER BY learned_at").fetchall()
+            rows = state.database.execute("SELECT session_hash, teacher_id, teacher_name, learned_at FROM sessions "
+                                          "ORDER BY learned_at").fetchall()
         for h, tid, name, learned in rows:
             self._cache[h] = (tid, name, _parse(learned))
 
@@ -85,16 +85,17 @@ class Sessions:
             # Moved to the back: the front of the dictionary is always the least recently confirmed.
             self._cache[h] = (teacher_id, name, at)
             self._cache.move_to_end(h)
-            with self.state.lock:
-                self.state.db.execute(
+            # The session and the ones it pushes out, in one transaction.
+            with self.state.database.transaction():
+                self.state.database.execute(
                     "INSERT INTO sessions (session_hash, teacher_id, teacher_name, learned_at) VALUES (?,?,?,?) "
                     "ON CONFLICT(session_hash) DO UPDATE SET teacher_id=excluded.teacher_id, "
                     "teacher_name=excluded.teacher_name, learned_at=excluded.learned_at",
                     (h, teacher_id, name, at.isoformat()))
-            self._bound(at)
+                self._bound(at)
 
     def _bound(self, at: datetime) -> None:
-        """Forget sessions past their time, then the least recently confirmed beyond the cap."""
+        """Forget sessions past their time, then the least recently confirmed beyond the cap (caller's transaction)."""
         cutoff = at - self.keep
         gone = []
         for h, (_, _, confirmed) in self._cache.items():
@@ -105,8 +106,7 @@ class Sessions:
             return
         for h in gone:
             del self._cache[h]
-        with self.state.lock:
-            self.state.db.executemany("DELETE FROM sessions WHERE session_hash = ?", [(h,) for h in gone])
+        self.state.database.executemany("DELETE FROM sessions WHERE session_hash = ?", [(h,) for h in gone])
 
 
 def _parse(stamp: str) -> datetime:

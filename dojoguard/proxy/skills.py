@@ -16,8 +16,9 @@ class Skills:
         self.state = state
         self._values: dict[tuple[str, str], tuple[str | None, int]] = {}
         with state.lock:
-            for cid, sid, name, value in state.db.execute("SELECT class_id, skill_id, name, value FROM skills"):
-                self._values[(cid, sid)] = (name, value)
+            rows = state.database.execute("SELECT class_id, skill_id, name, value FROM skills").fetchall()
+        for cid, sid, name, value in rows:
+            self._values[(cid, sid)] = (name, value)
 
     def lookup(self, class_id: str | None, skill_id: str) -> tuple[str | None, int] | None:
         """(name, points) of a skill, or None if never seen; a class-less award searches every class."""
@@ -31,8 +32,8 @@ class Skills:
         rows = [(class_id, sid, name, value, at.isoformat()) for sid, name, value in skills]
         for _, sid, name, value, _ in rows:
             self._values[(class_id, sid)] = (name, value)
-        with self.state.lock:
-            self.state.db.executemany(
+        with self.state.database.transaction():
+            self.state.database.executemany(
                 "INSERT INTO skills (class_id, skill_id, name, value, learned_at) VALUES (?,?,?,?,?) "
                 "ON CONFLICT(class_id, skill_id) DO UPDATE SET name=excluded.name, value=excluded.value, "
                 "learned_at=excluded.learned_at", rows)

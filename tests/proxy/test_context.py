@@ -16,7 +16,6 @@ from dojoguard.proxy.judge import Judge
 from dojoguard.proxy.recognition import recognise
 from dojoguard.rules.action import Channel, Reply, StartedBy
 from dojoguard.standin import data
-from dojoguard.state import State
 from dojoguard.yamlfile import FileProblems
 from tests.proxy.conftest import MONDAY_10, running_proxy, signed_in, write_config, write_flow
 from tests.support.waiting import eventually
@@ -133,16 +132,22 @@ def test_another_teachers_class_list_gives_only_the_classes_classdojo_says(servi
     assert services.classes.teachers_of(CLASS_Y) == frozenset({B})
 
 
-def test_class_teachers_are_kept_in_the_proxy_state(tmp_path):
-    state = State(tmp_path / "proxy.sqlite")
+def test_class_teachers_are_kept_in_the_proxy_state(open_state):
+    state = open_state()
     ClassTeachers(state).learn(CLASS_X, [A, B], MONDAY_10)
     state.close()
-    again = State(tmp_path / "proxy.sqlite")
-    try:
-        assert ClassTeachers(again).classes_of(A) == frozenset({CLASS_X})
-        assert ClassTeachers(again).classes_of(C) is None
-    finally:
-        again.close()
+    again = open_state()
+    assert ClassTeachers(again).classes_of(A) == frozenset({CLASS_X})
+    assert ClassTeachers(again).classes_of(C) is None
+
+
+def test_a_class_sent_again_replaces_its_teachers_in_the_proxy_state(open_state):
+    state = open_state()
+    ClassTeachers(state).learn(CLASS_X, [A, B], MONDAY_10)
+    ClassTeachers(state).learn(CLASS_X, [B], MONDAY_10)
+    state.close()
+    again = ClassTeachers(open_state())
+    assert again.teachers_of(CLASS_X) == frozenset({B}) and again.classes_of(A) is None
 
 
 # -- staff settings -------------------------------------------------------

@@ -3,33 +3,30 @@ write loses nothing; scheduled checks remember the day they ran."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from dojoguard.proxy.counting import Counts
-from dojoguard.state import State
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def state(tmp_path):
-    opened = State(tmp_path / "proxy.sqlite")
-    yield opened
-    opened.close()
+def state(open_state):
+    return open_state()
 
 
-def test_counts_are_written_and_read_back_by_the_next_start(state, tmp_path):
+def test_counts_are_written_and_read_back_by_the_next_start(state):
     counts = Counts(state, NOW)
     counts.history.add("tally", "t1", NOW.timestamp() - 60)
     counts.history.add("tally", "t1", NOW.timestamp() - 30)
     assert counts.flush() == 2 and counts.flush() == 0
     again = Counts(state, NOW)
     assert again.history.count("tally", "t1", 0, NOW.timestamp()) == 2
-    # Only ids and times are in the file.
-    rows = sqlite3.connect(tmp_path / "proxy.sqlite").execute("SELECT * FROM counted").fetchall()
+    # Only ids and times are in the database.
+    with state.lock:
+        rows = state.database.execute("SELECT * FROM counted").fetchall()
     assert sorted(r[:2] for r in rows) == [("tally", "t1"), ("tally", "t1")]
 
 
@@ -47,11 +44,11 @@ def test_counts_older_than_32_days_are_not_read_back_and_are_purged(state):
 def test_a_failed_write_keeps_the_counts_for_the_next_flush(state):
     counts = Counts(state, NOW)
     counts.history.add("tally", "t1", NOW.timestamp())
-    state.db.execute("ALTER TABLE counted RENAME TO counted_away")
-    with pytest.raises(sqlite3.OperationalError):
+    state.database.execute("ALTER TABLE counted RENAME TO counted_away")
+    with pytest.raises(state.database.errors):
         counts.flush()
     assert counts.history.count("tally", "t1", 0, NOW.timestamp() + 1) == 1  # still counted in memory
-    state.db.execute("ALTER TABLE counted_away RENAME TO counted")
+    state.database.execute("ALTER TABLE counted_away RENAME TO counted")
     assert counts.flush() == 1
 
 

@@ -6,7 +6,6 @@ import json
 from datetime import UTC, datetime
 
 from dojoguard.proxy.discovery import Discovery, template
-from dojoguard.state import State
 
 AT = datetime(2026, 11, 30, 10, tzinfo=UTC)
 
@@ -17,9 +16,9 @@ def test_ids_in_paths_become_placeholders():
     assert template("/api/x/123e4567-e89b-12d3-a456-426614174000") == "/api/x/{id}"
 
 
-def test_same_shape_is_counted_once(tmp_path):
+def test_same_shape_is_counted_once(open_state):
     """Two writes of one shape are one line with a count of two; id-like keys are anonymised."""
-    found = Discovery(State(tmp_path / "d.sqlite"))
+    found = Discovery(open_state())
     for _ in range(2):
         found.record("POST", "teach.classdojo.com", "/api/new/5f0000000000000000000c01", "application/json",
                      {"5f0000000000000000000501": "string"}, AT)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 
 from dojoguard.cookies import session_id
 from dojoguard.proxy.sessions import Sessions, set_cookie_session
-from dojoguard.state import State
+from tests.support.state import everything
 
 AT = datetime(2026, 11, 30, 10, tzinfo=UTC)
 
@@ -25,21 +24,21 @@ def test_session_id_from_set_cookie():
                                "dojo_login.sid=s%3Anew.sig; Path=/; HttpOnly; Secure"]) == "s:new.sig"
 
 
-def test_map_is_keyed_by_hash_and_survives_restart(tmp_path):
+def test_map_is_keyed_by_hash_and_survives_restart(open_state):
     """A learned session names its teacher after a restart, and the database never holds the cookie."""
-    state = State(tmp_path / "proxy.sqlite")
+    state = open_state()
     # Letters a hex digest or key can never contain, so the check below cannot match by chance.
     Sessions(state).remember("s:xyzzy.sig", "t1", "Mrs. Ex Ample", AT)
     state.close()
-    again = Sessions(State(tmp_path / "proxy.sqlite"))
+    reopened = open_state()
+    again = Sessions(reopened)
     assert again.teacher("s:xyzzy.sig") == ("t1", "Mrs. Ex Ample")
     assert again.teacher("s:other") == (None, None)
-    dump = "\n".join(sqlite3.connect(tmp_path / "proxy.sqlite").iterdump())
-    assert "xyzzy" not in dump
+    assert "xyzzy" not in everything(reopened)
 
 
-def test_a_different_key_cannot_link_sessions(tmp_path):
+def test_a_different_key_cannot_link_sessions(open_state):
     """Two installations with different keys hash the same session differently."""
-    a = Sessions(State(tmp_path / "a.sqlite"))
-    b = Sessions(State(tmp_path / "b.sqlite"))
+    a = Sessions(open_state("a"))
+    b = Sessions(open_state("b"))
     assert a._hash("s:abc") != b._hash("s:abc")
