@@ -58,6 +58,12 @@ class Names:
 
     def __init__(self, state: State):
         self.state = state
+        # With the state on a server, the school's imported names are read from this snapshot (kept fresh by
+        # ``refresh_imported`` on a worker thread), because decisions ask for them on the proxy's event loop,
+        # which must never wait on the network. None: read the (local) database each time.
+        self._imported: dict[tuple[str, str], str] | None = None
+        if state.database.dialect != "sqlite":
+            self.refresh_imported()
 
     @classmethod
     def open(cls, path: Path) -> "Names":
@@ -88,11 +94,16 @@ class Names:
                 "ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name, source = excluded.source, "
                 "updated_at = excluded.updated_at",
                 [(kind, id_, name, IMPORTED, at.isoformat()) for kind, id_, name in rows])
+        if self._imported is not None:
+            self.refresh_imported()
 
     def forget(self, id_: str) -> int:
         """Remove every name held for ``id_``; returns how many were removed."""
         with self.state.database.transaction():
-            return self.state.database.execute("DELETE FROM names WHERE id = ?", (id_,)).rowcount
+            removed = self.state.database.execute("DELETE FROM names WHERE id = ?", (id_,)).rowcount
+        if self._imported is not None:
+            self.refresh_imported()
+        return removed
 
     # -- reading ---------------------------------------------------------
 
@@ -126,10 +137,24 @@ class Names:
         for decisions that must not rest on what a teacher can type into their own ClassDojo profile."""
         if not id_:
             return None
+        if self._imported is not None:
+            return self._imported.get((kind, id_))
         with self.state.lock:
             row = self.state.database.execute("SELECT name FROM names WHERE kind = ? AND id = ? AND source = ?",
                                               (kind, id_, IMPORTED)).fetchone()
         return row[0] if row else None
+
+    def refresh_imported(self) -> None:
+        """Read the school's imported names again into the snapshot (blocking: call from a worker thread)."""
+        with self.state.lock:
+            rows = self.state.database.execute("SELECT kind, id, name FROM names WHERE source = ?",
+                                               (IMPORTED,)).fetchall()
+        self._imported = {(kind, id_): name for kind, id_, name in rows}
+
+    @property
+    def snapshots_imported(self) -> bool:
+        """Whether imported names come from the snapshot (the state is on a server)."""
+        return self._imported is not None
 
     def resolve(self, kind: str, text: str) -> Named:
         """The one teacher or class ``text`` means: a known id, a name matching exactly one, or a well-formed

@@ -19,10 +19,12 @@ def open_names(env: Environment, *, create: bool = False) -> Names | None:
         path = env.config.path("proxy", "state")
     except FileProblems as exc:
         raise fail(exc) from None
-    if not create and not path.exists():
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return Names.open(path)
+    from dojoguard.state import open_state
+
+    if path.exists() or create:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state = open_state(env.config, create=create)
+    return Names(state) if state is not None else None
 
 
 def name_table(env: Environment) -> dict[tuple[str, str], str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from dojoguard.storage import Database, Migration, SQLiteDatabase, migrations
 
@@ -157,3 +158,23 @@ def _key(path: Path) -> bytes:
         with os.fdopen(fd, "w") as f:
             f.write(key.hex())
         return key
+
+
+def open_state(config: Any, *, create: bool = True) -> "State | None":
+    """The proxy's state where the settings keep it: ``proxy.state`` (SQLite), or the school's ``state``
+    schema on the trust's server (``storage: postgresql://...``).
+
+    The key of the session and message hashes is the file beside ``proxy.state``
+    either way. None when the file does not exist and ``create`` is false.
+    Raises ``psycopg.OperationalError`` when the server cannot be reached.
+    """
+    from dojoguard.storage.location import Storage
+
+    path = config.path("proxy", "state")
+    storage = Storage.from_config(config)
+    if storage.central:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return State.on(storage.open("state"), key_path=path.with_suffix(".key"))
+    if not create and not path.exists():
+        return None
+    return State(path)

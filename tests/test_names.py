@@ -149,3 +149,26 @@ def test_names_cli_import_refuses_a_bad_file_and_changes_nothing(tmp_path):
     assert "staff.csv:line 3: '12345' is not a ClassDojo id" in result.output
     assert "nothing imported: 1 problem(s)" in result.output
     assert not (tmp_path / "data" / "proxy.sqlite").exists()
+
+
+def test_imported_names_on_a_server_are_read_from_a_snapshot_never_from_the_server(open_state):
+    """Decisions ask for the school's imported names on the proxy's event loop, which must never wait on the
+    network: with the state on PostgreSQL they come from a snapshot, read again off the loop."""
+    state = open_state("school")
+    names = Names(state)
+    names.set([("teacher", T1, "Mrs Jones")], AT)
+    assert names.imported("teacher", T1) == "Mrs Jones"
+    # Another process (`dojoguard names import`) names a second teacher.
+    other = Names(open_state("school"))
+    other.set([("teacher", T2, "Mr Okafor")], AT)
+    if state.database.dialect == "sqlite":
+        assert not names.snapshots_imported and names.imported("teacher", T2) == "Mr Okafor"
+        return
+    assert names.snapshots_imported
+    statements = []
+    real = state.database.execute
+    state.database.execute = lambda *args: statements.append(args) or real(*args)
+    assert names.imported("teacher", T2) is None and names.imported("teacher", T1) == "Mrs Jones"
+    assert statements == []
+    names.refresh_imported()
+    assert names.imported("teacher", T2) == "Mr Okafor"

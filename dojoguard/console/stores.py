@@ -27,7 +27,9 @@ def names():
     from dojoguard.names import Names
 
     c = console()
-    return c.opened("names", lambda: Names.open(c.config.path("proxy", "state")))
+    from dojoguard.state import open_state
+
+    return c.opened("names", lambda: Names(open_state(c.config)))
 
 
 def name_table() -> dict[tuple[str, str], str]:

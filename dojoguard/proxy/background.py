@@ -26,6 +26,9 @@ from dojoguard.cookies import session_id
 log = structlog.get_logger("dojoguard.proxy")
 
 
+# Seconds between readings of the school's imported names when the state is on the trust's server: a
+# `dojoguard names import` reaches decisions within this.
+NAMES_EVERY_S = 5.0
 # How long a release waits for ClassDojo's answer before it counts as sent without an answer (uncertain).
 _SEND_TIMEOUT_S = 30.0
 
@@ -42,6 +45,7 @@ class Background:
         self.releaser: Releaser | None = None
         self.alerts = None
         self._counting_task: asyncio.Task | None = None
+        self._names_task: asyncio.Task | None = None
         self.shipper = None
         self.register_copy = None
 
@@ -50,6 +54,8 @@ class Background:
         self._trim_task = asyncio.create_task(self._trim_loop(heap.TRIM_EVERY_S), name="dojoguard-trim")
         if getattr(s, "counts", None) is not None:
             self._counting_task = asyncio.create_task(self._counting_loop(), name="dojoguard-counting")
+        if getattr(s, "names", None) is not None and s.names.snapshots_imported:
+            self._names_task = asyncio.create_task(self._names_loop(NAMES_EVERY_S), name="dojoguard-names")
         if s.holds is not None and self.config is not None:
             holds = self.config["holds"]
             sender = Sender(resolve=dict(s.settings.resolve), upstream_trust=s.settings.upstream_trust,
@@ -210,7 +216,8 @@ class Background:
                 log.warning("hold.release_cut_short")
         if self.cadence is not None:
             self.services.audit.watch_commits(None)
-        for task in (self._release_task, self._trim_task, self._checkpoint_task, self._counting_task):
+        for task in (self._release_task, self._trim_task, self._checkpoint_task, self._counting_task,
+                     self._names_task):
             if task is not None:
                 task.cancel()
                 try:
@@ -255,6 +262,15 @@ class Background:
                 log.exception("counting.failed")
                 await asyncio.to_thread(self._record_failure, f"counting: {type(exc).__name__}: {exc}"[:900],
                                         "counting")
+
+    async def _names_loop(self, every_s: float) -> None:
+        """The school's imported names read again from the server (decisions read them on the event loop)."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await asyncio.to_thread(self.services.names.refresh_imported)
+            except Exception:  # the last names read stand until the server answers again
+                log.exception("names.refresh_failed")
 
     async def _trim_loop(self, every_s: float) -> None:
         while True:

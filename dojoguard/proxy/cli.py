@@ -135,16 +135,16 @@ def discover(env: Environment, as_json: bool) -> None:
       dojoguard discover --json > unclassified.json
     """
     from dojoguard.proxy.discovery import Discovery
-    from dojoguard.state import State
+    from dojoguard.state import open_state
 
     try:
-        path = env.config.path("proxy", "state")
+        config = env.config
     except FileProblems as exc:
         raise fail(exc) from None
-    if not path.exists():
+    state = open_state(config, create=False)
+    if state is None:
         shapes = []
     else:
-        state = State(path)
         try:
             shapes = Discovery(state).shapes()
         finally:

@@ -26,7 +26,8 @@ from dojoguard.proxy.settings import Settings
 from dojoguard.proxy.skills import Skills
 from dojoguard.names import Names
 from dojoguard.proxy.counting import Counts
-from dojoguard.state import State
+from dojoguard.state import State, open_state
+from dojoguard.storage.location import Storage
 
 log = structlog.get_logger("dojoguard.proxy")
 
@@ -125,7 +126,9 @@ def open_services(settings: Settings, clock: Clock, *, images: bool = True) -> S
     # Message fingerprints are keyed with a secret beside the signing key, never in the database.
     audit = AuditLog.open(settings.audit_path, clock=clock, emit_decisions=False, deferred_sync=True,
                           fingerprint_key=key_path_for(settings.config, settings.audit_path))
-    state = State(settings.state_path)
+    # On the trust's server with storage: postgresql://... (each school its own schema), else the file.
+    central = settings.config is not None and Storage.from_config(settings.config).central
+    state = open_state(settings.config) if central else State(settings.state_path)
     services = Services(
         settings=settings, clock=clock, policy=policy, exemptions=exemptions, catalogue=catalogue, audit=audit,
         state=state, sessions=Sessions(state, limit=settings.max_sessions, days=settings.session_days),
@@ -164,8 +167,6 @@ def _optional(what: str, services: Services, opener, *args):
 def _open_checker(settings: Settings):
     from dojoguard.consent_registry.imagecheck import ImageChecker
 
-    from dojoguard.storage.location import Storage
-
     copy = settings.config is not None and Storage.from_config(settings.config).central
     return ImageChecker(settings.images, settings.registry_path, settings.channel_purposes, copy=copy)
 
@@ -176,8 +177,6 @@ def _open_registry(settings: Settings, clock: Clock):
 
     if settings.config is None:
         return Registry.open(settings.registry_path, clock=clock, purposes=settings.purposes)
-    from dojoguard.storage.location import Storage
-
     if Storage.from_config(settings.config).central:
         # What the proxy learns (classes, rosters) goes to the school's register on the server, from the
         # learning threads; photos are judged from this proxy's copy of it (consent_registry/replica.py).

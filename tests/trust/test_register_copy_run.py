@@ -1,6 +1,6 @@
 """A real `dojoguard run` whose school keeps its consent register on a real PostgreSQL server (storage:
 postgresql://...): photos are judged from the proxy's copy, a change made on the server decides the next photo
-within seconds, and with the server stopped past consent.max_staleness_s a photo with a face is blocked (fails
+within seconds (and what the proxy learns is kept in the school's state schema there), and with the server stopped past consent.max_staleness_s a photo with a face is blocked (fails
 closed) while one without faces still goes; the copy catches up when the server is back.
 
 The class of three is test_videos's: Ada is permitted and enrolled from the shipped portrait, Bo refused, so
@@ -134,5 +134,15 @@ def test_photos_follow_the_trusts_register_and_fail_closed_when_the_copy_is_stal
                 answer = _photo(client, sample_photos.PORTRAIT, "Ada after the outage")
                 assert answer.status_code == 200, answer.text
                 assert _arrived(found, "Ada after the outage")
+
+            # What the proxy learned (the teacher's session, the class's names) is kept on the server too, in
+            # the school's own state schema, and nothing in a state file here.
+            state = storage.open("state")
+            try:
+                assert state.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] >= 1
+                assert state.execute("SELECT COUNT(*) FROM names WHERE kind = 'teacher'").fetchone()[0] >= 1
+            finally:
+                state.close()
+            assert not (folder / "data" / "proxy.sqlite").exists()
     finally:
         server.destroy()
