@@ -160,13 +160,17 @@ def _key(path: Path) -> bytes:
         return key
 
 
+class StateUnavailable(RuntimeError):
+    """The proxy's learned state is on the trust's server, and the server cannot be reached."""
+
+
 def open_state(config: Any, *, create: bool = True) -> "State | None":
     """The proxy's state where the settings keep it: ``proxy.state`` (SQLite), or the school's ``state``
     schema on the trust's server (``storage: postgresql://...``).
 
     The key of the session and message hashes is the file beside ``proxy.state``
     either way. None when the file does not exist and ``create`` is false.
-    Raises ``psycopg.OperationalError`` when the server cannot be reached.
+    Raises ``StateUnavailable`` when the server cannot be reached.
     """
     from dojoguard.storage.location import Storage
 
@@ -174,7 +178,14 @@ def open_state(config: Any, *, create: bool = True) -> "State | None":
     storage = Storage.from_config(config)
     if storage.central:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return State.on(storage.open("state"), key_path=path.with_suffix(".key"))
+        try:
+            database = storage.open("state")
+        except Exception as exc:  # psycopg's errors: say which store and where, then why
+            from dojoguard.storage.postgresql import redacted
+
+            raise StateUnavailable(f"cannot reach the proxy's learned state on the trust's server "
+                                   f"({redacted(storage.dsn)}, schema {storage.schema('state')}): {exc}") from exc
+        return State.on(database, key_path=path.with_suffix(".key"))
     if not create and not path.exists():
         return None
     return State(path)
