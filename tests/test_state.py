@@ -125,3 +125,16 @@ def test_text_compares_byte_by_byte_as_in_sqlite_whatever_the_databases_collatio
         assert sorted(below) == [("h1",), ("h3",)]
     finally:
         opener.close()
+
+
+def test_a_state_on_an_unreachable_server_is_refused_naming_the_store(tmp_path):
+    from dojoguard import config
+    from dojoguard.state import StateUnavailable, open_state
+
+    path = tmp_path / "config.yaml"
+    path.write_text(f"data_dir: {tmp_path / 'data'}\nstorage: host=127.0.0.1 port=1 dbname=dg user=dg "
+                    "connect_timeout=1\ntrust:\n  school: oak\n")
+    with pytest.raises(StateUnavailable) as refused:
+        open_state(config.load(path))
+    assert "learned state" in str(refused.value) and "state_oak" in str(refused.value)
+    assert not (tmp_path / "data" / "proxy.sqlite").exists()
