@@ -1,7 +1,8 @@
 """One open database, and what a store may ask of it: statements, a write transaction, schema bookkeeping.
 
 ``Database`` is the interface every store uses; ``SQLiteDatabase`` is the
-only backend today. It opens a file owner-only (folders ``0700``, the file
+embedded backend (``PostgreSQLDatabase``, in postgresql.py, the server one).
+It opens a file owner-only (folders ``0700``, the file
 ``0600``) in write-ahead-log mode with a busy timeout, and serialises the
 threads that share its one connection with ``lock``.
 """
