@@ -46,8 +46,9 @@ def legacy_store(tmp_path, version: int) -> tuple:
     return path, key_path
 
 
-def test_a_version_2_store_is_recorded_as_both_steps_and_only_the_third_is_run(tmp_path):
-    """Nothing is re-run (only the previews table is added): the item keeps its own waiting time and its seal."""
+def test_a_version_2_store_is_recorded_as_both_steps_and_only_the_later_ones_are_run(tmp_path):
+    """Nothing is re-run (only the previews table is added; step 4 changes nothing in a SQLite file): the item
+    keeps its own waiting time and its seal."""
     path, key_path = legacy_store(tmp_path, 2)
     store = HoldStore.open(path, key_path=key_path)
     try:
@@ -58,7 +59,7 @@ def test_a_version_2_store_is_recorded_as_both_steps_and_only_the_third_is_run(t
         store.close()
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 3  # the previews table added
+        assert db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 4
         assert db.execute("SELECT content_key FROM items").fetchall() == [("ck",)]
     finally:
         db.close()
