@@ -1,10 +1,17 @@
-"""The hold store's tables, and the steps that bring an older file up to date.
+"""The hold store's tables, and the steps that bring an older store up to date.
 
-The steps are named migrations recorded in the file (``dojoguard.storage.migrations``),
-each run in one transaction with its record, so a file is never half
-upgraded. Files made before that counted their steps in SQLite's
-``user_version``, which still says how many have been applied. A file made by
-a newer dojoguard is refused rather than guessed at.
+The steps are named migrations recorded in the database (``dojoguard.storage.migrations``),
+each run in one transaction with its record, so a store is never half
+upgraded. SQLite files made before that counted their steps in
+``user_version``, which still says how many have been applied. A store made
+by a newer dojoguard is refused rather than guessed at.
+
+The steps are written in SQLite's dialect and run on PostgreSQL too (its
+``Database`` translates the column types). The first three are the same on
+both; the fourth gives PostgreSQL what SQLite has without asking (text
+compared byte by byte, notices kept in the order they were written) and does
+nothing to a SQLite file. Columns are read from ``PRAGMA table_info`` on
+SQLite and from ``information_schema`` on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -14,8 +21,8 @@ from functools import partial
 from dojoguard.holds import seal as seals
 from dojoguard.storage import Database, Migration, NewerSchemaError, migrations
 
-# In order: the step that brings a file to version 1, then to version 2.
-STEPS = ("0001_create_items", "0002_sends_and_teacher_tables", "0003_previews")
+# In order: the step that brings a store to version 1, then to version 2, and so on.
+STEPS = ("0001_create_items", "0002_sends_and_teacher_tables", "0003_previews", "0004_ordered_as_in_sqlite")
 VERSION = len(STEPS)
 
 # Version 1: the items table as first shipped (the approval and seal columns were added to it in place).
@@ -91,7 +98,7 @@ class StoreVersionError(NewerSchemaError):
 def migrate(db: Database, key: bytes, key_is_new: bool) -> None:
     """Bring the file to ``VERSION``, one transaction per step; ``key`` seals rows the steps change."""
     steps = [Migration(name, partial(step, key=key, key_is_new=key_is_new))
-             for name, step in zip(STEPS, (_to_v1, _to_v2, _to_v3), strict=True)]
+             for name, step in zip(STEPS, (_to_v1, _to_v2, _to_v3, _to_v4), strict=True)]
     try:
         migrations.migrate(db, steps, what="the hold store", adopt=migrations.from_schema_version(STEPS))
     except NewerSchemaError as exc:
@@ -105,11 +112,26 @@ def _restore_columns(db: Database) -> None:
     if missing:
         with db.transaction():
             for column in missing:
-                db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
+                db.execute(f"ALTER TABLE items ADD COLUMN {column} {_text(db)}")
 
 
 def _columns(db: Database) -> set[str]:
-    return {row[1] for row in db.execute("PRAGMA table_info(items)")}
+    """The names of the items table's columns."""
+    if db.dialect == "sqlite":
+        return {row[1] for row in db.execute("PRAGMA table_info(items)")}
+    # The schema tables are created in: the store's own (``search_path``), never another school's.
+    return {row[0] for row in db.execute("SELECT column_name FROM information_schema.columns "
+                                         "WHERE table_schema = current_schema() AND table_name = 'items'")}
+
+
+def _text(db: Database) -> str:
+    # A text column added after step 4 compares byte by byte on PostgreSQL too (see ``_to_v4``).
+    return "TEXT" if db.dialect == "sqlite" else 'TEXT COLLATE "C"'
+
+
+def written_order(db: Database) -> str:
+    """The column that numbers notices in the order they were written (step 4), for ``ORDER BY``."""
+    return "rowid" if db.dialect == "sqlite" else "seq"
 
 
 def _to_v1(db: Database, key: bytes, key_is_new: bool) -> None:
@@ -171,3 +193,33 @@ CREATE TABLE IF NOT EXISTS previews (
 def _to_v3(db: Database, key: bytes, key_is_new: bool) -> None:
     """The previews of held posts' attachments (kept for viewing, deleted with their item)."""
     migrations.run_script(db, _V3)
+
+
+# Every text column of the tables above, given SQLite's byte-by-byte comparison on PostgreSQL (step 4).
+_TEXT_COLUMNS = {
+    "items": ("id", "kind", "state", "created_at", "release_at", "decision_id", "teacher_id", "class_id",
+              "action_kind", "channel", "rule_ids", "reason", "last_error", "dedupe_key", "request", "approval",
+              "waiting_since", "sending_at", "sender", "content_key", "seal"),
+    "sessions": ("teacher_id", "cookie", "session", "seen_at", "seal"),
+    "notices": ("id", "teacher_id", "hold_id", "outcome", "text", "created_at", "seal"),
+    "previews": ("item_id", "content_type", "sha256"),
+}
+
+
+def _to_v4(db: Database, key: bytes, key_is_new: bool) -> None:
+    """On PostgreSQL, what SQLite does without asking; nothing on SQLite.
+
+    The store compares and orders ISO times and ids as text (``release_at <=
+    ?``, ``ORDER BY created_at, id``, a reference's prefix as a range) and
+    checks some of the same comparisons again in Python. SQLite compares text
+    byte by byte; PostgreSQL by the database's collation, which may be a
+    language's (punctuation ignored, case folded), and would then list an item
+    as due that ``begin_send`` finds not due, or miss a reference. "C" is byte
+    order. Notices with the same time are shown in the order they were written:
+    SQLite's ``rowid`` says it, PostgreSQL needs a column of its own.
+    """
+    if db.dialect == "sqlite":
+        return
+    for table, columns in _TEXT_COLUMNS.items():
+        db.execute(f"ALTER TABLE {table} " + ", ".join(f'ALTER COLUMN {c} TYPE TEXT COLLATE "C"' for c in columns))
+    db.execute("ALTER TABLE notices ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY")

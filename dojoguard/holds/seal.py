@@ -1,11 +1,12 @@
 """The key that seals every row of the hold store, so a row changed behind the commands' back shows.
 
-The hold store is a plain SQLite file: anyone who can write it could mark a
-held photo approved, pull a deferred message's release time forward, turn a
-hold into a deferral or swap the request it carries. Every row is therefore
-sealed with an HMAC-SHA256, over every column (the request body by its
-SHA-256), keyed with a secret kept in the keys folder beside the audit
-signing key, not in the database. The store re-seals a row only after
+The hold store is a plain SQLite file, or a schema on a PostgreSQL server:
+anyone who can write it (the file, or an account with rights on the schema)
+could mark a held photo approved, pull a deferred message's release time
+forward, turn a hold into a deferral or swap the request it carries. Every
+row is therefore sealed with an HMAC-SHA256, over every column (the request
+body by its SHA-256), keyed with a secret kept in the keys folder beside the
+audit signing key, never in the database, whichever backend holds it. The store re-seals a row only after
 checking its current seal, so a legitimate step never launders a change made
 by hand; the releaser sends nothing whose seal does not match.
 """

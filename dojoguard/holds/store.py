@@ -1,10 +1,16 @@
-"""Held and deferred requests: kept in their own SQLite file until released, rejected or expired.
+"""Held and deferred requests: kept in a store of their own until released, rejected or expired.
 
 A held request waits for a leader (``dojoguard held approve``); a deferred one
 waits for its rule's window to open. Either way the original request, headers
 and cookies included, is kept here (and nowhere else) so it can be sent on
 unchanged, and deleted as soon as it is no longer needed. The audit log keeps
 only the decision trail.
+
+The store is a SQLite file (``HoldStore.open``) or any other ``Database``
+(``HoldStore.on``: on PostgreSQL, a school's own ``holds`` schema on the
+trust's server). Every statement here is written for both; what differs is
+kept to a few lines (the column that keeps notices in the order they were
+written) and to the schema's steps (``dojoguard.holds.schema``).
 """
 
 from __future__ import annotations
@@ -169,8 +175,9 @@ class HoldStore:
 
     Every change of an item's state is one transaction that first checks the
     row's seal and its current state, so two processes (the proxy and a
-    leader's command) can never both act on one item: a rejection and a send
-    that race are serialised by SQLite, and the loser is told why.
+    leader's command, or two proxies sharing a PostgreSQL schema) can never
+    both act on one item: a rejection and a send that race are serialised by
+    the database's write lock, and the loser is told why.
     """
 
     def __init__(self, database: Database, path: Path, key: bytes):
@@ -185,20 +192,45 @@ class HoldStore:
 
     @classmethod
     def open(cls, path: str | Path, *, key_path: str | Path | None = None) -> "HoldStore":
-        """Open (or create) the store; ``key_path`` is its sealing key (default: ``keys/`` beside it)."""
+        """Open (or create) the store's SQLite file; ``key_path`` is its sealing key (default: ``keys/`` beside it)."""
         path = Path(path)
         # Before the key, which goes in a folder beside the store.
         create_private_folder(path.parent)
         key, key_is_new = seals.load_or_create(Path(key_path) if key_path else seals.key_path_for(None, path))
-        # Owner-only: it holds whole requests, cookies included.
+        # Owner-only: it holds whole requests, cookies included. synchronous=FULL is the file's
+        # own durability setting; a server database keeps to the server's.
         db = SQLiteDatabase.open(path, busy_timeout_s=10, pragmas=("synchronous=FULL",))
+        return cls._start(db, key, key_is_new)
+
+    @classmethod
+    def on(cls, database: Database, *, key_path: str | Path) -> "HoldStore":
+        """The store in an already opened ``database`` (on PostgreSQL: a school's own ``holds`` schema,
+        ``school_schema(school, "holds")``), migrated to this release.
+
+        ``key_path`` is the sealing key's file on this machine (made owner-only
+        if missing), never in the database: someone who can write the rows
+        must not also hold the key. Every process sharing the database must
+        use the same key, or each sees the others' rows as changed by hand.
+        The store closes ``database`` when it is closed, or when opening fails.
+        """
+        try:
+            key, key_is_new = seals.load_or_create(Path(key_path))
+        except BaseException:
+            database.close()
+            raise
+        return cls._start(database, key, key_is_new)
+
+    @classmethod
+    def _start(cls, db: Database, key: bytes, key_is_new: bool) -> "HoldStore":
+        """Migrate ``db`` and read who has something waiting; ``db`` is closed if either fails."""
         try:
             schema.migrate(db, key, key_is_new)
+            # Where the store is, for messages: the file, or the server and schema (never a password).
+            store = cls(db, db.path, key)
+            store.refresh_teachers()
         except BaseException:
             db.close()
             raise
-        store = cls(db, path, key)
-        store.refresh_teachers()
         return store
 
     def close(self) -> None:
@@ -253,7 +285,7 @@ class HoldStore:
                 "AND (dedupe_key = ? OR (content_key IS NOT NULL AND content_key = ?)) ORDER BY created_at",
                 (str(kind), *open_states, key, content_key)).fetchall()
             # Only an intact row is joined: one changed by hand to catch later posts is passed over.
-            existing = next((_item_of(doc) for doc in (dict(zip(_ALL, c, strict=True)) for c in candidates)
+            existing = next((_item_of(doc) for doc in (_doc(c) for c in candidates)
                              if seals.matches(self._key, doc)), None)
             if existing is None:
                 self._db.execute(f"INSERT INTO items ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -299,7 +331,7 @@ class HoldStore:
             row = self._db.execute("SELECT request, content FROM items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
             raise HoldError(f"no held or queued item {item_id!r}")
-        return _stored(row[0], row[1])
+        return _stored(row[0], _bytes(row[1]))
 
     def sealed(self, item_id: str) -> tuple[HeldItem, StoredRequest]:
         """The item and its request, read together, only if the row's seal matches (else ``HoldTampered``)."""
@@ -546,14 +578,17 @@ class HoldStore:
         with self._db.transaction():
             if self._db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is None:
                 return  # decided (or gone) while the previews were fetched: nothing to keep them for
-            self._db.executemany("INSERT OR REPLACE INTO previews (item_id, number, content_type, data, sha256) "
-                                 "VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT INTO previews (item_id, number, content_type, data, sha256) "
+                                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (item_id, number) DO UPDATE SET "
+                                 "content_type = excluded.content_type, data = excluded.data, "
+                                 "sha256 = excluded.sha256", rows)
 
     def previews(self, item_id: str) -> list[tuple[str | None, bytes, str]]:
         """(content type, bytes, sha256) of each preview kept for an item, in order."""
         with self._lock:
-            return [tuple(r) for r in self._db.execute(
-                "SELECT content_type, data, sha256 FROM previews WHERE item_id = ? ORDER BY number", (item_id,))]
+            rows = self._db.execute("SELECT content_type, data, sha256 FROM previews WHERE item_id = ? "
+                                    "ORDER BY number", (item_id,)).fetchall()
+        return [(content_type, _bytes(data), sha256) for content_type, data, sha256 in rows]
 
     # -- teachers: their latest session, and what they are to be told -----------------------
 
@@ -580,8 +615,10 @@ class HoldStore:
             if row is not None and row[0] == session and row[1] >= _iso(at - _SESSION_REFRESH):
                 return False
             doc = {"teacher_id": teacher_id, "cookie": cookie, "session": session, "seen_at": _iso(at)}
-            self._db.execute("INSERT OR REPLACE INTO sessions (teacher_id, cookie, session, seen_at, seal) "
-                             "VALUES (?, ?, ?, ?, ?)", (*doc.values(), _seal_session(self._key, doc)))
+            self._db.execute("INSERT INTO sessions (teacher_id, cookie, session, seen_at, seal) "
+                             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (teacher_id) DO UPDATE SET "
+                             "cookie = excluded.cookie, session = excluded.session, seen_at = excluded.seen_at, "
+                             "seal = excluded.seal", (*doc.values(), _seal_session(self._key, doc)))
         return row is None or row[0] != session
 
     def session_of(self, teacher_id: str | None) -> tuple[str, datetime] | None:
@@ -644,7 +681,7 @@ class HoldStore:
         with self._lock:
             rows = self._db.execute(f"SELECT {', '.join(columns)}, seal FROM notices "
                                     f"WHERE teacher_id IN ({', '.join('?' * len(wanted))}) "
-                                    "ORDER BY created_at, rowid", wanted).fetchall()
+                                    f"ORDER BY created_at, {schema.written_order(self._db)}", wanted).fetchall()
         found = []
         for row in rows:
             doc = dict(zip(columns, row[:-1], strict=True))
@@ -668,7 +705,7 @@ class HoldStore:
         row = self._db.execute(f"SELECT {', '.join(_ALL)} FROM items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
             raise HoldError(f"no held or queued item {item_id!r} (it may have been released, rejected or expired)")
-        return dict(zip(_ALL, row, strict=True))
+        return _doc(row)
 
     def _check(self, doc: dict[str, Any]) -> None:
         if seals.matches(self._key, doc):
@@ -758,6 +795,19 @@ def _request_doc(request: StoredRequest) -> dict[str, Any]:
         "headers": [list(h) for h in request.headers],
         "client_address": request.client_address,
     }
+
+
+def _doc(row) -> dict[str, Any]:
+    """A row of every column (``_ALL``) as a dict, its body as ``bytes`` whatever the backend returns."""
+    doc = dict(zip(_ALL, row, strict=True))
+    doc["content"] = _bytes(doc["content"])
+    return doc
+
+
+def _bytes(value):
+    # PostgreSQL's driver may hand back a BYTEA as a memoryview; SQLite gives bytes. Anything else
+    # (text written into the column by hand) is left as it is, so its seal does not match.
+    return bytes(value) if isinstance(value, memoryview) else value
 
 
 def _stored(request: str, content: bytes) -> StoredRequest:

@@ -1,4 +1,8 @@
-"""Tests for releasing deferred and approved items, with retries, expiry and the audit trail."""
+"""Tests for releasing deferred and approved items, with retries, expiry and the audit trail.
+
+Every test runs with the hold store on SQLite and again on PostgreSQL (the
+``stores`` fixture); the audit log is a SQLite file in both.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,11 @@ from dojoguard.audit.log import AuditLog
 from dojoguard.clock import FixedClock
 from dojoguard.holds.releaser import Releaser, backoff
 from dojoguard.holds.sender import Sender
-from dojoguard.holds.store import NEEDS_A_PERSON, HoldError, HoldState, HoldStore, StoredRequest
+from dojoguard.holds.store import NEEDS_A_PERSON, HoldError, HoldState, StoredRequest
 from dojoguard.rules.action import Action, Channel, Kind
 from dojoguard.rules.decision import Decision, Match, Verdict
+
+from .conftest import RawConnection, sql
 
 FRIDAY_1730 = datetime(2026, 11, 27, 17, 30, tzinfo=UTC)
 MONDAY_0800 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -23,9 +29,9 @@ def events(log: AuditLog) -> list[tuple[str, dict]]:
 
 
 @pytest.fixture
-def setup(tmp_path, upstream):
+def setup(tmp_path, upstream, stores):
     clock = FixedClock(FRIDAY_1730)
-    store = HoldStore.open(tmp_path / "holds.sqlite")
+    store = stores.open()
     log = AuditLog.open(tmp_path / "audit.sqlite", clock=clock)
     releaser = Releaser(store, Sender().send, log, clock, max_attempts=3, max_age=timedelta(days=7))
     yield clock, store, log, releaser
@@ -210,13 +216,11 @@ async def test_a_person_resends_an_uncertain_item_once(setup, upstream):
 async def test_an_uncertain_item_put_back_as_approved_by_hand_is_not_sent(setup, upstream):
     """A row restored from an old copy (state approved, seal valid) of an item the log shows uncertain: the log's
     latest word wins, so it is not sent."""
-    import sqlite3
-
     clock, store, log, releaser = setup
     item = keep(store, upstream, kind="hold")
     approval = log.append_event("hold.approved", {"hold": item.id, "decision_id": item.decision_id, "by": "Head"})
     store.approve(item.id, approval.record_id, clock.now())
-    db = sqlite3.connect(store.path)
+    db = RawConnection(store)
     copy = db.execute("SELECT * FROM items WHERE id = ?", (item.id,)).fetchone()
     store.begin_send(item.id, "killed-run", clock.now())
     await releaser.run_once()
@@ -314,15 +318,10 @@ async def test_a_release_uses_the_teachers_latest_login_and_one_refused_for_logi
 async def test_a_session_row_changed_by_hand_is_not_used(setup, upstream):
     """Someone who can write the store swaps another teacher's cookie in: the seal does not match, so the item's
     own cookie is used."""
-    import sqlite3
-
     clock, store, log, releaser = setup
     keep(store, upstream)
     store.note_session("t1", "dojo_login.sid=s%3Amine.sig", "s:mine.sig", clock.now())
-    db = sqlite3.connect(store.path)
-    db.execute("UPDATE sessions SET cookie = 'dojo_login.sid=s%3Asomeone-else.sig'")
-    db.commit()
-    db.close()
+    sql(store, "UPDATE sessions SET cookie = 'dojo_login.sid=s%3Asomeone-else.sig'")
     assert store.session_of("t1") is None
     clock.set(MONDAY_0800)
     await releaser.run_once()
@@ -332,15 +331,10 @@ async def test_a_session_row_changed_by_hand_is_not_used(setup, upstream):
 async def test_one_row_edited_past_recording_does_not_stop_the_queue(setup, upstream):
     """A row set to `sending` by hand with a value the audit log refuses (5,000 characters): it is set aside as
     tampered, and the other items are still sent in the same pass."""
-    import sqlite3
-
     clock, store, log, releaser = setup
     poisoned = keep(store, upstream, body=b'{"body":"one"}')
     good = keep(store, upstream, body=b'{"body":"two"}')
-    db = sqlite3.connect(store.path)
-    db.execute("UPDATE items SET state = 'sending', class_id = ? WHERE id = ?", ("x" * 5000, poisoned.id))
-    db.commit()
-    db.close()
+    sql(store, "UPDATE items SET state = 'sending', class_id = ? WHERE id = ?", "x" * 5000, poisoned.id)
     clock.set(MONDAY_0800)
     events_seen = {(o.event, o.item.id) for o in await releaser.run_once()}
     assert ("defer.released", good.id) in events_seen
@@ -351,11 +345,9 @@ async def test_one_row_edited_past_recording_does_not_stop_the_queue(setup, upst
 async def test_a_rejected_item_restored_from_a_copy_is_never_sent(setup, upstream):
     """A rejected hold put back from an old copy of the store (sealed, pending): a later approval cannot reopen it,
     and a copy taken mid-send is set aside as tampered, not offered for resending as uncertain."""
-    import sqlite3
-
     clock, store, log, releaser = setup
     item = keep(store, upstream, kind="hold")
-    db = sqlite3.connect(store.path)
+    db = RawConnection(store)
     pending_copy = db.execute("SELECT * FROM items WHERE id = ?", (item.id,)).fetchone()
     store.begin_reject(item.id)
     log.append_event("hold.rejected", {"hold": item.id, "decision_id": item.decision_id, "by": "Head",

@@ -1,4 +1,9 @@
-"""The hold store's schema: stores counted in ``user_version`` before the shared runner open with seals kept."""
+"""The hold store's schema: stores counted in ``user_version`` before the shared runner open with seals kept.
+
+Those files are SQLite's alone (no release before this one kept holds on
+PostgreSQL); a new store's steps and the columns put back after a hand edit
+are tested on both backends.
+"""
 
 from __future__ import annotations
 
@@ -46,8 +51,9 @@ def legacy_store(tmp_path, version: int) -> tuple:
     return path, key_path
 
 
-def test_a_version_2_store_is_recorded_as_both_steps_and_only_the_third_is_run(tmp_path):
-    """Nothing is re-run (only the previews table is added): the item keeps its own waiting time and its seal."""
+def test_a_version_2_store_is_recorded_as_both_steps_and_only_the_later_ones_are_run(tmp_path):
+    """Nothing is re-run (only the previews table is added; step 4 changes nothing in a SQLite file): the item
+    keeps its own waiting time and its seal."""
     path, key_path = legacy_store(tmp_path, 2)
     store = HoldStore.open(path, key_path=key_path)
     try:
@@ -58,7 +64,7 @@ def test_a_version_2_store_is_recorded_as_both_steps_and_only_the_third_is_run(t
         store.close()
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 3  # the previews table added
+        assert db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 4
         assert db.execute("SELECT content_key FROM items").fetchall() == [("ck",)]
     finally:
         db.close()
@@ -89,5 +95,36 @@ def test_a_version_2_store_missing_a_column_gets_it_back_empty_and_the_row_unsea
         with pytest.raises(HoldTampered, match="changed outside dojoguard"):
             store.verify("kept")
         assert "waiting_since" in {row[1] for row in store._db.execute("PRAGMA table_info(items)")}
+    finally:
+        store.close()
+
+
+def test_a_new_store_records_every_step_on_either_backend(stores):
+    """A new store, file or schema, has every table and every step recorded; opening it again runs none."""
+    store = stores.open()
+    try:
+        assert recorded(store._db) == list(schema.STEPS) and store._db.schema_version() == schema.VERSION
+        assert all(store._db.has_table(t) for t in ("items", "sessions", "notices", "previews"))
+        assert set(schema.COLUMNS) <= schema._columns(store._db)
+    finally:
+        store.close()
+    stores.open().close()
+
+
+def test_a_column_dropped_by_hand_comes_back_empty_and_the_row_is_unsealed(stores):
+    """On either backend, a column dropped from an up-to-date store is put back when it is opened again, so the
+    row no longer matches its seal and is never sent."""
+    from .conftest import sql
+    from .test_store import ACTION, decision, request
+
+    store = stores.open()
+    item = store.keep("defer", request(), decision(), ACTION, MONDAY_0800)
+    store.close()
+    sql(store, "ALTER TABLE items DROP COLUMN waiting_since")
+    store = stores.open()
+    try:
+        assert "waiting_since" in schema._columns(store._db)
+        with pytest.raises(HoldTampered, match="changed outside dojoguard"):
+            store.verify(item.id)
     finally:
         store.close()

@@ -1,4 +1,9 @@
-"""Tests for the held/deferred request store."""
+"""Tests for the held/deferred request store, on SQLite and on PostgreSQL (the ``stores`` fixture).
+
+The file's permissions and the upgrade of files made by older releases are
+SQLite's alone: a PostgreSQL store has no file, and no release before this
+one kept holds there.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import pytest
 from dojoguard.holds.store import HoldError, HoldState, HoldStore, StoredRequest
 from dojoguard.rules.action import Action, Channel, Kind
 from dojoguard.rules.decision import Decision, Match, Verdict
+
+from .conftest import sql
 
 FRIDAY_1730 = datetime(2026, 11, 27, 17, 30, tzinfo=UTC)
 MONDAY_0800 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -30,8 +37,8 @@ ACTION = Action(Kind.MESSAGE_SEND, Channel.MESSAGE, FRIDAY_1730, teacher_id="t1"
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = HoldStore.open(tmp_path / "holds.sqlite")
+def store(stores):
+    s = stores.open()
     yield s
     s.close()
 
@@ -94,12 +101,12 @@ def test_failed_attempts_back_off_and_then_give_up(store):
     assert store.retry(item.id, MONDAY_0800).state == HoldState.PENDING
 
 
-def test_items_survive_reopening(tmp_path):
+def test_items_survive_reopening(stores):
     """A restart loses nothing: a reopened store has every item and its request."""
-    store = HoldStore.open(tmp_path / "h.sqlite")
+    store = stores.open()
     item = store.keep("defer", request(), decision(), ACTION, MONDAY_0800)
     store.close()
-    reopened = HoldStore.open(tmp_path / "h.sqlite")
+    reopened = stores.open()
     assert reopened.get(item.id).release_at == MONDAY_0800
     assert reopened.request(item.id).content == request().content
     reopened.close()
@@ -189,20 +196,16 @@ def test_a_store_of_the_previous_version_is_upgraded_with_its_seals_kept(tmp_pat
         store.close()
 
 
-def test_a_store_from_a_newer_dojoguard_is_refused(tmp_path):
+def test_a_store_from_a_newer_dojoguard_is_refused(stores):
     """A store whose version is newer than this dojoguard knows is not guessed at."""
-    import sqlite3
-
     from dojoguard.holds.schema import StoreVersionError
 
-    path = tmp_path / "holds.sqlite"
-    HoldStore.open(path).close()
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version = 99")
-    db.commit()
-    db.close()
+    store = stores.open()
+    with store._db.transaction():
+        store._db.set_schema_version(99)
+    store.close()
     with pytest.raises(StoreVersionError, match="newer than this dojoguard"):
-        HoldStore.open(path)
+        stores.open()
 
 
 def test_notices_wait_for_their_teacher_and_are_gone_once_told(store):
@@ -217,16 +220,11 @@ def test_notices_wait_for_their_teacher_and_are_gone_once_told(store):
 
 
 def test_a_notice_written_into_the_store_by_hand_is_never_shown(store):
-    """Words typed into the notices table with sqlite3 (a phishing link, say) are not the school's: not shown."""
-    import sqlite3
-
+    """Words typed into the notices table by hand (a phishing link, say) are not the school's: not shown."""
     store.tell("t1", "h1", "rejected", "Your post was not approved.", MONDAY_0800, interrupts=True)
-    db = sqlite3.connect(store.path)
-    db.execute("INSERT INTO notices VALUES ('x1', 't1', 'h9', 'rejected', 'Sign in again at https://evil.example', "
-               "?, 1, 'made-up')", (MONDAY_0800.isoformat(),))
-    db.execute("UPDATE notices SET text = text || ' Call 07700 900000.' WHERE id != 'x1'")
-    db.commit()
-    db.close()
+    sql(store, "INSERT INTO notices VALUES ('x1', 't1', 'h9', 'rejected', 'Sign in again at https://evil.example', "
+               "?, 1, 'made-up')", MONDAY_0800.isoformat())
+    sql(store, "UPDATE notices SET text = text || ' Call 07700 900000.' WHERE id != 'x1'")
     assert store.notices_for("t1") == []
 
 
@@ -242,3 +240,30 @@ def test_a_notice_for_an_item_of_an_unknown_teacher_goes_to_the_login_it_was_sen
     assert notice.hold_id == "h1" and store.notices_for("t1") == []
     assert store.login_key("dojo_login.sid=s%3Aanother.sig") != key and store.login_key("other=1") is None
     assert not store.tell(None, "h2", "rejected", "nobody", MONDAY_0800, interrupts=True, login="other=1")
+
+
+def test_notices_of_the_same_moment_are_shown_in_the_order_they_were_written(store):
+    """Two outcomes recorded within one clock tick (uncertain, then released after a resend) read in that order."""
+    for outcome in ("uncertain", "released", "failed"):
+        store.tell("t1", "h1", outcome, f"It was {outcome}.", MONDAY_0800, interrupts=False)
+    assert [n.outcome for n in store.notices_for("t1")] == ["uncertain", "released", "failed"]
+
+
+def test_bodies_and_previews_come_back_as_bytes(store):
+    """Whatever type the database's driver hands back for a binary column, callers get ``bytes``."""
+    item = store.keep("hold", request(), decision(Verdict.HOLD), ACTION, None)
+    store.keep_previews(item.id, [("image/jpeg", b"\xff\xd8 a photo")])
+    _, sealed = store.sealed(item.id)
+    assert type(store.request(item.id).content) is bytes and type(sealed.content) is bytes
+    assert [type(data) for _, data, _ in store.previews(item.id)] == [bytes]
+
+
+def test_previews_and_a_teachers_login_fetched_again_replace_the_ones_kept(store):
+    """A preview fetched again replaces the one of the same number; a new login of a teacher replaces the old."""
+    item = store.keep("hold", request(), decision(Verdict.HOLD), ACTION, None)
+    store.keep_previews(item.id, [("image/jpeg", b"first")])
+    store.keep_previews(item.id, [("image/png", b"again")])
+    assert [(ctype, data) for ctype, data, _ in store.previews(item.id)] == [("image/png", b"again")]
+    assert store.note_session("t1", "dojo_login.sid=s%3Aold.sig", "s:old.sig", MONDAY_0800)
+    assert store.note_session("t1", "dojo_login.sid=s%3Anew.sig", "s:new.sig", MONDAY_0800 + timedelta(hours=1))
+    assert store.session_of("t1") == ("dojo_login.sid=s%3Anew.sig", MONDAY_0800 + timedelta(hours=1))

@@ -1,7 +1,14 @@
 """A hold store changed behind the commands' back: nothing is sent, and the audit log says so.
 
-Each attack is made as an intruder would make it, with sqlite3 on the real
-store file; the releaser and the `held` commands run as they do in the proxy.
+Each attack is made as an intruder would make it, with plain SQL on a
+connection of its own to the real store (sqlite3 on the file, psycopg on the
+school's PostgreSQL schema: every test that builds the store itself runs on
+both); the releaser and the `held` commands run as they do in the proxy.
+
+SQLite's alone: a row put back from a copy of the file (``VACUUM INTO`` and
+``ATTACH`` are SQLite's), a file left by a release from before seals, and
+`held approve` run as a command (it opens the store its settings name, a
+file in the data folder).
 """
 
 from __future__ import annotations
@@ -22,15 +29,26 @@ from dojoguard.holds.store import HoldState, HoldStore, HoldTampered, StoredRequ
 from dojoguard.rules.action import Action, Channel, Kind
 from dojoguard.rules.decision import Decision, Match, Verdict
 
+from .conftest import sql
+
 FRIDAY_1730 = datetime(2026, 11, 27, 17, 30, tzinfo=UTC)
 MONDAY_0800 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def setup(tmp_path, upstream):
+def setup(tmp_path, upstream, stores):
+    yield from _releasing(stores.open(), tmp_path)
+
+
+@pytest.fixture
+def sqlite_setup(tmp_path, upstream):
+    """As ``setup``, on a SQLite file only: for the attacks made on the file itself."""
+    yield from _releasing(HoldStore.open(tmp_path / "holds.sqlite"), tmp_path)
+
+
+def _releasing(store, folder):
     clock = FixedClock(FRIDAY_1730)
-    store = HoldStore.open(tmp_path / "holds.sqlite")
-    log = AuditLog.open(tmp_path / "audit.sqlite", clock=clock)
+    log = AuditLog.open(folder / "audit.sqlite", clock=clock)
     releaser = Releaser(store, Sender().send, log, clock, max_attempts=3, max_age=timedelta(days=7))
     yield clock, store, log, releaser
     store.close()
@@ -44,16 +62,6 @@ def keep(store, upstream, kind="hold", body=b'{"body":"Please hold for review"}'
     decision = Decision(verdict, (Match("some-rule", verdict, "why", "Held"),), "rev", FRIDAY_1730)
     action = Action(Kind.MESSAGE_SEND, Channel.MESSAGE, FRIDAY_1730, teacher_id="t1")
     return store.keep(kind, request, decision, action, release_at if kind == "defer" else None)
-
-
-def sql(store, statement, *args):
-    """What an intruder with write access to the file does: plain SQL, no dojoguard code."""
-    db = sqlite3.connect(store.path)
-    try:
-        db.execute(statement, args)
-        db.commit()
-    finally:
-        db.close()
 
 
 def tampered(log) -> list[dict]:
@@ -156,9 +164,9 @@ async def test_an_approval_without_its_audit_record_is_not_sent(setup, upstream)
     assert upstream.received == [] and "not a hold.approved for it" in tampered(log)[0]["found"]
 
 
-async def test_a_released_row_put_back_from_a_copy_is_not_sent_twice(setup, upstream, tmp_path):
+async def test_a_released_row_put_back_from_a_copy_is_not_sent_twice(sqlite_setup, upstream, tmp_path):
     """A sealed row restored from a backup after its release is refused: the audit log shows it released."""
-    clock, store, log, releaser = setup
+    clock, store, log, releaser = sqlite_setup
     item = keep(store, upstream, kind="defer")
     sql(store, "VACUUM INTO ?", str(tmp_path / "backup.sqlite"))
     clock.set(MONDAY_0800)
@@ -192,13 +200,13 @@ async def test_a_tampering_that_cannot_be_recorded_is_still_not_sent(setup, upst
     assert [o.event for o in await releaser.run_once()] == ["hold.tampered"]
 
 
-async def test_removing_the_seal_column_does_not_unseal_the_store(setup, upstream):
+async def test_removing_the_seal_column_does_not_unseal_the_store(setup, upstream, stores):
     """Dropping the seal column (so an upgrade would re-seal) leaves every row unsealed, so nothing is sent."""
     clock, store, log, releaser = setup
     keep(store, upstream, kind="defer")
     store.close()
     sql(store, "ALTER TABLE items DROP COLUMN seal")
-    releaser.store = reopened = HoldStore.open(store.path)
+    releaser.store = reopened = stores.open()
     clock.set(MONDAY_0800)
     try:
         assert [o.event for o in await releaser.run_once()] == ["hold.tampered"]
@@ -258,14 +266,14 @@ def test_held_approve_refuses_a_tampered_item_and_records_it(tmp_path):
     reopened.close()
 
 
-async def test_replacing_the_key_makes_every_row_unsendable(setup, upstream):
+async def test_replacing_the_key_makes_every_row_unsendable(setup, upstream, stores):
     """A new key (the old one deleted) matches no existing seal: every due item is refused, none sent."""
     clock, store, log, releaser = setup
     keep(store, upstream, kind="defer")
     store.close()
-    key = store.path.parent / "keys" / "holds-seal.key"
+    key = stores.key_path
     key.unlink()
-    releaser.store = reopened = HoldStore.open(store.path)
+    releaser.store = reopened = stores.open()
     clock.set(MONDAY_0800)
     try:
         assert [o.event for o in await releaser.run_once()] == ["hold.tampered"]
@@ -286,11 +294,11 @@ def test_a_state_dojoguard_never_writes_is_listed_as_tampered(setup, upstream):
     assert states == {item.id: HoldState.TAMPERED, other.id: HoldState.PENDING, garbled.id: HoldState.TAMPERED}
 
 
-def test_a_key_file_that_is_not_a_key_is_refused(tmp_path):
+def test_a_key_file_that_is_not_a_key_is_refused(stores):
     """A damaged or replaced-by-junk key stops the store from opening (holds then fail closed) with a clear error."""
     from dojoguard.holds.seal import SealKeyError
 
-    HoldStore.open(tmp_path / "holds.sqlite").close()
-    (tmp_path / "keys" / "holds-seal.key").write_text("not a key\n", "ascii")
+    stores.open().close()
+    stores.key_path.write_text("not a key\n", "ascii")
     with pytest.raises(SealKeyError, match="is not a hold store key"):
-        HoldStore.open(tmp_path / "holds.sqlite")
+        stores.open()
