@@ -73,33 +73,10 @@ def _m7_counted(db: Database) -> None:
     db.execute("CREATE TABLE checks_run (check_id TEXT PRIMARY KEY, day TEXT NOT NULL)")
 
 
-# Every text column of the tables above: PostgreSQL's are given SQLite's byte-by-byte comparison (migration 8).
-_TEXT_COLUMNS = {
-    "sessions": ("session_hash", "teacher_id", "teacher_name", "learned_at"),
-    "skills": ("class_id", "skill_id", "name", "learned_at"),
-    "unclassified": ("method", "host", "path", "content_type", "skeleton", "first_seen", "last_seen"),
-    "names": ("kind", "id", "name", "source", "updated_at"),
-    "inbound_seen": ("message_hash", "seen_at"),
-    "class_teachers": ("class_id", "teacher_id", "learned_at"),
-    "counted": ("tally", "key"),
-    "checks_run": ("check_id", "day"),
-}
-
-
-def _m8_text_compares_bytewise(db: Database) -> None:
-    # The stores compare and order ISO times as text (``seen_at < ?``, ``ORDER BY last_seen``). SQLite
-    # compares text byte by byte; PostgreSQL by the database's collation, which may be a language's
-    # (punctuation ignored, case folded) and would then keep or forget other rows. "C" is byte order.
-    if db.dialect == "sqlite":
-        return  # SQLite's BINARY collation already is
-    for table, columns in _TEXT_COLUMNS.items():
-        db.execute(f"ALTER TABLE {table} " + ", ".join(f'ALTER COLUMN {c} TYPE TEXT COLLATE "C"' for c in columns))
-
-
 MIGRATIONS = (Migration("1-sessions", _m1_sessions), Migration("2-skills", _m2_skills),
               Migration("3-discovery", _m3_discovery), Migration("4-names", _m4_names),
               Migration("5-inbound-seen", _m5_inbound_seen), Migration("6-class-teachers", _m6_class_teachers),
-              Migration("7-counted", _m7_counted), Migration("8-text-compares-bytewise", _m8_text_compares_bytewise))
+              Migration("7-counted", _m7_counted))
 # Files made before the shared runner recorded the names in a table of their own.
 _RECORDED_BEFORE = migrations.from_table("migrations")
 

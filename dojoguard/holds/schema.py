@@ -112,7 +112,7 @@ def _restore_columns(db: Database) -> None:
     if missing:
         with db.transaction():
             for column in missing:
-                db.execute(f"ALTER TABLE items ADD COLUMN {column} {_text(db)}")
+                db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
 
 
 def _columns(db: Database) -> set[str]:
@@ -122,11 +122,6 @@ def _columns(db: Database) -> set[str]:
     # The schema tables are created in: the store's own (``search_path``), never another school's.
     return {row[0] for row in db.execute("SELECT column_name FROM information_schema.columns "
                                          "WHERE table_schema = current_schema() AND table_name = 'items'")}
-
-
-def _text(db: Database) -> str:
-    # A text column added after step 4 compares byte by byte on PostgreSQL too (see ``_to_v4``).
-    return "TEXT" if db.dialect == "sqlite" else 'TEXT COLLATE "C"'
 
 
 def written_order(db: Database) -> str:
@@ -195,31 +190,11 @@ def _to_v3(db: Database, key: bytes, key_is_new: bool) -> None:
     migrations.run_script(db, _V3)
 
 
-# Every text column of the tables above, given SQLite's byte-by-byte comparison on PostgreSQL (step 4).
-_TEXT_COLUMNS = {
-    "items": ("id", "kind", "state", "created_at", "release_at", "decision_id", "teacher_id", "class_id",
-              "action_kind", "channel", "rule_ids", "reason", "last_error", "dedupe_key", "request", "approval",
-              "waiting_since", "sending_at", "sender", "content_key", "seal"),
-    "sessions": ("teacher_id", "cookie", "session", "seen_at", "seal"),
-    "notices": ("id", "teacher_id", "hold_id", "outcome", "text", "created_at", "seal"),
-    "previews": ("item_id", "content_type", "sha256"),
-}
-
-
 def _to_v4(db: Database, key: bytes, key_is_new: bool) -> None:
-    """On PostgreSQL, what SQLite does without asking; nothing on SQLite.
-
-    The store compares and orders ISO times and ids as text (``release_at <=
-    ?``, ``ORDER BY created_at, id``, a reference's prefix as a range) and
-    checks some of the same comparisons again in Python. SQLite compares text
-    byte by byte; PostgreSQL by the database's collation, which may be a
-    language's (punctuation ignored, case folded), and would then list an item
-    as due that ``begin_send`` finds not due, or miss a reference. "C" is byte
-    order. Notices with the same time are shown in the order they were written:
-    SQLite's ``rowid`` says it, PostgreSQL needs a column of its own.
+    """Notices with the same time are shown in the order they were written: SQLite's ``rowid`` says it,
+    PostgreSQL needs a column of its own. Nothing on SQLite. (Text compares byte by byte on PostgreSQL as in
+    SQLite from the start: ``pg_ddl`` gives every text column the "C" collation.)
     """
     if db.dialect == "sqlite":
         return
-    for table, columns in _TEXT_COLUMNS.items():
-        db.execute(f"ALTER TABLE {table} " + ", ".join(f'ALTER COLUMN {c} TYPE TEXT COLLATE "C"' for c in columns))
     db.execute("ALTER TABLE notices ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY")
