@@ -45,12 +45,10 @@ def record(event: str, fields: dict[str, Any]):
 
 def holds():
     """The hold store, checked against its seal key as the `held` commands do."""
-    from dojoguard.holds.seal import key_path_for
-    from dojoguard.holds.store import HoldStore
+    from dojoguard.holds.opening import open_holds
 
     c = console()
-    database = c.config.path("holds", "database")
-    return c.opened("holds", lambda: HoldStore.open(database, key_path=key_path_for(c.config, database)))
+    return c.opened("holds", lambda: open_holds(c.config))
 
 
 _POLICY_FOR_S = 30.0

@@ -15,7 +15,8 @@ from typing import Any, Iterator
 
 from dojoguard.clock import Clock
 from dojoguard.holds import notices
-from dojoguard.holds.seal import SealKeyError, key_path_for
+from dojoguard.holds.opening import HoldsUnavailable, open_holds
+from dojoguard.holds.seal import SealKeyError
 from dojoguard.holds.store import NEEDS_A_PERSON, HeldItem, HoldError, HoldKind, HoldState, HoldStore, HoldTampered
 
 
@@ -27,10 +28,9 @@ def opened(config: Any, clock: Clock, step: str = "") -> Iterator[HoldStore]:
     recorded (``hold.tampered``, noticed by ``held STEP``) and set aside before
     the ``HoldTampered`` goes on: it is never approved, retried or sent.
     """
-    database = config.path("holds", "database")
     try:
-        store = HoldStore.open(database, key_path=key_path_for(config, database))
-    except SealKeyError as exc:
+        store = open_holds(config)
+    except (SealKeyError, HoldsUnavailable) as exc:
         raise HoldError(str(exc)) from None
     try:
         yield store

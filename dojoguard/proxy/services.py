@@ -188,6 +188,11 @@ def _open_holds(settings: Settings):
     from dojoguard.holds.seal import key_path_for
     from dojoguard.holds.store import HoldStore
 
+    if settings.config is not None and Storage.from_config(settings.config).central:
+        from dojoguard.holds.opening import open_holds
+
+        # The school's held and queued items on the trust's server: kept and sent from worker threads.
+        return open_holds(settings.config)
     return HoldStore.open(settings.holds_path, key_path=key_path_for(settings.config, settings.holds_path))
 
 

@@ -44,10 +44,12 @@ def school(setup):  # noqa: F811 - the fixture imported above
     return cfg, data, export
 
 
-def state(data, ref, purpose):
-    from dojoguard.consent_registry.registry import Registry
+def state(cfg, ref, purpose):
+    """What the register (where the settings keep it) holds for ``ref``'s ``purpose``."""
+    from dojoguard import config
+    from dojoguard.consent_registry.opening import open_registry
 
-    with Registry.open(data / "registry.sqlite") as registry:
+    with open_registry(config.load(cfg)) as registry:
         person = registry.find(ref)
         return registry.consents(person.id)[purpose], registry.has_biometric_consent(person.id)
 
@@ -63,7 +65,7 @@ def test_a_reimport_never_grants_again_a_biometric_withdrawal_recorded_by_hand(s
                      r"kept refused: withdrawn by hand \(parent, by office, \d+ \w{3} \d{4} \d\d:\d\d \w+\), and the file's answer "
                      r"has no date", again.output)
     assert "0 consent(s) changed, 1 conflict(s)" in again.output
-    held, permitted = state(data, "1001", BIOMETRIC)
+    held, permitted = state(cfg, "1001", BIOMETRIC)
     assert held.state is State.REFUSED and held.source == "parent" and not permitted
     assert events(data, "consent.imported")[-1]["conflicts"] == 1
     assert not [e for e in events(data, "consent.changed") if e["purpose"] == BIOMETRIC and e["to"] == "granted"
@@ -80,7 +82,7 @@ def test_a_class_story_grant_from_a_paper_form_survives_a_blank_reimport(school)
            "granted by hand (paper form, by office" in again.output
     assert "blank    Harry Brown (MIS 1003, line 4): no consent recorded for biometric_matching, class_story, " \
            "portfolio, school_story" in again.output
-    assert state(data, "1003", "class_story")[0].state is State.GRANTED
+    assert state(cfg, "1003", "class_story")[0].state is State.GRANTED
 
 
 def test_accept_mis_takes_the_files_value_deliberately_but_not_over_the_pupils_own_objection(school):
@@ -91,7 +93,7 @@ def test_accept_mis_takes_the_files_value_deliberately_but_not_over_the_pupils_o
     taken = run(cfg, "consent", "import", str(export), "--format", "sims", "--accept-mis", "1001")
     assert taken.exit_code == 0, taken.output
     assert "biometric_matching: refused -> granted" in taken.output and "0 conflict(s)" in taken.output
-    held, permitted = state(data, "1001", BIOMETRIC)
+    held, permitted = state(cfg, "1001", BIOMETRIC)
     assert held.state is State.GRANTED and not permitted  # the parents' answer, outranked by the pupil's objection
     unknown = run(cfg, "consent", "import", str(export), "--format", "sims", "--accept-mis", "9999")
     assert unknown.exit_code == 2 and "--accept-mis 9999: nobody in the file" in unknown.output
@@ -252,7 +254,7 @@ def test_a_hand_entry_cannot_pass_as_an_import(school):
     for args in (("set", "1001", BIOMETRIC, "refused"), ("withdraw-biometric", "1001")):
         result = run(cfg, "consent", *args, "--source", "SIMS import ", "--by", "office")
         assert result.exit_code == 1 and "is kept for MIS imports" in result.output, result.output
-    assert state(data, "1001", BIOMETRIC)[0].state is State.GRANTED
+    assert state(cfg, "1001", BIOMETRIC)[0].state is State.GRANTED
 
 
 def test_an_older_dated_export_does_not_undo_a_newer_imported_answer(registry, tmp_path):
