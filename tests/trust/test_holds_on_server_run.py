@@ -1,0 +1,74 @@
+"""A real `dojoguard run` whose school keeps its held and queued items on a real PostgreSQL server (storage:
+postgresql://...): a message written after hours is queued in the school's holds schema there (nothing in a file
+here), a leader's `held list` on another machine's settings reads it from the server, and at 8am the proxy sends
+it from the server's store to ClassDojo, once."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import timedelta
+
+from click.testing import CliRunner
+
+from dojoguard.cli import cli
+from dojoguard.clock import FileClock, FixedClock
+from dojoguard.environment import Environment
+from dojoguard.rules.loader import builtin_calendar
+from dojoguard.standin import data
+from dojoguard.storage.location import Storage
+from tests.proxy.conftest import MONDAY_18, running_proxy, signed_in
+from tests.proxy.test_held_posts import deferring_policy
+
+MESSAGE = f"https://teach.classdojo.com/api/message-thread/{data.THREAD_ID}/message"
+
+
+def _held_list(config) -> list[dict]:
+    result = CliRunner().invoke(cli, ["--config", str(config), "held", "list", "--json"],
+                                obj=Environment(clock=FixedClock(MONDAY_18)))
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.output.splitlines()]
+
+
+def test_a_queued_message_waits_on_the_server_and_is_sent_from_there(tmp_path, central_dsn):
+    school = "oak-" + uuid.uuid4().hex[:6]
+    settings = {"storage": central_dsn, "trust": {"school": school}, "holds": {"check_every_s": 0.3},
+                "rules": {"calendar": str(builtin_calendar())}}
+    with running_proxy(tmp_path, policy=deferring_policy(tmp_path), at=MONDAY_18, settings=settings) as found:
+        with signed_in(found["proxy"]) as client:
+            answer = client.post(MESSAGE, json={"body": "PE kit tomorrow, please"})
+        assert answer.status_code == 403 and answer.json()["error"]["code"] == "DOJOGUARD_DEFERRED", answer.text
+        decision_id = answer.headers["x-dojoguard-decision"]
+
+        # On the server, in the school's own schema; no hold store file on this machine.
+        holds = Storage(dsn=central_dsn, school=school).open("holds")
+        try:
+            rows = holds.execute("SELECT kind, state, decision_id FROM items").fetchall()
+        finally:
+            holds.close()
+        assert [(kind, decision_id_) for kind, _, decision_id_ in rows] == [("defer", decision_id)]
+        assert not (tmp_path / "data" / "holds.sqlite").exists()
+
+        # A leader's command with the same settings reads it from the server.
+        [listed] = _held_list(found["config"])
+        assert listed["decision_id"] == decision_id and listed["kind"] == "defer"
+
+        # Tuesday 8am: the proxy's releaser sends it from the server's store, once.
+        FileClock.write(found["clock"], MONDAY_18 + timedelta(hours=14, minutes=1))
+        deadline = time.monotonic() + 20
+        while not [r for r in found["standin"].received if r.method == "POST" and b"PE kit" in r.body]:
+            assert time.monotonic() < deadline, "the queued message was not sent at 8am"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert len([r for r in found["standin"].received if r.method == "POST" and b"PE kit" in r.body]) == 1
+        # Sent: gone from the server's store, and from what leaders are shown.
+        holds = Storage(dsn=central_dsn, school=school).open("holds")
+        try:
+            deadline = time.monotonic() + 10
+            while holds.execute("SELECT COUNT(*) FROM items").fetchone()[0]:
+                assert time.monotonic() < deadline, holds.execute("SELECT state FROM items").fetchall()
+                time.sleep(0.2)
+        finally:
+            holds.close()
+        assert _held_list(found["config"]) == []
