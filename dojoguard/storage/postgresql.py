@@ -39,6 +39,7 @@ import functools
 import hashlib
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -168,6 +169,12 @@ class PostgreSQLDatabase(Database):
         self.errors, self.integrity_errors = _errors()
         # Each schema its own write lock: one school's writers never wait for another's.
         self._write_lock = _WRITE_LOCK if schema is None else _lock_key(schema)
+        # How to connect again after the server went away (set by ``open``), and whether a transaction of ours
+        # is open (a connection is never replaced inside one: its work is lost with the old connection).
+        self._reconnect = None
+        self._depth = 0
+        self._closed = False
+        self._used_at = time.monotonic()
 
     @classmethod
     def open(cls, dsn: str, *, connect_timeout_s: float = 5.0, application_name: str = "dojoguard",
@@ -184,43 +191,87 @@ class PostgreSQLDatabase(Database):
         held elsewhere), so a caller's thread never waits for ever.
         Raises ``psycopg.OperationalError`` if the server cannot be reached or refuses the login.
         """
-        import psycopg
+        def connect():
+            import psycopg
 
-        extra = {}
-        if statement_timeout_s is not None:
-            extra["options"] = f"-c statement_timeout={int(statement_timeout_s * 1000)}"
-        connection = psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, round(connect_timeout_s)),
-                                     application_name=application_name, keepalives=1, keepalives_idle=10,
-                                     keepalives_interval=5, keepalives_count=3, **extra)
-        try:
-            if schema is not None:
-                _use_schema(connection, schema)
-            return cls(connection, dsn, schema)
-        except BaseException:
-            connection.close()
-            raise
+            extra = {}
+            if statement_timeout_s is not None:
+                extra["options"] = f"-c statement_timeout={int(statement_timeout_s * 1000)}"
+            connection = psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, round(connect_timeout_s)),
+                                         application_name=application_name, keepalives=1, keepalives_idle=10,
+                                         keepalives_interval=5, keepalives_count=3, **extra)
+            try:
+                if schema is not None:
+                    _use_schema(connection, schema)
+                return connection
+            except BaseException:
+                connection.close()
+                raise
+
+        database = cls(connect(), dsn, schema)
+        database._reconnect = connect
+        return database
+
+    def _alive(self) -> None:
+        """Connect again if the server closed or lost the connection since the last statement.
+
+        A store keeps one database for the life of the proxy: without this, one
+        restart of the server would leave it failing (closed) until the proxy
+        restarted. The statement that met the broken connection has already
+        failed and said so; the next one gets a new connection. Raises what
+        connecting raises while the server is still away.
+        """
+        if self._depth or self._closed or self._reconnect is None:
+            return
+        idle = time.monotonic() - self._used_at
+        self._used_at = time.monotonic()
+        if not (self.connection.broken or self.connection.closed) and idle > _LOOK_AFTER_IDLE_S:
+            # A server restarted while we were idle is found only by using the connection: look first (a
+            # round trip), so that the caller's own first statement is not the one that fails.
+            try:
+                self.connection.execute("SELECT 1")
+            except self.errors:
+                pass
+        if self.connection.broken or self.connection.closed:
+            try:
+                self.connection.close()
+            except self.errors:
+                pass
+            self.connection = self._reconnect()
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
         params = tuple(params)
         sql = pg_ddl(sql)
-        return self.connection.execute(to_format(sql) if params or "?" in sql else sql, params or None)
+        with self.lock:
+            self._alive()
+            return self.connection.execute(to_format(sql) if params or "?" in sql else sql, params or None)
 
     def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> Any:
-        cursor = self.connection.cursor()
-        cursor.executemany(to_format(sql), [tuple(r) for r in rows])
-        return cursor
+        with self.lock:
+            self._alive()
+            cursor = self.connection.cursor()
+            cursor.executemany(to_format(sql), [tuple(r) for r in rows])
+            return cursor
 
     @contextmanager
     def transaction(self, *, wait: bool = True) -> Iterator[None]:
-        with self.lock, self.connection.transaction():
-            if wait:
-                self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_lock,))
-            else:
-                (got,) = self.connection.execute("SELECT pg_try_advisory_xact_lock(%s)",
-                                                 (self._write_lock,)).fetchone()
-                if not got:
-                    raise Busy("another dojoguard process is writing to this database")
-            yield
+        with self.lock:
+            self._alive()
+            self._depth += 1
+            try:
+                with self.connection.transaction():
+                    self._take_write_lock(wait)
+                    yield
+            finally:
+                self._depth -= 1
+
+    def _take_write_lock(self, wait: bool) -> None:
+        if wait:
+            self.connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._write_lock,))
+            return
+        (got,) = self.connection.execute("SELECT pg_try_advisory_xact_lock(%s)", (self._write_lock,)).fetchone()
+        if not got:
+            raise Busy("another dojoguard process is writing to this database")
 
     def has_table(self, name: str) -> bool:
         # Read from pg_class with the statement's own snapshot, not through to_regclass: that answers from
@@ -245,11 +296,16 @@ class PostgreSQLDatabase(Database):
 
     def close(self) -> None:
         with self.lock:
+            self._closed = True
             self.connection.close()
 
     @property
     def closed(self) -> bool:
         return bool(self.connection.closed)
+
+
+# A connection idle for longer than this is looked at before use (see ``PostgreSQLDatabase._alive``).
+_LOOK_AFTER_IDLE_S = 1.0
 
 
 def _lock_key(schema: str) -> int:

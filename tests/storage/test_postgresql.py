@@ -4,6 +4,7 @@ and store with its own write lock, and schema names that cannot collide or escap
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -75,3 +76,47 @@ def test_each_schools_store_has_its_own_tables_and_write_lock(central_dsn):
     finally:
         for db in (first, again, other):
             db.close()
+
+
+def test_a_store_connects_again_after_the_server_restarts_but_never_inside_a_transaction(tmp_path):
+    """A store keeps its database for the proxy's life: after a server restart its next transaction runs on a
+    new connection; a transaction the restart broke fails whole; a database closed on purpose stays closed."""
+    import psycopg
+
+    from tests.support.postgres import PostgresServer, require_server, wait_until_up
+
+    server = PostgresServer(require_server()).init().start()
+    try:
+        db = PostgreSQLDatabase.open(server.create_database(), schema=school_schema("oak", "state"),
+                                     connect_timeout_s=2)
+        with db.transaction():
+            db.execute("CREATE TABLE t (v TEXT)")
+        server.stop()
+        server.start()
+        wait_until_up(server)
+        time.sleep(1.2)  # idle longer than the store waits before looking at its connection
+        with db.transaction():
+            db.execute("INSERT INTO t (v) VALUES (?)", ("after",))
+        # The new connection is in the school's schema too.
+        assert db.execute("SELECT v FROM t").fetchall() == [("after",)]
+        # Broken inside a transaction: its second statement fails rather than run alone on a new connection.
+        with pytest.raises(psycopg.OperationalError):
+            with db.transaction():
+                db.execute("INSERT INTO t (v) VALUES (?)", ("first half",))
+                server.stop()
+                server.start()
+                wait_until_up(server)
+                db.execute("INSERT INTO t (v) VALUES (?)", ("second half",))
+        assert db.execute("SELECT v FROM t").fetchall() == [("after",)]
+        server.stop()
+        with pytest.raises(psycopg.OperationalError):
+            with db.transaction():
+                db.execute("INSERT INTO t (v) VALUES (?)", ("while away",))
+        server.start()
+        wait_until_up(server)
+        db.execute("SELECT 1")
+        db.close()
+        with pytest.raises(psycopg.OperationalError):
+            db.execute("SELECT 1")
+    finally:
+        server.destroy()

@@ -1,7 +1,7 @@
 """A real `dojoguard run` whose school keeps its held and queued items on a real PostgreSQL server (storage:
 postgresql://...): a message written after hours is queued in the school's holds schema there (nothing in a file
-here), a leader's `held list` on another machine's settings reads it from the server, and at 8am the proxy sends
-it from the server's store to ClassDojo, once."""
+here, and the server restarted in between), a leader's `held list` on another machine's settings reads it from
+the server, and at 8am the proxy sends it from the server's store to ClassDojo, once."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from dojoguard.standin import data
 from dojoguard.storage.location import Storage
 from tests.proxy.conftest import MONDAY_18, running_proxy, signed_in
 from tests.proxy.test_held_posts import deferring_policy
+from tests.support.postgres import PostgresServer, require_server, wait_until_up
 
 MESSAGE = f"https://teach.classdojo.com/api/message-thread/{data.THREAD_ID}/message"
 
@@ -31,12 +32,26 @@ def _held_list(config) -> list[dict]:
     return [json.loads(line) for line in result.output.splitlines()]
 
 
-def test_a_queued_message_waits_on_the_server_and_is_sent_from_there(tmp_path, central_dsn):
+def test_a_queued_message_waits_on_the_server_and_is_sent_from_there(tmp_path):
+    server = PostgresServer(require_server()).init().start()
+    try:
+        _queue_and_send(tmp_path, server)
+    finally:
+        server.destroy()
+
+
+def _queue_and_send(tmp_path, server) -> None:
+    central_dsn = server.create_database()
     school = "oak-" + uuid.uuid4().hex[:6]
     settings = {"storage": central_dsn, "trust": {"school": school}, "holds": {"check_every_s": 0.3},
                 "rules": {"calendar": str(builtin_calendar())}}
     with running_proxy(tmp_path, policy=deferring_policy(tmp_path), at=MONDAY_18, settings=settings) as found:
         with signed_in(found["proxy"]) as client:
+            # The server restarts after the proxy opened its stores there: they connect again.
+            server.stop()
+            server.start()
+            wait_until_up(server)
+            time.sleep(1.5)
             answer = client.post(MESSAGE, json={"body": "PE kit tomorrow, please"})
         assert answer.status_code == 403 and answer.json()["error"]["code"] == "DOJOGUARD_DEFERRED", answer.text
         decision_id = answer.headers["x-dojoguard-decision"]
