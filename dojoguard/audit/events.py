@@ -253,6 +253,11 @@ _EVENTS = (
     Event("consent.copy_resumed", "This proxy's copy of the school's consent register is confirmed with the trust's "
           "server again after an outage.",
           {"after_s": "seconds since it first failed", "version": "the register's version the copy holds"}),
+    Event("exemptions.suspended", "The school's exemptions are kept on the trust's server, which has not answered "
+          "for longer than consent.max_staleness_s: no exemption applies until it does (a revocation may be "
+          "waiting there).", {"error": "why", "max_staleness_s": "the bound"}, is_health=True),
+    Event("exemptions.resumed", "The trust's server answers again: the school's exemptions apply again, as the "
+          "file copied from it says.", {}),
     Event("policy.review_due", "The policy's annual review date has passed.",
           {"reviewed": "date of the last review", "due": "date the review was due"}, is_health=True),
 )

@@ -21,6 +21,7 @@ import structlog
 from dojoguard.holds.releaser import Releaser
 from dojoguard.holds.sender import Sender
 from dojoguard.proxy import counting, heap, scheduled
+from dojoguard.proxy.services import reload_exemptions
 from dojoguard.cookies import session_id
 
 log = structlog.get_logger("dojoguard.proxy")
@@ -29,6 +30,9 @@ log = structlog.get_logger("dojoguard.proxy")
 # Seconds between readings of the school's imported names when the state is on the trust's server: a
 # `dojoguard names import` reaches decisions within this.
 NAMES_EVERY_S = 5.0
+# Seconds between looks at the school's exemptions on the trust's server: a grant or revocation made there
+# reaches the proxy within this.
+EXEMPTIONS_EVERY_S = 5.0
 # How long a release waits for ClassDojo's answer before it counts as sent without an answer (uncertain).
 _SEND_TIMEOUT_S = 30.0
 
@@ -46,6 +50,8 @@ class Background:
         self.alerts = None
         self._counting_task: asyncio.Task | None = None
         self._names_task: asyncio.Task | None = None
+        self._exemptions_task: asyncio.Task | None = None
+        self.exemptions_copy = None
         self.shipper = None
         self.register_copy = None
 
@@ -78,6 +84,7 @@ class Background:
             await self._start_alerts()
             await self._start_shipper()
             self._start_register_copy()
+            self._start_exemptions_copy()
 
     async def _start_alerts(self) -> None:
         from dojoguard.alerts.sender import AlertSender, AlertSettings, alerting_groups
@@ -142,6 +149,71 @@ class Background:
                                      record=self.services.audit.append_event)
         self.register_copy.start()
         log.info("consent.copying", school=storage.school, max_staleness_s=self.register_copy.max_staleness_s)
+
+    def _start_exemptions_copy(self) -> None:
+        """Keep the exemptions file equal to the school's exemptions on the trust's server (storage: postgresql)."""
+        from dojoguard.rules.exemption_store import ExemptionsCopy
+        from dojoguard.storage.location import Storage
+
+        storage = Storage.from_config(self.config)
+        if not storage.central:
+            return
+        self.exemptions_copy = ExemptionsCopy(storage, self.services.settings.exemptions,
+                                              max_staleness_s=float(self.config["consent"]["max_staleness_s"]))
+        self._exemptions_task = asyncio.create_task(self._exemptions_loop(EXEMPTIONS_EVERY_S),
+                                                    name="dojoguard-exemptions")
+
+    async def _exemptions_loop(self, every_s: float) -> None:
+        """Copy the server's exemptions here when they change; suspend them all while it cannot be reached."""
+        from dojoguard.rules.exemption_trail import TYPES
+
+        s, copy = self.services, self.exemptions_copy
+
+        def recorded() -> set[tuple[str, str]]:
+            return {(r.type, r.fields.get("exemption")) for r in s.audit.records(types=TYPES)}
+
+        while True:
+            try:
+                rewritten = await asyncio.to_thread(copy.sync, recorded=recorded, record=s.audit.append_event)
+                resumed = s.exemptions_suspended
+                s.exemptions_suspended = False
+                if rewritten or resumed:
+                    # Applied now, checked against the record as any reload is (whatever rules.reload says:
+                    # the server's exemptions are the school's, not a file someone is editing here).
+                    reloaded = await asyncio.to_thread(reload_exemptions, s)
+                    await asyncio.to_thread(self._record_reload, reloaded)
+                if resumed:
+                    await asyncio.to_thread(s.audit.append_event, "exemptions.resumed", {})
+                    log.warning("exemptions.resumed")
+            except Exception as exc:  # noqa: BLE001 - the server or the audit log: retried at the next look
+                log.error("exemptions.copy_failed", error=type(exc).__name__, detail=str(exc)[:200])
+                if copy.stale and not s.exemptions_suspended:
+                    from dojoguard.rules.exemptions import Exemptions
+
+                    s.exemptions_suspended = True
+                    s.exemptions = Exemptions((), str(s.settings.exemptions))
+                    log.error("exemptions.suspended", max_staleness_s=copy.max_staleness_s)
+                    await asyncio.to_thread(self._record_suspension, copy, exc)
+            await asyncio.sleep(every_s)
+
+    def _record_reload(self, r) -> None:
+        s = self.services
+        if r.ok:
+            s.audit.append_event("policy.reloaded", {"policy_revision": s.policy.revision, "source": r.source,
+                                                     "previous_revision": r.previous_revision, "what": r.what})
+        else:
+            log.error("reload.rejected", what=r.what, source=r.source, problems=r.problems, codes=list(r.codes),
+                      kept="the exemptions in force before")
+            s.audit.append_event("policy.rejected", {"source": r.source, "problems": r.problems,
+                                                     "codes": list(r.codes), "places": list(r.places),
+                                                     "policy_revision": s.policy.revision, "what": r.what})
+
+    def _record_suspension(self, copy, exc: BaseException) -> None:
+        try:
+            self.services.audit.append_event("exemptions.suspended", {
+                "error": f"{type(exc).__name__}: {exc}"[:300], "max_staleness_s": copy.max_staleness_s})
+        except Exception:  # the audit log reports its own failures; the exemptions stay suspended
+            log.exception("exemptions.suspension_unrecorded")
 
     async def _start_checkpoints(self) -> None:
         from dojoguard.audit.cadence import Cadence
@@ -217,7 +289,7 @@ class Background:
         if self.cadence is not None:
             self.services.audit.watch_commits(None)
         for task in (self._release_task, self._trim_task, self._checkpoint_task, self._counting_task,
-                     self._names_task):
+                     self._names_task, self._exemptions_task):
             if task is not None:
                 task.cancel()
                 try:

@@ -68,6 +68,9 @@ class Services:
     # What is not available, for the start-up banner and logs.
     missing: list[str] = field(default_factory=list)
     stamps: dict[str, Any] = field(default_factory=dict)
+    # The exemptions are kept on the trust's server and it has not answered for longer than the bound: none
+    # applies until it does (rules/exemption_store.py), whatever the file here says.
+    exemptions_suspended: bool = False
 
     def close(self) -> None:
         for name in ("checker", "registry", "holds"):
@@ -247,8 +250,6 @@ def _place(problem) -> str:
 
 def reload_changed(services: Services) -> list[Reloaded]:
     """Reload changed rule, exemption and catalogue files (blocking: run in a thread)."""
-    from dojoguard.yamlfile import FileProblems
-
     settings, results = services.settings, []
     stamps = watched_stamps(settings)
     loaders = (("policy", settings.policy, load_policy), ("exemptions", str(settings.exemptions), load_exemptions),
@@ -256,23 +257,35 @@ def reload_changed(services: Services) -> list[Reloaded]:
     for what, source, loader in loaders:
         if stamps[what] == services.stamps.get(what):
             continue
+        if what == "exemptions" and services.exemptions_suspended:
+            continue  # applied again, from the file, once the server answers
         services.stamps[what] = stamps[what]
-        previous = services.policy.revision if what == "policy" else ""
-        try:
-            value = loader(settings)
-        except FileProblems as exc:
-            results.append(Reloaded(what, source, False, tuple(sorted({p.code for p in exc.problems})),
-                                    len(exc.problems), previous,
-                                    tuple(_place(p) for p in exc.problems[:MAX_PLACES])))
-            continue
-        except (OSError, ValueError) as exc:
-            results.append(Reloaded(what, source, False, (type(exc).__name__,), 1, previous))
-            continue
-        if what == "exemptions":
-            value = _checked_exemptions(services, value, source)
-        setattr(services, what, value)
-        results.append(Reloaded(what, source, True, previous_revision=previous))
+        results.append(_reload(services, what, source, loader))
     return results
+
+
+def reload_exemptions(services: Services) -> Reloaded:
+    """Load the exemptions file again now (blocking): the copy of the trust server's exemptions was rewritten."""
+    settings = services.settings
+    services.stamps["exemptions"] = watched_stamps(settings)["exemptions"]
+    return _reload(services, "exemptions", str(settings.exemptions), load_exemptions)
+
+
+def _reload(services: Services, what: str, source: str, loader) -> Reloaded:
+    from dojoguard.yamlfile import FileProblems
+
+    previous = services.policy.revision if what == "policy" else ""
+    try:
+        value = loader(services.settings)
+    except FileProblems as exc:
+        return Reloaded(what, source, False, tuple(sorted({p.code for p in exc.problems})), len(exc.problems),
+                        previous, tuple(_place(p) for p in exc.problems[:MAX_PLACES]))
+    except (OSError, ValueError) as exc:
+        return Reloaded(what, source, False, (type(exc).__name__,), 1, previous)
+    if what == "exemptions":
+        value = _checked_exemptions(services, value, source)
+    setattr(services, what, value)
+    return Reloaded(what, source, True, previous_revision=previous)
 
 
 def _checked_exemptions(services: Services, exemptions, source: str):

@@ -11,7 +11,8 @@ import click
 
 from dojoguard.clitools import fail, pass_env
 from dojoguard.environment import Environment
-from dojoguard.rules import grants
+from dojoguard.rules import exemption_store, grants
+from dojoguard.rules.exemption_store import ExemptionStoreUnavailable
 from dojoguard.rules.action import Action, ActionError
 from dojoguard.rules.reachable import unreachable_rules
 from dojoguard.rules.basecases import NOTE, PASS, BaseOutcome, run_base_cases
@@ -23,6 +24,7 @@ from dojoguard.names_cli import labelled, name_table, open_names
 from dojoguard.rules.exemption_trail import granted_fields
 from dojoguard.rules.exemptions import Exemption, load_exemptions
 from dojoguard.rules.policy import BUILTIN, EXAMPLES, TESTS_SUFFIX, Policy, builtin_path, companion_tests, load_policy
+from dojoguard.storage.location import Storage
 from dojoguard.yamlfile import FileProblems, Problem
 
 
@@ -358,9 +360,11 @@ def decide(env: Environment, action_file, at_text: str | None, policy_path: str 
                        f"({_coverage(policy)}), so it is {window.outside_calendar} that day "
                        "(its `outside_calendar`)", err=True)
     try:
-        exemptions = load_exemptions(exemptions_path or config.path("rules", "exemptions"),
-                                     max_days=config["exemptions"]["max_days"])
-    except FileProblems as exc:
+        if exemptions_path is not None:
+            exemptions = load_exemptions(exemptions_path, max_days=config["exemptions"]["max_days"])
+        else:
+            exemptions = _current_exemptions(config, max_days=config["exemptions"]["max_days"])
+    except (FileProblems, ExemptionStoreUnavailable) as exc:
         raise fail(exc) from None
     for line in _device_groups_said(policy, action, config):
         click.echo(line, err=True)
@@ -485,16 +489,22 @@ def exempt_grant(env: Environment, rules, teachers, classes, everyone, from_text
     policy = _load(env, _policy_source(env, None))
     path = config.path("rules", "exemptions")
 
+    trail: list[tuple[str, dict]] = []
+
     def record(exemption: Exemption) -> None:
         # The proxy compares the file with these records: anything else in it was edited by hand.
         _audit(env, "exemption.granted", granted_fields(exemption))
+        trail.append(("exemption.granted", granted_fields(exemption)))
+
+    def change(target: Path) -> Exemption:
+        return grants.grant(target, policy=policy, rules=list(rules), teachers=list(teachers),
+                            classes=list(classes), everyone=everyone, starts=starts, ends=ends,
+                            granted_by=granted_by, reason=reason, now=now,
+                            max_days=config["exemptions"]["max_days"], before_commit=record)
 
     try:
-        exemption = grants.grant(path, policy=policy, rules=list(rules), teachers=list(teachers),
-                                 classes=list(classes), everyone=everyone, starts=starts, ends=ends,
-                                 granted_by=granted_by, reason=reason, now=now,
-                                 max_days=config["exemptions"]["max_days"], before_commit=record)
-    except (grants.GrantError, FileProblems) as exc:
+        exemption = _change_exemptions(config, path, change, trail)
+    except (grants.GrantError, FileProblems, ExemptionStoreUnavailable) as exc:
         raise fail(exc) from None
     except AuditFailed as exc:
         raise click.ClickException(f"not granted: the audit log could not be written ({exc})") from None
@@ -515,8 +525,8 @@ def exempt_list(env: Environment, show_all: bool) -> None:
     config = _settings(env)
     now = env.clock.now()
     try:
-        exemptions = load_exemptions(config.path("rules", "exemptions"))
-    except FileProblems as exc:
+        exemptions = _current_exemptions(config)
+    except (FileProblems, ExemptionStoreUnavailable) as exc:
         raise fail(exc) from None
     shown = [e for e in exemptions.records if show_all or e.status(now) in ("active", "upcoming")]
     table = name_table(env)
@@ -545,18 +555,51 @@ def exempt_revoke(env: Environment, exemption_id: str, revoked_by: str, reason: 
     """
     config = _settings(env)
 
+    trail: list[tuple[str, dict]] = []
+
     def record(exemption: Exemption) -> None:
-        _audit(env, "exemption.revoked", {"exemption": exemption.id, "revoked_by": exemption.revoked.by,
-                                          "at": exemption.revoked.at.isoformat()})
+        fields = {"exemption": exemption.id, "revoked_by": exemption.revoked.by,
+                  "at": exemption.revoked.at.isoformat()}
+        _audit(env, "exemption.revoked", fields)
+        trail.append(("exemption.revoked", fields))
+
+    def change(target: Path) -> Exemption:
+        return grants.revoke(target, exemption_id, by=revoked_by, reason=reason, now=env.clock.now(),
+                             before_commit=record)
 
     try:
-        exemption = grants.revoke(config.path("rules", "exemptions"), exemption_id, by=revoked_by,
-                                  reason=reason, now=env.clock.now(), before_commit=record)
-    except (grants.GrantError, FileProblems) as exc:
+        exemption = _change_exemptions(config, config.path("rules", "exemptions"), change, trail)
+    except (grants.GrantError, FileProblems, ExemptionStoreUnavailable) as exc:
         raise fail(exc) from None
     except AuditFailed as exc:
         raise click.ClickException(f"not revoked: the audit log could not be written ({exc})") from None
     click.echo(f"revoked {exemption.id}")
+
+
+def _change_exemptions(config, path: Path, change, trail: list) -> Exemption:
+    """``change`` the school's exemptions: its file here, or its document on the trust's server (storage)."""
+    storage = Storage.from_config(config)
+    if not storage.central:
+        return change(path)
+    return exemption_store.edit(storage, path, change, trail)
+
+
+def _current_exemptions(config, *, max_days: int | None = None):
+    """The school's exemptions as they stand: its file, or the document on the trust's server."""
+    storage = Storage.from_config(config)
+    path = config.path("rules", "exemptions")
+    if storage.central:
+        db = exemption_store.open_store(storage)
+        try:
+            text, _ = exemption_store.read(db)
+        finally:
+            db.close()
+        if text is not None:
+            from dojoguard import yamlfile
+            from dojoguard.rules.exemptions import parse_exemptions
+
+            return parse_exemptions(yamlfile.parse(text, f"{path.name} on the trust's server"), max_days=max_days)
+    return load_exemptions(path, max_days=max_days)
 
 
 def _resolve(env: Environment, kind: str, given: tuple[str, ...]) -> list[str]:

@@ -55,7 +55,7 @@ _VERSION_TABLE = "dojoguard_schema_version"
 
 # A schema's name is at most 63 bytes (PostgreSQL's NAMEDATALEN - 1).
 _MAX_IDENTIFIER = 63
-STORES = ("registry", "holds", "state")
+STORES = ("registry", "holds", "state", "exemptions")
 
 
 def school_schema(school: str, store: str) -> str:
