@@ -24,7 +24,6 @@ from dojoguard.names_cli import labelled, name_table, open_names
 from dojoguard.rules.exemption_trail import granted_fields
 from dojoguard.rules.exemptions import Exemption, load_exemptions
 from dojoguard.rules.policy import BUILTIN, EXAMPLES, TESTS_SUFFIX, Policy, builtin_path, companion_tests, load_policy
-from dojoguard.storage.location import Storage
 from dojoguard.yamlfile import FileProblems, Problem
 
 
@@ -363,7 +362,7 @@ def decide(env: Environment, action_file, at_text: str | None, policy_path: str 
         if exemptions_path is not None:
             exemptions = load_exemptions(exemptions_path, max_days=config["exemptions"]["max_days"])
         else:
-            exemptions = _current_exemptions(config, max_days=config["exemptions"]["max_days"])
+            exemptions = exemption_store.current(config, max_days=config["exemptions"]["max_days"])
     except (FileProblems, ExemptionStoreUnavailable) as exc:
         raise fail(exc) from None
     for line in _device_groups_said(policy, action, config):
@@ -487,8 +486,6 @@ def exempt_grant(env: Environment, rules, teachers, classes, everyone, from_text
     starts = _when(from_text, config.timezone, now)
     ends = _when(until_text, config.timezone, now, end_of_day=True)
     policy = _load(env, _policy_source(env, None))
-    path = config.path("rules", "exemptions")
-
     trail: list[tuple[str, dict]] = []
 
     def record(exemption: Exemption) -> None:
@@ -503,7 +500,7 @@ def exempt_grant(env: Environment, rules, teachers, classes, everyone, from_text
                             max_days=config["exemptions"]["max_days"], before_commit=record)
 
     try:
-        exemption = _change_exemptions(config, path, change, trail)
+        exemption = exemption_store.change(config, change, trail)
     except (grants.GrantError, FileProblems, ExemptionStoreUnavailable) as exc:
         raise fail(exc) from None
     except AuditFailed as exc:
@@ -525,7 +522,7 @@ def exempt_list(env: Environment, show_all: bool) -> None:
     config = _settings(env)
     now = env.clock.now()
     try:
-        exemptions = _current_exemptions(config)
+        exemptions = exemption_store.current(config)
     except (FileProblems, ExemptionStoreUnavailable) as exc:
         raise fail(exc) from None
     shown = [e for e in exemptions.records if show_all or e.status(now) in ("active", "upcoming")]
@@ -568,38 +565,12 @@ def exempt_revoke(env: Environment, exemption_id: str, revoked_by: str, reason: 
                              before_commit=record)
 
     try:
-        exemption = _change_exemptions(config, config.path("rules", "exemptions"), change, trail)
+        exemption = exemption_store.change(config, change, trail)
     except (grants.GrantError, FileProblems, ExemptionStoreUnavailable) as exc:
         raise fail(exc) from None
     except AuditFailed as exc:
         raise click.ClickException(f"not revoked: the audit log could not be written ({exc})") from None
     click.echo(f"revoked {exemption.id}")
-
-
-def _change_exemptions(config, path: Path, change, trail: list) -> Exemption:
-    """``change`` the school's exemptions: its file here, or its document on the trust's server (storage)."""
-    storage = Storage.from_config(config)
-    if not storage.central:
-        return change(path)
-    return exemption_store.edit(storage, path, change, trail)
-
-
-def _current_exemptions(config, *, max_days: int | None = None):
-    """The school's exemptions as they stand: its file, or the document on the trust's server."""
-    storage = Storage.from_config(config)
-    path = config.path("rules", "exemptions")
-    if storage.central:
-        db = exemption_store.open_store(storage)
-        try:
-            text, _ = exemption_store.read(db)
-        finally:
-            db.close()
-        if text is not None:
-            from dojoguard import yamlfile
-            from dojoguard.rules.exemptions import parse_exemptions
-
-            return parse_exemptions(yamlfile.parse(text, f"{path.name} on the trust's server"), max_days=max_days)
-    return load_exemptions(path, max_days=max_days)
 
 
 def _resolve(env: Environment, kind: str, given: tuple[str, ...]) -> list[str]:

@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dojoguard import yamlfile
+from dojoguard.rules.exemptions import Exemptions, load_exemptions, parse_exemptions
 from dojoguard.storage import Database, Migration, migrations
 from dojoguard.storage.location import Storage
 
@@ -135,6 +137,32 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def change(config: Any, change_file: Callable[[Path], T], trail: list[tuple[str, dict[str, Any]]]) -> T:
+    """``change_file`` (a grant or revocation on a path) the school's exemptions where the settings keep them:
+    the file ``rules.exemptions``, or the document on the trust's server (``edit``)."""
+    path = config.path("rules", "exemptions")
+    storage = Storage.from_config(config)
+    if not storage.central:
+        return change_file(path)
+    return edit(storage, path, change_file, trail)
+
+
+def current(config: Any, *, max_days: int | None = None) -> Exemptions:
+    """The school's exemptions as they stand: the file, or the document on the trust's server (before its
+    first grant there, the file)."""
+    path = config.path("rules", "exemptions")
+    storage = Storage.from_config(config)
+    if storage.central:
+        db = open_store(storage)
+        try:
+            text, _ = read(db)
+        finally:
+            db.close()
+        if text is not None:
+            return parse_exemptions(yamlfile.parse(text, f"{path.name} on the trust's server"), max_days=max_days)
+    return load_exemptions(path, max_days=max_days)
 
 
 class ExemptionsCopy:

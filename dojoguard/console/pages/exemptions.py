@@ -20,9 +20,10 @@ blueprint = Blueprint("exemptions", __name__, url_prefix="/exemptions")
 
 
 def _load():
-    from dojoguard.rules.exemptions import load_exemptions
+    from dojoguard.rules import exemption_store
 
-    return load_exemptions(console().config.path("rules", "exemptions"))
+    # The school's exemptions where the settings keep them: the file, or the trust's server.
+    return exemption_store.current(console().config)
 
 
 @blueprint.get("/")
@@ -56,7 +57,8 @@ def _local_time(text: str, what: str) -> datetime:
 @blueprint.post("/")
 @needs("exemptions")
 def grant():
-    from dojoguard.rules import grants
+    from dojoguard.rules import exemption_store, grants
+    from dojoguard.rules.exemption_store import ExemptionStoreUnavailable
     from dojoguard.rules.exemption_trail import granted_fields
 
     c = console()
@@ -73,13 +75,18 @@ def grant():
             raise ValueError("choose whom it covers: a teacher, a class or everyone")
         starts = _local_time(form.get("from", ""), "From")
         ends = _local_time(form.get("until", ""), "Until")
-        exemption = grants.grant(
-            c.config.path("rules", "exemptions"), policy=stores.policy(), rules=form.getlist("rule"),
+        trail: list[tuple[str, dict]] = []
+
+        def record(e) -> None:
+            stores.audit().append_event("exemption.granted", granted_fields(e))
+            trail.append(("exemption.granted", granted_fields(e)))
+
+        exemption = exemption_store.change(c.config, lambda path: grants.grant(
+            path, policy=stores.policy(), rules=form.getlist("rule"),
             teachers=teachers, classes=classes, everyone=scope == "everyone", starts=starts, ends=ends,
             granted_by=current_user.name, reason=form.get("reason", ""), now=c.clock.now(),
-            max_days=c.config["exemptions"]["max_days"],
-            before_commit=lambda e: stores.audit().append_event("exemption.granted", granted_fields(e)))
-    except (ValueError, FileProblems) as exc:  # GrantError and NameProblem are ValueErrors
+            max_days=c.config["exemptions"]["max_days"], before_commit=record), trail)
+    except (ValueError, FileProblems, ExemptionStoreUnavailable) as exc:  # GrantError, NameProblem: ValueErrors
         flash(f"Not granted: {exc}.", "error")
         return redirect(url_for("exemptions.index"))
     flash(f"Granted {exemption.id}. The proxy applies it within seconds.", "done")
@@ -89,18 +96,21 @@ def grant():
 @blueprint.post("/<exemption_id>/revoke")
 @needs("exemptions")
 def revoke(exemption_id: str):
-    from dojoguard.rules import grants
+    from dojoguard.rules import exemption_store, grants
+    from dojoguard.rules.exemption_store import ExemptionStoreUnavailable
 
     c = console()
     reason = request.form.get("reason", "")
+    trail: list[tuple[str, dict]] = []
 
     def record(e) -> None:
-        stores.audit().append_event("exemption.revoked", {"exemption": e.id, "revoked_by": e.revoked.by,
-                                                          "at": e.revoked.at.isoformat()})
+        fields = {"exemption": e.id, "revoked_by": e.revoked.by, "at": e.revoked.at.isoformat()}
+        stores.audit().append_event("exemption.revoked", fields)
+        trail.append(("exemption.revoked", fields))
     try:
-        grants.revoke(c.config.path("rules", "exemptions"), exemption_id, by=current_user.name, reason=reason,
-                      now=c.clock.now(), before_commit=record)
-    except (ValueError, FileProblems) as exc:
+        exemption_store.change(c.config, lambda path: grants.revoke(
+            path, exemption_id, by=current_user.name, reason=reason, now=c.clock.now(), before_commit=record), trail)
+    except (ValueError, FileProblems, ExemptionStoreUnavailable) as exc:
         flash(f"Not revoked: {exc}.", "error")
         return redirect(url_for("exemptions.index"))
     flash(f"Revoked {exemption_id}. The proxy stops applying it within seconds.", "done")
