@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from dojoguard import yamlfile
 from dojoguard.rules.exemptions import Exemptions, load_exemptions, parse_exemptions
+from dojoguard.rules.grants import write_atomically
 from dojoguard.storage import Database, Migration, migrations
 from dojoguard.storage.location import Storage
 
@@ -122,21 +123,6 @@ def _scratch(local: Path, text: str) -> Path:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     return Path(name)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` whole (a reader sees the old file or the new one, never part of either)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def change(config: Any, change_file: Callable[[Path], T], trail: list[tuple[str, dict[str, Any]]]) -> T:

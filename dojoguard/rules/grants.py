@@ -123,6 +123,13 @@ def _write(path: Path, records: tuple[Exemption, ...], before_commit: Callable[[
     text = HEADER + "\n" + body
     # Prove the proxy will accept what we are about to write.
     parse_exemptions(yamlfile.parse(text, str(path)))
+    write_atomically(path, text, before_replace=before_commit)
+
+
+def write_atomically(path: Path, text: str, *, before_replace: Callable[[], None] = lambda: None) -> None:
+    """Replace ``path`` with ``text`` whole: written beside it, flushed to disk, then renamed over it (a reader
+    sees the old file or the new one, never part of either). ``before_replace`` runs once the new text is
+    safely on disk; if it raises, the old file stays."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -130,7 +137,7 @@ def _write(path: Path, records: tuple[Exemption, ...], before_commit: Callable[[
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        before_commit()
+        before_replace()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

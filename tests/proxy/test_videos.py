@@ -34,14 +34,21 @@ def registry(folder) -> None:
     path = folder / "data" / "registry.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
     with Registry.open(path, clock=FixedClock(MONDAY_10)) as reg:
-        ada = add_pupil(reg, "A1", "Ada", "L.", consents={"class_story": "granted", BIOMETRIC: "granted"})
-        add_pupil(reg, "B1", "Bo", "K.", consents={"class_story": "refused"})
-        add_pupil(reg, "C1", "Cy", "M.", consents={"class_story": "granted"})
-        portrait = (sample_photos.folder() / sample_photos.PORTRAIT).read_bytes()
-        templates, problem = faces.templates_of(portrait, faces.Settings())
-        assert problem is None and len(templates) == 1
-        reg.add_template(ada, templates[0], "sample")
-        reg.learn_roster(data.CLASS_ID, [(p["_id"], p["firstName"], p["lastName"]) for p in data.PUPILS])
+        enrol_class(reg)
+
+
+def enrol_class(reg: Registry) -> int:
+    """The class of three into ``reg``: Ada permitted and enrolled from the shipped portrait, Bo refused, Cy
+    permitted; returns Ada's registry id."""
+    ada = add_pupil(reg, "A1", "Ada", "L.", consents={"class_story": "granted", BIOMETRIC: "granted"})
+    add_pupil(reg, "B1", "Bo", "K.", consents={"class_story": "refused"})
+    add_pupil(reg, "C1", "Cy", "M.", consents={"class_story": "granted"})
+    portrait = (sample_photos.folder() / sample_photos.PORTRAIT).read_bytes()
+    templates, problem = faces.templates_of(portrait, faces.Settings())
+    assert problem is None and len(templates) == 1
+    reg.add_template(ada, templates[0], "sample")
+    reg.learn_roster(data.CLASS_ID, [(p["_id"], p["firstName"], p["lastName"]) for p in data.PUPILS])
+    return ada
 
 
 @pytest.fixture(scope="module")

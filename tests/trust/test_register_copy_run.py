@@ -15,13 +15,13 @@ import time
 import pytest
 
 from dojoguard.clock import FixedClock
-from dojoguard.consent_registry import faces, sample_photos
-from dojoguard.consent_registry.registry import BIOMETRIC, Registry
+from dojoguard.consent_registry import sample_photos
+from dojoguard.consent_registry.registry import Registry
 from dojoguard.consent_registry.replica import freshness, open_central
 from dojoguard.standin import data
 from dojoguard.storage.location import Storage
-from tests.consent_registry.conftest import add_pupil
 from tests.proxy.conftest import MONDAY_10, audit_rows, running_proxy, signed_in
+from tests.proxy.test_videos import enrol_class
 from tests.support.postgres import PostgresServer, require_server, wait_until_up
 
 pytestmark = pytest.mark.slow
@@ -33,15 +33,7 @@ STALE_S = 3
 
 def _seed(storage: Storage) -> int:
     with open_central(storage, clock=FixedClock(MONDAY_10)) as register:
-        ada = add_pupil(register, "A1", "Ada", "L.", consents={"class_story": "granted", BIOMETRIC: "granted"})
-        add_pupil(register, "B1", "Bo", "K.", consents={"class_story": "refused"})
-        add_pupil(register, "C1", "Cy", "M.", consents={"class_story": "granted"})
-        portrait = (sample_photos.folder() / sample_photos.PORTRAIT).read_bytes()
-        templates, problem = faces.templates_of(portrait, faces.Settings())
-        assert problem is None and len(templates) == 1
-        register.add_template(ada, templates[0], "sample")
-        register.learn_roster(data.CLASS_ID, [(p["_id"], p["firstName"], p["lastName"]) for p in data.PUPILS])
-    return ada
+        return enrol_class(register)
 
 
 def _set(storage: Storage, person: int, state: str) -> None:
