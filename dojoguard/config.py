@@ -169,6 +169,10 @@ def _trust_problems(located: Located, trust: dict, console: dict) -> list[Proble
     return problems
 
 
+# The longest school id whose schemas PostgreSQL can name: "exemptions_" and the id in 63 bytes.
+MAX_SCHOOL_ID = 52
+
+
 def _storage_problems(located: Located, storage: Any, trust: dict) -> list[Problem]:
     """Stores on PostgreSQL are one school's among others: they need its id, and the address no password."""
     from dojoguard.storage.postgresql import has_password
@@ -181,9 +185,9 @@ def _storage_problems(located: Located, storage: Any, trust: dict) -> list[Probl
                                         "storage is on PostgreSQL but trust.school is not set: each school's "
                                         "register, held items and learned state are kept apart by it",
                                         "Write this school's id in the trust, e.g. school: st-wilfrids."))
-    elif len(trust["school"]) > 54:
+    elif len(trust["school"]) > MAX_SCHOOL_ID:
         problems.append(located.problem(("trust", "school"), "DG-CONFIG-TRUST",
-                                        "with storage on PostgreSQL a school id is at most 54 characters "
+                                        f"with storage on PostgreSQL a school id is at most {MAX_SCHOOL_ID} characters "
                                         "(it names the school's schemas)", "Choose a shorter id."))
     if has_password(storage):
         problems.append(located.problem(("storage",), "DG-CONFIG-TRUST",

@@ -185,8 +185,8 @@ def test_stores_on_postgresql_need_the_school_a_short_id_and_no_password(tmp_pat
     assert any("trust.school" in p.message for p in problems)
     assert all("Secret1" not in str(p) for p in problems) and any("pgpass" in p.hint for p in problems)
     with pytest.raises(FileProblems) as caught:
-        config.load(write(tmp_path, f"storage: postgresql://dg@db/dojoguard\ntrust:\n  school: {'a' * 55}\n"))
-    assert "at most 54" in caught.value.problems[0].message
+        config.load(write(tmp_path, f"storage: postgresql://dg@db/dojoguard\ntrust:\n  school: {"a" * 53}\n"))
+    assert "at most 52" in caught.value.problems[0].message
     with pytest.raises(FileProblems) as caught:
         config.load(write(tmp_path, "storage: mysql://db/dojoguard\n"))
     assert [p.code for p in caught.value.problems] == ["DG-CONFIG-INVALID"]
