@@ -309,6 +309,8 @@ class Background:
         if self._jobs is not None:
             # Shutting the jobs down writes the shutdown checkpoint.
             await asyncio.to_thread(self._jobs.shutdown)
+        if self.exemptions_copy is not None:
+            await asyncio.to_thread(self.exemptions_copy.close)
         if self.register_copy is not None:
             await asyncio.to_thread(self.register_copy.stop, float(getattr(self.services.settings, "drain_s", 10.0)))
         if self.shipper is not None:
