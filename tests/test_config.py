@@ -196,3 +196,16 @@ def test_stores_on_postgresql_need_the_school_a_short_id_and_no_password(tmp_pat
     storage = Storage.from_config(loaded)
     assert storage.central and storage.schema("registry") == "registry_oak"
     assert not Storage.from_config(config.load(write(tmp_path, "data_dir: .\n"))).central
+
+
+def test_a_school_with_stores_on_a_server_ships_its_audit_trail_there_unless_told_otherwise(tmp_path):
+    from dojoguard.storage.location import trust_database
+    from dojoguard.trust.shipper import ShipSettings
+
+    on_server = config.load(write(tmp_path, "storage: postgresql://dg@db/dojoguard\ntrust:\n  school: oak\n"))
+    assert trust_database(on_server) == "postgresql://dg@db/dojoguard"
+    assert ShipSettings.from_config(on_server).database == "postgresql://dg@db/dojoguard"
+    elsewhere = config.load(write(tmp_path, "storage: postgresql://dg@db/dojoguard\ntrust:\n  school: oak\n"
+                                            "  database: postgresql://ship@central/trust\n"))
+    assert ShipSettings.from_config(elsewhere).database == "postgresql://ship@central/trust"
+    assert ShipSettings.from_config(config.load(write(tmp_path, "data_dir: .\n"))) is None

@@ -5,7 +5,9 @@ file beside the others) or a PostgreSQL address, where each store of the
 school (``trust.school``) keeps its tables in a schema of its own
 (``school_schema``). The audit log is not among them: it is always written to
 this machine first and shipped (``dojoguard.trust``), so a proxy never waits
-on the network to record a decision.
+on the network to record a decision; with stores on a server and no
+``trust.database`` of its own, it is shipped to that server
+(``trust_database``).
 """
 
 from __future__ import annotations
@@ -56,3 +58,12 @@ class Storage:
         return PostgreSQLDatabase.open(self.dsn, connect_timeout_s=self.connect_timeout_s,
                                        statement_timeout_s=statement_timeout_s, schema=self.schema(store),
                                        application_name=application_name or f"dojoguard {store}")
+
+
+def trust_database(config: Any) -> str | None:
+    """Where this proxy's audit records are shipped: ``trust.database``, else the server ``storage`` names
+    (a school whose stores are on the trust's server ships its audit trail there too), else nowhere."""
+    named = config["trust"].get("database")
+    if named:
+        return str(named)
+    return Storage.from_config(config).dsn

@@ -22,13 +22,15 @@ DATABASE_HELP = ("the central store's address (default: trust.database); connect
 def _dsn(env: Environment, database: str | None) -> str:
     if database:
         return database
+    from dojoguard.storage.location import trust_database
+
     try:
-        value = env.config["trust"]["database"]
+        value = trust_database(env.config)
     except FileProblems as exc:
         raise fail(exc) from None
     if not value:
-        raise click.ClickException("no central store: set trust.database in the settings (docs/trust.md), or "
-                                   "give --database")
+        raise click.ClickException("no central store: set trust.database (or storage) in the settings "
+                                   "(docs/trust.md), or give --database")
     return value
 
 

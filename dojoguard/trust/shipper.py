@@ -65,10 +65,13 @@ class ShipSettings:
     @classmethod
     def from_config(cls, config) -> "ShipSettings | None":
         """The settings of ``config``'s ``trust`` section, or None when this school stands alone."""
+        from dojoguard.storage.location import trust_database
+
         trust = config["trust"]
-        if not trust.get("database"):
+        database = trust_database(config)
+        if not database:
             return None
-        return cls(database=trust["database"], school=check_name(trust["school"], "trust.school"),
+        return cls(database=database, school=check_name(trust["school"], "trust.school"),
                    node=check_name(trust.get("node") or default_node_name(), "trust.node", NODE_NAME),
                    audit_database=config.path("audit", "database"),
                    checkpoint_dir=config.path("audit", "checkpoint_dir"),

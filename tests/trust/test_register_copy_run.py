@@ -20,6 +20,7 @@ from dojoguard.consent_registry.registry import Registry
 from dojoguard.consent_registry.replica import freshness, open_central
 from dojoguard.standin import data
 from dojoguard.storage.location import Storage
+from dojoguard.trust.central import Central
 from tests.proxy.conftest import MONDAY_10, audit_rows, running_proxy, signed_in
 from tests.proxy.test_videos import enrol_class
 from tests.support.postgres import PostgresServer, require_server, wait_until_up
@@ -76,6 +77,16 @@ def _copy_events(folder) -> list[str]:
                                                "ORDER BY seq")]
     finally:
         db.close()
+
+
+def _shipped(storage: Storage) -> int:
+    """The school's decisions in the central store on the storage server."""
+    central = Central.open(storage.dsn, migrate=False)
+    try:
+        return central.db.execute("SELECT COUNT(*) FROM records WHERE school = ? AND type = 'decision'",
+                                  (SCHOOL,)).fetchone()[0]
+    finally:
+        central.close()
 
 
 def test_photos_follow_the_trusts_register_and_fail_closed_when_the_copy_is_stale(tmp_path):
@@ -136,5 +147,11 @@ def test_photos_follow_the_trusts_register_and_fail_closed_when_the_copy_is_stal
             finally:
                 state.close()
             assert not (folder / "data" / "proxy.sqlite").exists()
+            # Without a trust.database of its own, the audit trail is shipped to the same server: all five
+            # photo decisions, those made while it was away included.
+            deadline = time.monotonic() + 30
+            while _shipped(storage) < 5:
+                assert time.monotonic() < deadline, _shipped(storage)
+                time.sleep(0.5)
     finally:
         server.destroy()
