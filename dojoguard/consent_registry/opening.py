@@ -10,13 +10,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import structlog
 
 from dojoguard.clock import Clock
 from dojoguard.consent_registry.registry import Registry, RegistryUnavailable
 from dojoguard.storage.location import Storage
-
-log = structlog.get_logger("dojoguard.consent")
+from dojoguard.storage.postgresql import close_quietly
 
 
 def open_registry(config: Any, *, clock: Clock | None = None, create: bool = True) -> Registry:
@@ -34,9 +32,11 @@ class CentralLearner:
     """What the proxy learns from ClassDojo (classes, rosters), written to the school's register on the server.
 
     Called from the proxy's learning threads, never its event loop. The
-    connection is opened when first needed and opened again after any
-    failure (a server restarted, a network outage): one answer from ClassDojo
-    is then not learned, and the next one that lists the class is.
+    register is opened when first needed (so a server away at start costs
+    only what is learned meanwhile); after a server restart its database
+    connects again by itself (``PostgreSQLDatabase._alive``). An answer from
+    ClassDojo that cannot be written is not learned; the next one that lists
+    the class is.
     """
 
     def __init__(self, config: Any, *, clock: Clock | None = None):
@@ -53,28 +53,14 @@ class CentralLearner:
 
     def _call(self, method: str, *args) -> None:
         with self._lock:
+            if self._registry is None:
+                self._registry = open_registry(self.config, clock=self.clock)
             try:
-                if self._registry is None:
-                    self._registry = open_registry(self.config, clock=self.clock)
                 getattr(self._registry, method)(*args)
-            except RegistryUnavailable:
-                raise
-            except Exception as exc:
-                self.close()
-                if isinstance(exc, self._errors()):
-                    raise RegistryUnavailable(f"the consent register on the trust's server failed: {exc}") from exc
-                raise
-
-    @staticmethod
-    def _errors() -> tuple[type[BaseException], ...]:
-        import psycopg
-
-        return (psycopg.Error,)
+            except self._registry.database.errors as exc:
+                raise RegistryUnavailable(f"the consent register on the trust's server failed: {exc}") from exc
 
     def close(self) -> None:
         if self._registry is not None:
-            try:
-                self._registry.close()
-            except Exception:  # noqa: BLE001 - a broken connection closes as well as it can
-                log.debug("consent.close_failed")
+            close_quietly(self._registry.database)
             self._registry = None

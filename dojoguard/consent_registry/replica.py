@@ -12,7 +12,9 @@ network:
   notification, or at the latest every ``heartbeat_s``, compares versions and,
   when they differ, copies the register in one repeatable-read snapshot and
   writes it over the copy in one SQLite transaction (readers see the old
-  copy or the new one, never half of each).
+  copy or the new one, never half of each). A copy changed here since it
+  was written (its rows no longer hash to the digest recorded with them)
+  is copied again at the next comparison.
 - **Staleness is bounded.** Each comparison that succeeds stamps the copy
   ``confirmed_at``: "equal to the server's register at this moment". The
   image check calls ``check_fresh`` before each photo that needs the
@@ -29,6 +31,7 @@ network:
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +44,7 @@ import structlog
 from dojoguard.consent_registry.registry import Registry, RegistryUnavailable
 from dojoguard.storage import Database, SQLiteDatabase
 from dojoguard.storage.location import Storage
-from dojoguard.storage.postgresql import PostgreSQLDatabase
+from dojoguard.storage.postgresql import PostgreSQLDatabase, close_quietly
 
 log = structlog.get_logger("dojoguard.consent")
 
@@ -65,13 +68,13 @@ RETRY_MAX_S = 5.0
 
 
 def open_central(storage: Storage, *, clock=None, purposes=None,
-                 statement_timeout_s: float | None = STATEMENT_TIMEOUT_S) -> Registry:
+                 statement_timeout_s: float | None = STATEMENT_TIMEOUT_S, reconnect: bool = True) -> Registry:
     """The school's register on the server, migrated, with its change notifications in place.
 
     Raises ``RegistryUnavailable`` when the server cannot be reached or refuses the account.
     """
     try:
-        db = storage.open("registry", statement_timeout_s=statement_timeout_s)
+        db = storage.open("registry", statement_timeout_s=statement_timeout_s, reconnect=reconnect)
     except Exception as exc:  # psycopg's errors, a bad address: the register is unavailable
         raise RegistryUnavailable(f"cannot reach the consent register on the trust's server: {exc}") from exc
     registry = Registry.on(db, clock=clock, purposes=purposes)
@@ -148,6 +151,8 @@ class Freshness:
     copied_at: float
     confirmed_at: float
     max_staleness_s: float
+    # A hash of the rows as copied: a copy changed since (by hand) no longer matches it and is copied again.
+    digest: str = ""
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.confirmed_at)
@@ -157,8 +162,9 @@ def freshness(db: Database) -> Freshness | None:
     """The copy's own record of its freshness; None for a register that is not a copy."""
     if not db.has_table(_STATE):
         return None
-    row = db.execute(f"SELECT school, version, copied_at, confirmed_at, max_staleness_s FROM {_STATE}").fetchone()
-    return Freshness(row[0], int(row[1]), float(row[2]), float(row[3]), float(row[4])) if row else None
+    row = db.execute(f"SELECT school, version, copied_at, confirmed_at, max_staleness_s, digest "
+                     f"FROM {_STATE}").fetchone()
+    return Freshness(row[0], int(row[1]), float(row[2]), float(row[3]), float(row[4]), row[5]) if row else None
 
 
 def check_fresh(db: Database, now: float | None = None, *, required: bool = False) -> None:
@@ -187,7 +193,8 @@ def open_copy(path: Path) -> Registry:
     registry = Registry.open(path)
     with registry.transaction():
         registry.db.execute(f"CREATE TABLE IF NOT EXISTS {_STATE} (school TEXT NOT NULL, version INTEGER NOT NULL, "
-                            "copied_at REAL NOT NULL, confirmed_at REAL NOT NULL, max_staleness_s REAL NOT NULL)")
+                            "copied_at REAL NOT NULL, confirmed_at REAL NOT NULL, max_staleness_s REAL NOT NULL, "
+                            "digest TEXT NOT NULL)")
     return registry
 
 
@@ -199,13 +206,14 @@ class Copied:
 
 def refresh(central: PostgreSQLDatabase, copy: SQLiteDatabase, *, school: str, max_staleness_s: float,
             now: Callable[[], float] = time.time) -> Copied:
-    """Confirm the copy against the server, copying the register first if it changed."""
+    """Confirm the copy against the server, copying the register first if it changed (there, or here by hand)."""
     held = freshness(copy)
+    intact = held is not None and held.digest == digest(copy)
     stamp = now()
     with central.lock, central.connection.transaction():
         central.connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         version = central_version(central)
-        if held is not None and held.version == version and held.school == school:
+        if intact and held.version == version and held.school == school:
             tables = None
         else:
             tables = {}
@@ -216,16 +224,27 @@ def refresh(central: PostgreSQLDatabase, copy: SQLiteDatabase, *, school: str, m
         written = 0
         if tables is not None:
             written = _write(copy, tables)
-            copied_at = stamp
+            copied_at, rows_digest = stamp, digest(copy)
         else:
-            copied_at = held.copied_at
+            copied_at, rows_digest = held.copied_at, held.digest
         copy.execute(f"DELETE FROM {_STATE}")
-        copy.execute(f"INSERT INTO {_STATE} (school, version, copied_at, confirmed_at, max_staleness_s) "
-                     "VALUES (?, ?, ?, ?, ?)", (school, version, copied_at, stamp, float(max_staleness_s)))
+        copy.execute(f"INSERT INTO {_STATE} (school, version, copied_at, confirmed_at, max_staleness_s, digest) "
+                     "VALUES (?, ?, ?, ?, ?, ?)",
+                     (school, version, copied_at, stamp, float(max_staleness_s), rows_digest))
     if tables is not None:
         # No erased row may linger in the write-ahead log (the rows themselves were overwritten: secure_delete).
         copy.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return Copied(version, written)
+
+
+def digest(copy: Database) -> str:
+    """SHA-256 of every copied row, in order: what the copy holds, whoever wrote it."""
+    hashed = hashlib.sha256()
+    for table, order in COPIED:
+        for row in copy.execute(f"SELECT * FROM {table} ORDER BY {order}"):
+            hashed.update(repr(tuple(row)).encode())
+        hashed.update(b"\x00")
+    return hashed.hexdigest()
 
 
 def _write(copy: SQLiteDatabase, tables: dict[str, tuple[list[str], list[tuple]]]) -> int:
@@ -301,7 +320,9 @@ class Replica:
         return copied
 
     def _connect(self) -> None:
-        central = open_central(self.storage, statement_timeout_s=STATEMENT_TIMEOUT_S)
+        # No reconnecting by itself: a new connection would not be LISTENing; a break ends the turn here, and
+        # ``_run`` connects again and LISTENs again.
+        central = open_central(self.storage, statement_timeout_s=STATEMENT_TIMEOUT_S, reconnect=False)
         db = central.database
         try:
             from psycopg import sql
@@ -313,12 +334,8 @@ class Replica:
         self._central = db
 
     def _disconnect(self) -> None:
-        if self._central is not None:
-            try:
-                self._central.close()
-            except Exception:  # noqa: BLE001 - a broken connection closes as well as it can
-                pass
-            self._central = None
+        close_quietly(self._central)
+        self._central = None
 
     def _wait_for_change(self) -> None:
         """Until a change is announced, ``heartbeat_s`` passes or the copier is stopped."""

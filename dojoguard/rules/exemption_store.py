@@ -34,6 +34,7 @@ from dojoguard.rules.exemptions import Exemptions, load_exemptions, parse_exempt
 from dojoguard.rules.grants import write_atomically
 from dojoguard.storage import Database, Migration, migrations
 from dojoguard.storage.location import Storage
+from dojoguard.storage.postgresql import close_quietly
 
 T = TypeVar("T")
 
@@ -177,16 +178,17 @@ class ExemptionsCopy:
             if self._db is None:
                 self._db = open_store(self.storage)
             text, _ = read(self._db)
+            self.confirmed_at = time.monotonic()
+            if text is None:
+                return False  # nothing granted on the server yet: the file here stands until the first grant
+            current = self.local.read_text("utf-8") if self.local.exists() else None
+            if current == text:
+                return False
+            # Only when the document differs from the file: the records it brings.
             trail = self._db.execute("SELECT type, fields FROM exemptions_trail ORDER BY seq").fetchall()
         except Exception:
             self.close()
             raise
-        self.confirmed_at = time.monotonic()
-        if text is None:
-            return False  # nothing granted on the server yet: the file here stands until the first grant
-        current = self.local.read_text("utf-8") if self.local.exists() else None
-        if current == text:
-            return False
         known = recorded()
         for event, fields_text in trail:
             fields = json.loads(fields_text)
@@ -202,9 +204,5 @@ class ExemptionsCopy:
         return time.monotonic() - self.confirmed_at > self.max_staleness_s
 
     def close(self) -> None:
-        if self._db is not None:
-            try:
-                self._db.close()
-            except Exception:  # noqa: BLE001 - a broken connection closes as well as it can
-                pass
-            self._db = None
+        close_quietly(self._db)
+        self._db = None

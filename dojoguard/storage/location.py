@@ -48,7 +48,7 @@ class Storage:
         return school_schema(self.school, store)
 
     def open(self, store: str, *, statement_timeout_s: float | None = None,
-             application_name: str | None = None) -> PostgreSQLDatabase:
+             application_name: str | None = None, reconnect: bool = True) -> PostgreSQLDatabase:
         """Connect to ``store``'s schema (``registry``, ``holds``, ``state``) for this school.
 
         Raises ``psycopg.OperationalError`` when the server cannot be reached.
@@ -57,7 +57,8 @@ class Storage:
             raise ValueError("the stores are SQLite files here: open them by path")
         return PostgreSQLDatabase.open(self.dsn, connect_timeout_s=self.connect_timeout_s,
                                        statement_timeout_s=statement_timeout_s, schema=self.schema(store),
-                                       application_name=application_name or f"dojoguard {store}")
+                                       application_name=application_name or f"dojoguard {store}",
+                                       reconnect=reconnect)
 
 
 def trust_database(config: Any) -> str | None:

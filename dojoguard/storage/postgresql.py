@@ -178,12 +178,14 @@ class PostgreSQLDatabase(Database):
 
     @classmethod
     def open(cls, dsn: str, *, connect_timeout_s: float = 5.0, application_name: str = "dojoguard",
-             statement_timeout_s: float | None = None, schema: str | None = None) -> "PostgreSQLDatabase":
+             statement_timeout_s: float | None = None, schema: str | None = None,
+             reconnect: bool = True) -> "PostgreSQLDatabase":
         """Connect to ``dsn`` (a ``postgresql://`` URL or libpq key=value string).
 
         ``schema``: keep every table in this schema (created if missing; the
         account needs CREATE on the database for that, or the schema made
-        for it beforehand), and look nowhere else.
+        for it beforehand), and look nowhere else. ``reconnect``: connect
+        again by itself after the server went away (see ``_alive``).
 
         TCP keepalives find a server that vanished without closing the
         connection within about half a minute; ``statement_timeout_s`` also
@@ -209,7 +211,9 @@ class PostgreSQLDatabase(Database):
                 raise
 
         database = cls(connect(), dsn, schema)
-        database._reconnect = connect
+        # Not for a connection whose session holds state a new one would lack (a LISTEN): its owner must see
+        # the break and set that state up again itself.
+        database._reconnect = connect if reconnect else None
         return database
 
     def _alive(self) -> None:
@@ -306,6 +310,16 @@ class PostgreSQLDatabase(Database):
 
 # A connection idle for longer than this is looked at before use (see ``PostgreSQLDatabase._alive``).
 _LOOK_AFTER_IDLE_S = 1.0
+
+
+def close_quietly(db: "PostgreSQLDatabase | None") -> None:
+    """Close ``db`` (None: nothing); a connection the server already broke closes as well as it can."""
+    if db is None:
+        return
+    try:
+        db.close()
+    except Exception:  # noqa: BLE001 - closing a broken connection has nothing left to report
+        pass
 
 
 def _lock_key(schema: str) -> int:

@@ -135,15 +135,19 @@ def test_a_copy_that_lost_its_record_is_refused_when_the_settings_say_it_is_a_co
             check_fresh(copy.database, required=True)
 
 
-def test_a_copy_confirmed_by_hand_is_put_right_at_the_next_turn(central, copier, tmp_path):
-    """Editing the copy (a permission granted in the file) does not survive: its version no longer matches."""
+@pytest.mark.parametrize("also_the_version", [False, True], ids=["rows-only", "rows-and-version"])
+def test_a_copy_edited_by_hand_is_put_right_at_the_next_turn(central, copier, tmp_path, also_the_version):
+    """A permission granted in the copy's file does not survive the next comparison, whether or not the editor
+    also touched the version it records: the rows no longer hash to what was copied."""
     bo = add_pupil(central, "B1", "Bo", "K", consents={"class_story": "refused"})
     copier.turn()
     with _copy(tmp_path) as copy:
         with copy.transaction():
             copy.db.execute("UPDATE consents SET state = 'granted' WHERE person_id = ?", (bo,))
-            copy.db.execute("UPDATE replica_state SET version = version - 1")
-        copier.turn()
+            if also_the_version:
+                copy.db.execute("UPDATE replica_state SET version = version - 1")
+        assert copy.is_permitted(bo, "class_story")
+        assert copier.turn().rows > 0
         assert not copy.is_permitted(bo, "class_story")
 
 
@@ -218,3 +222,35 @@ def test_refresh_copies_one_snapshot(central, storage, tmp_path):
     finally:
         server.close()
         copy.close()
+
+
+def test_what_the_proxy_learns_is_written_to_the_register_on_the_server(storage, central, tmp_path):
+    """The proxy's learning (classes, rosters) goes to the school's register there, opened when first needed."""
+    from dojoguard import config as config_module
+    from dojoguard.consent_registry.opening import CentralLearner
+
+    settings = config_module.load(_settings_file(storage, tmp_path))
+    learner = CentralLearner(settings)
+    try:
+        learner.learn_class("c9", "3O")
+        learner.learn_roster("c9", [("d9", "Ada", "Lovelace")])
+    finally:
+        learner.close()
+    assert [c[0] for c in central.classes()] == ["c9"]
+    assert [p.dojo_pupil_id for p in central.dojo_pupils()] == ["d9"]
+
+
+def test_a_learner_whose_server_cannot_be_reached_says_so(tmp_path):
+    from dojoguard import config as config_module
+    from dojoguard.consent_registry.opening import CentralLearner
+
+    unreachable = Storage(dsn="host=127.0.0.1 port=1 dbname=dg user=dg connect_timeout=1", school="oak")
+    learner = CentralLearner(config_module.load(_settings_file(unreachable, tmp_path)))
+    with pytest.raises(RegistryUnavailable, match="cannot reach"):
+        learner.learn_class("c9", "3O")
+
+
+def _settings_file(storage: Storage, folder):
+    path = folder / "config.yaml"
+    path.write_text(f"data_dir: {folder / 'data'}\nstorage: \"{storage.dsn}\"\ntrust:\n  school: {storage.school}\n")
+    return path
