@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from dojoguard.cli import cli
 from dojoguard.clock import FixedClock
 from dojoguard.environment import Environment
+from dojoguard.proxy.addon import RELOAD_INTERVAL_S
 from dojoguard.standin import data
 from tests.proxy.conftest import MONDAY_18, running_proxy, signed_in
 from tests.support.postgres import PostgresServer, require_server
@@ -47,7 +48,8 @@ def test_a_grant_on_the_server_reaches_the_proxy_and_is_suspended_while_the_serv
         office_settings.write_text(f"data_dir: {office / 'data'}\nstorage: {dsn}\ntrust:\n  school: oak\n")
         run = tmp_path / "run"
         run.mkdir()
-        settings = {"storage": dsn, "trust": {"school": "oak"}, "consent": {"max_staleness_s": STALE_S}}
+        settings = {"storage": dsn, "trust": {"school": "oak"}, "consent": {"max_staleness_s": STALE_S},
+                    "rules": {"reload": True}}
         with running_proxy(run, policy="builtin", at=MONDAY_18, settings=settings) as found:
             with signed_in(found["proxy"]) as client:
                 before = client.post(MESSAGE, json={"body": "Concert tonight: doors at 6.30"})
@@ -71,6 +73,13 @@ def test_a_grant_on_the_server_reaches_the_proxy_and_is_suspended_while_the_serv
                        "the exemptions were not suspended while the server was away")
                 after = client.post(MESSAGE, json={"body": "Concert tonight: doors at 6.30"})
                 assert after.status_code == 403, after.text
+                # Someone on the proxy's machine rewrites the exemptions file while the server is away, hoping
+                # the proxy's watcher applies it: suspended means suspended.
+                local = run / "data" / "exemptions.yaml"
+                local.write_text(local.read_text() + "\n# edited while the server was away\n")
+                time.sleep(RELOAD_INTERVAL_S + 2)
+                again = client.post(MESSAGE, json={"body": "Concert tonight: doors at 6.30"})
+                assert again.status_code == 403, again.text
 
                 server.start()
                 _until(goes, 30, "the exemptions were not applied again when the server came back")

@@ -1,6 +1,6 @@
 """A real `dojoguard run` whose school keeps its held and queued items on a real PostgreSQL server (storage:
 postgresql://...): a message written after hours is queued in the school's holds schema there (nothing in a file
-here, and the server restarted in between), a leader's `held list` on another machine's settings reads it from
+here; while the server was away a message that had to be queued was blocked, never sent), a leader's `held list` on another machine's settings reads it from
 the server, and at 8am the proxy sends it from the server's store to ClassDojo, once."""
 
 from __future__ import annotations
@@ -47,8 +47,12 @@ def _queue_and_send(tmp_path, server) -> None:
                 "rules": {"calendar": str(builtin_calendar())}}
     with running_proxy(tmp_path, policy=deferring_policy(tmp_path), at=MONDAY_18, settings=settings) as found:
         with signed_in(found["proxy"]) as client:
-            # The server restarts after the proxy opened its stores there: they connect again.
+            # The server is away when a message must be queued: it cannot be kept, so it is blocked, never sent.
             server.stop()
+            lost = client.post(MESSAGE, json={"body": "Bake sale on Friday"})
+            assert lost.status_code == 403 and lost.json()["error"]["code"] == "DOJOGUARD_BLOCKED", lost.text
+            assert "could not keep it safely" in lost.json()["error"]["detail"]
+            # Back again (the proxy opened its stores before it went): they connect again.
             server.start()
             wait_until_up(server)
             time.sleep(1.5)
@@ -77,6 +81,7 @@ def _queue_and_send(tmp_path, server) -> None:
             time.sleep(0.2)
         time.sleep(1.0)
         assert len([r for r in found["standin"].received if r.method == "POST" and b"PE kit" in r.body]) == 1
+        assert not [r for r in found["standin"].received if b"Bake sale" in r.body]
         # Sent: gone from the server's store, and from what leaders are shown.
         holds = Storage(dsn=central_dsn, school=school).open("holds")
         try:

@@ -22,7 +22,7 @@ from dojoguard.standin import data
 from dojoguard.storage.location import Storage
 from dojoguard.trust.central import Central
 from tests.proxy.conftest import MONDAY_10, audit_rows, running_proxy, signed_in
-from tests.proxy.test_videos import enrol_class
+from tests.proxy.test_videos import clip, enrol_class
 from tests.support.postgres import PostgresServer, require_server, wait_until_up
 
 pytestmark = pytest.mark.slow
@@ -122,6 +122,12 @@ def test_photos_follow_the_trusts_register_and_fail_closed_when_the_copy_is_stal
                 assert not _arrived(found, "Ada during the outage")
                 decision = audit_rows(folder / "data" / "audit.sqlite")[-1]
                 assert decision["verdict"] != "allow", decision
+                # The same face in a video instead of a photo is judged from the same stale copy: not sent.
+                video = clip((sample_photos.open_sample(sample_photos.PORTRAIT), 2))
+                answer = client.post(STORY, json={"body": "Ada's video during the outage", "attachments": [
+                    {"type": "video", "data": "data:video/mp4;base64," + base64.b64encode(video).decode()}]})
+                assert answer.status_code == 403, answer.text
+                assert not _arrived(found, "Ada's video during the outage")
                 # A photo without a face does not need the register: it goes.
                 answer = _photo(client, sample_photos.NO_FACE[0], "Coffee during the outage")
                 assert answer.status_code == 200, answer.text
