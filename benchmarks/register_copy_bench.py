@@ -9,8 +9,9 @@ each beside a yardstick from the same run:
    snapshot of the copied tables, written over the proxy's SQLite copy in one
    transaction, then its write-ahead log truncated), against reading the same
    rows from the server alone (the part no copy can avoid).
-2. **A confirmation** (nothing changed: the version compared and the copy
-   stamped), which the copier does at least every ``heartbeat_s``.
+2. **A confirmation** (nothing changed: the version compared, the copy's
+   rows hashed against the digest recorded when they were written, and the
+   copy stamped), which the copier does at least every ``heartbeat_s``.
 3. **Propagation**: the copier thread running as in the proxy
    (``consent.max_staleness_s`` 300, so its heartbeat is 30 s and only the
    notification can bring a change quickly); ``--changes`` consents recorded
